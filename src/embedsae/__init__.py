@@ -1,0 +1,24 @@
+"""embedsae: interpretable, steerable sparse concepts for dense embeddings."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "Workspace", "load_sae", "TopKSAE", "BatchTopKSAE", "ReLUSAE", "EmbedSAEError"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing embedsae must not import torch or sentence-transformers.
+    if name == "Workspace":
+        from .workspace import Workspace
+
+        return Workspace
+    if name in ("load_sae", "TopKSAE", "BatchTopKSAE", "ReLUSAE"):
+        from . import sae
+
+        return getattr(sae, name)
+    if name == "EmbedSAEError":
+        from .errors import EmbedSAEError
+
+        return EmbedSAEError
+    raise AttributeError(f"module 'embedsae' has no attribute {name!r}")

