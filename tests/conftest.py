@@ -1,13 +1,14 @@
 """Shared fixtures: paths to the real data in ../shared/data, the packaged embedding model, and
 session-wide workspaces (arXiv abstracts, Cranfield) built through the real pipeline.
 
-Embeddings are cached under .pytest_cache/embedsae-vectors/ keyed by a hash of the texts, so a second
+Embeddings are cached under .pytest_cache/embedsae-vectors/ (or $EMBEDSAE_TEST_CACHE) keyed by a hash of the texts, so a second
 local run skips the few minutes of embedding; a fresh clone (CI) computes them once per run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-CACHE = ROOT / ".pytest_cache" / "embedsae-vectors"
+CACHE = Path(os.environ.get("EMBEDSAE_TEST_CACHE") or ROOT / ".pytest_cache" / "embedsae-vectors")
 
 
 def shared_path(*parts: str) -> Path:
