@@ -82,3 +82,21 @@ def reconstruct_array(sae: SAE, vectors: np.ndarray, *, batch_size: int = 4096) 
         x = torch.from_numpy(np.ascontiguousarray(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
         out.append(sae.reconstruct(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_in), np.float32)
+
+
+def workspace_codes(ws, sae: str | None = None, *, progress: bool = False) -> Codes:
+    """Sparse codes of all the workspace's documents under one of its SAEs, stored as saes/<name>/codes.npz.
+
+    Computed once; recomputed only when the SAE file is newer than the stored codes.
+    """
+    name = ws.resolve_sae(sae)
+    folder = ws.sae_dir(name)
+    path = folder / "codes.npz"
+    if path.is_file() and path.stat().st_mtime >= (folder / "sae.safetensors").stat().st_mtime:
+        codes = Codes.load(path)
+        if len(codes) == ws.n_documents:
+            return codes
+    model = ws.load_sae(name)
+    codes = encode_array(model, ws.embeddings, progress=progress)
+    codes.save(path)
+    return codes
