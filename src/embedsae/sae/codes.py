@@ -64,7 +64,7 @@ def encode_array(
     sae.eval()
     idx_parts, val_parts = [], []
     for i in tqdm(range(0, len(vectors), batch_size), disable=not progress, desc="encode", unit="batch"):
-        x = torch.from_numpy(np.ascontiguousarray(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
+        x = torch.from_numpy(np.array(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
         code = sae.encode_sparse(x, k)
         idx_parts.append(code.indices.to(torch.int32).cpu().numpy())
         val_parts.append(code.values.float().cpu().numpy())
@@ -79,7 +79,7 @@ def reconstruct_array(sae: SAE, vectors: np.ndarray, *, batch_size: int = 4096) 
     """SAE reconstructions of every row of `vectors`."""
     out = []
     for i in range(0, len(vectors), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
+        x = torch.from_numpy(np.array(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
         out.append(sae.reconstruct(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_in), np.float32)
 

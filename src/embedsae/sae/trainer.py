@@ -49,6 +49,8 @@ class TrainConfig:
     """Steps between host-side metric reads (progress bar and log)."""
     checkpoint_every: int = 0
     """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
+    noise: float = 0.0
+    """Gaussian input noise while training, as a share of the mean vector norm (regularises small corpora)."""
     device: str = "auto"
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
     bf16: bool = True
@@ -92,6 +94,8 @@ class Trainer:
         self.opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=fused, foreach=None if fused else True)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step = 0
+        self.noise_scale = 0.0
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
         self.steps_since_fired = torch.zeros(sae.cfg.n_latents, dtype=torch.long, device=self.device)
         self.log: list[dict[str, Any]] = []
 
@@ -112,6 +116,7 @@ class Trainer:
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
             "steps_since_fired": self.steps_since_fired.cpu(),
+            "noise_gen": self.noise_gen.get_state(),
             "log": self.log,
         }
 
@@ -121,6 +126,7 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.steps_since_fired = state["steps_since_fired"].to(self.device)
+        self.noise_gen.set_state(state["noise_gen"])
         self.log = list(state["log"])
 
     def save_checkpoint(self) -> None:
@@ -157,6 +163,8 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
                 x = x.to(dev, non_blocking=True, dtype=torch.float32)
+                if self.noise_scale > 0:
+                    x = x + self.noise_scale * torch.randn(x.shape, device=dev, generator=self.noise_gen)
                 dead = self.steps_since_fired > self.dead_after_steps
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                     out = sae.training_forward(x, dead)
@@ -273,6 +281,9 @@ def train_on_array(
         sae, cfg, total, checkpoint_dir=out_dir, dead_after_steps=math.ceil(dead_vectors / batch_size),
         val_data=val, progress=progress,
     )
+    if cfg.noise > 0:
+        mean_norm = float(data[: min(len(data), 65536)].norm(dim=1).mean())
+        trainer.noise_scale = cfg.noise * mean_norm / math.sqrt(data.shape[1])
     resumed = resume and trainer.try_resume()
     if not resumed:
         sae.to(device).init_from_data(data[: min(len(data), 65536)])
