@@ -64,7 +64,7 @@ def embedsae_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float
 
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(d_in=d, n_latents=n, k=k))
-    cfg = TrainConfig(lr=lr, device=str(device), log_every=10**9, warmup_steps=0, decay_fraction=0.0)
+    cfg = TrainConfig(lr=lr, device=str(device), log_every=10, warmup_steps=0, decay_fraction=0.0)
     trainer = Trainer(sae, cfg, total_steps=len(batches), dead_after_steps=50, progress=False)
     sync(device)
     t0 = time.perf_counter()

@@ -152,22 +152,29 @@ class SAE(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training helpers
-    def _gathered_activations(self, x: Tensor, idx: Tensor) -> Tensor:
-        """Pre-activations of the chosen latents only, differentiable; backward touches only those rows."""
-        w = F.embedding(idx, self.W_enc)  # (B, k, d)
-        return torch.einsum("bkd,bd->bk", w, x - self.b_pre) + F.embedding(idx, self.b_lat.unsqueeze(1)).squeeze(-1)
+    def _train_pre_activations(self, x: Tensor) -> Tensor:
+        """Pre-activations for a training step: without a graph on CPU (the sparse kernel does backward)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.device.type != "cpu"):
+            return self.pre_activations(x)
+
+    def _codec(self, x: Tensor, pre: Tensor, idx: Tensor, add_bias: bool = True, keep: Tensor | None = None):
+        """Decode the latents `idx` of each row; returns (x_hat, values). `keep` zeroes unselected entries."""
+        from .kernels import eager_codec, sparse_codec
+
+        pre_sel = pre.gather(1, idx)
+        if keep is not None:
+            pre_sel = pre_sel.masked_fill(~keep, -1.0)
+        if pre_sel.requires_grad or not torch.is_grad_enabled():
+            return eager_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias)
+        return sparse_codec(x, self.W_enc, self.b_lat, self.W_dec, self.b_pre, idx, pre_sel, add_bias)
 
     def _aux_loss(self, x: Tensor, x_hat: Tensor, pre: Tensor, dead: Tensor | None) -> Tensor:
         """NMSE of the residual predicted from the top aux_k dead latents (no host sync)."""
         if dead is None:
             return x.new_zeros(())
-        masked = pre.masked_fill(~dead, float("-inf"))
-        idx = masked.topk(self.cfg.effective_aux_k, dim=1, sorted=False).indices
-        vals = F.relu(self._gathered_activations(x, idx)) * dead[idx].to(x.dtype)
-        residual = (x - x_hat).detach()
-        e_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
-        loss = nmse(residual, e_hat)
-        return torch.nan_to_num(loss, nan=0.0)
+        idx = pre.detach().masked_fill(~dead, float("-inf")).topk(self.cfg.effective_aux_k, dim=1, sorted=False).indices
+        e_hat, _ = self._codec(x, pre, idx, add_bias=False, keep=dead[idx])
+        return torch.nan_to_num(nmse((x - x_hat).detach(), e_hat), nan=0.0)
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:

@@ -33,18 +33,15 @@ class BatchTopKSAE(SAE):
     def training_forward(self, x: Tensor, dead: Tensor | None = None) -> ForwardOutput:
         b, k = x.shape[0], self.cfg.k
         cap = min(4 * k, self.cfg.n_latents)
+        pre = self._train_pre_activations(x)
         with torch.no_grad():
-            pre = self.pre_activations(x)
-            idx = pre.topk(cap, dim=1, sorted=False).indices
-            cand = pre.gather(1, idx)
-            flat = cand.flatten()
-            keep_n = min(b * k, flat.numel())
-            kth = flat.topk(keep_n, sorted=False).values.min()
-            keep = (cand >= kth) & (cand > 0)
+            top = pre.detach().topk(cap, dim=1, sorted=False)
+            flat = top.values.flatten()
+            kth = flat.topk(min(b * k, flat.numel()), sorted=False).values.min()
+            keep = (top.values >= kth) & (top.values > 0)
             self.threshold.lerp_(kth.clamp_min(0), 0.01)
-        vals = F.relu(self._gathered_activations(x, idx)) * keep
-        x_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_pre
+        x_hat, vals = self._codec(x, pre, top.indices, keep=keep)
         main = nmse(x, x_hat)
         aux = self._aux_loss(x, x_hat, pre, dead)
         loss = main + self.cfg.aux_coef * aux
-        return ForwardOutput(x_hat, SparseCode(idx, vals), loss, main.detach(), aux.detach())
+        return ForwardOutput(x_hat, SparseCode(top.indices, vals.detach()), loss, main.detach(), aux.detach())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -21,16 +20,14 @@ class TopKSAE(SAE):
 
     def training_forward(self, x: Tensor, dead: Tensor | None = None) -> ForwardOutput:
         k = self.cfg.k
-        with torch.no_grad():
-            pre = self.pre_activations(x)
-            idx = pre.topk(max(k, self.cfg.multik or 0), dim=1, sorted=True).indices
-        vals = F.relu(self._gathered_activations(x, idx))
-        x_hat = F.embedding_bag(idx[:, :k], self.W_dec, per_sample_weights=vals[:, :k], mode="sum") + self.b_pre
+        pre = self._train_pre_activations(x)
+        idx = pre.detach().topk(max(k, self.cfg.multik or 0), dim=1, sorted=True).indices
+        x_hat, vals = self._codec(x, pre, idx[:, :k])
         main = nmse(x, x_hat)
         loss = main
         if self.cfg.multik:
-            x_hat_m = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_pre
+            x_hat_m, _ = self._codec(x, pre, idx)
             loss = loss + self.cfg.multik_coef * nmse(x, x_hat_m)
         aux = self._aux_loss(x, x_hat, pre, dead)
         loss = loss + self.cfg.aux_coef * aux
-        return ForwardOutput(x_hat, SparseCode(idx[:, :k], vals[:, :k]), loss, main.detach(), aux.detach())
+        return ForwardOutput(x_hat, SparseCode(idx[:, :k], vals.detach()), loss, main.detach(), aux.detach())

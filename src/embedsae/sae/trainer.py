@@ -97,6 +97,7 @@ class Trainer:
         self.noise_scale = 0.0
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
         self.steps_since_fired = torch.zeros(sae.cfg.n_latents, dtype=torch.long, device=self.device)
+        self.any_dead = False  # nothing is dead at the start; refreshed at each log step (aux loss skipped while False)
         self.log: list[dict[str, Any]] = []
 
     def _lr_factor(self, step: int) -> float:
@@ -117,6 +118,7 @@ class Trainer:
             "sched": self.sched.state_dict(),
             "steps_since_fired": self.steps_since_fired.cpu(),
             "noise_gen": self.noise_gen.get_state(),
+            "any_dead": self.any_dead,
             "log": self.log,
         }
 
@@ -127,6 +129,7 @@ class Trainer:
         self.sched.load_state_dict(state["sched"])
         self.steps_since_fired = state["steps_since_fired"].to(self.device)
         self.noise_gen.set_state(state["noise_gen"])
+        self.any_dead = bool(state["any_dead"])
         self.log = list(state["log"])
 
     def save_checkpoint(self) -> None:
@@ -165,7 +168,7 @@ class Trainer:
                 x = x.to(dev, non_blocking=True, dtype=torch.float32)
                 if self.noise_scale > 0:
                     x = x + self.noise_scale * torch.randn(x.shape, device=dev, generator=self.noise_gen)
-                dead = self.steps_since_fired > self.dead_after_steps
+                dead = self.steps_since_fired > self.dead_after_steps if self.any_dead else None
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                     out = sae.training_forward(x, dead)
                 self.opt.zero_grad(set_to_none=True)
@@ -202,6 +205,7 @@ class Trainer:
             "aux_loss": a[1] / max(a[2], 1),
             "dead_fraction": float((self.steps_since_fired > self.dead_after_steps).float().mean()),
         }
+        self.any_dead = row["dead_fraction"] > 0
         if self.val_data is not None and len(self.val_data):
             row["val_nmse"] = validation_nmse(self.sae, self.val_data)
         self.log.append(row)
