@@ -1,8 +1,9 @@
 """Concept-level sparse retrieval (CL-SR): an inverted index over SAE latents.
 
-Each document keeps its top `doc_k` latents with their activations; the index stores, per latent, the
-documents where it fires (a CSC-like posting layout: int64 pointers, int32 document ids, float16
-weights). Three scorings:
+Each document keeps its top `doc_k` latents with their activations. On disk the index is that forward
+table (int16 latent ids when there are fewer than 32,768 latents, float16 activations) plus one float32
+norm per document; on load it is inverted into posting lists per latent (int64 pointers, int32 document
+ids, float16 weights). Three scorings:
 
 - ``projection`` (default): the query's weight on latent i is its projection on feature i's decoder
   direction, ``w_i = W_dec[i] . q``, so ``sum_i w_i z_{d,i} + q . b_pre`` is the query's dot product with
@@ -87,7 +88,7 @@ class ConceptIndex:
         self.indptr = np.zeros(self.n_latents + 1, np.int64)
         np.cumsum(np.bincount(lat, minlength=self.n_latents), out=self.indptr[1:])
         self.doc_ids = rows[order]
-        self.weights = val[order].astype(np.float32)
+        self.weights = val[order].astype(np.float16)
         self.doc_lengths = np.bincount(rows, weights=val.astype(np.float64), minlength=self.n_docs).astype(np.float32)
         df = np.diff(self.indptr).astype(np.float64)
         self.idf = np.log1p((self.n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
@@ -141,7 +142,7 @@ class ConceptIndex:
     def _bm25_weights(self) -> np.ndarray:
         if self._bm25 is None:
             s = self.settings
-            tf = self.weights
+            tf = self.weights.astype(np.float32)
             dl = self.doc_lengths[self.doc_ids]
             avg = float(self.doc_lengths.mean()) if self.n_docs else 1.0
             lat = np.repeat(np.arange(self.n_latents), np.diff(self.indptr))
@@ -158,12 +159,12 @@ class ConceptIndex:
         starts, ends = self.indptr[latents], self.indptr[latents + 1]
         lens = ends - starts
         if len(latents) == 0 or int(lens.sum()) == 0:
-            return np.zeros(self.n_docs, np.float64)
+            return np.zeros(self.n_docs, np.float32)
         sl = [slice(a, b) for a, b in zip(starts.tolist(), ends.tolist()) if b > a]
         docs = np.concatenate([self.doc_ids[s] for s in sl])
         base = self._term_weights()
         contrib = np.concatenate([base[s] for s in sl]) * np.repeat(weights[lens > 0], lens[lens > 0])
-        return np.bincount(docs, weights=contrib, minlength=self.n_docs)
+        return np.bincount(docs, weights=contrib, minlength=self.n_docs).astype(np.float32)
 
     def exact(self, docs: np.ndarray, full_weights: np.ndarray, offset: float) -> np.ndarray:
         """Projection scores of some documents from all the latents they keep (forward index)."""
@@ -179,7 +180,8 @@ class ConceptIndex:
         if self.settings.scoring != "projection":
             i, v = top_k(scores[None, :], k)
             return i[0], v[0]
-        scores = (scores + query.offset) * self._inv_norms
+        scores += np.float32(query.offset)
+        scores *= self._inv_norms
         depth = max(k, self.settings.rerank) if self.settings.rerank else k
         cand, _ = top_k(scores[None, :], depth)
         cand = cand[0]
@@ -227,19 +229,31 @@ class ConceptQuery:
     full_weights: np.ndarray | None = None
 
 
-def encode_query(sae, q: np.ndarray, settings: ConceptSettings) -> ConceptQuery:
-    """A query vector in the concept index's terms (latents and weights), per the index's scoring."""
-    import torch
+def sae_arrays(sae) -> tuple[np.ndarray, np.ndarray]:
+    """The SAE's decoder (n_latents x d) and b_pre as float32 numpy arrays (for fast per-query maths)."""
+    return (sae.W_dec.detach().cpu().numpy().astype(np.float32, copy=False),
+            sae.b_pre.detach().cpu().numpy().astype(np.float32, copy=False))
 
-    q = np.asarray(q, np.float32).reshape(1, -1)
-    with torch.no_grad():
-        if settings.scoring == "dot":
-            code = sae.encode_sparse(torch.from_numpy(q), min(settings.query_k, sae.cfg.n_latents))
-            lat, w = code.indices[0].numpy(), code.values[0].float().numpy()
-            keep = w > 0
-            return ConceptQuery(lat[keep].astype(np.int64), w[keep])
-        proj = (sae.W_dec @ torch.from_numpy(q[0])).numpy().astype(np.float32)
-        offset = float(q[0] @ sae.b_pre.numpy())
+
+def encode_query(
+    sae, q: np.ndarray, settings: ConceptSettings, arrays: tuple[np.ndarray, np.ndarray] | None = None
+) -> ConceptQuery:
+    """A query vector in the concept index's terms (latents and weights), per the index's scoring.
+
+    `arrays` (from `sae_arrays`) avoids converting the decoder on every query.
+    """
+    q = np.asarray(q, np.float32).reshape(-1)
+    if settings.scoring == "dot":
+        import torch
+
+        with torch.no_grad():
+            code = sae.encode_sparse(torch.from_numpy(q[None, :].copy()), min(settings.query_k, sae.cfg.n_latents))
+        lat, w = code.indices[0].numpy(), code.values[0].float().numpy()
+        keep = w > 0
+        return ConceptQuery(lat[keep].astype(np.int64), w[keep])
+    W, b_pre = arrays if arrays is not None else sae_arrays(sae)
+    proj = W @ q
+    offset = float(q @ b_pre)
     m = min(settings.query_k, len(proj))
     lat = np.argpartition(-proj, m - 1)[:m]
     lat = lat[proj[lat] > 0]

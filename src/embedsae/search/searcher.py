@@ -117,6 +117,14 @@ class Searcher:
             self._cache["labels"] = feature_labels(self.ws, self.sae_name)
         return self._cache["labels"]
 
+    def concept_query(self, vector: np.ndarray):
+        """The query in the concept index's terms (latents, weights)."""
+        from .concept import encode_query, sae_arrays
+
+        if "sae_arrays" not in self._cache:
+            self._cache["sae_arrays"] = sae_arrays(self.sae)
+        return encode_query(self.sae, vector, self.concept.settings, self._cache["sae_arrays"])
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors, made by the workspace's embedding model."""
         if self._embedder is None:
@@ -128,9 +136,21 @@ class Searcher:
         return Steering.from_specs(specs, self.sae, labels=self.labels, embed=self.embed, form=form)
 
     # ------------------------------------------------------------------ ranking
+    def single_thread(self):
+        """A context in which BLAS runs on one thread: one query's matrix-vector products gain nothing from
+        more, and BLAS threads competing with torch's for the same cores cost tens of milliseconds."""
+        if "threads" not in self._cache:
+            from threadpoolctl import ThreadpoolController
+
+            self._cache["threads"] = ThreadpoolController()
+        return self._cache["threads"].limit(limits=1, user_api="blas")
+
     def rank(self, mode: str, vector: np.ndarray | None, text: str | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and scores for one query (vector for dense/concept, text for BM25)."""
-        from .concept import encode_query
+        with self.single_thread():
+            return self._rank(mode, vector, text, k)
+
+    def _rank(self, mode: str, vector: np.ndarray | None, text: str | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         from .dense import top_k
 
         if mode not in MODES:
@@ -139,7 +159,7 @@ class Searcher:
             i, s = self.dense.search(vector[None, :], k)
             return i[0], s[0]
         if mode == "concept":
-            return self.concept.search(encode_query(self.sae, vector, self.concept.settings), k)
+            return self.concept.search(self.concept_query(vector), k)
         if mode == "bm25":
             if text is None:
                 raise InputError("BM25 search needs the query text, not only a vector")
@@ -156,11 +176,11 @@ class Searcher:
         n = self.ws.n_documents
         depth = max(self.depth, k)
         if self.fusion == "rrf":
-            fused = rrf({p: self.rank(p, vector, text, depth)[0] for p in parts}, self.weights, n, self.rrf_k)
+            fused = rrf({p: self._rank(p, vector, text, depth)[0] for p in parts}, self.weights, n, self.rrf_k)
         else:
             scores = {}
             for p in parts:
-                rows, vals = self.rank(p, vector, text, depth)
+                rows, vals = self._rank(p, vector, text, depth)
                 full = np.full(n, float(vals.min()) if len(vals) else 0.0)
                 full[rows] = vals
                 scores[p] = full
@@ -202,17 +222,16 @@ class Searcher:
             vector, report = res.vector, res.to_dict()
         rows, scores = self.rank(mode, vector, text, top)
         seconds = time.perf_counter() - t0
-        hits = self._hits(rows, scores, vector if explain else None)
+        with self.single_thread():
+            hits = self._hits(rows, scores, vector if explain else None)
         return SearchResult(text if text is not None else "<vector>", mode, hits, report, seconds)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
         ids, titles = self.ws.corpus["id"].astype(str), self._titles()
         cq = None
         if vector is not None:
-            from .concept import encode_query
-
             try:
-                cq = encode_query(self.sae, vector, self.concept.settings)
+                cq = self.concept_query(vector)
             except EmbedSAEError as exc:  # explanations need the concept index; hits come without them
                 self._cache.setdefault("explain_error", str(exc))
         hits = []
