@@ -1,7 +1,8 @@
 """Steering a query by editing its SAE features.
 
 A spec is ``ID=VALUE`` or ``"label text"=VALUE``: ``VALUE`` sets the feature's activation (``0`` removes
-it), ``+X`` raises it by X and ``-X`` lowers it by X (never below zero). Two forms of the steered vector:
+it), ``+X`` raises it by X and ``-X`` lowers it by X; lowering past zero pushes the query away from the
+feature. A feature's activations over the corpus (shown by `embedsae search` as "typical") give the scale. Two forms of the steered vector:
 
 - ``residual`` (default): ``q' = q + W_dec^T (z' - z)``, which keeps what the SAE does not reconstruct;
 - ``decode`` (the seed app's form): ``q' = b_pre + W_dec^T z'``, the decoded edited code.
@@ -34,7 +35,7 @@ class Edit:
     match_score: float | None = None
 
     def apply(self, current: float) -> float:
-        return max(0.0, current + self.value) if self.op == "add" else max(0.0, self.value)
+        return current + self.value if self.op == "add" else self.value
 
 
 @dataclass
