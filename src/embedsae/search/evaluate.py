@@ -63,8 +63,9 @@ def evaluate_retrieval(
     searcher = searcher or Searcher(ws, sae)
     qids, texts, qrels = load_benchmark(ws, beir_dir, split)
     t0 = time.perf_counter()
-    vectors = searcher.embed(texts)
-    embed_ms = 1000 * (time.perf_counter() - t0) / max(len(texts), 1)
+    needs_vectors = any(m != "bm25" for m in modes)
+    vectors = searcher.embed(texts) if needs_vectors else [None] * len(texts)
+    embed_ms = 1000 * (time.perf_counter() - t0) / max(len(texts), 1) if needs_vectors else 0.0
     doc_ids = np.asarray(ws.ids, dtype=object)
     info = index_info(ws) or {}
     sizes = {
