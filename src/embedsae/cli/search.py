@@ -102,7 +102,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         for c in res.steering["changes"]:
             how = "" if c["matched_by"] == "id" else f"  [{c['spec']} -> matched by {c['matched_by']}" + (
                 f", score {c['match_score']}]" if c["match_score"] is not None else "]")
-            print(f"  feature {c['feature']} ({c['label']}): {c['before']:.4f} -> {c['after']:.4f}{how}")
+            scale = f"  (largest in documents {c['doc_max']:.4f}, fires in {c['doc_share']:.1%})" if "doc_max" in c else ""
+            print(f"  feature {c['feature']} ({c['label']}): {c['before']:.4f} -> {c['after']:.4f}{scale}{how}")
         print()
     for h in res.hits:
         print(f"{h['rank']:>3}. [{h['score']:.4f}] {h['id']}  {h['title']}")

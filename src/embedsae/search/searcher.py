@@ -220,11 +220,23 @@ class Searcher:
         if steer:
             res = steer.apply(self.sae, vector, self.labels)
             vector, report = res.vector, res.to_dict()
+            self._add_typical(report["changes"])
         rows, scores = self.rank(mode, vector, text, top)
         seconds = time.perf_counter() - t0
         with self.single_thread():
             hits = self._hits(rows, scores, vector if explain else None)
         return SearchResult(text if text is not None else "<vector>", mode, hits, report, seconds)
+
+    def _add_typical(self, changes: list[dict[str, Any]]) -> None:
+        """Each changed feature's largest activation over the documents, the scale for edit values."""
+        try:
+            index = self.concept
+        except EmbedSAEError:
+            return
+        for c in changes:
+            a, b = index.indptr[c["feature"]], index.indptr[c["feature"] + 1]
+            c["doc_max"] = round(float(index.weights[a:b].max()), 5) if b > a else 0.0
+            c["doc_share"] = round(float(b - a) / max(index.n_docs, 1), 5)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
         ids, titles = self.ws.corpus["id"].astype(str), self._titles()

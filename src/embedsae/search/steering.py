@@ -2,7 +2,8 @@
 
 A spec is ``ID=VALUE`` or ``"label text"=VALUE``: ``VALUE`` sets the feature's activation (``0`` removes
 it), ``+X`` raises it by X and ``-X`` lowers it by X; lowering past zero pushes the query away from the
-feature. A feature's activations over the corpus (shown by `embedsae search` as "typical") give the scale. Two forms of the steered vector:
+feature. A feature's largest activation over the documents (``doc_max`` in the steering report) gives the
+scale: edits of a few times that move the results visibly (see benchmarks/steering_effect.py). Two forms of the steered vector:
 
 - ``residual`` (default): ``q' = q + W_dec^T (z' - z)``, which keeps what the SAE does not reconstruct;
 - ``decode`` (the seed app's form): ``q' = b_pre + W_dec^T z'``, the decoded edited code.
