@@ -207,6 +207,8 @@ class Searcher:
         text = query if isinstance(query, str) else None
         if text is not None and not text.strip():
             raise InputError("the query is empty; give some words to search for")
+        if isinstance(steer, str):
+            steer = [steer]
         if steer is not None and not isinstance(steer, Steering):
             steer = self.steering(list(steer), steer_form) if len(steer) else None
         if steer and mode == "bm25":
