@@ -255,6 +255,12 @@ class Workspace:
         self.manifest["latest_sae"] = name
         self.save_manifest()
 
+    def search(self, query: Any, mode: str = "dense", top: int = 10, **kwargs: Any):
+        """Search this workspace's documents (embedsae.search.search; keep a Searcher for many queries)."""
+        from .search import search
+
+        return search(self, query, mode, top, **kwargs)
+
     def remove_sae(self, name: str) -> None:
         shutil.rmtree(self.sae_dir(name), ignore_errors=True)
 

@@ -1,0 +1,98 @@
+"""IR evaluation on a BEIR-format benchmark whose corpus is the workspace's corpus (metrics by ranx)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..workspace import Workspace
+from .searcher import MODES, Searcher
+
+METRICS = ("ndcg@10", "mrr@10", "recall@100")
+
+
+def load_benchmark(ws: Workspace, beir_dir: str | os.PathLike, split: str = "test") -> tuple[list[str], list[str], dict]:
+    """Query ids, query texts and positive judgements of a BEIR split, checked against the workspace corpus."""
+    from ..data.readers import read_beir
+
+    data = read_beir(beir_dir)
+    qrels = {q: {d: g for d, g in docs.items() if g > 0} for q, docs in data.split(split).items()}
+    qrels = {q: docs for q, docs in qrels.items() if docs}
+    ids = set(ws.ids)
+    judged = {d for docs in qrels.values() for d in docs}
+    if not judged or len(judged & ids) < 0.5 * len(judged):
+        raise InputError(
+            f"only {len(judged & ids)} of the {len(judged)} judged documents of {beir_dir} are in workspace {ws.path}; "
+            f"its corpus must be the benchmark's corpus: embed it with: embedsae embed {beir_dir} -o NEW_WORKSPACE"
+        )
+    queries = data.queries[data.queries["id"].astype(str).isin(qrels)]
+    if queries.empty:
+        raise InputError(f"no query of {beir_dir}/queries.jsonl has judgements in split '{split}'")
+    return queries["id"].astype(str).tolist(), queries["text"].astype(str).tolist(), qrels
+
+
+def evaluate_retrieval(
+    ws: Workspace | str,
+    beir_dir: str | os.PathLike,
+    *,
+    split: str = "test",
+    modes: list[str] | tuple[str, ...] = ("concept",),
+    searcher: Searcher | None = None,
+    sae: str | None = None,
+    depth: int = 100,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """nDCG@10, MRR@10, Recall@100 and per-query latency (median, p95, milliseconds) for each mode.
+
+    Queries are embedded once in a batch (not counted in the latency); each query is then searched
+    alone, as a user's query would be.
+    """
+    from ranx import Qrels, Run, evaluate
+    from tqdm.auto import tqdm
+
+    from .index import index_dir, index_info
+
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    for m in modes:
+        if m not in MODES:
+            raise InputError(f"unknown mode '{m}'; use one of {', '.join(MODES)} or all")
+    searcher = searcher or Searcher(ws, sae)
+    qids, texts, qrels = load_benchmark(ws, beir_dir, split)
+    t0 = time.perf_counter()
+    needs_vectors = any(m != "bm25" for m in modes)
+    vectors = searcher.embed(texts) if needs_vectors else [None] * len(texts)
+    embed_ms = 1000 * (time.perf_counter() - t0) / max(len(texts), 1) if needs_vectors else 0.0
+    doc_ids = np.asarray(ws.ids, dtype=object)
+    info = index_info(ws) or {}
+    sizes = {
+        "dense": int(ws.n_documents * ws.dim * 4),
+        "concept": int((info.get("concept") or {}).get("stored_bytes", 0)),
+        "bm25": int((info.get("bm25") or {}).get("bytes", 0)),
+    }
+    if searcher.ann and (index_dir(ws) / "dense.usearch").is_file():
+        sizes["dense"] = (index_dir(ws) / "dense.usearch").stat().st_size
+    results = []
+    for mode in modes:
+        searcher.rank(mode, vectors[0], texts[0], depth)  # warm up (loads the index)
+        run: dict[str, dict[str, float]] = {}
+        times = []
+        for qid, text, vec in tqdm(list(zip(qids, texts, vectors)), disable=not progress, desc=mode, unit="query"):
+            t = time.perf_counter()
+            rows, scores = searcher.rank(mode, vec, text, depth)
+            times.append(time.perf_counter() - t)
+            run[qid] = {str(doc_ids[r]): float(s) for r, s in zip(rows.tolist(), scores.tolist())} or {"": 0.0}
+        scores = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)
+        ms = 1000 * np.asarray(times)
+        parts = [p for p in ("dense", "concept", "bm25") if mode == p or (mode == "hybrid" and searcher.weights.get(p))]
+        results.append({
+            "mode": mode, "queries": len(qids), **{k: round(float(scores[k]), 4) for k in METRICS},
+            "latency_ms": {"median": round(float(np.median(ms)), 3), "p95": round(float(np.percentile(ms, 95)), 3)},
+            "query_embedding_ms": round(embed_ms, 3), "index_bytes": sum(sizes[p] for p in parts),
+            "split": split, "documents": ws.n_documents,
+            "sae": searcher.sae_name if mode in ("concept", "hybrid") else None,
+        })
+    return results

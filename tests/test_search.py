@@ -1,0 +1,247 @@
+"""Search on the real Cranfield collection with the default SAE: index, concept retrieval quality, hybrid,
+steering, explanations, evaluation, CLI, and SAEs applied across workspaces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from embedsae import pipeline
+from embedsae.cli import main as cli_main
+from embedsae.errors import InputError, ModelMismatchError, WorkspaceError
+from embedsae.search import ConceptIndex, ConceptSettings, Searcher, build_index
+from embedsae.search.concept import encode_query
+from embedsae.search.evaluate import evaluate_retrieval
+from embedsae.search.index import adopt_sae, concept_path, index_info
+from embedsae.search.steer_eval import steering_effect
+from embedsae.search.steering import Steering
+from embedsae.workspace import Workspace
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def cran(cranfield_ws, tmp_path_factory):
+    """A copy of the Cranfield workspace with the default SAE (pipeline.train defaults) and default indexes."""
+    dst = tmp_path_factory.mktemp("search") / "cran"
+    shutil.copytree(cranfield_ws.path, dst)
+    ws = Workspace.open(dst)
+    pipeline.train(ws, progress=False, evaluate=False)
+    build_index(ws, progress=False)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def searcher(cran, embedder):
+    return Searcher(cran, embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def cran_queries(embedder):
+    from embedsae.data.readers import read_beir
+
+    texts = read_beir(shared_path("cranfield")).queries["text"].astype(str).tolist()
+    return texts, embedder.embed(texts)
+
+
+@pytest.mark.slow
+def test_retrieval_quality_on_cranfield(cran, searcher):
+    """Concept retrieval reaches 95 % of dense nDCG@10 and hybrid beats dense and BM25 (issue targets)."""
+    rows = {r["mode"]: r for r in evaluate_retrieval(cran, shared_path("cranfield"), modes=("dense", "concept", "hybrid", "bm25"),
+                                                     searcher=searcher, progress=False)}
+    dense, concept, hybrid, bm25 = (rows[m]["ndcg@10"] for m in ("dense", "concept", "hybrid", "bm25"))
+    assert dense == pytest.approx(0.368, abs=0.015)  # the published all-MiniLM-L6-v2 figure
+    assert bm25 == pytest.approx(0.340, abs=0.015)
+    assert concept >= 0.95 * dense
+    assert hybrid > dense and hybrid > bm25
+    for r in rows.values():
+        assert r["queries"] == 225 and set(r) >= {"ndcg@10", "mrr@10", "recall@100", "latency_ms", "index_bytes"}
+        assert 0 < r["latency_ms"]["median"] <= r["latency_ms"]["p95"]
+    assert rows["concept"]["index_bytes"] <= 0.25 * rows["dense"]["index_bytes"]
+
+
+def test_index_stored_compactly_and_inverted_correctly(cran):
+    info = index_info(cran)
+    index = ConceptIndex.load(concept_path(cran, info["sae"]))
+    assert index.n_docs == 1400 and index.fwd_indices.dtype == np.int16 and index.fwd_values.dtype == np.float16
+    assert info["concept"]["stored_vs_dense"] <= 0.25
+    assert cran.manifest["stages"]["index"]["settings"]["concept"]["doc_k"] == 32
+    # every (document, latent) of the forward table is in that latent's posting list, with its weight
+    rng = np.random.default_rng(0)
+    for doc in rng.choice(1400, 20, replace=False):
+        for lat, val in zip(index.fwd_indices[doc].tolist(), index.fwd_values[doc].tolist()):
+            if val <= 0:
+                continue
+            a, b = index.indptr[lat], index.indptr[lat + 1]
+            pos = a + np.searchsorted(index.doc_ids[a:b], doc)
+            assert index.doc_ids[pos] == doc and index.weights[pos] == np.float16(val)
+
+
+def test_projection_score_is_cosine_with_reconstruction(cran, searcher, cran_queries):
+    """The default scoring equals the cosine of the query with each document's SAE reconstruction."""
+    sae = searcher.sae
+    index = searcher.concept
+    q = cran_queries[1][0]
+    rows, scores = index.search(encode_query(sae, q, index.settings), 10)
+    idx = torch.from_numpy(index.fwd_indices[rows].astype(np.int64))
+    val = torch.from_numpy(index.fwd_values[rows].astype(np.float32))
+    recon = sae.decode_sparse(idx, val).detach().numpy()
+    expected = recon @ q / np.linalg.norm(recon, axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=2e-3, atol=2e-4)
+    assert np.all(np.diff(scores) <= 1e-6)
+
+
+def test_dot_and_bm25_scoring(cran, searcher, cran_queries):
+    sae = searcher.sae
+    codes = searcher.concept
+    q = cran_queries[1][3]
+    for scoring in ("dot", "bm25"):
+        settings = ConceptSettings(scoring=scoring, query_k=128)
+        index = ConceptIndex(codes.fwd_indices, codes.fwd_values, codes.n_latents, codes.doc_norms, settings)
+        cq = encode_query(sae, q, settings)
+        rows, scores = index.search(cq, 10)
+        assert len(rows) == 10 and np.all(np.diff(scores) <= 1e-6) and scores[0] > 0
+        if scoring == "dot":  # plain dot product of the query code with the document codes
+            qz = np.zeros(codes.n_latents)
+            qz[cq.latents] = cq.weights
+            dz = np.zeros((10, codes.n_latents))
+            for i, r in enumerate(rows):
+                dz[i, codes.fwd_indices[r].astype(int)] = codes.fwd_values[r]
+            np.testing.assert_allclose(scores, dz @ qz, rtol=1e-3)
+    with pytest.raises(InputError, match="k1"):
+        ConceptSettings(scoring="bm25", b=2.0)
+
+
+def test_search_hits_with_explanations(searcher):
+    res = searcher.search("flutter of thin wings at supersonic speed", "concept", 5)
+    assert [h["rank"] for h in res.hits] == [1, 2, 3, 4, 5]
+    for h in res.hits:
+        assert h["concepts"], "each concept hit shares features with the query"
+        shares = [c["share"] for c in h["concepts"]]
+        assert all(0 < s <= 1 for s in shares) and sum(shares) <= 1.0001
+        assert shares == sorted(shares, reverse=True)
+        assert all(c["label"] == f"feature {c['feature']}" for c in h["concepts"])  # not interpreted yet
+    text = " ".join(searcher.ws.corpus.set_index("id").loc[h["id"], "text"] for h in res.hits[:3]).lower()
+    assert "flutter" in text
+
+
+def test_labels_used_for_explanations_and_steering(cran, embedder, tmp_path):
+    ws_dir = tmp_path / "labelled"
+    shutil.copytree(cran.path, ws_dir)
+    ws = Workspace.open(ws_dir)
+    name = ws.resolve_sae()
+    base = Searcher(ws, embedder=embedder).search("boundary layer transition", "concept", 3)
+    feature = base.hits[0]["concepts"][0]["feature"]
+    with sqlite3.connect(ws.sae_dir(name) / "features.db") as con:
+        con.execute("CREATE TABLE features (id INTEGER PRIMARY KEY, label TEXT, clean INTEGER)")
+        con.execute("INSERT INTO features VALUES (?, ?, 1)", (feature, "laminar boundary layers"))
+    s = Searcher(ws, embedder=embedder)
+    res = s.search("boundary layer transition", "concept", 3, steer=['"laminar boundary layers"=0'])
+    change = res.steering["changes"][0]
+    assert change["feature"] == feature and change["matched_by"] == "label" and change["label"] == "laminar boundary layers"
+    assert change["after"] == 0 and res.steering["cosine_original_vs_steered"] < 1
+    labelled = s.search("boundary layer transition", "concept", 3)
+    assert labelled.hits[0]["concepts"][0]["label"] == "laminar boundary layers"
+
+
+def test_steering_forms_and_report(searcher, cran_queries):
+    sae = searcher.sae
+    q = cran_queries[1][10]
+    z = sae.encode(torch.from_numpy(q[None, :]))[0].detach().numpy()
+    present = int(np.argmax(z))
+    same = Steering.from_specs([f"{present}={z[present]}"], sae).apply(sae, q)
+    np.testing.assert_allclose(same.vector, q, atol=1e-5)  # residual form keeps the query when nothing changes
+    decoded = Steering.from_specs([f"{present}={z[present]}"], sae, form="decode").apply(sae, q)
+    assert decoded.cosine < 0.99  # the decode form loses what the SAE does not reconstruct
+    up = Steering.from_specs([f"{present}=+0.5"], sae).apply(sae, q)
+    assert up.changes[0]["after"] == pytest.approx(z[present] + 0.5, abs=1e-4) and up.cosine < same.cosine
+    with pytest.raises(InputError, match="does not exist"):
+        Steering.from_specs(["999999=1"], sae)
+    matched = searcher.steering(["supersonic flow=+0.3"])
+    assert matched.edits[0].matched_by == "decoder direction" and 0 <= matched.edits[0].feature < sae.cfg.n_latents
+
+
+def test_steering_effect_on_50_queries(searcher, cran_queries):
+    """Raising an absent feature raises the share of top-10 hits where it fires; lowering a present one lowers it."""
+    r = steering_effect(searcher, cran_queries[1][:50], strength=4.0)
+    assert r["queries"] == 50
+    assert r["raise_after"] >= r["raise_before"] + 0.03
+    assert r["lower_after"] <= r["lower_before"] - 0.05
+
+
+def test_search_errors(searcher):
+    with pytest.raises(InputError, match="BM25 has none"):
+        searcher.search("wing", "bm25", steer=["3=0.5"])
+    with pytest.raises(InputError, match="positive"):
+        searcher.search("wing", "dense", 0)
+    with pytest.raises(InputError, match="empty"):
+        searcher.search("  ", "dense")
+    with pytest.raises(InputError, match="unknown search mode"):
+        searcher.search("wing", "sparse")
+
+
+def test_eval_needs_the_benchmark_corpus(cran, tmp_path):
+    table = cran.corpus.copy()
+    table["id"] = "x" + table["id"].astype(str)
+    other = pipeline.embed(table, tmp_path / "other", vectors=np.asarray(cran.embeddings), model=cran.model_id,
+                           progress=False)
+    with pytest.raises(InputError, match="embed it with"):
+        evaluate_retrieval(other, shared_path("cranfield"), modes=("dense",), progress=False)
+
+
+def test_sae_applied_across_workspaces(cran, tmp_path, embedder):
+    half = pipeline.embed(cran.corpus.iloc[:700].reset_index(drop=True), tmp_path / "half",
+                          vectors=np.asarray(cran.embeddings[:700]), model=cran.model_id, normalize=False, progress=False)
+    name = adopt_sae(half, cran)
+    build_index(half, name, lexical=False, progress=False)
+    res = Searcher(half, embedder=embedder).search("heat transfer in hypersonic flow", "concept", 3)
+    assert len(res.hits) == 3 and all(int(h["id"]) <= 1400 for h in res.hits)
+    foreign = pipeline.embed(cran.corpus.iloc[:50].reset_index(drop=True), tmp_path / "foreign",
+                             vectors=np.asarray(cran.embeddings[:50]), model="precomputed:other", progress=False)
+    with pytest.raises(ModelMismatchError, match="trained on vectors of"):
+        adopt_sae(foreign, cran)
+    assert not foreign.saes_dir.exists() or not any(foreign.saes_dir.iterdir())
+
+
+def test_missing_index_is_a_clear_error(cran, tmp_path, embedder):
+    dst = tmp_path / "noindex"
+    shutil.copytree(cran.path, dst, ignore=shutil.ignore_patterns("index", "concept_index.npz"))
+    s = Searcher(Workspace.open(dst), embedder=embedder)
+    with pytest.raises(WorkspaceError, match="embedsae index"):
+        s.search("wing", "concept")
+    hits = s.search("wing", "dense", 3).hits  # dense search needs no index; hits come without explanations
+    assert len(hits) == 3 and "concepts" not in hits[0]
+
+
+def test_cli_index_search_eval(cran, capsys, tmp_path):
+    dst = tmp_path / "cli"
+    shutil.copytree(cran.path, dst, ignore=shutil.ignore_patterns("index", "concept_index.npz"))
+    assert cli_main(["index", str(dst), "--quiet", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["concept"]["stored_vs_dense"] <= 0.25 and (dst / "index" / "bm25").is_dir()
+    assert cli_main(["search", str(dst), "shock wave boundary layer interaction", "--mode", "hybrid", "--top", "4",
+                     "--steer", "5=+0.4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "hybrid" and len(out["hits"]) == 4 and out["steering"]["changes"][0]["feature"] == 5
+    assert cli_main(["search", str(dst), "shock waves", "--mode", "concept", "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert " 1. [" in text and "%" in text
+    assert cli_main(["eval-retrieval", str(dst), "--beir", str(shared_path("cranfield")), "--mode", "bm25", "--json",
+                     "--quiet"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert set(ev) >= {"ndcg@10", "mrr@10", "recall@100", "queries", "mode", "latency_ms"} and ev["mode"] == "bm25"
+    assert cli_main(["search", str(dst), "wing", "--steer", "banana"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ID=VALUE" in err
+
+
+def test_run_stage_is_registered():
+    assert "embedsae.search.stage:index_stage" in pipeline.RUN_STAGES
+    from embedsae.search.stage import index_stage
+
+    assert callable(index_stage)
