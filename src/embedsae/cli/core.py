@@ -70,16 +70,18 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
         p.add_argument("--latents", type=int, default=3072, help="number of latents (default 3072)")
     p.add_argument("--architecture", default="topk", choices=["topk", "batchtopk", "relu"], help="SAE architecture")
     p.add_argument("--epochs", type=int, default=None, help="passes over the vectors (default 30)")
-    p.add_argument("--batch-size", type=int, default=None, help="vectors per step (default 1024)")
+    p.add_argument("--batch-size", type=int, default=None, help="vectors per step (default 256)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--noise", type=float, default=None,
+                   help="training input noise as a share of the mean vector norm (default 0.3; 0 turns it off)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: each epoch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    keys = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
+    keys = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device", "noise": "noise",
             "checkpoint_every": "checkpoint_every"}
     return {dst: getattr(args, src) for src, dst in keys.items() if getattr(args, src, None) is not None}
 

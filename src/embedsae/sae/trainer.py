@@ -29,8 +29,8 @@ class TrainConfig:
 
     lr: float = 1e-3
     """Adam learning rate."""
-    batch_size: int = 1024
-    """Vectors per step."""
+    batch_size: int = 256
+    """Vectors per step (the seed used 1024 on millions of vectors; smaller batches suit corpora of thousands)."""
     epochs: int = 30
     """Passes over the training vectors (train_on_array only)."""
     warmup_steps: int = 50
@@ -49,7 +49,7 @@ class TrainConfig:
     """Steps between host-side metric reads (progress bar and log)."""
     checkpoint_every: int = 0
     """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
-    noise: float = 0.0
+    noise: float = 0.3
     """Gaussian input noise while training, as a share of the mean vector norm (regularises small corpora)."""
     device: str = "auto"
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
