@@ -18,8 +18,12 @@ import torch
 import torch.nn.functional as F
 
 
-def plain_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float, device: torch.device) -> float:
-    """A straightforward dense top-k SAE training loop; returns seconds for all batches."""
+def plain_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float, device: torch.device,
+               params_out: list | None = None) -> float:
+    """A straightforward dense top-k SAE training loop; returns seconds for all batches.
+
+    With `params_out`, the trained (W_enc, b_lat, W_dec, b_pre) are appended to it.
+    """
     torch.manual_seed(0)
     w = torch.randn(n, d, device=device)
     w = w / w.norm(dim=1, keepdim=True)
@@ -54,6 +58,8 @@ def plain_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float, d
             fired = (z > 0).any(0)
             since = torch.where(fired, 0, since + 1)
     sync(device)
+    if params_out is not None:
+        params_out.append([p.detach() for p in params])
     return time.perf_counter() - t0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import read_json, save_npy, write_json
-from .data.embedders import Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
+from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
 from .data.readers import read_corpus
 from .errors import InputError, ModelMismatchError, WorkspaceError
 from .workspace import Workspace, corpus_fingerprint
@@ -98,9 +98,7 @@ def embed(
 
 
 def _same_model(a: str, b: str) -> bool:
-    from .data.embedders import _PACKAGED
-
-    return a == b or (a in _PACKAGED and b in _PACKAGED)
+    return a == b or (a in PACKAGED_NAMES and b in PACKAGED_NAMES)
 
 
 def _check_existing(out: str | os.PathLike, model_id: str, dim: int, overwrite: bool) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -260,9 +259,6 @@ class Workspace:
         from .search import search
 
         return search(self, query, mode, top, **kwargs)
-
-    def remove_sae(self, name: str) -> None:
-        shutil.rmtree(self.sae_dir(name), ignore_errors=True)
 
 
 def _first_line(text: str, width: int = 100) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError, require
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-_PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+PACKAGED_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 
 
 @runtime_checkable
@@ -54,7 +54,7 @@ class SentenceTransformerEmbedder:
         model = model or DEFAULT_MODEL
         st = require("sentence_transformers", "Embedding texts", extra=None)
         location: str = model
-        if model in _PACKAGED:
+        if model in PACKAGED_NAMES:
             packaged = packaged_minilm_path()
             if packaged is not None:
                 location, model = str(packaged), DEFAULT_MODEL
