@@ -51,7 +51,11 @@ def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int
     log(f"UMAP of {ws.n_documents} vectors to {dims}-d (cached in {folder})")
     reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, ws.n_documents - 1), min_dist=min_dist,
                         metric="cosine", random_state=seed, verbose=False, tqdm_kwds={"disable": not progress})
-    coords = reducer.fit_transform(np.asarray(ws.embeddings, dtype=np.float32)).astype(np.float32)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs.*")  # a fixed seed makes UMAP single-threaded
+        coords = reducer.fit_transform(np.asarray(ws.embeddings, dtype=np.float32)).astype(np.float32)
     save_npy(path, coords)
     write_json(meta, settings)
     return coords
@@ -158,8 +162,12 @@ def build_figure(coords: np.ndarray, hover: list[str], color: Coloring | None, t
         names = sorted(set(color.labels) - {OTHER})
         if OTHER in set(color.labels):
             fig.add_trace(trace(labels == OTHER, marker={"size": size - 1, "color": "#d0d0d0", "opacity": 0.5}, name=OTHER))
-        for name in names:
-            fig.add_trace(trace(labels == name, marker={"size": size + 1, "opacity": 0.9}, name=name))
+        from plotly.colors import qualitative
+
+        palette = qualitative.Dark24 + qualitative.Alphabet + qualitative.Light24
+        for i, name in enumerate(names):
+            fig.add_trace(trace(labels == name, marker={"size": size + 1, "opacity": 0.9, "color": palette[i % len(palette)]},
+                                name=name))
     else:
         vals = color.values
         order = np.argsort(vals, kind="stable")  # strongest drawn last, on top
