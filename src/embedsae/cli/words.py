@@ -137,6 +137,11 @@ def _print_report(report, data: dict[str, Any]) -> None:
         mark = "*" if det["selective_for"] == row["group"] and det["selectivity"] >= report.selectivity_threshold else " "
         print(f"  {row['group'][:28]:<28} F1 {det['f1']:.2f} (P {det['precision']:.2f} R {det['recall']:.2f}) "
               f"{det['name'][:24]:<8} sel {det['selectivity']:.2f}{mark} {', '.join(det['top_words'][:6])}")
+    print(f"\nfeatures -> their best group ({data['sae']['n_selective']} features selective at "
+          f">= {report.selectivity_threshold}; the 10 best by F1):")
+    for d in data["sae"]["per_feature"][:10]:
+        print(f"  {d['name'][:24]:<8} -> {d['best_group'][:28]:<28} F1 {d['f1']:.2f} sel {d['selectivity']:.2f}"
+              f"{' (monosemantic)' if d['monosemantic'] else ''}: {', '.join(d['top_words'][:6])}")
     print("\nfive best group -> feature matches:")
     for d in data["best_matches"]:
         print(f"  {d['group']} -> {d['name']} F1 {d['f1']:.3f}: {', '.join(d['top_words'])}")
