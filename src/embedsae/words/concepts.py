@@ -220,6 +220,14 @@ def concept_report(
             f"none of the {len(match.names)} groups has {min_group_words} or more words in workspace {ws.path} "
             f"({match.summary()}); use groups of words the workspace holds"
         )
+    if not ws.sae_names():
+        from ..errors import WorkspaceError
+        from .sources import RECOMMENDED_TRAIN as rec
+
+        raise WorkspaceError(
+            f"workspace {ws.path} has no trained SAE yet; for word vectors train one with: embedsae train {ws.path} "
+            f"--k {rec['k']} --latents {rec['latents']} --epochs {rec['epochs']} --lr {rec['lr']}"
+        )
     name = ws.resolve_sae(sae)
     methods: dict[str, MethodScores] = {}
     act, names = sae_activations(ws, name, progress=progress)
