@@ -62,7 +62,7 @@ def test_baseline_directions_fire_on_their_top_share():
 
 
 # ----------------------------------------------------------------------- GloVe-50, 20,000 words, Battig
-TEST_TRAIN = {"k": 2, "latents": 4096, "epochs": 10, "lr": 3e-3}
+TEST_TRAIN = {"k": 2, "latents": 2048, "epochs": 10, "lr": 3e-3}
 """Shorter than the recommended settings (the test must stay quick); the SAE must still beat the baselines."""
 
 
@@ -111,7 +111,7 @@ def test_concepts_command_json_and_text(glove_words, tmp_path, capsys):
     for method in ("sae", "raw", "pca", "ica"):
         m = data[method]
         best = [g["best_f1"] for g in m["per_group"]]
-        assert m["median_best_f1"] == round(float(np.median(best)), 4)
+        assert m["median_best_f1"] == pytest.approx(float(np.median(best)), abs=2e-4)
         assert m["coverage"] == round(float(np.mean(np.asarray(best) >= 0.3)), 4)
         assert m["coverage_at_0_5"] == round(float(np.mean(np.asarray(best) >= 0.5)), 4)
         assert [g["group"] for g in m["per_group"]] == ["Country", "Metal"]

@@ -50,7 +50,7 @@ def test_words_command_makes_a_normalised_word_workspace(tmp_path, capsys):
     _glove_package()
     out = tmp_path / "ws"
     assert main(["words", "--source", "glove50", "--top", "300", "-o", str(out)]) == 0
-    assert "--k 4" in capsys.readouterr().out  # the recommended training settings are printed
+    assert f"--k {RECOMMENDED_TRAIN['k']} --latents {RECOMMENDED_TRAIN['latents']}" in capsys.readouterr().out
     ws = Workspace.open(out)
     assert ws.n_documents == 300 and ws.dim == 50 and ws.model_id == GLOVE50_ID
     assert ws.ids == ws.titles() == ws.corpus["text"].tolist()
