@@ -101,7 +101,7 @@ def test_concepts_command_json_and_text(glove_words, tmp_path, capsys):
     groups_file = tmp_path / "groups.txt"
     groups_file.write_text(
         "Country: france, germany, italy, spain, japan, china, brazil, egypt, kenya, peru, atlantis-land\n"
-        "Metal: iron, copper, zinc, nickel, tin, lead, gold, silver, aluminium, cobalt\n"
+        "Metal: iron, copper, zinc, nickel, tin, lead, gold, silver, aluminum, steel\n"
         "Tiny: oxygen, xqzzy\n",
         encoding="utf-8",
     )
@@ -118,8 +118,10 @@ def test_concepts_command_json_and_text(glove_words, tmp_path, capsys):
     assert data["groups"]["skipped"] == {"Tiny": 1}  # fewer than 3 words present
     assert data["groups"]["missing"] == {"Country": ["atlantis-land"], "Tiny": ["xqzzy"]}
     assert "atlantis-land" in err  # missing words are reported on stderr too
-    country = data["sae"]["per_group"][0]["detectors"][0]
-    assert country["f1"] > 0.3 and len(set(country["top_words"]) & {"france", "germany", "italy", "spain"}) >= 1
+    for sae_group, raw_group in zip(data["sae"]["per_group"], data["raw"]["per_group"]):
+        assert sae_group["best_f1"] >= 0.1 and sae_group["best_f1"] > raw_group["best_f1"]
+        det = sae_group["detectors"][0]
+        assert det["f1"] == sae_group["best_f1"] and det["precision"] > 0 and len(det["top_words"]) == 8
     folder = glove_words.sae_dir("words-test") / "concepts"
     assert json.loads((folder / "groups.json").read_text())["sae"]["per_group"] == data["sae"]["per_group"]
     assert (folder / "groups.png").stat().st_size > 5000
