@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-COMMAND_MODULES = ["embedsae.cli.core", "embedsae.cli.search"]
+COMMAND_MODULES = ["embedsae.cli.core", "embedsae.cli.search", "embedsae.cli.words"]
 
 
 def build_parser() -> argparse.ArgumentParser:

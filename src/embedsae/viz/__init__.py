@@ -1,0 +1,1 @@
+"""Interactive and static views of a workspace (UMAP maps, concept-detection figures)."""
