@@ -94,7 +94,7 @@ def test_spanning_tree_keeps_only_edges_above_the_threshold(arxiv_trained):
 
     cooc = cooccurrence(workspace_codes(arxiv_trained))
     feats = np.flatnonzero((cooc.freq > 0) & (cooc.density <= 0.2))
-    norm = cooc.normalised(feats).tocsr()
+    norm = cooc.normalised(feats, kind="sqrt").tocsr()
     pos = {int(f): i for i, f in enumerate(feats)}
     n_edges = {}
     for t in (0.05, 0.3):

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=30, help="families to print (text output; default 30, 0 = all)")
     p.add_argument("--threshold", type=float, default=d.threshold,
                    help=f"normalised co-occurrence below which edges are dropped (default {d.threshold})")
+    p.add_argument("--normalisation", choices=["sqrt", "min", "max"], default=d.normalisation,
+                   help=f"co-occurrence divided by sqrt(n_i n_j), min or max frequency (default {d.normalisation})")
     p.add_argument("--rounds", type=int, default=d.rounds,
                    help=f"passes, each after removing the parents found (default {d.rounds})")
     p.add_argument("--min-children", type=int, default=d.min_children,
@@ -55,7 +57,7 @@ def cmd_families(args: argparse.Namespace) -> int:
     from ..workspace import Workspace
 
     ws = Workspace.open(args.workspace)
-    settings = FamilySettings(threshold=args.threshold, rounds=args.rounds, min_children=args.min_children,
+    settings = FamilySettings(threshold=args.threshold, normalisation=args.normalisation, rounds=args.rounds, min_children=args.min_children,
                               max_jaccard=args.max_jaccard, max_density=args.max_density)
     result = build_families(ws, args.sae, settings, progress=not args.quiet)
     paths = write_families(ws, result, figures=not args.no_figures)

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InputError
+
 if TYPE_CHECKING:
     from ..sae.codes import Codes
+
+
+NORMALISATIONS = ("min", "max", "sqrt")
 
 
 @dataclass
@@ -29,19 +34,29 @@ class Cooccurrence:
         """Share of documents in which each feature fires."""
         return self.freq / max(self.n_docs, 1)
 
-    def normalised(self, features: np.ndarray | None = None, *, threshold: float = 0.0) -> sp.csr_matrix:
+    def normalised(self, features: np.ndarray | None = None, *, threshold: float = 0.0,
+                   kind: str = "min") -> sp.csr_matrix:
         """Co-occurrence divided by feature frequency, symmetric, diagonal removed, entries below `threshold` dropped.
 
-        Entry (i, j) is C_ij / (min(n_i, n_j) + 1): the share of the sparser feature's documents in which the
-        denser one fires too (the larger of the two row normalisations C_ij / (n_i + 1) of the seed). With
-        `features`, the matrix is restricted to those rows and columns (in that order).
+        `kind` picks the divisor of C_ij: "min" = min(n_i, n_j) + 1 (the share of the sparser feature's documents
+        in which the denser one fires too: the larger of the seed's two row normalisations; used for the family
+        statistics), "max" = max(n_i, n_j) + 1 (the smaller one), "sqrt" = sqrt(n_i n_j) + 1 (cosine of the two
+        features' firing patterns). With `features`, the matrix is restricted to those rows and columns.
         """
+        if kind not in NORMALISATIONS:
+            raise InputError(f"unknown co-occurrence normalisation '{kind}'; use one of {', '.join(NORMALISATIONS)}")
         mat = self.counts if features is None else self.counts[features][:, features]
         freq = self.freq if features is None else self.freq[features]
         mat = sp.coo_matrix(mat)
         keep = mat.row != mat.col
         rows, cols, vals = mat.row[keep], mat.col[keep], mat.data[keep].astype(np.float64)
-        vals = vals / (np.minimum(freq[rows], freq[cols]) + 1.0)
+        fr, fc = freq[rows].astype(np.float64), freq[cols].astype(np.float64)
+        if kind == "min":
+            vals = vals / (np.minimum(fr, fc) + 1.0)
+        elif kind == "max":
+            vals = vals / (np.maximum(fr, fc) + 1.0)
+        else:
+            vals = vals / (np.sqrt(fr * fc) + 1.0)
         ok = vals >= threshold if threshold > 0 else vals > 0
         out = sp.csr_matrix((vals[ok], (rows[ok], cols[ok])), shape=mat.shape)
         out.sort_indices()

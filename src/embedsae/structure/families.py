@@ -28,7 +28,10 @@ class FamilySettings:
     """Parameters of family finding (defaults: the seed's values)."""
 
     threshold: float = 0.1
-    """Normalised co-occurrence below which an edge is dropped before the spanning tree."""
+    """Normalised co-occurrence below which an edge is dropped before the spanning tree (seed: 0.1)."""
+    normalisation: str = "sqrt"
+    """Edge weight: co-occurrence / "sqrt" (sqrt(n_i n_j); ours, keeps very general features from swallowing
+    the tree), "min" (min(n_i, n_j): P(denser | sparser)) or "max" (max(n_i, n_j): P(sparser | denser))."""
     rounds: int = 4
     """Passes over the tree: the first, then one more per removal of the parents found (seed: 1 + 3)."""
     min_root_children: int = 3
@@ -58,6 +61,10 @@ class FamilySettings:
             raise InputError("min_root_children and min_children must be at least 1")
         if not 0 < self.max_jaccard <= 1:
             raise InputError(f"max_jaccard must be in (0, 1], got {self.max_jaccard}")
+        from .cooccurrence import NORMALISATIONS
+
+        if self.normalisation not in NORMALISATIONS:
+            raise InputError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got '{self.normalisation}'")
         if not 0 < self.max_density <= 1:
             raise InputError(f"max_density must be in (0, 1], got {self.max_density}")
 
@@ -96,14 +103,15 @@ class Family:
         }
 
 
-def oriented_tree(cooc: Cooccurrence, features: np.ndarray, threshold: float) -> dict[int, list[int]]:
+def oriented_tree(cooc: Cooccurrence, features: np.ndarray, threshold: float,
+                  normalisation: str = "sqrt") -> dict[int, list[int]]:
     """Maximum spanning forest of the thresholded normalised co-occurrence among `features`, as feature -> children.
 
     Edges point from the feature firing in more documents to the one firing in fewer (ties: lower id first).
     """
     from scipy.sparse.csgraph import minimum_spanning_tree
 
-    w = cooc.normalised(features, threshold=threshold)
+    w = cooc.normalised(features, threshold=threshold, kind=normalisation)
     if w.nnz == 0:
         return {}
     cost = w.copy()
@@ -171,7 +179,7 @@ def find_families(
     for rnd in tqdm(range(settings.rounds), desc="families", unit="round", disable=not progress):
         if len(remaining) < 2:
             break
-        children = oriented_tree(cooc, remaining, settings.threshold)
+        children = oriented_tree(cooc, remaining, settings.threshold, settings.normalisation)
         found = tree_families(children, settings.min_root_children)
         if not found:
             break
@@ -273,12 +281,18 @@ def family_stats(
     sizes = [len(f.children) for f in families]
     return {
         "families": len(families),
-        "cooccurrence_ratio": float(np.mean(finite)) if finite else None,
-        "block_ratio": block,
-        "block_ratio_random": block_random,
+        "cooccurrence_ratio": _finite(np.mean(finite)) if finite else None,
+        "block_ratio": _finite(block),
+        "block_ratio_random": _finite(block_random),
         "coverage": len(members & base_set) / len(base_set) if base_set else 0.0,
         "mean_children": float(np.mean(sizes)) if sizes else 0.0,
         "max_children": int(max(sizes)) if sizes else 0,
         "features_considered": int(len(candidates)),
         "coverage_base": int(len(base_set)),
     }
+
+
+def _finite(x: float) -> float | None:
+    """A float for JSON, None when it is NaN or infinite."""
+    x = float(x)
+    return x if np.isfinite(x) else None
