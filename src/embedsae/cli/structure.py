@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--json", action="store_true", help="print one JSON object: families and stats")
     p.add_argument("--top", type=int, default=30, help="families to print (text output; default 30, 0 = all)")
+    p.add_argument("--max-children", type=int, default=40,
+                   help="children printed per family (text output; default 40, 0 = all)")
     p.add_argument("--threshold", type=float, default=d.threshold,
                    help=f"normalised co-occurrence below which edges are dropped (default {d.threshold})")
     p.add_argument("--normalisation", choices=["sqrt", "min", "max"], default=d.normalisation,
@@ -67,12 +69,12 @@ def cmd_families(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**data, "files": paths}))
         return 0
-    print(format_families(data, top=args.top))
+    print(format_families(data, top=args.top, max_children=args.max_children))
     print(f"\nwrote {', '.join(paths.values())}")
     return 0
 
 
-def format_families(data: dict[str, Any], top: int = 30) -> str:
+def format_families(data: dict[str, Any], top: int = 30, max_children: int = 0) -> str:
     """The families as an indented tree: the family label, then each child with its label, by depth."""
     s = data["stats"]
     lines = [
@@ -84,8 +86,11 @@ def format_families(data: dict[str, Any], top: int = 30) -> str:
     for n, fam in enumerate(fams, 1):
         lines.append("")
         lines.append(f"{n}. {fam['label']}  [parent #{fam['parent']}, {fam['size']} children]")
-        for c, lab, depth in zip(fam["children"], fam["child_labels"], fam["depth"]):
+        rows = list(zip(fam["children"], fam["child_labels"], fam["depth"]))
+        for c, lab, depth in rows if max_children <= 0 else rows[:max_children]:
             lines.append(f"{'    ' * depth}#{c} {lab}")
+        if 0 < max_children < len(rows):
+            lines.append(f"    ... {len(rows) - max_children} more children (--max-children 0 shows all)")
     if top > 0 and len(data["families"]) > top:
         lines.append(f"\n... {len(data['families']) - top} more families (--top 0 shows all, --json gives every one)")
     return "\n".join(lines)
