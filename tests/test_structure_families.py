@@ -101,7 +101,7 @@ def test_spanning_tree_keeps_only_edges_above_the_threshold(arxiv_trained):
         tree = oriented_tree(cooc, feats, t)
         edges = [(p, c) for p, cs in tree.items() for c in cs]
         assert all(norm[pos[p], pos[c]] >= t for p, c in edges)
-        assert len({c for _, c in edges}) == len(edges)  # each feature has at most one parent
+        assert all(cooc.freq[p] >= cooc.freq[c] for p, c in edges)  # from the denser to the sparser feature
         n_edges[t] = len(edges)
     assert n_edges[0.3] < n_edges[0.05] < len(feats)
 
@@ -144,7 +144,7 @@ def test_neighbours_agree_with_direct_computation(arxiv_trained):
     assert [r["id"] for r in data["decoder_similar"]] == list(np.argsort(-cos)[:5])
     cos[f] = np.inf
     assert data["decoder_opposite"][0]["id"] == int(np.argmin(cos))
-    onehot = codes.to_csr().toarray() > 0
+    onehot = (codes.to_csr().toarray() > 0).astype(np.int64)
     together = onehot[:, f] @ onehot
     together[f] = 0
     assert data["cooccurring"][0]["count"] == together.max()

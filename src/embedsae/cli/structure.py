@@ -151,6 +151,10 @@ def format_match(data: dict[str, Any], top: int = 15) -> str:
         f"feature, {s['without_children']} to none; {s['new']} features of {data['to']} are new "
         f"(cosine < {s['min_cosine']} to every feature of {data['from']})",
     ]
+    if s["same_id_share"] > 0.5:
+        lines.append(f"  warning: {s['same_id_share']:.0%} of features match the feature with the same id: the two SAEs "
+                     "likely started from the same random initialisation (same --seed), so matches mostly reflect "
+                     "it; train one with another --seed for an independent comparison")
     splits = [m for m in data["matches"] if len(m["children"]) >= 2][: max(top, 0)]
     for m in splits:
         lines.append("")

@@ -90,6 +90,9 @@ def match_saes(ws: Workspace, from_sae: str, to_sae: str, *, min_cosine: float =
         "mean_children_of_split": float(n_children[n_children >= 2].mean()) if (n_children >= 2).any() else 0.0,
         "new": int((b_alive & ~(np.nan_to_num(b_cos, nan=-2) >= min_cosine)).sum()),
         "min_cosine": min_cosine,
+        # share of features whose closest match has the same id: high when both SAEs grew from the same random
+        # initialisation (same seed), so that matches reflect the shared starting directions
+        "same_id_share": float(np.mean(a_best[a_alive] == np.flatnonzero(a_alive))) if a_alive.any() else 0.0,
     }
     return {"from": a_name, "to": b_name, "label_source": {"from": a_source, "to": b_source}, "summary": summary,
             "matches": matches}
