@@ -46,8 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("workspace")
     p.add_argument("--from", dest="from_sae", required=True, metavar="NAME_A", help="the smaller SAE")
     p.add_argument("--to", dest="to_sae", required=True, metavar="NAME_B", help="the larger SAE")
-    p.add_argument("--min-cosine", type=float, default=0.5,
-                   help="cosine a larger-SAE feature needs to hang under its closest feature (default 0.5)")
+    p.add_argument("--min-cosine", type=float, default=0.35,
+                   help="cosine a larger-SAE feature needs to hang under its closest feature (default 0.35; "
+                        "chance level is about sqrt(2 ln N / d))")
     p.add_argument("--top", type=int, default=15, help="splitting trees to print (text output; default 15)")
     p.add_argument("--json", action="store_true", help="print one JSON object: summary and every feature's match")
     p.set_defaults(func=cmd_match)

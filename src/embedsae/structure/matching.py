@@ -44,11 +44,12 @@ def match_features(a_dirs: np.ndarray, b_dirs: np.ndarray, a_alive: np.ndarray, 
     return a_best, a_cos, b_best, b_cos
 
 
-def match_saes(ws: Workspace, from_sae: str, to_sae: str, *, min_cosine: float = 0.5) -> dict[str, Any]:
+def match_saes(ws: Workspace, from_sae: str, to_sae: str, *, min_cosine: float = 0.35) -> dict[str, Any]:
     """Map each feature of `from_sae` to its closest feature of `to_sae`, and the splitting tree of each.
 
     A feature of `to_sae` is a child of the `from_sae` feature closest to it when their cosine is at least
-    `min_cosine` (else it counts as new). Trees are listed with labels, most children first.
+    `min_cosine` (else it counts as new; the default 0.35 is well above chance: the best cosine of a random
+    384-d direction among 6,144 others is about 0.23). Trees are listed with labels, most children first.
     """
     from ..sae.codes import workspace_codes
     from .labels import structure_labels
