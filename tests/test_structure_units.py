@@ -78,3 +78,10 @@ def test_family_label_joins_parent_and_shared_child_terms():
                                              "image classification"])
     assert label.startswith("neural networks [")
     assert "graph" in label and "image" in label
+
+
+def test_families_is_a_run_stage():
+    from embedsae import pipeline
+    from embedsae.structure.stage import families_stage
+
+    assert families_stage in list(pipeline.run_stages())
