@@ -289,7 +289,10 @@ def describe(ws: Workspace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- run
 # Stages that `embedsae run` calls after training, in order, as "module:function" strings. Each function
 # takes (workspace, sae_name, progress=...) and writes its own part of the workspace.
-RUN_STAGES: list[str] = ["embedsae.search.stage:index_stage"]
+RUN_STAGES: list[str] = [
+    "embedsae.structure.stage:families_stage",
+    "embedsae.search.stage:index_stage",
+]
 
 
 def run_stages():

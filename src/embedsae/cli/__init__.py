@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-COMMAND_MODULES = ["embedsae.cli.core", "embedsae.cli.search", "embedsae.cli.words"]
+COMMAND_MODULES = ["embedsae.cli.core", "embedsae.cli.search", "embedsae.cli.words", "embedsae.cli.structure"]
 
 
 def build_parser() -> argparse.ArgumentParser:

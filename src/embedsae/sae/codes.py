@@ -25,12 +25,12 @@ class Codes:
         return len(self.indices)
 
     def to_csr(self):
-        """The codes as a scipy CSR matrix (rows x n_latents), zeros dropped."""
+        """The codes as a scipy CSR matrix (rows x n_latents), zeros dropped (the codes themselves are left unchanged)."""
         import scipy.sparse as sp
 
         n, k = self.indices.shape
         mat = sp.csr_matrix(
-            (self.values.ravel(), self.indices.ravel().astype(np.int64), np.arange(0, n * k + 1, k)),
+            (self.values.ravel().copy(), self.indices.ravel().astype(np.int64), np.arange(0, n * k + 1, k)),
             shape=(n, self.n_latents),
         )
         mat.eliminate_zeros()

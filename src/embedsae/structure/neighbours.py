@@ -1,0 +1,75 @@
+"""A feature's neighbours: by decoder direction, by co-occurrence (count and PMI), by activation correlation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..workspace import Workspace
+
+
+def decoder_directions(sae) -> np.ndarray:
+    """The SAE's decoder rows as unit vectors (n_latents x d), float32 numpy."""
+    w = sae.W_dec.detach().float().cpu().numpy()
+    return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+
+
+def check_feature(feature: int, n_latents: int, sae: str) -> int:
+    """The feature id as an int, or an InputError saying which ids exist."""
+    try:
+        f = int(feature)
+    except (TypeError, ValueError):
+        raise InputError(f"feature id must be a whole number, got '{feature}'") from None
+    if not 0 <= f < n_latents:
+        raise InputError(f"feature {f} does not exist: SAE '{sae}' has features 0 to {n_latents - 1}")
+    return f
+
+
+def feature_neighbours(ws: Workspace, feature: int, sae: str | None = None, *, top: int = 10,
+                       min_count: int = 3) -> dict[str, Any]:
+    """The features most similar and most opposite by decoder cosine, most co-occurring (count, PMI) and most
+    correlated in activation with `feature`, each with its label."""
+    from ..sae.codes import workspace_codes
+    from .cooccurrence import activation_correlation, cooccurrence
+    from .labels import structure_labels
+
+    if top < 1:
+        raise InputError(f"top must be at least 1, got {top}")
+    name = ws.resolve_sae(sae)
+    model = ws.load_sae(name)
+    f = check_feature(feature, model.cfg.n_latents, name)
+    codes = workspace_codes(ws, name)
+    labels, source = structure_labels(ws, name, codes)
+    cooc = cooccurrence(codes)
+
+    def item(j: int, **values: float) -> dict[str, Any]:
+        return {"id": int(j), "label": labels.get(int(j), ""), **{k: round(float(v), 4) for k, v in values.items()},
+                "density": round(float(cooc.density[j]), 5)}
+
+    dirs = decoder_directions(model)
+    cos = dirs @ dirs[f]
+    cos[f] = np.nan
+    order = np.argsort(-np.nan_to_num(cos, nan=-np.inf), kind="stable")
+    similar = [item(j, cosine=cos[j]) for j in order[:top]]
+    opposite = [item(j, cosine=cos[j]) for j in np.argsort(np.nan_to_num(cos, nan=np.inf), kind="stable")[:top]]
+
+    ids, counts, pmi = cooc.pmi(f)
+    by_count = np.lexsort((-pmi, -counts))[:top]
+    cooccurring = [item(ids[j], count=counts[j], pmi=pmi[j]) for j in by_count]
+    ok = np.flatnonzero(counts >= min_count)
+    by_pmi = ok[np.argsort(-pmi[ok], kind="stable")][:top]
+    cooccurring_pmi = [item(ids[j], count=counts[j], pmi=pmi[j]) for j in by_pmi]
+
+    corr = activation_correlation(codes, f)
+    corr[f] = np.nan
+    valid = np.flatnonzero(np.isfinite(corr))
+    by_corr = valid[np.argsort(-corr[valid], kind="stable")][:top]
+    correlated = [item(j, correlation=corr[j]) for j in by_corr]
+    return {
+        "sae": name, "feature": f, "label": labels.get(f, ""), "label_source": source,
+        "density": round(float(cooc.density[f]), 5), "documents": int(cooc.freq[f]),
+        "decoder_similar": similar, "decoder_opposite": opposite, "cooccurring": cooccurring,
+        "cooccurring_pmi": cooccurring_pmi, "correlated": correlated,
+    }

@@ -1,0 +1,87 @@
+"""Fast checks of the family-finding pieces on small hand-built inputs (no fixtures, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedsae.errors import InputError
+from embedsae.sae.codes import Codes
+from embedsae.structure.cooccurrence import activation_correlation, cooccurrence
+from embedsae.structure.families import Family, FamilySettings, deduplicate, oriented_tree, tree_families
+from embedsae.structure.labels import family_label
+
+
+def _codes(rows: list[list[tuple[int, float]]], n_latents: int, k: int = 3) -> Codes:
+    idx = np.zeros((len(rows), k), np.int32)
+    val = np.zeros((len(rows), k), np.float32)
+    for r, row in enumerate(rows):
+        for j, (f, v) in enumerate(row):
+            idx[r, j], val[r, j] = f, v
+    return Codes(idx, val, n_latents)
+
+
+def test_cooccurrence_counts_match_dense_products():
+    rng = np.random.default_rng(1)
+    rows = [[(int(f), float(rng.uniform(0.1, 2))) for f in rng.choice(12, 3, replace=False)] for _ in range(200)]
+    codes = _codes(rows, 12)
+    dense = np.zeros((200, 12))
+    for r, row in enumerate(rows):
+        for f, v in row:
+            dense[r, f] = v
+    onehot = (dense > 0).astype(float)
+    co = cooccurrence(codes)
+    np.testing.assert_array_equal(co.counts.toarray(), onehot.T @ onehot)
+    np.testing.assert_array_equal(co.freq, onehot.sum(0))
+    norm = co.normalised().toarray()
+    i, j = 2, 7
+    assert norm[i, j] == pytest.approx((onehot[:, i] @ onehot[:, j]) / (min(onehot[:, i].sum(), onehot[:, j].sum()) + 1))
+    assert np.all(np.diag(norm) == 0)
+    corr = activation_correlation(codes, 4)
+    np.testing.assert_allclose(corr, [np.corrcoef(dense[:, 4], dense[:, c])[0, 1] for c in range(12)], atol=1e-5)
+
+
+def test_tree_families_follow_the_seed_rules():
+    # 0 -> 1,2,3 ; 1 -> 4,5,6 ; 2 -> 7 ; 8 -> 9,10 (only two children: no family)
+    children = {0: [1, 2, 3], 1: [4, 5, 6], 2: [7], 8: [9, 10]}
+    found = {p: (sorted(d), tp) for p, d, tp in tree_families(children, min_root_children=3)}
+    assert set(found) == {0, 1}
+    assert found[0][0] == [1, 2, 3, 4, 5, 6, 7]
+    assert found[1][0] == [4, 5, 6]
+
+
+def test_oriented_tree_points_from_dense_to_sparse():
+    # feature 0 fires everywhere it co-occurs: it should be the parent of 1, 2, 3
+    rows = [[(0, 1.0), (1, 1.0)]] * 5 + [[(0, 1.0), (2, 1.0)]] * 5 + [[(0, 1.0), (3, 1.0)]] * 5 + [[(4, 1.0)]] * 3
+    co = cooccurrence(_codes(rows, 5, k=2))
+    tree = oriented_tree(co, np.arange(5), threshold=0.1)
+    assert tree == {0: [1, 2, 3]}
+
+
+def test_deduplicate_keeps_the_larger_of_overlapping_families():
+    a = Family(parent=0, children=[1, 2, 3, 4, 5], tree_parent=[0] * 5)
+    b = Family(parent=9, children=[1, 2, 3, 4], tree_parent=[9] * 4)  # Jaccard 0.8 with a
+    c = Family(parent=10, children=[4, 5, 11, 12], tree_parent=[10] * 4)  # Jaccard 2/7 with a
+    kept = deduplicate([b, c, a], max_jaccard=0.6)
+    assert [f.parent for f in kept] == [0, 10]
+
+
+def test_bad_settings_are_rejected_with_the_name():
+    with pytest.raises(InputError, match="threshold"):
+        FamilySettings(threshold=1.5).check()
+    with pytest.raises(InputError, match="rounds"):
+        FamilySettings(rounds=0).check()
+
+
+def test_family_label_joins_parent_and_shared_child_terms():
+    label = family_label("neural networks", ["graph neural networks", "graph kernels", "image segmentation",
+                                             "image classification"])
+    assert label.startswith("neural networks [")
+    assert "graph" in label and "image" in label
+
+
+def test_families_is_a_run_stage():
+    from embedsae import pipeline
+    from embedsae.structure.stage import families_stage
+
+    assert families_stage in list(pipeline.run_stages())
