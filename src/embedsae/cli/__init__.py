@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-COMMAND_MODULES = ["embedsae.cli.core"]
+COMMAND_MODULES = ["embedsae.cli.core", "embedsae.cli.interpret"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,258 @@
+"""The offline labeller: short readable phrases from contrastive keyword statistics, ranked by embedding similarity.
+
+1. A phrase vocabulary of 1–3-word n-grams that neither start nor end with a stop word and do not cross
+   punctuation ("state of the art", "graph neural networks"), counted once per document.
+2. Per feature, phrases are scored by how much more often they occur in its (shown) activating documents,
+   weighted by activation, than in all documents: r · log(r / p) with r the weighted share of activating
+   documents containing the phrase and p its share of all documents.
+3. The best candidates, and pairs of them ("A and B"), are embedded with the workspace's model; the label is
+   the 2–6-word option whose embedding best separates the shown activating documents from the shown negatives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scorers import auc_matrix
+
+_SPLIT = re.compile(r"[.,;:!?()\[\]{}\"“”‘’<>|=+*/\\]+|\s-\s|\$[^$]*\$")
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
+
+# Words that say nothing about a document's topic in scientific abstracts, on top of English stop words.
+ACADEMIC_STOP_WORDS = frozenset("""
+paper papers propose proposed proposes present presented presents show shows shown showed study studies studied
+approach approaches method methods result results novel new based using use used uses work works also however
+well can may might could would one two three first second via thus therefore furthermore moreover additionally
+existing different various several many much within without among across respectively often significantly
+demonstrate demonstrates demonstrated experiments experimental extensive state-of-the-art outperforms outperform
+performance compared comparison effective effectively efficient efficiently problem problems task tasks
+investigate investigated introduce introduced introduces provide provides provided obtain obtained achieve
+achieves achieved including include includes given make makes made way ways use able recent recently
+important key main large small high low good better best specific particular general specifically
+approach-based previous prior et al i e etc eg ie whose whether either neither wide widely
+""".split())
+
+
+def stop_words() -> frozenset[str]:
+    """English stop words plus common words of scientific abstracts."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | ACADEMIC_STOP_WORDS
+
+
+@dataclass
+class PhraseVocabulary:
+    """Documents x phrases (binary CSR), the phrases, their document frequencies and display forms."""
+
+    matrix: object
+    phrases: list[str]
+    df: np.ndarray
+    display: list[str]
+
+    @property
+    def n_docs(self) -> int:
+        return self.matrix.shape[0]
+
+
+def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: int) -> set[str]:
+    found: set[str] = set()
+    for chunk in _SPLIT.split(text):
+        toks = _TOKEN.findall(chunk)
+        if not toks:
+            continue
+        case_counts.update(t for t in toks if not t.islower())
+        low = [t.lower() for t in toks]
+        stop = [w in stops or len(w) < 2 for w in low]
+        n_tok = len(low)
+        for i in range(n_tok):
+            if stop[i]:
+                continue
+            for n in range(1, max_n + 1):
+                j = i + n - 1
+                if j >= n_tok:
+                    break
+                if not stop[j]:
+                    found.add(" ".join(low[i : j + 1]))
+    return found
+
+
+def build_vocabulary(
+    texts: Sequence[str], *, max_n: int = 3, min_df: int = 3, max_df: float = 0.25, progress: bool = False
+) -> PhraseVocabulary:
+    """The phrase vocabulary of a corpus (see the module docstring)."""
+    import scipy.sparse as sp
+    from tqdm.auto import tqdm
+
+    stops = stop_words()
+    case_counts: Counter = Counter()
+    doc_phrases = [_phrases_of(str(t), stops, case_counts, max_n) for t in tqdm(texts, disable=not progress,
+                                                                             desc="phrases", unit="doc")]
+    df_counter: Counter = Counter()
+    for s in doc_phrases:
+        df_counter.update(s)
+    n_docs = len(texts)
+    keep = sorted(p for p, c in df_counter.items() if c >= min_df and c <= max_df * n_docs)
+    index = {p: i for i, p in enumerate(keep)}
+    rows, cols = [], []
+    for d, s in enumerate(doc_phrases):
+        ids = [index[p] for p in s if p in index]
+        rows.extend([d] * len(ids))
+        cols.extend(ids)
+    mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_docs, len(keep)))
+    df = np.asarray([df_counter[p] for p in keep], dtype=np.float64)
+    lower_counts: Counter = Counter()
+    for s in doc_phrases:
+        for p in s:
+            if " " not in p:
+                lower_counts[p] += 1
+    display = [_display(p, case_counts, lower_counts) for p in keep]
+    return PhraseVocabulary(mat, keep, df, display)
+
+
+def _display(phrase: str, case_counts: Counter, doc_counts: Counter) -> str:
+    """Restore acronyms and names that mostly appear capitalised (LSTM, BERT, Bayesian)."""
+    words = []
+    for w in phrase.split(" "):
+        best = None
+        for form in (w.upper(), w.capitalize()):
+            if form != w and case_counts.get(form, 0) > 0.6 * max(doc_counts.get(w, 1), 1):
+                best = form
+                break
+        words.append(best or w)
+    return " ".join(words)
+
+
+def contrastive_candidates(
+    vocab: PhraseVocabulary,
+    pos_docs: Sequence[np.ndarray],
+    pos_weights: Sequence[np.ndarray],
+    n_candidates: int = 8,
+) -> list[list[int]]:
+    """Per feature, the phrase ids with the highest contrastive score r·log(r/p) (see the module docstring)."""
+    import scipy.sparse as sp
+
+    n_f = len(pos_docs)
+    rows = np.concatenate([np.full(len(d), i) for i, d in enumerate(pos_docs)]) if n_f else np.zeros(0, int)
+    cols = np.concatenate(pos_docs) if n_f else np.zeros(0, int)
+    w = np.concatenate([np.asarray(x, np.float64) / max(float(np.sum(x)), 1e-12) for x in pos_weights]) if n_f else []
+    A = sp.csr_matrix((w, (rows, cols)), shape=(n_f, vocab.n_docs))
+    Abin = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_f, vocab.n_docs))
+    R = (A @ vocab.matrix).tocsr()  # weighted share of activating documents containing each phrase
+    C = (Abin @ vocab.matrix).tocsr()  # count of activating documents containing each phrase
+    p = vocab.df / vocab.n_docs
+    out: list[list[int]] = []
+    for i in range(n_f):
+        lo, hi = R.indptr[i], R.indptr[i + 1]
+        ids, r = R.indices[lo:hi], R.data[lo:hi]
+        counts = C.data[C.indptr[i] : C.indptr[i + 1]]  # same sparsity pattern as R
+        if len(ids) == 0:
+            out.append([])
+            continue
+        n_pos = len(pos_docs[i])
+        min_count = 2 if n_pos >= 4 else 1
+        score = r * np.log(np.maximum(r, 1e-12) / p[ids])
+        score[counts < min_count] = -np.inf
+        score[score <= 0] = -np.inf
+        k = min(n_candidates, int(np.isfinite(score).sum()))
+        if k == 0:
+            out.append([])
+            continue
+        top = np.argpartition(-score, k - 1)[:k]
+        top = top[np.argsort(-score[top])]
+        out.append([int(ids[t]) for t in top])
+    return out
+
+
+def _words(s: str) -> set[str]:
+    return set(s.lower().split())
+
+
+def _options(cands: list[str], aucs: np.ndarray, n_pair: int = 4) -> list[str]:
+    """Label options of 2–6 words: multi-word candidates and pairs 'A and B' of the best candidates."""
+    order = np.argsort(-aucs, kind="stable")
+    ranked = [cands[i] for i in order]
+    opts = [c for c in ranked if 2 <= len(c.split()) <= 6]
+    best = ranked[:n_pair]
+    for i, a in enumerate(best):
+        for b in best[i + 1 :]:
+            if _words(a) & _words(b):
+                continue
+            if len(a.split()) + len(b.split()) + 1 <= 6:
+                opts.append(f"{a} and {b}")
+    return opts
+
+
+class PhraseEmbeddings:
+    """Unit-norm embeddings of phrases, computed once per phrase."""
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray]) -> None:
+        self._embed = embed
+        self._cache: dict[str, np.ndarray] = {}
+
+    def add(self, phrases: Sequence[str]) -> None:
+        new = sorted({p for p in phrases if p not in self._cache})
+        if new:
+            vecs = np.asarray(self._embed(new), dtype=np.float32)
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            self._cache.update(zip(new, vecs))
+
+    def get(self, phrases: Sequence[str]) -> np.ndarray:
+        self.add(phrases)
+        return np.stack([self._cache[p] for p in phrases]) if phrases else np.zeros((0, 1), np.float32)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def label_batch(
+    vocab: PhraseVocabulary,
+    examples: Sequence,
+    doc_vectors: np.ndarray,
+    phrase_emb: PhraseEmbeddings,
+    *,
+    n_candidates: int = 8,
+) -> list[tuple[str | None, dict]]:
+    """Labels for a batch of features (FeatureExamples), each with details (candidates and train AUC)."""
+    cand_ids = contrastive_candidates(
+        vocab, [e.shown_pos for e in examples], [e.shown_pos_act for e in examples], n_candidates=n_candidates
+    )
+    cand_text = [[vocab.display[i] for i in ids] for ids in cand_ids]
+    phrase_emb.add([c for cs in cand_text for c in cs])
+    # first pass: rank single candidates by how well they separate shown positives from shown negatives
+    options: list[list[str]] = []
+    for ex, cands in zip(examples, cand_text):
+        if not cands:
+            options.append([])
+            continue
+        aucs = _train_auc(phrase_emb.get(cands), doc_vectors, ex)
+        options.append(_options(cands, aucs))
+    phrase_emb.add([o for os_ in options for o in os_])
+    out: list[tuple[str | None, dict]] = []
+    for ex, cands, opts in zip(examples, cand_text, options):
+        if not opts:
+            if cands:  # only single words that share nothing: join the two best
+                opts = [cands[0]] if len(cands) == 1 else [f"{cands[0]} and {cands[1]}"]
+                phrase_emb.add(opts)
+            else:
+                out.append((None, {"reason": "no phrase occurs in the activating documents more than elsewhere"}))
+                continue
+        vecs = phrase_emb.get(opts)
+        aucs = _train_auc(vecs, doc_vectors, ex)
+        pos = doc_vectors[ex.shown_pos]
+        closeness = (vecs @ pos.T).mean(1) if len(pos) else np.zeros(len(opts))
+        score = aucs + 0.25 * closeness
+        best = int(np.argmax(score))
+        out.append((opts[best], {"candidates": cands[:8], "train_auc": round(float(aucs[best]), 4)}))
+    return out
+
+
+def _train_auc(vecs: np.ndarray, doc_vectors: np.ndarray, ex) -> np.ndarray:
+    pos, neg = ex.shown_pos, ex.shown_neg
+    if len(pos) == 0 or len(neg) == 0:
+        return np.full(len(vecs), 0.5)
+    return auc_matrix(vecs @ doc_vectors[pos].T, vecs @ doc_vectors[neg].T)
