@@ -37,6 +37,20 @@ important key main large small high low good better best specific particular gen
 approach-based previous prior et al i e etc eg ie whose whether either neither wide widely
 """.split())
 
+# Verbs and function words that make a phrase unreadable when they start or end it ("flow past", "occurs").
+BOUNDARY_WORDS = frozenset("""
+past occur occurs occurred simulate simulated compute computed computing yield yields lead leads allow allows
+enable enables require requires required remain remains consider considered considers describe described describes
+discuss discussed derive derived predict predicts predicted find finds found observe observed observes evaluate
+evaluated evaluates improve improves improved apply applied applies exhibit exhibits reveal reveals indicate indicates
+suggest suggests increase increases increased decrease decreases reduce reduces reduced perform performs performed
+generate generates generated capture captures captured rest due like able aim aims aimed focus focuses focused
+called known termed named defined define defines take takes taken give gives giving help helps need needs
+needed try tries seek seeks explore explores explored analyze analyzes analyzed analyse analysed assess assessed
+examine examined employ employs employed exploit exploits exploited leverage leverages leveraged utilize utilizes
+utilized introduce develop develops developed design designed designs build builds built train trained trains
+""".split())
+
 
 def stop_words() -> frozenset[str]:
     """English stop words plus common words of scientific abstracts."""
@@ -67,7 +81,8 @@ def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: i
             continue
         case_counts.update(t for t in toks if not t.islower())
         low = [t.lower() for t in toks]
-        stop = [w in stops or len(w) < 2 for w in low]
+        stop = [w in stops or len(w) < 2 or w in BOUNDARY_WORDS or w.endswith("ly") for w in low]
+        weak_end = [s_ or w.endswith("ed") for s_, w in zip(stop, low)]
         n_tok = len(low)
         for i in range(n_tok):
             if stop[i]:
@@ -76,7 +91,7 @@ def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: i
                 j = i + n - 1
                 if j >= n_tok:
                     break
-                if not stop[j]:
+                if not (weak_end[j] if n > 1 else stop[j]):
                     found.add(" ".join(low[i : j + 1]))
     return found
 
@@ -169,22 +184,31 @@ def contrastive_candidates(
 
 
 def _words(s: str) -> set[str]:
-    return set(s.lower().split())
+    """Crude stems of a phrase's words (so 'body' and 'bodies' count as the same word)."""
+    return {w[:5] for w in s.lower().split()}
 
 
-def _options(cands: list[str], aucs: np.ndarray, n_pair: int = 4) -> list[str]:
-    """Label options of 2–6 words: multi-word candidates and pairs 'A and B' of the best candidates."""
-    order = np.argsort(-aucs, kind="stable")
-    ranked = [cands[i] for i in order]
-    opts = [c for c in ranked if 2 <= len(c.split()) <= 6]
+def phrase_centroids(vocab: PhraseVocabulary, doc_vectors: np.ndarray) -> np.ndarray:
+    """Per phrase, the unit-norm mean of the vectors of the documents containing it (a cheap stand-in for the
+    phrase's own embedding, used to rank candidates before embedding the few best)."""
+    cent = np.asarray(vocab.matrix.T @ doc_vectors, dtype=np.float32)
+    return cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+
+
+def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 3, n_single: int = 2) -> list[str]:
+    """Label options of 2–6 words: the best multi-word candidates and pairs 'A and B' of the best candidates."""
+    ranked = [cands[i] for i in np.argsort(-ranking, kind="stable")]
+    opts = [c for c in ranked if 2 <= len(c.split()) <= 6][:n_single]
     best = ranked[:n_pair]
     for i, a in enumerate(best):
         for b in best[i + 1 :]:
-            if _words(a) & _words(b):
+            if _words(a) & _words(b) or len(a.split()) + len(b.split()) + 1 > 6:
                 continue
-            if len(a.split()) + len(b.split()) + 1 <= 6:
-                opts.append(f"{a} and {b}")
-    return opts
+            opts.append(f"{a} and {b}")
+            break
+    if not opts and len(ranked) >= 2:
+        opts.append(f"{ranked[0]} and {ranked[1]}")
+    return list(dict.fromkeys(opts))
 
 
 class PhraseEmbeddings:
@@ -211,44 +235,48 @@ class PhraseEmbeddings:
 
 def label_batch(
     vocab: PhraseVocabulary,
+    centroids: np.ndarray,
     examples: Sequence,
     doc_vectors: np.ndarray,
     phrase_emb: PhraseEmbeddings,
     *,
     n_candidates: int = 8,
 ) -> list[tuple[str | None, dict]]:
-    """Labels for a batch of features (FeatureExamples), each with details (candidates and train AUC)."""
+    """Labels for a batch of features (FeatureExamples), each with details (candidates and train AUC).
+
+    Candidates come from the contrastive statistics, are ranked by how well their document centroid separates
+    the shown activating documents from the shown negatives, and the few best options are embedded; the
+    option whose real embedding separates them best becomes the label.
+    """
     cand_ids = contrastive_candidates(
         vocab, [e.shown_pos for e in examples], [e.shown_pos_act for e in examples], n_candidates=n_candidates
     )
-    cand_text = [[vocab.display[i] for i in ids] for ids in cand_ids]
-    phrase_emb.add([c for cs in cand_text for c in cs])
-    # first pass: rank single candidates by how well they separate shown positives from shown negatives
     options: list[list[str]] = []
-    for ex, cands in zip(examples, cand_text):
+    cand_text: list[list[str]] = []
+    for ex, ids in zip(examples, cand_ids):
+        cands = [vocab.display[i] for i in ids]
+        cand_text.append(cands)
         if not cands:
             options.append([])
             continue
-        aucs = _train_auc(phrase_emb.get(cands), doc_vectors, ex)
-        options.append(_options(cands, aucs))
+        proxy = _train_auc(centroids[ids], doc_vectors, ex) + 0.25 * _closeness(centroids[ids], doc_vectors, ex)
+        options.append(_options(cands, proxy))
     phrase_emb.add([o for os_ in options for o in os_])
     out: list[tuple[str | None, dict]] = []
     for ex, cands, opts in zip(examples, cand_text, options):
         if not opts:
-            if cands:  # only single words that share nothing: join the two best
-                opts = [cands[0]] if len(cands) == 1 else [f"{cands[0]} and {cands[1]}"]
-                phrase_emb.add(opts)
-            else:
-                out.append((None, {"reason": "no phrase occurs in the activating documents more than elsewhere"}))
-                continue
+            out.append((None, {"reason": "no phrase occurs in the activating documents more than elsewhere"}))
+            continue
         vecs = phrase_emb.get(opts)
         aucs = _train_auc(vecs, doc_vectors, ex)
-        pos = doc_vectors[ex.shown_pos]
-        closeness = (vecs @ pos.T).mean(1) if len(pos) else np.zeros(len(opts))
-        score = aucs + 0.25 * closeness
-        best = int(np.argmax(score))
-        out.append((opts[best], {"candidates": cands[:8], "train_auc": round(float(aucs[best]), 4)}))
+        best = int(np.argmax(aucs + 0.25 * _closeness(vecs, doc_vectors, ex)))
+        out.append((opts[best], {"candidates": cands, "options": opts, "train_auc": round(float(aucs[best]), 4)}))
     return out
+
+
+def _closeness(vecs: np.ndarray, doc_vectors: np.ndarray, ex) -> np.ndarray:
+    pos = doc_vectors[ex.shown_pos]
+    return (vecs @ pos.T).mean(1) if len(pos) else np.zeros(len(vecs))
 
 
 def _train_auc(vecs: np.ndarray, doc_vectors: np.ndarray, ex) -> np.ndarray:

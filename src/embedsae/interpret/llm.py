@@ -16,7 +16,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -146,8 +146,13 @@ class ChatClient:
             f"the chat endpoint {url} failed {cfg.retries + 1} times (last: {last}); check that it is running "
             "and reachable, then run the same command again: finished features are kept")
 
-    def complete_many(self, conversations: Sequence[list[dict]]) -> list[str | Exception]:
-        """Answers to many conversations (cached ones first, the rest concurrently); failures as exceptions."""
+    def complete_many(
+        self, conversations: Sequence[list[dict]], validate: Callable[[str], object] | None = None
+    ) -> list[str | Exception]:
+        """Answers to many conversations (cached ones first, the rest concurrently); failures as exceptions.
+
+        Only answers that pass `validate` (which raises MalformedAnswer otherwise) are cached.
+        """
         out: list[str | Exception | None] = [None] * len(conversations)
         keys = [self._key(m) for m in conversations]
         todo = []
@@ -171,6 +176,12 @@ class ChatClient:
                     self.usage.prompt_tokens += pt
                     self.usage.completion_tokens += ct
                     self.usage.retries += retries
+                    if validate is not None:
+                        try:
+                            validate(content)
+                        except MalformedAnswer as exc:
+                            out[i] = exc
+                            continue
                     out[i] = content
                     if self.store is not None:
                         self.store.cache_put(keys[i], content, pt, ct)

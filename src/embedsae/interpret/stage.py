@@ -126,14 +126,15 @@ def _mean(col) -> float | None:
 
 def _process(ws, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress, tqdm):
     """Label and score the features in `todo`, one committed batch at a time."""
-    from .keywords import PhraseEmbeddings, build_vocabulary, label_batch
+    from .keywords import PhraseEmbeddings, build_vocabulary, label_batch, phrase_centroids
     from .scorers import category_scores, document_categories, embedding_scores
 
     doc_vectors = _unit_rows(ws.embeddings)
-    embedder = ws.embedder()
+    embedder = ws.embedder(batch_size=256)
     phrase_emb = PhraseEmbeddings(lambda texts: embedder.embed(texts))
     texts = ws.corpus["text"].astype(str).tolist()
     vocab = build_vocabulary(texts, progress=progress) if labeller == "keywords" else None
+    centroids = phrase_centroids(vocab, doc_vectors) if vocab is not None else None
     cats = document_categories(ws.corpus)
     cat_scores = category_scores(csr, cats, todo) if cats else {}
     bar = tqdm(total=len(todo), disable=not progress, desc="interpret", unit="feature")
@@ -141,7 +142,7 @@ def _process(ws, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg
         batch = todo[start : start + batch_size]
         exs = select_examples(csc, batch, doc_vectors, ex_cfg)
         if labeller == "keywords":
-            made = label_batch(vocab, exs, doc_vectors, phrase_emb)
+            made = label_batch(vocab, centroids, exs, doc_vectors, phrase_emb)
             error = None
         else:
             made, error = _llm_labels(client, llm, exs, texts)
@@ -175,13 +176,15 @@ def _llm_labels(client, llm, exs, texts):
 
     prompts = [label_prompt([texts[d] for d in ex.top[: llm.n_examples]], ex.top_act[: llm.n_examples],
                             [texts[d] for d in ex.shown_neg[: llm.n_negatives]], llm.chars) for ex in exs]
-    answers = client.complete_many(prompts)
+    answers = client.complete_many(prompts, validate=parse_label)
     made: list = []
     error = None
     for ans in answers:
         if isinstance(ans, LLMEndpointError):
             error = error or ans
             made.append(None)  # not attempted to the end: left for the next run
+        elif isinstance(ans, MalformedAnswer):
+            made.append((None, {"error": f"malformed answer: {ans}"}))
         elif isinstance(ans, Exception):
             made.append((None, {"error": str(ans)}))
         else:
@@ -206,7 +209,7 @@ def _llm_detection(client, llm, exs, labels, texts):
     docs = [detection_documents(ex, llm.n_detect) for ex in exs]
     prompts = [detection_prompt(labels[ex.feature][0], [texts[d] for d in d_], llm.chars) for ex, (d_, _) in
                zip(exs, docs)]
-    answers = client.complete_many(prompts)
+    answers = client.complete_many(prompts, validate=lambda a: parse_ratings(a, 1))
     out, error = {}, None
     for ex, (d_, acts), ans in zip(exs, docs, answers):
         if isinstance(ans, LLMEndpointError):
