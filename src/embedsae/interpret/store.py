@@ -228,14 +228,18 @@ def feature_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     for row in table.to_dict("records"):
         scores = {k: _num(row.get(k)) for k in SCORE_NAMES if _num(row.get(k)) is not None}
         rec = {
-            "id": int(row["id"]), "label": row.get("label"), "labeller": row.get("labeller"),
+            "id": int(row["id"]), "label": _text(row.get("label")), "labeller": _text(row.get("labeller")),
             "density": _num(row.get("density")), "act_mean": _num(row.get("act_mean")),
             "act_max": _num(row.get("act_max")), "n_active": int(row.get("n_active") or 0),
-            "category": row.get("category"), "clean": bool(row.get("clean")), "scores": scores,
+            "category": _text(row.get("category")), "clean": bool(row.get("clean")), "scores": scores,
         }
         rec["scores"].setdefault("embedding_auc", None)
         out.append(rec)
     return out
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 def _num(v: Any) -> float | None:
