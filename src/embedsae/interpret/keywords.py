@@ -241,8 +241,12 @@ def label_batch(
     phrase_emb: PhraseEmbeddings,
     *,
     n_candidates: int = 8,
+    embed_all: bool = False,
 ) -> list[tuple[str | None, dict]]:
     """Labels for a batch of features (FeatureExamples), each with details (candidates and train AUC).
+
+    With `embed_all`, every candidate is embedded and ranked by its real embedding instead of its document
+    centroid (slower; kept for comparison in benchmarks/interpret_speed.py).
 
     Candidates come from the contrastive statistics, are ranked by how well their document centroid separates
     the shown activating documents from the shown negatives, and the few best options are embedded; the
@@ -251,6 +255,8 @@ def label_batch(
     cand_ids = contrastive_candidates(
         vocab, [e.shown_pos for e in examples], [e.shown_pos_act for e in examples], n_candidates=n_candidates
     )
+    if embed_all:
+        phrase_emb.add([vocab.display[i] for ids in cand_ids for i in ids])
     options: list[list[str]] = []
     cand_text: list[list[str]] = []
     for ex, ids in zip(examples, cand_ids):
@@ -259,7 +265,8 @@ def label_batch(
         if not cands:
             options.append([])
             continue
-        proxy = _train_auc(centroids[ids], doc_vectors, ex) + 0.25 * _closeness(centroids[ids], doc_vectors, ex)
+        vecs = phrase_emb.get(cands) if embed_all else centroids[ids]
+        proxy = _train_auc(vecs, doc_vectors, ex) + 0.25 * _closeness(vecs, doc_vectors, ex)
         options.append(_options(cands, proxy))
     phrase_emb.add([o for os_ in options for o in os_])
     out: list[tuple[str | None, dict]] = []
