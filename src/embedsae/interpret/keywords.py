@@ -195,17 +195,21 @@ def phrase_centroids(vocab: PhraseVocabulary, doc_vectors: np.ndarray) -> np.nda
     return cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
 
 
-def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 3, n_single: int = 2) -> list[str]:
-    """Label options of 2–6 words: the best multi-word candidates and pairs 'A and B' of the best candidates."""
+def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 4, n_single: int = 2) -> list[str]:
+    """Label options of 2–6 words: the best multi-word candidates, pairs 'A and B' and a triple 'A, B and C'
+    of the best candidates that share no word."""
     ranked = [cands[i] for i in np.argsort(-ranking, kind="stable")]
     opts = [c for c in ranked if 2 <= len(c.split()) <= 6][:n_single]
-    best = ranked[:n_pair]
-    for i, a in enumerate(best):
-        for b in best[i + 1 :]:
-            if _words(a) & _words(b) or len(a.split()) + len(b.split()) + 1 > 6:
-                continue
-            opts.append(f"{a} and {b}")
-            break
+    chosen: list[str] = []
+    for c in ranked[:n_pair + 2]:
+        if all(not (_words(c) & _words(o)) for o in chosen):
+            chosen.append(c)
+    if len(chosen) >= 2 and len(" ".join(chosen[:2]).split()) <= 5:
+        opts.append(f"{chosen[0]} and {chosen[1]}")
+    if len(chosen) >= 3 and len(" ".join(chosen[:3]).split()) <= 5:
+        opts.append(f"{chosen[0]}, {chosen[1]} and {chosen[2]}")
+    if len(chosen) >= 3 and len(f"{chosen[0]} {chosen[2]}".split()) <= 5:
+        opts.append(f"{chosen[0]} and {chosen[2]}")
     if not opts and len(ranked) >= 2:
         opts.append(f"{ranked[0]} and {ranked[1]}")
     return list(dict.fromkeys(opts))
@@ -233,52 +237,75 @@ class PhraseEmbeddings:
         return len(self._cache)
 
 
+def direction_candidates(
+    vocab: PhraseVocabulary, centroids: np.ndarray, examples: Sequence, directions: np.ndarray, n_candidates: int = 8
+) -> list[list[int]]:
+    """Per feature, the phrases (occurring in at least two shown activating documents) whose document centroid
+    points furthest along the feature's direction."""
+    out = []
+    for ex, w in zip(examples, directions):
+        cnt = np.asarray(vocab.matrix[ex.shown_pos].sum(0)).ravel()
+        ok = np.flatnonzero(cnt >= (2 if len(ex.shown_pos) >= 4 else 1))
+        s = centroids[ok] @ w
+        out.append([int(i) for i in ok[np.argsort(-s)[:n_candidates]]])
+    return out
+
+
 def label_batch(
     vocab: PhraseVocabulary,
     centroids: np.ndarray,
     examples: Sequence,
     doc_vectors: np.ndarray,
     phrase_emb: PhraseEmbeddings,
+    directions: np.ndarray | None = None,
     *,
     n_candidates: int = 8,
     embed_all: bool = False,
 ) -> list[tuple[str | None, dict]]:
-    """Labels for a batch of features (FeatureExamples), each with details (candidates and train AUC).
+    """Labels for a batch of features (FeatureExamples), each with details (candidates and their ranking).
 
-    With `embed_all`, every candidate is embedded and ranked by its real embedding instead of its document
-    centroid (slower; kept for comparison in benchmarks/interpret_speed.py).
-
-    Candidates come from the contrastive statistics, are ranked by how well their document centroid separates
-    the shown activating documents from the shown negatives, and the few best options are embedded; the
-    option whose real embedding separates them best becomes the label.
+    Candidates come from the contrastive statistics and, when the features' `directions` in embedding space
+    are given (the SAE's encoder rows), from the phrases whose document centroid points along them. They are
+    ranked by their centroid (or, with `embed_all`, their real embedding: slower, kept for comparison in
+    benchmarks/interpret_speed.py); the few best options are embedded, and the option whose embedding points
+    furthest along the feature's direction (without directions: separates the shown activating documents from
+    the shown negatives best) becomes the label.
     """
     cand_ids = contrastive_candidates(
         vocab, [e.shown_pos for e in examples], [e.shown_pos_act for e in examples], n_candidates=n_candidates
     )
+    if directions is not None:
+        extra = direction_candidates(vocab, centroids, examples, directions, n_candidates)
+        cand_ids = [list(dict.fromkeys(a + b)) for a, b in zip(cand_ids, extra)]
     if embed_all:
         phrase_emb.add([vocab.display[i] for ids in cand_ids for i in ids])
     options: list[list[str]] = []
     cand_text: list[list[str]] = []
-    for ex, ids in zip(examples, cand_ids):
+    for j, (ex, ids) in enumerate(zip(examples, cand_ids)):
         cands = [vocab.display[i] for i in ids]
         cand_text.append(cands)
         if not cands:
             options.append([])
             continue
         vecs = phrase_emb.get(cands) if embed_all else centroids[ids]
-        proxy = _train_auc(vecs, doc_vectors, ex) + 0.25 * _closeness(vecs, doc_vectors, ex)
-        options.append(_options(cands, proxy))
+        options.append(_options(cands, _rank(vecs, doc_vectors, ex, None if directions is None else directions[j])))
     phrase_emb.add([o for os_ in options for o in os_])
     out: list[tuple[str | None, dict]] = []
-    for ex, cands, opts in zip(examples, cand_text, options):
+    for j, (ex, cands, opts) in enumerate(zip(examples, cand_text, options)):
         if not opts:
             out.append((None, {"reason": "no phrase occurs in the activating documents more than elsewhere"}))
             continue
         vecs = phrase_emb.get(opts)
-        aucs = _train_auc(vecs, doc_vectors, ex)
-        best = int(np.argmax(aucs + 0.25 * _closeness(vecs, doc_vectors, ex)))
-        out.append((opts[best], {"candidates": cands, "options": opts, "train_auc": round(float(aucs[best]), 4)}))
+        rank = _rank(vecs, doc_vectors, ex, None if directions is None else directions[j])
+        best = int(np.argmax(rank))
+        out.append((opts[best], {"candidates": cands, "options": opts, "rank_score": round(float(rank[best]), 4)}))
     return out
+
+
+def _rank(vecs: np.ndarray, doc_vectors: np.ndarray, ex, direction: np.ndarray | None) -> np.ndarray:
+    if direction is not None:
+        return vecs @ direction
+    return _train_auc(vecs, doc_vectors, ex) + 0.25 * _closeness(vecs, doc_vectors, ex)
 
 
 def _closeness(vecs: np.ndarray, doc_vectors: np.ndarray, ex) -> np.ndarray:

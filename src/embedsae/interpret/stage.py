@@ -97,7 +97,8 @@ def interpret(
 
             client = ChatClient(llm, store=store)
         if len(todo):
-            _process(ws, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress, tqdm)
+            _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress,
+                     tqdm)
         n_clean = apply_clean_filter(store, clean or CleanConfig())
         table = store.table()
     finally:
@@ -124,7 +125,8 @@ def _mean(col) -> float | None:
     return round(float(vals.mean()), 4) if len(vals) else None
 
 
-def _process(ws, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress, tqdm):
+def _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress,
+             tqdm):
     """Label and score the features in `todo`, one committed batch at a time."""
     from .keywords import PhraseEmbeddings, build_vocabulary, label_batch, phrase_centroids
     from .scorers import category_scores, document_categories, embedding_scores
@@ -135,6 +137,7 @@ def _process(ws, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg
     texts = ws.corpus["text"].astype(str).tolist()
     vocab = build_vocabulary(texts, progress=progress) if labeller == "keywords" else None
     centroids = phrase_centroids(vocab, doc_vectors) if vocab is not None else None
+    directions = _unit_rows(ws.load_sae(name).W_enc.detach().float().cpu().numpy())
     cats = document_categories(ws.corpus)
     cat_scores = category_scores(csr, cats, todo) if cats else {}
     bar = tqdm(total=len(todo), disable=not progress, desc="interpret", unit="feature")
@@ -142,7 +145,7 @@ def _process(ws, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg
         batch = todo[start : start + batch_size]
         exs = select_examples(csc, batch, doc_vectors, ex_cfg)
         if labeller == "keywords":
-            made = label_batch(vocab, centroids, exs, doc_vectors, phrase_emb)
+            made = label_batch(vocab, centroids, exs, doc_vectors, phrase_emb, directions[batch])
             error = None
         else:
             made, error = _llm_labels(client, llm, exs, texts)
