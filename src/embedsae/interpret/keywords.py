@@ -134,8 +134,8 @@ def _display(phrase: str, case_counts: Counter, doc_counts: Counter) -> str:
     words = []
     for w in phrase.split(" "):
         best = None
-        for form in (w.upper(), w.capitalize()):
-            if form != w and case_counts.get(form, 0) > 0.6 * max(doc_counts.get(w, 1), 1):
+        for form, share in ((w.upper(), 0.6), (w.capitalize(), 0.9)):  # sentence starts capitalise any word
+            if form != w and case_counts.get(form, 0) > share * max(doc_counts.get(w, 1), 1):
                 best = form
                 break
         words.append(best or w)
@@ -195,7 +195,7 @@ def phrase_centroids(vocab: PhraseVocabulary, doc_vectors: np.ndarray) -> np.nda
     return cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
 
 
-def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 4, n_single: int = 2) -> list[str]:
+def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 4, n_single: int = 2, triples: bool = False) -> list[str]:
     """Label options of 2–6 words: the best multi-word candidates, pairs 'A and B' and a triple 'A, B and C'
     of the best candidates that share no word."""
     ranked = [cands[i] for i in np.argsort(-ranking, kind="stable")]
@@ -206,7 +206,7 @@ def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 4, n_single: i
             chosen.append(c)
     if len(chosen) >= 2 and len(" ".join(chosen[:2]).split()) <= 5:
         opts.append(f"{chosen[0]} and {chosen[1]}")
-    if len(chosen) >= 3 and len(" ".join(chosen[:3]).split()) <= 5:
+    if triples and len(chosen) >= 3 and len(" ".join(chosen[:3]).split()) <= 5:
         opts.append(f"{chosen[0]}, {chosen[1]} and {chosen[2]}")
     if len(chosen) >= 3 and len(f"{chosen[0]} {chosen[2]}".split()) <= 5:
         opts.append(f"{chosen[0]} and {chosen[2]}")
