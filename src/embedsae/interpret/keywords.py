@@ -79,7 +79,7 @@ def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: i
         toks = _TOKEN.findall(chunk)
         if not toks:
             continue
-        case_counts.update(t for t in toks if not t.islower())
+        case_counts.update(toks)
         low = [t.lower() for t in toks]
         stop = [w in stops or len(w) < 2 or w in BOUNDARY_WORDS or w.endswith("ly") for w in low]
         weak_end = [s_ or w.endswith("ed") for s_, w in zip(stop, low)]
@@ -120,25 +120,21 @@ def build_vocabulary(
         cols.extend(ids)
     mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_docs, len(keep)))
     df = np.asarray([df_counter[p] for p in keep], dtype=np.float64)
-    lower_counts: Counter = Counter()
-    for s in doc_phrases:
-        for p in s:
-            if " " not in p:
-                lower_counts[p] += 1
-    display = [_display(p, case_counts, lower_counts) for p in keep]
+    display = [_display(p, case_counts) for p in keep]
     return PhraseVocabulary(mat, keep, df, display)
 
 
-def _display(phrase: str, case_counts: Counter, doc_counts: Counter) -> str:
-    """Restore acronyms and names that mostly appear capitalised (LSTM, BERT, Bayesian)."""
+def _display(phrase: str, case_counts: Counter) -> str:
+    """Restore acronyms (LSTM, BERT) and names that are almost never written in lower case (Bayesian, Markov)."""
     words = []
     for w in phrase.split(" "):
-        best = None
-        for form, share in ((w.upper(), 0.6), (w.capitalize(), 0.9)):  # sentence starts capitalise any word
-            if form != w and case_counts.get(form, 0) > share * max(doc_counts.get(w, 1), 1):
-                best = form
-                break
-        words.append(best or w)
+        n_low, n_up, n_cap = case_counts.get(w, 0), case_counts.get(w.upper(), 0), case_counts.get(w.capitalize(), 0)
+        if w.upper() != w and n_up > n_low + n_cap:
+            words.append(w.upper())
+        elif w.capitalize() != w and n_cap >= 3 and n_low <= 0.05 * n_cap:
+            words.append(w.capitalize())
+        else:
+            words.append(w)
     return " ".join(words)
 
 
