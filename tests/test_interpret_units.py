@@ -121,3 +121,10 @@ def test_store_roundtrip_and_export(tmp_path):
     with pytest.raises(InputError, match=r"\.csv, \.json or \.parquet"):
         export_table(t, tmp_path / "out.xlsx")
     assert not list(tmp_path.glob("*.xlsx")) and not list(tmp_path.glob(".out*"))
+
+
+def test_run_pipeline_has_the_interpret_stage():
+    from embedsae import pipeline
+    from embedsae.interpret.stage import run_stage
+
+    assert run_stage in list(pipeline.run_stages())
