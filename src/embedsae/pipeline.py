@@ -290,6 +290,7 @@ def describe(ws: Workspace) -> dict[str, Any]:
 # Stages that `embedsae run` calls after training, in order, as "module:function" strings. Each function
 # takes (workspace, sae_name, progress=...) and writes its own part of the workspace.
 RUN_STAGES: list[str] = [
+    "embedsae.interpret.stage:run_stage",
     "embedsae.structure.stage:families_stage",
     "embedsae.search.stage:index_stage",
 ]

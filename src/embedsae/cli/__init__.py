@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-COMMAND_MODULES = ["embedsae.cli.core", "embedsae.cli.search", "embedsae.cli.words", "embedsae.cli.structure"]
+COMMAND_MODULES = [
+    "embedsae.cli.core",
+    "embedsae.cli.interpret",
+    "embedsae.cli.structure",
+    "embedsae.cli.search",
+    "embedsae.cli.words",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,150 @@
+"""Interpretation commands: interpret, features, feature."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import InputError, WorkspaceError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpret", help="label and score every alive feature of an SAE (resumable)")
+    p.add_argument("workspace")
+    p.add_argument("--sae", help="SAE name (default: the latest trained)")
+    p.add_argument("--labeller", choices=["keywords", "llm"], default="keywords",
+                   help="keywords: offline (default); llm: an OpenAI-compatible chat endpoint")
+    p.add_argument("--llm-base-url", metavar="URL", help="e.g. http://localhost:11434/v1 (Ollama), https://api.openai.com/v1")
+    p.add_argument("--llm-model", metavar="M", help="model name at the endpoint")
+    p.add_argument("--llm-key-env", metavar="VAR", default="EMBEDSAE_LLM_API_KEY",
+                   help="environment variable holding the API key (default EMBEDSAE_LLM_API_KEY, else OPENAI_API_KEY)")
+    p.add_argument("--llm-concurrency", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    p.add_argument("--llm-retries", type=int, default=3, help="retries after a transient failure (default 3)")
+    p.add_argument("--no-llm-score", action="store_true", help="skip the LLM detection scorer")
+    p.add_argument("--features", type=int, metavar="N", help="interpret only the first N alive features")
+    p.add_argument("--batch-size", type=int, default=128, help="features per committed batch (default 128)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_interpret)
+
+    p = sub.add_parser("features", help="list the interpreted features of an SAE")
+    p.add_argument("workspace")
+    p.add_argument("--sae", help="SAE name (default: the latest trained)")
+    p.add_argument("--search", metavar="TEXT", help="only features whose label contains TEXT")
+    p.add_argument("--sort", choices=["id", "density", "score"], default="id", help="order (score: embedding AUC)")
+    p.add_argument("--clean", action="store_true", help="only features passing the clean-feature filter")
+    p.add_argument("--limit", type=int, help="show at most N features")
+    p.add_argument("--export", metavar="FILE", help="write the table to FILE (.csv, .json or .parquet)")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("feature", help="a feature card: label, scores, activation histogram, top documents")
+    p.add_argument("workspace")
+    p.add_argument("id", type=int)
+    p.add_argument("--sae", help="SAE name (default: the latest trained)")
+    p.add_argument("--top", type=int, default=8, help="top documents to show (default 8)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_feature)
+
+
+def cmd_interpret(args: argparse.Namespace) -> int:
+    from ..interpret.stage import interpret
+
+    llm = None
+    if args.labeller == "llm" or args.llm_base_url:
+        from ..interpret.llm import LLMConfig
+
+        if not args.llm_base_url or not args.llm_model:
+            raise InputError("the LLM labeller needs both --llm-base-url URL and --llm-model NAME")
+        llm = LLMConfig(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env,
+                        concurrency=args.llm_concurrency, timeout=args.llm_timeout, retries=args.llm_retries)
+    if args.features is not None and args.features < 1:
+        raise InputError(f"--features takes a positive number, got {args.features}")
+    s = interpret(args.workspace, args.sae, labeller=args.labeller, llm=llm, llm_score=not args.no_llm_score,
+                  max_features=args.features, batch_size=args.batch_size, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    print(f"SAE {s['sae']}: {s['interpreted']} features interpreted by {s['labeller']} "
+          f"({s['skipped']} from earlier runs, {s['failed']} failed), {s['alive']} alive of {s['features']}")
+    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}")
+    if s.get("mean_llm_f1") is not None:
+        print(f"  mean LLM F1         {_fmt(s['mean_llm_f1'])}")
+    if s.get("mean_category_f1") is not None:
+        print(f"  mean category F1    {_fmt(s['mean_category_f1'])}")
+    print(f"  clean features      {s['clean']}")
+    if "llm_usage" in s:
+        u = s["llm_usage"]
+        print(f"  LLM                 {u['requests']} requests, {u['cache_hits']} cached, "
+              f"{u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens")
+    print(f"  time                {s['seconds']:.1f}s")
+    return 0
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _open_table(args):
+    from ..interpret.store import FeatureStore, db_path
+    from ..workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    name = ws.resolve_sae(args.sae)
+    path = db_path(ws.sae_dir(name))
+    if not path.is_file():
+        raise WorkspaceError(f"SAE '{name}' has not been interpreted yet; run: embedsae interpret {ws.path} --sae {name}")
+    store = FeatureStore(path)
+    return ws, name, store
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from ..interpret.store import export_table, feature_records
+
+    ws, name, store = _open_table(args)
+    try:
+        t = store.table()
+    finally:
+        store.close()
+    t = t[t["n_active"] > 0]
+    if args.search:
+        t = t[t["label"].fillna("").str.contains(args.search, case=False, regex=False)]
+    if args.clean:
+        t = t[t["clean"]]
+    if args.sort == "density":
+        t = t.sort_values("density", ascending=False)
+    elif args.sort == "score":
+        t = t.sort_values("embedding_auc", ascending=False, na_position="last")
+    if args.limit is not None:
+        t = t.head(args.limit)
+    if args.export:
+        path = export_table(t, args.export)
+        print(f"wrote {len(t)} features to {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(feature_records(t)))
+        return 0
+    if args.export:
+        return 0
+    print(f"{'id':>5}  {'density':>8}  {'act_mean':>8}  {'AUC':>5}  {'clean':>5}  label")
+    for r in t.itertuples(index=False):
+        auc = "-" if r.embedding_auc != r.embedding_auc else f"{r.embedding_auc:.2f}"
+        print(f"{r.id:>5}  {r.density:>8.4f}  {r.act_mean:>8.4f}  {auc:>5}  {'yes' if r.clean else '':>5}  {r.label or ''}")
+    print(f"{len(t)} features", file=sys.stderr)
+    return 0
+
+
+def cmd_feature(args: argparse.Namespace) -> int:
+    from ..interpret.card import feature_card, render_card
+
+    ws, name, store = _open_table(args)
+    try:
+        card = feature_card(ws, name, store, args.id, top=args.top)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(card))
+    else:
+        print(render_card(card))
+    return 0

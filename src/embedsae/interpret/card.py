@@ -1,0 +1,63 @@
+"""Feature cards: everything known about one feature, as a dict and as terminal text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .store import FeatureStore, feature_records
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def feature_card(ws, sae: str, store: FeatureStore, feature: int, *, top: int = 8, bins: int = 20) -> dict[str, Any]:
+    """A feature's label, scores, density, activation histogram and top documents with activations."""
+    from ..sae.codes import workspace_codes
+
+    codes = workspace_codes(ws, sae)
+    if not 0 <= feature < codes.n_latents:
+        raise InputError(f"feature {feature} does not exist: SAE '{sae}' has features 0..{codes.n_latents - 1}")
+    t = store.table()
+    row = t[t["id"] == feature]
+    rec = feature_records(row)[0] if len(row) else {"id": feature, "label": None, "scores": {}}
+    mask = codes.indices == feature
+    docs = np.nonzero(mask.any(1))[0]
+    acts = (codes.values * mask).sum(1)[docs]
+    order = np.argsort(-acts)[:top]
+    titles = ws.titles()
+    ids = ws.ids
+    counts, edges = np.histogram(acts, bins=bins) if len(acts) else (np.zeros(bins, int), np.zeros(bins + 1))
+    rec.update({
+        "sae": sae, "n_active": int(len(docs)), "density": float(len(docs) / max(ws.n_documents, 1)),
+        "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
+        "top_documents": [{"row": int(docs[i]), "id": ids[docs[i]], "title": titles[docs[i]],
+                           "activation": float(acts[i])} for i in order],
+    })
+    return rec
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """The card as terminal text."""
+    lines = [f"feature {card['id']} of {card.get('sae', '')}: {card.get('label') or '(not labelled)'}"]
+    if card.get("labeller"):
+        lines.append(f"  labeller     {card['labeller']}{'   (clean)' if card.get('clean') else ''}")
+    lines.append(f"  density      {card['density']:.4f} ({card['n_active']} documents)")
+    if card.get("act_mean") is not None:
+        lines.append(f"  activation   mean {card['act_mean']:.4f}, max {card.get('act_max') or 0:.4f}")
+    for k, v in (card.get("scores") or {}).items():
+        if v is not None:
+            lines.append(f"  {k:<12} {v:.3f}")
+    if card.get("category"):
+        lines.append(f"  category     {card['category']}")
+    counts = card["histogram"]["counts"]
+    if sum(counts):
+        peak = max(counts)
+        bars = "".join(_BARS[int(np.ceil(c / peak * (len(_BARS) - 1)))] for c in counts)
+        e = card["histogram"]["edges"]
+        lines.append(f"  histogram    {e[0]:.3f} |{bars}| {e[-1]:.3f}")
+    lines.append("  top documents:")
+    for d in card["top_documents"]:
+        lines.append(f"    {d['activation']:.4f}  {d['title']}  [{d['id']}]")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Scorers: how well a feature's label predicts where the feature fires.
+
+- embedding scorer (delphi's, offline): AUC of the cosine similarity between the label's embedding and
+  held-out activating vs. held-out non-activating documents;
+- category scorer: precision, recall and F1 of the feature as a detector of its best-matching document
+  category (where documents carry categories);
+- LLM detection scorer: see `llm.detection_scores` (Pearson r and F1 of an LLM's predictions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def auc_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Row-wise ROC AUC: share of (positive, negative) pairs ranked correctly, ties counting one half.
+
+    `pos` is (m, a) and `neg` is (m, b): scores of a positives and b negatives under m scorers.
+    """
+    pos = np.atleast_2d(np.asarray(pos, dtype=np.float64))
+    neg = np.atleast_2d(np.asarray(neg, dtype=np.float64))
+    if pos.shape[1] == 0 or neg.shape[1] == 0:
+        return np.full(pos.shape[0], np.nan)
+    diff = pos[:, :, None] - neg[:, None, :]
+    return ((diff > 0).sum((1, 2)) + 0.5 * (diff == 0).sum((1, 2))) / (pos.shape[1] * neg.shape[1])
+
+
+def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
+    """ROC AUC of scores given to positives vs. negatives (NaN when either side is empty)."""
+    return float(auc_matrix(np.asarray(pos)[None, :], np.asarray(neg)[None, :])[0])
+
+
+def embedding_scores(label_vec: np.ndarray, doc_vectors: np.ndarray, ex) -> dict[str, float | None]:
+    """Delphi's embedding scorer on held-out examples: AUC against random and against hard negatives."""
+    v = np.asarray(label_vec, dtype=np.float32)
+    v = v / max(float(np.linalg.norm(v)), 1e-12)
+    pos = doc_vectors[ex.heldout_pos] @ v
+    out: dict[str, float | None] = {"embedding_auc": None, "embedding_auc_hard": None}
+    if len(pos) and len(ex.heldout_neg):
+        out["embedding_auc"] = auc(pos, doc_vectors[ex.heldout_neg] @ v)
+    if len(pos) and len(ex.heldout_hard):
+        out["embedding_auc_hard"] = auc(pos, doc_vectors[ex.heldout_hard] @ v)
+    return out
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson correlation, or None when either side is constant."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def f1_score(pred: Sequence[bool], truth: Sequence[bool]) -> tuple[float, float, float]:
+    """Precision, recall and F1 of boolean predictions (0 where undefined)."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    tp = float((pred & truth).sum())
+    p = tp / pred.sum() if pred.sum() else 0.0
+    r = tp / truth.sum() if truth.sum() else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def document_categories(corpus) -> list[list[str]] | None:
+    """Per document, its list of categories (empty when it has none); None when the corpus has no categories."""
+    if "categories" not in corpus.columns:
+        return None
+    out: list[list[str]] = []
+    for v in corpus["categories"]:
+        if v is None or (isinstance(v, float) and v != v):
+            out.append([])
+        elif isinstance(v, str):
+            out.append([c.strip() for c in v.split(",") if c.strip()])
+        else:
+            out.append([str(c) for c in v])
+    return out if any(out) else None
+
+
+def category_scores(
+    codes_csr, categories: list[list[str]], features: Sequence[int], *, min_docs: int = 3
+) -> dict[int, dict]:
+    """For each feature, P/R/F1 as a detector of its best-matching category over the documents with categories.
+
+    A feature "detects" a document when it fires on it. Features firing on fewer than `min_docs` categorised
+    documents get no category score.
+    """
+    import scipy.sparse as sp
+
+    labelled = np.asarray([i for i, c in enumerate(categories) if c], dtype=np.int64)
+    if len(labelled) == 0:
+        return {}
+    names = sorted({c for cs in categories for c in cs})
+    col = {c: j for j, c in enumerate(names)}
+    rows = [r for r, i in enumerate(labelled) for _ in categories[i]]
+    cols = [col[c] for i in labelled for c in categories[i]]
+    cat = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(labelled), len(names)))
+    fired = codes_csr[labelled][:, np.asarray(features, dtype=np.int64)]
+    fired.data[:] = 1.0
+    fired = fired.tocsc()
+    inter = (fired.T @ cat).toarray()  # features x categories
+    n_fired = np.asarray(fired.sum(0)).ravel()
+    n_cat = np.asarray(cat.sum(0)).ravel()
+    out: dict[int, dict] = {}
+    for j, f in enumerate(features):
+        if n_fired[j] < min_docs:
+            continue
+        p = inter[j] / n_fired[j]
+        r = inter[j] / np.maximum(n_cat, 1)
+        f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+        best = int(np.argmax(f1))
+        out[int(f)] = {"category": names[best], "category_precision": float(p[best]),
+                       "category_recall": float(r[best]), "category_f1": float(f1[best])}
+    return out

@@ -1,0 +1,273 @@
+"""The feature store: one SQLite database per SAE (saes/<name>/features.db) with features, labels, scores,
+examples and the LLM response cache.
+
+Writes happen in transactions (one per batch of features), so a killed run keeps every batch it committed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._io import atomic_path
+from ..errors import InputError
+
+DB_NAME = "features.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS features (
+    id INTEGER PRIMARY KEY,
+    label TEXT,
+    labeller TEXT,
+    density REAL,
+    act_mean REAL,
+    act_max REAL,
+    n_active INTEGER,
+    category TEXT,
+    clean INTEGER DEFAULT 0,
+    status TEXT,
+    run INTEGER,
+    updated TEXT
+);
+CREATE TABLE IF NOT EXISTS labels (
+    feature INTEGER, labeller TEXT, label TEXT, detail TEXT, created TEXT,
+    PRIMARY KEY (feature, labeller)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    feature INTEGER, scorer TEXT, value REAL,
+    PRIMARY KEY (feature, scorer)
+);
+CREATE TABLE IF NOT EXISTS examples (
+    feature INTEGER, doc INTEGER, kind TEXT, split TEXT, activation REAL
+);
+CREATE INDEX IF NOT EXISTS examples_feature ON examples (feature);
+CREATE TABLE IF NOT EXISTS llm_cache (
+    key TEXT PRIMARY KEY, response TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created TEXT
+);
+"""
+
+SCORE_NAMES = ("embedding_auc", "embedding_auc_hard", "llm_f1", "llm_pearson", "category_f1", "category_precision",
+               "category_recall")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def db_path(sae_dir: str | os.PathLike) -> Path:
+    """Where an SAE's feature database lives."""
+    return Path(sae_dir) / DB_NAME
+
+
+class FeatureStore:
+    """The SQLite feature database of one SAE."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = sqlite3.connect(self.path, timeout=30)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.executescript(SCHEMA)
+        self.con.commit()
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        self.con.commit()
+
+    def new_run(self) -> int:
+        """A fresh run number (each interpret call gets one; rows note the run that wrote them)."""
+        run = int(self.get_meta("runs", 0)) + 1
+        self.set_meta("runs", run)
+        return run
+
+    # ------------------------------------------------------------------ writes
+    def write_stats(self, rows: Iterable[tuple[int, float, float, float, int]]) -> None:
+        """Insert or refresh (id, density, act_mean, act_max, n_active) of features, keeping labels and scores."""
+        self.con.executemany(
+            "INSERT INTO features (id, density, act_mean, act_max, n_active) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET density=excluded.density, act_mean=excluded.act_mean, "
+            "act_max=excluded.act_max, n_active=excluded.n_active",
+            [(int(a), float(b), float(c), float(d), int(e)) for a, b, c, d, e in rows],
+        )
+        self.con.commit()
+
+    def write_batch(
+        self,
+        *,
+        labels: dict[int, tuple[str | None, str, dict[str, Any]]],
+        scores: dict[int, dict[str, float | None]],
+        examples: dict[int, list[tuple[int, str, str, float]]] | None = None,
+        categories: dict[int, str | None] | None = None,
+        run: int = 0,
+        status: str = "done",
+    ) -> None:
+        """Store the labels, scores and examples of a batch of features in one transaction."""
+        ts = now_iso()
+        with self.con:
+            for fid, (label, labeller, detail) in labels.items():
+                self.con.execute(
+                    "INSERT OR REPLACE INTO labels (feature, labeller, label, detail, created) VALUES (?, ?, ?, ?, ?)",
+                    (int(fid), labeller, label, json.dumps(detail), ts),
+                )
+                self.con.execute(
+                    "UPDATE features SET label = ?, labeller = ?, status = ?, run = ?, updated = ? WHERE id = ?",
+                    (label, labeller, status if label is not None else "failed", run, ts, int(fid)),
+                )
+            for fid, vals in scores.items():
+                for name, value in vals.items():
+                    if value is None:
+                        continue
+                    self.con.execute(
+                        "INSERT OR REPLACE INTO scores (feature, scorer, value) VALUES (?, ?, ?)",
+                        (int(fid), name, float(value)),
+                    )
+            for fid, cat in (categories or {}).items():
+                self.con.execute("UPDATE features SET category = ? WHERE id = ?", (cat, int(fid)))
+            if examples:
+                self.con.executemany(
+                    "DELETE FROM examples WHERE feature = ?", [(int(f),) for f in examples]
+                )
+                self.con.executemany(
+                    "INSERT INTO examples (feature, doc, kind, split, activation) VALUES (?, ?, ?, ?, ?)",
+                    [(int(f), int(d), k, s, float(a)) for f, rows in examples.items() for d, k, s, a in rows],
+                )
+
+    def write_scores(self, scores: dict[int, dict[str, float | None]]) -> None:
+        """Store scores of many features in one transaction."""
+        self.write_batch(labels={}, scores=scores)
+
+    def set_clean(self, clean_ids: Sequence[int]) -> None:
+        """Mark exactly these features as clean."""
+        with self.con:
+            self.con.execute("UPDATE features SET clean = 0")
+            self.con.executemany("UPDATE features SET clean = 1 WHERE id = ?", [(int(i),) for i in clean_ids])
+
+    # ------------------------------------------------------------------ reads
+    def done_ids(self, labeller: str) -> set[int]:
+        """Features already labelled by this labeller and scored (skipped on a resumed run)."""
+        rows = self.con.execute(
+            "SELECT f.id FROM features f JOIN scores s ON s.feature = f.id AND s.scorer = 'embedding_auc' "
+            "WHERE f.status = 'done' AND f.labeller = ?",
+            (labeller,),
+        ).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def table(self) -> pd.DataFrame:
+        """All features with their stats, label and scores (one column per scorer)."""
+        feats = pd.read_sql_query(
+            "SELECT id, label, labeller, density, act_mean, act_max, n_active, category, clean, status, run "
+            "FROM features ORDER BY id",
+            self.con,
+        )
+        scores = pd.read_sql_query("SELECT feature, scorer, value FROM scores", self.con)
+        if len(scores):
+            wide = scores.pivot(index="feature", columns="scorer", values="value")
+            feats = feats.merge(wide, left_on="id", right_index=True, how="left")
+        for name in SCORE_NAMES:
+            if name not in feats.columns:
+                feats[name] = float("nan")
+        feats["clean"] = feats["clean"].fillna(0).astype(bool)
+        return feats
+
+    def examples(self, feature: int) -> pd.DataFrame:
+        """The stored examples of one feature (doc, kind, split, activation)."""
+        return pd.read_sql_query(
+            "SELECT doc, kind, split, activation FROM examples WHERE feature = ? ORDER BY kind, activation DESC",
+            self.con, params=(int(feature),),
+        )
+
+    def label_history(self, feature: int) -> pd.DataFrame:
+        """Every label made for a feature, by labeller."""
+        return pd.read_sql_query(
+            "SELECT labeller, label, detail, created FROM labels WHERE feature = ?", self.con, params=(int(feature),)
+        )
+
+    # ------------------------------------------------------------------ LLM cache
+    def cache_get(self, key: str) -> tuple[str, int, int] | None:
+        row = self.con.execute(
+            "SELECT response, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", (key,)
+        ).fetchone()
+        return (row[0], int(row[1] or 0), int(row[2] or 0)) if row else None
+
+    def cache_put(self, key: str, response: str, prompt_tokens: int, completion_tokens: int) -> None:
+        with self.con:
+            self.con.execute(
+                "INSERT OR REPLACE INTO llm_cache (key, response, prompt_tokens, completion_tokens, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, response, int(prompt_tokens), int(completion_tokens), now_iso()),
+            )
+
+
+def feature_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Features as JSON-ready objects: id, label, density, act_mean, ..., and a `scores` object."""
+    out = []
+    for row in table.to_dict("records"):
+        scores = {k: _num(row.get(k)) for k in SCORE_NAMES if _num(row.get(k)) is not None}
+        rec = {
+            "id": int(row["id"]), "label": _text(row.get("label")), "labeller": _text(row.get("labeller")),
+            "density": _num(row.get("density")), "act_mean": _num(row.get("act_mean")),
+            "act_max": _num(row.get("act_max")), "n_active": int(row.get("n_active") or 0),
+            "category": _text(row.get("category")), "clean": bool(row.get("clean")), "scores": scores,
+        }
+        rec["scores"].setdefault("embedding_auc", None)
+        out.append(rec)
+    return out
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else round(f, 6)
+
+
+EXPORT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
+
+
+def export_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the feature table to CSV, JSON (array of objects) or Parquet, chosen by the file's suffix."""
+    path = Path(path)
+    fmt = EXPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"cannot export to '{path.name}': the file name must end in .csv, .json or .parquet"
+        )
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            table.to_csv(tmp, index=False)
+        elif fmt == "parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            tmp.write_text(json.dumps(feature_records(table), indent=1) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,130 @@
+"""Unit checks of the interpretation parts: AUC, the held-out split, example selection, phrases, the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from embedsae.errors import InputError
+from embedsae.interpret.examples import ExampleConfig, select_examples, split_activating
+from embedsae.interpret.keywords import build_vocabulary
+from embedsae.interpret.scorers import auc, auc_matrix, category_scores, f1_score, pearson
+from embedsae.interpret.store import FeatureStore, export_table
+
+
+def test_auc_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        pos, neg = rng.normal(0.5, 1, 30).round(1), rng.normal(0, 1, 40).round(1)  # rounding makes ties
+        want = roc_auc_score(np.r_[np.ones(30), np.zeros(40)], np.r_[pos, neg])
+        assert auc(pos, neg) == pytest.approx(want)
+    m = auc_matrix(np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[0.0], [1.0]]))
+    assert m.tolist() == [1.0, 0.0]
+
+
+def test_f1_and_pearson():
+    assert f1_score([True, True, False, False], [True, False, True, False]) == (0.5, 0.5, 0.5)
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert pearson([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_split_keeps_halves_apart_and_spread():
+    rng = np.random.default_rng(1)
+    acts = rng.random(41)
+    docs = np.arange(41)
+    shown, held = split_activating(docs, acts, rng)
+    assert len(set(shown) & set(held)) == 0 and len(shown) + len(held) == 41
+    # one of each consecutive pair by activation on each side: both halves span the same range
+    assert abs(np.median(acts[shown]) - np.median(acts[held])) < 0.1
+    assert acts[shown].max() >= np.sort(acts)[-2] and acts[held].max() >= np.sort(acts)[-2]
+
+
+def test_select_examples_kinds():
+    rng = np.random.default_rng(2)
+    n_docs, n_lat = 400, 5
+    emb = rng.normal(size=(n_docs, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    acts = np.zeros((n_docs, n_lat), np.float32)
+    acts[:60, 0] = rng.random(60) + 0.1  # feature 0 fires on the first 60 documents
+    acts[60:62, 1] = 1.0  # feature 1 on two
+    csc = sp.csc_matrix(acts)
+    cfg = ExampleConfig(n_top=10, n_quantile=5, n_random_neg=20, n_hard_neg=5, n_heldout_pos=12, n_heldout_neg=20,
+                        n_heldout_hard=5)
+    ex0, ex1 = select_examples(csc, np.array([0, 1]), emb, cfg)
+    active = set(range(60))
+    assert set(ex0.top) <= active and set(ex0.quantile) <= active and set(ex0.heldout_pos) <= active
+    assert not set(ex0.shown_pos) & set(ex0.heldout_pos)
+    negs = [ex0.random_neg, ex0.heldout_neg, ex0.hard_neg, ex0.heldout_hard]
+    assert all(not set(n) & active for n in negs)
+    assert len({int(d) for n in negs for d in n}) == sum(len(n) for n in negs)  # all negatives distinct
+    assert list(ex0.top_act) == sorted(ex0.top_act, reverse=True)
+    assert len(ex0.top) == 10 and len(ex0.quantile) == 5 and len(ex0.heldout_pos) == 12
+    # hard negatives are closer to the top documents' mean than random negatives are
+    mean = emb[ex0.top].mean(0)
+    assert (emb[ex0.hard_neg] @ mean).mean() > (emb[ex0.random_neg] @ mean).mean()
+    assert len(ex1.shown_pos) == 1 and len(ex1.heldout_pos) == 1
+    kinds = {(k, s) for _, k, s, _ in ex0.rows()}
+    assert ("top", "shown") in kinds and ("pos", "heldout") in kinds and ("hard_neg", "heldout") in kinds
+
+
+def test_vocabulary_phrases_are_readable():
+    texts = [
+        "We study graph neural networks for molecules. Graph neural networks are strong.",
+        "Graph neural networks on citation graphs, state of the art in node classification.",
+        "A survey of graph neural networks and LSTM models; LSTM training is slow.",
+        "Protein folding with deep networks. LSTM baselines.",
+    ]
+    v = build_vocabulary(texts, min_df=2, max_df=1.0)
+    assert "graph neural networks" in v.phrases
+    assert not any(p.split()[0] in {"the", "of", "and", "we"} or p.split()[-1] in {"the", "of", "and"} for p in v.phrases)
+    assert "molecules graph" not in v.phrases  # does not cross sentence ends
+    assert v.display[v.phrases.index("lstm")] == "LSTM"
+    row = v.phrases.index("graph neural networks")
+    assert v.df[row] == 3 and v.matrix[:, row].sum() == 3
+
+
+def test_category_scores_by_hand():
+    # 6 documents, feature 0 fires on 0,1,2; categories: a on 0,1,3; b on 2,4,5
+    codes = sp.csr_matrix(np.array([[1, 0], [1, 0], [1, 1], [0, 1], [0, 0], [0, 0]], np.float32))
+    cats = [["a"], ["a"], ["b"], ["a"], ["b"], ["b"]]
+    s = category_scores(codes, cats, [0, 1], min_docs=2)
+    assert s[0]["category"] == "a"
+    assert s[0]["category_precision"] == pytest.approx(2 / 3) and s[0]["category_recall"] == pytest.approx(2 / 3)
+    assert s[1]["category_f1"] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+
+
+def test_store_roundtrip_and_export(tmp_path):
+    import pandas as pd
+
+    with FeatureStore(tmp_path / "features.db") as st:
+        st.write_stats([(0, 0.1, 0.5, 0.9, 10), (1, 0.0, 0.0, 0.0, 0)])
+        st.write_batch(labels={0: ("graph neural networks", "keywords", {"x": 1})},
+                       scores={0: {"embedding_auc": 0.9, "llm_f1": None}}, run=3)
+        assert st.done_ids("keywords") == {0} and st.done_ids("llm:m") == set()
+        t = st.table()
+    assert t.loc[t.id == 0, "embedding_auc"].item() == 0.9 and np.isnan(t.loc[t.id == 0, "llm_f1"].item())
+    for suffix in (".csv", ".parquet", ".json"):
+        path = export_table(t, tmp_path / f"out{suffix}")
+        if suffix == ".csv":
+            back = pd.read_csv(path)
+            assert back.loc[0, "label"] == "graph neural networks"
+        elif suffix == ".parquet":
+            assert pd.read_parquet(path)["embedding_auc"].iloc[0] == 0.9
+        else:
+            import json
+
+            recs = json.loads(path.read_text())
+            assert recs[0]["scores"]["embedding_auc"] == 0.9 and recs[1]["label"] is None
+    with pytest.raises(InputError, match=r"\.csv, \.json or \.parquet"):
+        export_table(t, tmp_path / "out.xlsx")
+    assert not list(tmp_path.glob("*.xlsx")) and not list(tmp_path.glob(".out*"))
+
+
+def test_run_pipeline_has_the_interpret_stage():
+    from embedsae import pipeline
+    from embedsae.interpret.stage import run_stage
+
+    assert run_stage in list(pipeline.run_stages())
