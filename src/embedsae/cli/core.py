@@ -69,7 +69,7 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
         p.add_argument("--k", type=int, default=32, help="active latents per vector (default 32)")
         p.add_argument("--latents", type=int, default=3072, help="number of latents (default 3072)")
     p.add_argument("--architecture", default="topk", choices=["topk", "batchtopk", "relu"], help="SAE architecture")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the vectors (default 30)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the vectors (default 30, more when that would be under 500 steps)")
     p.add_argument("--batch-size", type=int, default=None, help="vectors per step (default 256)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")

@@ -31,8 +31,10 @@ class TrainConfig:
     """Adam learning rate."""
     batch_size: int = 256
     """Vectors per step (the seed used 1024 on millions of vectors; smaller batches suit corpora of thousands)."""
-    epochs: int = 30
-    """Passes over the training vectors (train_on_array only)."""
+    epochs: int | None = None
+    """Passes over the training vectors (train_on_array only); default 30, more for small corpora (see min_steps)."""
+    min_steps: int = 500
+    """With the default epochs, train at least this many steps (small corpora need more passes)."""
     warmup_steps: int = 50
     """Linear learning-rate warm-up (capped at 5% of the steps)."""
     decay_fraction: float = 0.2
@@ -279,7 +281,8 @@ def train_on_array(
     val = torch.from_numpy(np.ascontiguousarray(vectors[val_idx], dtype=np.float32)) if len(val_idx) else None
     batch_size = min(cfg.batch_size, len(data))
     spe = steps_per_epoch(len(data), batch_size)
-    total = spe * cfg.epochs
+    epochs = cfg.epochs if cfg.epochs is not None else max(30, math.ceil(cfg.min_steps / spe))
+    total = spe * epochs
     dead_vectors = cfg.dead_after or min(len(data), 10_000_000)
     trainer = Trainer(
         sae, cfg, total, checkpoint_dir=out_dir, dead_after_steps=math.ceil(dead_vectors / batch_size),
@@ -291,7 +294,7 @@ def train_on_array(
     resumed = resume and trainer.try_resume()
     if not resumed:
         sae.to(device).init_from_data(data[: min(len(data), 65536)])
-    batches = epoch_batches(data, batch_size, cfg.epochs, cfg.seed)
+    batches = epoch_batches(data, batch_size, epochs, cfg.seed)
     if stop_after is not None:
         batches = _take(batches, stop_after)
     trainer.fit(batches, checkpoint_at=range(spe, total + 1, spe) if out_dir else ())
