@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from ..errors import InputError
@@ -205,6 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     m = pipeline.load_metrics(ws, name)
     _print_metrics(m)
     folder = ws.sae_dir(name)
-    print(f"\nlook at: {folder / 'train_log.png'}, {folder / 'density.png'}; summary: embedsae info {ws.path}",
-          file=sys.stdout)
+    figures = [folder / f for f in ("train_log.png", "density.png", "families.html", "families.png")]
+    print("\nlook at: " + ", ".join(str(f) for f in figures if f.exists()))
+    print(f"next:    embedsae info {ws.path}  |  embedsae features {ws.path} --sort score  |  "
+          f'embedsae search {ws.path} "your query" --mode hybrid')
     return 0
