@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedsae.data.embedders import l2_normalise
 from embedsae.errors import InputError
-from embedsae.search.dense import DenseIndex, normalise_rows, top_k
+from embedsae.search.dense import DenseIndex, top_k
 from embedsae.search.hybrid import parse_weights, rrf, score_fusion
 from embedsae.search.steering import parse_spec
 
@@ -19,7 +20,7 @@ def cran_vectors(cranfield_ws) -> np.ndarray:
 
 def test_dense_exact_matches_brute_force_across_chunks(cran_vectors):
     queries = cran_vectors[[3, 500, 1399]] + 0.01
-    truth = normalise_rows(queries) @ normalise_rows(cran_vectors).T
+    truth = l2_normalise(queries) @ l2_normalise(cran_vectors).T
     index = DenseIndex(cran_vectors, chunk_rows=97)  # 15 chunks: the running top-k must merge them
     rows, scores = index.search(queries, 10)
     for q in range(len(queries)):

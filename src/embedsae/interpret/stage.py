@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.embedders import l2_normalise
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .store import FeatureStore, db_path
@@ -34,11 +35,6 @@ def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.nd
     for f in np.flatnonzero(n_active):
         maxes[f] = codes_csc.data[codes_csc.indptr[f] : codes_csc.indptr[f + 1]].max()
     return n_active, n_active / max(n_docs, 1), sums / np.maximum(n_active, 1), maxes
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def interpret(
@@ -131,13 +127,13 @@ def _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, 
     from .keywords import PhraseEmbeddings, build_vocabulary, label_batch, phrase_centroids
     from .scorers import category_scores, document_categories, embedding_scores
 
-    doc_vectors = _unit_rows(ws.embeddings)
+    doc_vectors = l2_normalise(ws.embeddings)
     embedder = ws.embedder(batch_size=256)
     phrase_emb = PhraseEmbeddings(lambda texts: embedder.embed(texts))
     texts = ws.corpus["text"].astype(str).tolist()
     vocab = build_vocabulary(texts, progress=progress) if labeller == "keywords" else None
     centroids = phrase_centroids(vocab, doc_vectors) if vocab is not None else None
-    directions = _unit_rows(ws.load_sae(name).W_enc.detach().float().cpu().numpy())
+    directions = l2_normalise(ws.load_sae(name).W_enc.detach().float().cpu().numpy())
     cats = document_categories(ws.corpus)
     cat_scores = category_scores(csr, cats, todo) if cats else {}
     bar = tqdm(total=len(todo), disable=not progress, desc="interpret", unit="feature")

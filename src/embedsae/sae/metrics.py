@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.embedders import l2_normalise
 from .base import SAE
 from .codes import Codes, encode_array, reconstruct_array
 
@@ -23,8 +24,7 @@ def neighbour_overlap(x: np.ndarray, x_hat: np.ndarray, k: int = 10, max_queries
     n = len(x)
     if n <= k:
         return float("nan")
-    a = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    b = x_hat / np.maximum(np.linalg.norm(x_hat, axis=1, keepdims=True), 1e-12)
+    a, b = l2_normalise(x), l2_normalise(x_hat)
     q = np.random.default_rng(seed).choice(n, size=min(n, max_queries), replace=False)
     overlaps = []
     for start in range(0, len(q), 512):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path
+from ..data.embedders import l2_normalise
 from ..errors import InputError, WorkspaceError, require
 
 
@@ -21,13 +22,6 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((len(scores), 0), np.int64), np.zeros((len(scores), 0), scores.dtype)
     vals, idx = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=True)
     return idx.numpy(), vals.numpy()
-
-
-def normalise_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
 
 
 class DenseIndex:
@@ -49,7 +43,7 @@ class DenseIndex:
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine of each query with every document, (queries x docs)."""
-        q = normalise_rows(np.atleast_2d(queries))
+        q = l2_normalise(np.atleast_2d(queries))
         self._check_dim(q)
         out = np.empty((len(q), len(self.vectors)), np.float32)
         for a in range(0, len(self.vectors), self.chunk_rows):
@@ -61,7 +55,7 @@ class DenseIndex:
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and cosines per query (exact), keeping only k per chunk in memory."""
-        q = normalise_rows(np.atleast_2d(queries))
+        q = l2_normalise(np.atleast_2d(queries))
         self._check_dim(q)
         best_i = np.zeros((len(q), 0), np.int64)
         best_s = np.zeros((len(q), 0), np.float32)
@@ -109,7 +103,7 @@ class AnnIndex:
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k rows and cosines per query."""
-        q = normalise_rows(np.atleast_2d(queries))
+        q = l2_normalise(np.atleast_2d(queries))
         res = self.index.search(q, k)
         keys = np.atleast_2d(np.asarray(res.keys)).astype(np.int64)
         dist = np.atleast_2d(np.asarray(res.distances)).astype(np.float32)

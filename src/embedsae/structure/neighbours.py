@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.embedders import l2_normalise
 from ..errors import InputError
 from ..workspace import Workspace
 
@@ -13,7 +14,7 @@ from ..workspace import Workspace
 def decoder_directions(sae) -> np.ndarray:
     """The SAE's decoder rows as unit vectors (n_latents x d), float32 numpy."""
     w = sae.W_dec.detach().float().cpu().numpy()
-    return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(w)
 
 
 def check_feature(feature: int, n_latents: int, sae: str) -> int:
