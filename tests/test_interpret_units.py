@@ -128,3 +128,18 @@ def test_run_pipeline_has_the_interpret_stage():
     from embedsae.interpret.stage import run_stage
 
     assert run_stage in list(pipeline.run_stages())
+
+
+def test_feature_stats_with_dead_latents_at_both_ends():
+    """Dead first and last latents (empty CSC columns at the edges) give zeros, not an index error."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from embedsae.interpret.stage import feature_stats
+
+    dense = np.array([[0.0, 0.5, 0.0, 0.0], [0.0, 0.25, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    n_active, density, act_mean, act_max = feature_stats(sp.csc_matrix(dense), n_docs=3)
+    assert n_active.tolist() == [0, 2, 2, 0]
+    np.testing.assert_allclose(density, [0, 2 / 3, 2 / 3, 0])
+    np.testing.assert_allclose(act_mean, [0, 0.375, 1.5, 0])
+    np.testing.assert_allclose(act_max, [0, 0.5, 2.0, 0])

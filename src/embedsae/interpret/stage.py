@@ -29,11 +29,8 @@ class CleanConfig:
 def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per latent: number of documents it fires on, density, mean and max activation where it fires."""
     n_active = np.diff(codes_csc.indptr)
-    sums = np.add.reduceat(codes_csc.data, codes_csc.indptr[:-1]) if codes_csc.nnz else np.zeros(len(n_active))
-    sums = np.where(n_active > 0, sums, 0.0)
-    maxes = np.zeros(len(n_active))
-    for f in np.flatnonzero(n_active):
-        maxes[f] = codes_csc.data[codes_csc.indptr[f] : codes_csc.indptr[f + 1]].max()
+    sums = np.asarray(codes_csc.sum(axis=0), dtype=np.float64).ravel()
+    maxes = codes_csc.max(axis=0).toarray().ravel().astype(np.float64)  # activations are non-negative
     return n_active, n_active / max(n_docs, 1), sums / np.maximum(n_active, 1), maxes
 
 
