@@ -97,6 +97,10 @@ class SAE(nn.Module):
     """
 
     architecture: ClassVar[str] = ""
+    unit_norm_decoder: ClassVar[bool] = True
+    """Decoder rows are kept at unit norm (gradient projection and renormalisation after each step)."""
+    train_shadows: tuple[Tensor, Tensor] | None = None
+    """While a GPU trainer keeps them current: bf16 copies of (W_enc, W_dec) for the training forward."""
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -154,16 +158,24 @@ class SAE(nn.Module):
     # ------------------------------------------------------------------ training helpers
     def _train_pre_activations(self, x: Tensor) -> Tensor:
         """Pre-activations for a training step: without a graph on CPU (the sparse kernel does backward)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and x.device.type != "cpu"):
-            return self.pre_activations(x)
+        if x.device.type == "cpu" or not torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.pre_activations(x)
+        from .kernels import encoder_pre
+
+        return encoder_pre(x, self.W_enc, self.b_lat, self.b_pre, self.train_shadows[0] if self.train_shadows else None)
 
     def _codec(self, x: Tensor, pre: Tensor, idx: Tensor, add_bias: bool = True, keep: Tensor | None = None):
         """Decode the latents `idx` of each row; returns (x_hat, values). `keep` zeroes unselected entries."""
-        from .kernels import eager_codec, sparse_codec
+        from . import kernels
+        from .kernels import dense_codec, eager_codec, sparse_codec
 
         pre_sel = pre.gather(1, idx)
         if keep is not None:
             pre_sel = pre_sel.masked_fill(~keep, -1.0)
+        if pre_sel.requires_grad and pre_sel.device.type == "cuda" and kernels.GPU_DECODE == "dense":
+            return dense_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias,
+                               self.train_shadows[1] if self.train_shadows else None)
         if pre_sel.requires_grad or not torch.is_grad_enabled():
             return eager_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias)
         return sparse_codec(x, self.W_enc, self.b_lat, self.W_dec, self.b_pre, idx, pre_sel, add_bias)

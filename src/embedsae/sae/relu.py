@@ -12,6 +12,7 @@ class ReLUSAE(SAE):
     """z = ReLU(W_enc (x - b_pre) + b_lat); loss = NMSE + l1_coef * sum_i z_i ||W_dec,i||."""
 
     architecture = "relu"
+    unit_norm_decoder = False
 
     def encode_sparse(self, x: Tensor, k: int | None = None) -> SparseCode:
         """The k largest activations per row (fewer are non-zero when fewer latents fire)."""

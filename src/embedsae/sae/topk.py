@@ -21,7 +21,7 @@ class TopKSAE(SAE):
     def training_forward(self, x: Tensor, dead: Tensor | None = None) -> ForwardOutput:
         k = self.cfg.k
         pre = self._train_pre_activations(x)
-        idx = pre.detach().topk(max(k, self.cfg.multik or 0), dim=1, sorted=True).indices
+        idx = pre.detach().topk(max(k, self.cfg.multik or 0), dim=1, sorted=bool(self.cfg.multik)).indices
         x_hat, vals = self._codec(x, pre, idx[:, :k])
         main = nmse(x, x_hat)
         loss = main

@@ -6,6 +6,7 @@ The hot loop stays on the device: no `.item()` per step. Metrics are pulled to t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -57,6 +58,10 @@ class TrainConfig:
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
     bf16: bool = True
     """bf16 autocast on CUDA."""
+    cuda_graphs: bool = True
+    """On CUDA, capture each training step once and replay it as a CUDA graph (see sae/graphs.py)."""
+    fused_update: bool = True
+    """On CUDA with Triton, do projection, clipping, Adam and renormalisation in two kernels (sae/fused_update.py)."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -92,8 +97,12 @@ class Trainer:
         self.val_data = val_data.to(self.device) if val_data is not None else None
         self.progress = progress
         self.on_log = on_log
-        fused = self.device.type == "cuda"
-        self.opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=fused, foreach=None if fused else True)
+        cuda = self.device.type == "cuda"
+        self.graphed = cuda and cfg.cuda_graphs
+        # a graphed optimizer step reads the learning rate from a device tensor that the scheduler refills
+        lr: float | Tensor = torch.tensor(cfg.lr, device=self.device) if self.graphed else cfg.lr
+        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=cuda, foreach=None if cuda else True,
+                                    capturable=self.graphed)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step = 0
         self.noise_scale = 0.0
@@ -101,6 +110,10 @@ class Trainer:
         self.steps_since_fired = torch.zeros(sae.cfg.n_latents, dtype=torch.long, device=self.device)
         self.any_dead = False  # nothing is dead at the start; refreshed at each log step (aux loss skipped while False)
         self.log: list[dict[str, Any]] = []
+        self.acc = torch.zeros(3, device=self.device)  # nmse sum, aux sum, steps since the last log row
+        self._graphed_step = None
+        self.fused = cfg.fused_update and sae.unit_norm_decoder and cuda and importlib.util.find_spec("triton") is not None
+        self.shadows: tuple[Tensor, Tensor] | None = None  # bf16 weight copies the fused update keeps current
 
     def _lr_factor(self, step: int) -> float:
         warm = min(self.cfg.warmup_steps, max(1, int(0.05 * self.total_steps)))
@@ -128,9 +141,12 @@ class Trainer:
         self.step = int(state["step"])
         self.sae.load_state_dict(state["sae"])
         self.opt.load_state_dict(state["opt"])
+        for group in self.opt.param_groups:  # a checkpoint may come from the other kind of step (graphed or not)
+            lr = float(group["lr"])
+            group["lr"] = torch.tensor(lr, device=self.device) if self.graphed else lr
         self.sched.load_state_dict(state["sched"])
-        self.steps_since_fired = state["steps_since_fired"].to(self.device)
-        self.noise_gen.set_state(state["noise_gen"])
+        self.steps_since_fired.copy_(state["steps_since_fired"])  # in place: a captured graph holds this tensor
+        self.noise_gen.set_state(state["noise_gen"].cpu())  # RNG states are CPU byte tensors, whatever the device
         self.any_dead = bool(state["any_dead"])
         self.log = list(state["log"])
 
@@ -160,8 +176,16 @@ class Trainer:
         if skip_done:
             for _ in range(self.step):
                 next(it, None)
-        autocast = dev.type == "cuda" and cfg.bf16
-        acc = torch.zeros(3, device=dev)  # nmse sum, aux sum, count
+        step_fn = self._step_function()
+        if self.fused and cfg.bf16:
+            from .fused_update import make_shadows
+
+            if self.shadows is None:
+                self.shadows = make_shadows(sae)
+            else:  # refreshed in place: captured graphs hold these tensors
+                for s, w in zip(self.shadows, (sae.W_enc, sae.W_dec)):
+                    s.copy_(w.detach())
+            sae.train_shadows = self.shadows
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         try:
             for x in it:
@@ -170,39 +194,69 @@ class Trainer:
                 x = x.to(dev, non_blocking=True, dtype=torch.float32)
                 if self.noise_scale > 0:
                     x = x + self.noise_scale * torch.randn(x.shape, device=dev, generator=self.noise_gen)
-                dead = self.steps_since_fired > self.dead_after_steps if self.any_dead else None
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                    out = sae.training_forward(x, dead)
-                self.opt.zero_grad(set_to_none=True)
-                out.loss.backward()
-                sae.remove_parallel_gradient()
-                torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip, foreach=True)
-                self.opt.step()
+                step_fn(x, self.any_dead)
                 self.sched.step()
-                sae.normalise_decoder()
-                fired = torch.zeros_like(self.steps_since_fired).scatter_add_(
-                    0, out.code.indices.flatten(), (out.code.values > 0).flatten().long()
-                )
-                self.steps_since_fired = torch.where(fired > 0, 0, self.steps_since_fired + 1)
-                acc += torch.stack([out.nmse.float(), out.aux_loss.float(), torch.ones((), device=dev)])
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                    self._write_log(acc, bar)
-                    acc.zero_()
+                    self._write_log(self.acc, bar)
+                    self.acc.zero_()
                 every = cfg.checkpoint_every
                 if (every and self.step % every == 0) or self.step in ckpt_steps:
                     self.save_checkpoint()
         finally:
             bar.close()
+            sae.train_shadows = None
         sae.eval()
         return sae
+
+    def _step_function(self) -> Callable[[Tensor, bool], None]:
+        """The per-step callable: the eager step, or its CUDA-graph replay."""
+        if not self.graphed:
+            return self._eager_step
+        if self._graphed_step is None:
+            from .graphs import GraphedStep
+
+            self._graphed_step = GraphedStep(self._step_body, lambda: self.opt.zero_grad(set_to_none=True))
+        return self._graphed_step
+
+    def _eager_step(self, x: Tensor, use_aux: bool) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self._step_body(x, use_aux)
+
+    def _step_body(self, x: Tensor, use_aux: bool) -> None:
+        """One optimisation step on batch x, entirely on the device (no host syncs; graph-capturable)."""
+        sae, cfg, dev = self.sae, self.cfg, self.device
+        dead = self.steps_since_fired > self.dead_after_steps if use_aux else None
+        # the autocast weight cache must stay off while a CUDA graph is captured
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.bf16, cache_enabled=False):
+            out = sae.training_forward(x, dead)
+        out.loss.backward()
+        self._update()
+        fired = torch.zeros_like(self.steps_since_fired).scatter_add_(
+            0, out.code.indices.flatten(), (out.code.values > 0).flatten().long()
+        )
+        self.steps_since_fired.add_(1).masked_fill_(fired > 0, 0)
+        self.acc += torch.stack([out.nmse.float(), out.aux_loss.float(), torch.ones((), device=dev)])
+
+    def _update(self) -> None:
+        """The parameter update after backward: decoder-gradient projection, clipping, Adam, renormalisation."""
+        if self.fused:
+            from .fused_update import fused_update
+
+            fused_update(self.sae, self.opt, self.cfg.grad_clip, self.shadows)
+            self.opt._opt_called = True  # the scheduler checks that the optimizer stepped before it does
+            return
+        self.sae.remove_parallel_gradient()
+        torch.nn.utils.clip_grad_norm_(self.sae.parameters(), self.cfg.grad_clip, foreach=True)
+        self.opt.step()
+        self.sae.normalise_decoder()
 
     def _write_log(self, acc: Tensor, bar) -> None:
         a = acc.tolist()
         row: dict[str, Any] = {
             "step": self.step,
-            "lr": self.sched.get_last_lr()[0],
+            "lr": float(self.sched.get_last_lr()[0]),
             "nmse": a[0] / max(a[2], 1),
             "aux_loss": a[1] / max(a[2], 1),
             "dead_fraction": float((self.steps_since_fired > self.dead_after_steps).float().mean()),
