@@ -23,16 +23,19 @@ from torch import Tensor
 
 @torch.no_grad()
 def candidate_pursuit(
-    W_dec: Tensor, b_pre: Tensor, x: Tensor, candidates: Tensor, k: int, *, chunk: int = 256
+    W_dec: Tensor, b_pre: Tensor, x: Tensor, candidates: Tensor, k: int, *, chunk: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Non-negative orthogonal matching pursuit of x over the decoder rows listed in `candidates`.
 
     W_dec: (n_latents, d) decoder rows; b_pre: (d,); x: (batch, d); candidates: (batch, m) latent
     indices, m >= k. Returns (indices, values), both (batch, k), values >= 0 and sorted descending.
+    Rows are processed `chunk` at a time (default: as many as fit in about 64 MB of working memory).
     """
     b, m = candidates.shape
     if k > m:
         raise ValueError(f"pursuit needs at least k={k} candidates per row, got {m}")
+    if chunk is None:  # per row: the candidates' decoder rows (m x d) and their Gram matrix (m x m), float32
+        chunk = max(1, min(1024, 16_000_000 // (m * (m + W_dec.shape[1]))))
     idx_parts, val_parts = [], []
     with torch.autocast(x.device.type, enabled=False):  # the least-squares solves need float32
         for i in range(0, b, chunk):
