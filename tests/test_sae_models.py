@@ -82,10 +82,11 @@ def test_aux_loss_only_uses_dead_latents(x):
     sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
     dead = torch.zeros(192, dtype=torch.bool)
     dead[:50] = True
-    sae.training_forward(x, dead=dead).loss.backward()
+    out = sae.training_forward(x, dead=dead)
+    out.loss.backward()
     # live latents that never fire get no encoder gradient from the aux term
     alive_fired = torch.zeros(192, dtype=torch.bool)
-    alive_fired[sae.encode_sparse(x).indices.flatten()] = True
+    alive_fired[out.code.indices.flatten()] = True
     untouched = ~dead & ~alive_fired
     assert sae.W_enc.grad[untouched].abs().max() == 0
     assert sae.W_enc.grad[dead].abs().sum() > 0
@@ -196,3 +197,63 @@ def test_fused_update_matches_torch(monkeypatch):
     for (name, p), q in zip(sae.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=f"parameter {name}")
     assert float(opt.state[sae.W_enc]["step"]) == 4
+
+
+# ---------------------------------------------------------------------- pursuit encoding
+def _planted(n_rows: int = 200, d: int = 48, n: int = 192, k: int = 4):
+    """Vectors that are exact non-negative combinations of k rows of a random unit dictionary."""
+    g = torch.Generator().manual_seed(7)
+    dictionary = torch.randn(n, d, generator=g)
+    dictionary /= dictionary.norm(dim=1, keepdim=True)
+    support = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(n_rows)])
+    values = 0.5 + torch.rand(n_rows, k, generator=g)
+    x = torch.zeros(n_rows, n).scatter_(1, support, values) @ dictionary
+    return x, dictionary
+
+
+def test_pursuit_recovers_planted_codes_the_plain_encoder_misses():
+    x, dictionary = _planted()
+    errors = {}
+    for pursuit in (0, 8):
+        sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=4, pursuit=pursuit))
+        with torch.no_grad():  # tied encoder on the true dictionary, no biases
+            sae.W_dec.copy_(dictionary)
+            sae.W_enc.copy_(dictionary)
+        errors[pursuit] = ((sae.reconstruct(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+    assert errors[8] < 0.02 < errors[0], errors
+
+
+def test_pursuit_codes_look_like_topk_codes(x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8, pursuit=3))
+    sae.init_from_data(x)
+    code = sae.encode_sparse(x)
+    assert code.indices.shape == code.values.shape == (64, 8)
+    assert (code.values >= 0).all()
+    assert (code.values[:, :-1] >= code.values[:, 1:]).all(), "values sorted largest first"
+    assert all(len(set(row.tolist())) == 8 for row in code.indices), "distinct latents per row"
+    candidates = sae.pre_activations(x).topk(24, dim=1).indices
+    assert all(set(a.tolist()) <= set(c.tolist()) for a, c in zip(code.indices, candidates))
+    # the values are the non-negative least-squares-style refit: no worse than the encoder's own values
+    plain = create_sae(SAEConfig(d_in=48, n_latents=192, k=8, pursuit=0))
+    plain.load_state_dict(sae.state_dict())
+    assert (sae.reconstruct(x) - x).pow(2).sum() < (plain.reconstruct(x) - x).pow(2).sum()
+    assert sae.encode_sparse(x[:0]).indices.shape == (0, 8)
+
+
+def test_pursuit_setting_is_saved_and_old_files_load_plain(x, tmp_path):
+    import json
+
+    assert SAEConfig(d_in=8, n_latents=16, k=2).pursuit == 4
+    assert SAEConfig(d_in=8, n_latents=16, k=2, architecture="relu").pursuit == 0
+    with pytest.raises(InputError, match="pursuit"):
+        SAEConfig(d_in=8, n_latents=16, k=2, pursuit=-1)
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8, pursuit=2))
+    sae.save(tmp_path / "s")
+    assert load_sae(tmp_path / "s").cfg.pursuit == 2
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    del cfg["pursuit"]  # as written before the option existed
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(cfg))
+    old = load_sae(tmp_path / "s")
+    assert old.cfg.pursuit == 0
+    top = old.pre_activations(x).topk(8, dim=1)
+    assert torch.equal(old.encode_sparse(x).indices, top.indices)

@@ -124,6 +124,7 @@ def train(
     latents: int = 3072,
     architecture: str = "topk",
     name: str | None = None,
+    pursuit: int | None = None,
     train_vectors: np.ndarray | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -134,7 +135,8 @@ def train(
     """Train an SAE on the workspace's vectors (or on `train_vectors`) into saes/<name>/.
 
     Work happens in a hidden folder holding checkpoints; only a finished SAE is moved into place, so a
-    killed run leaves the previous SAE of that name intact and `resume=True` continues it.
+    killed run leaves the previous SAE of that name intact and `resume=True` continues it. `pursuit` sets
+    `SAEConfig.pursuit` (how the trained SAE encodes; default 4, 0 = plain top-k).
     """
     from .sae import SAEConfig, create_sae
     from .sae.trainer import TrainConfig, config_dict, train_on_array
@@ -145,7 +147,8 @@ def train(
     vectors = np.asarray(ws.embeddings if train_vectors is None else train_vectors, dtype=np.float32)
     if vectors.shape[1] != ws.dim:
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
-    cfg = SAEConfig(d_in=ws.dim, n_latents=latents, k=k, architecture=architecture, model_id=ws.model_id)
+    cfg = SAEConfig(d_in=ws.dim, n_latents=latents, k=k, architecture=architecture, model_id=ws.model_id,
+                    **({} if pursuit is None else {"pursuit": pursuit}))
     tcfg = TrainConfig(**train_kwargs)
     work = ws.saes_dir / f".partial-{name}"
     if not resume and work.exists():

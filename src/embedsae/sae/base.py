@@ -39,6 +39,11 @@ class SAEConfig:
     """Weight of the multi-k loss."""
     l1_coef: float = 5e-3
     """L1 penalty (ReLU SAE only)."""
+    pursuit: int = 4
+    """Top-k only: encode by non-negative orthogonal matching pursuit over the encoder's `pursuit` x k
+    strongest latents (values refit by least squares on the decoder; 0 = the plain top-k and ReLU encoder).
+    Training is unchanged; every encode (codes, search, evaluation) uses it. Set to 0 for other
+    architectures; SAEs saved without this field load with 0."""
     model_id: str | None = None
     """Embedding model whose vectors the SAE was trained on (checked when applying it to a workspace)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -50,6 +55,10 @@ class SAEConfig:
             raise InputError(f"k must be between 1 and the number of latents ({self.n_latents}); got {self.k}")
         if self.architecture not in ARCHITECTURES_NAMES:
             raise InputError(f"unknown SAE architecture '{self.architecture}'; use one of {', '.join(ARCHITECTURES_NAMES)}")
+        if self.pursuit < 0:
+            raise InputError(f"pursuit must be 0 (off) or a positive candidate multiple of k; got {self.pursuit}")
+        if self.architecture != "topk":
+            self.pursuit = 0
 
     @property
     def effective_aux_k(self) -> int:
@@ -61,7 +70,8 @@ class SAEConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        # SAEs saved before the pursuit encoder existed were evaluated with plain top-k: keep that
+        return cls(**{"pursuit": 0, **{k: v for k, v in d.items() if k in known}})
 
 
 ARCHITECTURES_NAMES = ("topk", "batchtopk", "relu")

@@ -1,4 +1,8 @@
-"""Top-k SAE (Gao et al. 2024, the seed recipe): keep the k largest pre-activations, then ReLU."""
+"""Top-k SAE (Gao et al. 2024, the seed recipe): keep the k largest pre-activations, then ReLU.
+
+Training follows the recipe exactly. Encoding, by default, refines the code by matching pursuit over the
+encoder's 4k strongest latents (`SAEConfig.pursuit`, see pursuit.py); `pursuit=0` gives the plain encoder.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,19 @@ class TopKSAE(SAE):
 
     def encode_sparse(self, x: Tensor, k: int | None = None) -> SparseCode:
         x = self._check_input(x)
-        top = self.pre_activations(x).topk(k or self.cfg.k, dim=1)
-        return SparseCode(top.indices, F.relu(top.values))
+        k = k or self.cfg.k
+        m = min(self.cfg.pursuit * k, self.cfg.n_latents)
+        if m <= k:
+            top = self.pre_activations(x).topk(k, dim=1)
+            return SparseCode(top.indices, F.relu(top.values))
+        return self.encode_pursuit(x, k, m)
+
+    def encode_pursuit(self, x: Tensor, k: int, candidates: int) -> SparseCode:
+        """Codes chosen by matching pursuit among the encoder's `candidates` strongest latents (see pursuit.py)."""
+        from .pursuit import candidate_pursuit
+
+        cand = self.pre_activations(x).topk(candidates, dim=1, sorted=False).indices
+        return SparseCode(*candidate_pursuit(self.W_dec.detach(), self.b_pre.detach(), x, cand, k))
 
     def training_forward(self, x: Tensor, dead: Tensor | None = None) -> ForwardOutput:
         k = self.cfg.k
