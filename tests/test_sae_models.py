@@ -171,32 +171,44 @@ def test_gpu_training_functions_have_exact_gradients(add_bias):
     assert torch.autograd.gradcheck(lambda W, bp, ps: dense_codec(W, bp, idx, ps, add_bias)[0], (W, b_pre, pre_sel))
 
 
-def test_fused_update_matches_torch(monkeypatch):
+_FUSED_CHECK = """
+import copy, torch
+from embedsae.sae import SAEConfig, create_sae
+from embedsae.sae.fused_update import fused_update
+
+torch.manual_seed(4)
+sae = create_sae(SAEConfig(d_in=100, n_latents=64, k=8))  # d not a power of two: masked columns
+ref = copy.deepcopy(sae)
+opt, opt_ref = torch.optim.Adam(sae.parameters(), lr=1e-2), torch.optim.Adam(ref.parameters(), lr=1e-2)
+for step in range(4):
+    x = torch.randn(32, 100)
+    clip = 0.05 if step % 2 else 10.0  # clipping active on every other step
+    for m, o in ((sae, opt), (ref, opt_ref)):
+        o.zero_grad()
+        m.training_forward(x).loss.backward()
+    fused_update(sae, opt, clip)
+    ref.remove_parallel_gradient()
+    torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
+    opt_ref.step()
+    ref.normalise_decoder()
+for (name, p), q in zip(sae.named_parameters(), ref.parameters()):
+    torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=f"parameter {name}")
+assert float(opt.state[sae.W_enc]["step"]) == 4
+print("fused update matches")
+"""
+
+
+def test_fused_update_matches_torch():
     """The Triton update (run by Triton's CPU interpreter) equals projection + clipping + Adam + renormalisation."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    import os
+    import subprocess
+    import sys
+
     pytest.importorskip("triton", reason="Triton is not installed (it ships with CUDA builds of PyTorch)")
-    import copy
-
-    from embedsae.sae.fused_update import fused_update
-
-    torch.manual_seed(4)
-    sae = create_sae(SAEConfig(d_in=100, n_latents=64, k=8))  # d not a power of two: masked columns
-    ref = copy.deepcopy(sae)
-    opt, opt_ref = torch.optim.Adam(sae.parameters(), lr=1e-2), torch.optim.Adam(ref.parameters(), lr=1e-2)
-    for step in range(4):
-        x = torch.randn(32, 100)
-        clip = 0.05 if step % 2 else 10.0  # clipping active on every other step
-        for m, o in ((sae, opt), (ref, opt_ref)):
-            o.zero_grad()
-            m.training_forward(x).loss.backward()
-        fused_update(sae, opt, clip)
-        ref.remove_parallel_gradient()
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
-        opt_ref.step()
-        ref.normalise_decoder()
-    for (name, p), q in zip(sae.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=f"parameter {name}")
-    assert float(opt.state[sae.W_enc]["step"]) == 4
+    # a fresh interpreter: TRITON_INTERPRET must be set before anything imports Triton
+    env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", _FUSED_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "fused update matches" in done.stdout, done.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------- pursuit encoding

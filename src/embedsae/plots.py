@@ -60,8 +60,9 @@ def plot_training_log(rows: list[dict[str, Any]], path: str | os.PathLike, title
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(steps, [r["nmse"] for r in rows], label="train NMSE")
-    if rows and "val_nmse" in rows[0]:
-        ax.plot(steps, [r["val_nmse"] for r in rows], label="held-out NMSE")
+    val = [(r["step"], r["val_nmse"]) for r in rows if "val_nmse" in r]
+    if val:
+        ax.plot(*zip(*val), marker=".", label="held-out NMSE")
     ax.set_xlabel("step")
     ax.set_ylabel("NMSE")
     ax2 = ax.twinx()

@@ -50,6 +50,8 @@ class TrainConfig:
     """A latent not fired for this many vectors is dead (default: one epoch, at most 10M)."""
     log_every: int = 10
     """Steps between host-side metric reads (progress bar and log)."""
+    val_every: int = 100
+    """Steps between held-out NMSE evaluations in the log (rounded up to a log step; always at the end)."""
     checkpoint_every: int = 0
     """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
     noise: float = 0.3
@@ -262,7 +264,8 @@ class Trainer:
             "dead_fraction": float((self.steps_since_fired > self.dead_after_steps).float().mean()),
         }
         self.any_dead = row["dead_fraction"] > 0
-        if self.val_data is not None and len(self.val_data):
+        due = self.step == self.total_steps or self.step % max(self.cfg.val_every, 1) < self.cfg.log_every
+        if due and self.val_data is not None and len(self.val_data):
             row["val_nmse"] = validation_nmse(self.sae, self.val_data)
         self.log.append(row)
         bar.set_postfix(nmse=f"{row['nmse']:.4f}", dead=f"{row['dead_fraction']:.1%}", refresh=False)
