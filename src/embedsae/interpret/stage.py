@@ -101,7 +101,8 @@ def interpret(
         "sae": name, "labeller": labeller_name, "features": int(len(n_active)), "alive": int(len(alive)),
         "interpreted": int(len(done_now)), "skipped": int(len(chosen) - len(todo)),
         "failed": int((table["id"].isin(chosen) & (table["status"] == "failed")).sum()),
-        "mean_embedding_auc": _mean(done_now["embedding_auc"]), "mean_llm_f1": _mean(done_now["llm_f1"]),
+        "mean_embedding_auc": _mean(done_now["embedding_auc"]),
+        "median_embedding_auc": _mean(done_now["embedding_auc"], median=True), "mean_llm_f1": _mean(done_now["llm_f1"]),
         "mean_category_f1": _mean(done_now["category_f1"]), "clean": n_clean,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -113,9 +114,9 @@ def interpret(
     return summary
 
 
-def _mean(col) -> float | None:
+def _mean(col, median: bool = False) -> float | None:
     vals = col.dropna()
-    return round(float(vals.mean()), 4) if len(vals) else None
+    return round(float(vals.median() if median else vals.mean()), 4) if len(vals) else None
 
 
 def _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress,
