@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from embedsae.errors import InputError
 from embedsae.interpret.examples import ExampleConfig, select_examples, split_activating
-from embedsae.interpret.keywords import build_vocabulary
+from embedsae.interpret.keywords import KeywordLabeller, PhraseEmbeddings, build_vocabulary
 from embedsae.interpret.scorers import auc, auc_matrix, category_scores, f1_score, pearson
 from embedsae.interpret.store import FeatureStore, export_table
 
@@ -84,6 +84,65 @@ def test_vocabulary_phrases_are_readable():
     assert v.display[v.phrases.index("lstm")] == "LSTM"
     row = v.phrases.index("graph neural networks")
     assert v.df[row] == 3 and v.matrix[:, row].sum() == 3
+
+
+def test_vocabulary_marks_phrases_that_stand_alone():
+    texts = [
+        "A theoretical analysis of Monte Carlo methods for question answering. We penalize outliers.",
+        r"Theoretical analysis of Monte Carlo sampling and question answering; to penalize the Schr\"odinger equation.",
+        "Question answering with theoretical analysis of Monte Carlo, and we penalize errors.",
+        r"The Schr\"odinger equation and Monte Carlo methods for the Schr\"odinger equation.",
+    ]
+    v = build_vocabulary(texts, min_df=2, max_df=1.0)
+    ok = dict(zip(v.phrases, v.standalone))
+    assert ok["monte carlo"] and ok["question answering"] and ok["theoretical analysis"]
+    assert not ok["theoretical"]  # always modifies the next word
+    assert not ok["monte"]  # always cut off a longer name
+    assert not ok["answering"]  # always the tail of "question answering"
+    assert not ok["penalize"]  # a verb: after "we" or "to"
+    assert "schrodinger equation" in v.phrases and "schr" not in v.phrases  # LaTeX accents undone
+
+
+def _toy_labeller(n_docs: int = 300, seed: int = 0):
+    """Documents made of topic words, a fake embedder that sums word vectors, and an SAE 'encoder' whose feature 0
+    points at the topic 'quantum chaos'."""
+    from embedsae.interpret.examples import FeatureExamples
+
+    rng = np.random.default_rng(seed)
+    words = ["quantum", "chaos", "galaxy", "clusters", "protein", "folding", "graph", "kernels", "common", "method"]
+    wvec = {w: rng.normal(size=16) for w in words}
+    wvec["common"] += 6 * np.eye(16)[0]  # a word on every document, far from all topics
+
+    def embed(phrases):
+        out = np.stack([sum(wvec[w] for w in p.lower().replace(",", " ").split() if w in wvec) + 3 * np.eye(16)[0]
+                        for p in phrases])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    topics = ["quantum chaos", "galaxy clusters", "protein folding", "graph kernels"]
+    texts = [f"{topics[i % 4]} and common method. {topics[(i * 7 + 1) % 4] if i % 3 else ''}" for i in range(n_docs)]
+    docs = embed(texts)
+    encoder = np.zeros((2, 16), np.float32)
+    encoder[0] = wvec["quantum"] + wvec["chaos"]
+    encoder[1] = wvec["protein"] + wvec["folding"]
+    fires = np.flatnonzero(["quantum chaos" in t for t in texts])
+    ex = FeatureExamples(feature=0, top=fires[:12], top_act=np.ones(12), quantile=fires[12:20],
+                         quantile_act=np.ones(8), random_neg=np.flatnonzero(["quantum" not in t for t in texts])[:20],
+                         hard_neg=np.zeros(0, np.int64), heldout_pos=fires[20:40], heldout_pos_act=np.ones(20),
+                         heldout_neg=np.zeros(0, np.int64), heldout_hard=np.zeros(0, np.int64))
+    vocab = build_vocabulary(texts, min_df=2, max_df=0.9)
+    return KeywordLabeller(vocab, docs, encoder, PhraseEmbeddings(embed)), ex
+
+
+def test_keyword_labeller_names_what_discriminates():
+    lab, ex = _toy_labeller()
+    (label, detail), = lab.label_batch([ex])
+    assert label is not None and "quantum chaos" in label.lower() and "common" not in label.lower()
+    assert 2 <= len(label.split()) <= 6 and detail["rank_score"] == max(detail["options"].values())
+    # the held-out examples play no part in the choice
+    import dataclasses
+
+    blind = dataclasses.replace(ex, heldout_pos=np.zeros(0, np.int64), heldout_pos_act=np.zeros(0))
+    assert lab.label_batch([blind])[0][0] == label
 
 
 def test_category_scores_by_hand():

@@ -69,7 +69,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
         return 0
     print(f"SAE {s['sae']}: {s['interpreted']} features interpreted by {s['labeller']} "
           f"({s['skipped']} from earlier runs, {s['failed']} failed), {s['alive']} alive of {s['features']}")
-    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}")
+    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}   (median {_fmt(s.get('median_embedding_auc'))})")
     if s.get("mean_llm_f1") is not None:
         print(f"  mean LLM F1         {_fmt(s['mean_llm_f1'])}")
     if s.get("mean_category_f1") is not None:

@@ -1,218 +1,45 @@
-"""The offline labeller: short readable phrases from contrastive keyword statistics, ranked by embedding similarity.
+"""The offline labeller: the 2–6-word phrase, or list of two or three phrases ("A and B", "A, B and C"), whose
+embedding best tells where the feature fires.
 
-1. A phrase vocabulary of 1–3-word n-grams that neither start nor end with a stop word and do not cross
-   punctuation ("state of the art", "graph neural networks"), counted once per document.
-2. Per feature, phrases are scored by how much more often they occur in its (shown) activating documents,
-   weighted by activation, than in all documents: r · log(r / p) with r the weighted share of activating
-   documents containing the phrase and p its share of all documents.
-3. The best candidates, and pairs of them ("A and B"), are embedded with the workspace's model; the label is
-   the 2–6-word option whose embedding best separates the shown activating documents from the shown negatives.
+The scorer (`scorers.embedding_scores`) ranks documents by the cosine between their embedding x and the label's
+embedding v, so a label is good when v·x is high on the feature's documents and low elsewhere. Everything common
+to all documents, or to all phrases, does not help; what does is the direction in which the feature's documents
+differ from the rest. The SAE gives that direction: the feature fires where its encoder row w has a large
+projection w·x. If document vectors were Gaussian with covariance Σ (about the corpus mean μ), documents with a
+large w·x would sit at μ + c·Σw, and a label vector v would separate them from the rest with a d' proportional
+to v·Σw / sqrt(vᵀΣv): the correlation, over the corpus, between the label's score and the feature's pre-activation.
+The labeller scores phrases by v·t / sqrt(vᵀΣv), with the target t the unit Σw plus a quarter of the unit
+difference between the mean of the shown activating documents and μ (which adds what the Gaussian picture
+misses). It uses only the SAE's weights, the corpus mean and covariance and the shown examples, never the
+held-out ones.
+
+1. Candidates: phrases of the vocabulary (`phrases.build_vocabulary`) that stand alone as names and occur in at
+   least one shown activating document; each is embedded once, whichever feature asks first.
+2. The best `n_candidates` by the score above; label options are those of 2–6 words, the pairs "A and B" and
+   (with `triples`) the lists "A, B and C" of candidates that share no word, at most 6 words in all. Composites
+   are ranked by the score of the normalised sum of their parts' embeddings, and the best `n_pairs` are
+   embedded for real.
+3. The label is the option with the best score on its real embedding; a composite wins only when it scores
+   above each of its parts (and a triple above each of its pairs that was embedded), so every part adds
+   separation.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from .scorers import auc_matrix
+from .phrases import PhraseVocabulary, build_vocabulary, stop_words
 
-_SPLIT = re.compile(r"[.,;:!?()\[\]{}\"“”‘’<>|=+*/\\]+|\s-\s|\$[^$]*\$")
-_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
+__all__ = ["KeywordLabeller", "PhraseEmbeddings", "PhraseVocabulary", "build_vocabulary", "stop_words"]
 
-# Words that say nothing about a document's topic in scientific abstracts, on top of English stop words.
-ACADEMIC_STOP_WORDS = frozenset("""
-paper papers propose proposed proposes present presented presents show shows shown showed study studies studied
-approach approaches method methods result results novel new based using use used uses work works also however
-well can may might could would one two three first second via thus therefore furthermore moreover additionally
-existing different various several many much within without among across respectively often significantly
-demonstrate demonstrates demonstrated experiments experimental extensive state-of-the-art outperforms outperform
-performance compared comparison effective effectively efficient efficiently problem problems task tasks
-investigate investigated introduce introduced introduces provide provides provided obtain obtained achieve
-achieves achieved including include includes given make makes made way ways use able recent recently
-important key main large small high low good better best specific particular general specifically
-approach-based previous prior et al i e etc eg ie whose whether either neither wide widely
-""".split())
-
-# Verbs and function words that make a phrase unreadable when they start or end it ("flow past", "occurs").
-BOUNDARY_WORDS = frozenset("""
-past occur occurs occurred simulate simulated compute computed computing yield yields lead leads allow allows
-enable enables require requires required remain remains consider considered considers describe described describes
-discuss discussed derive derived predict predicts predicted find finds found observe observed observes evaluate
-evaluated evaluates improve improves improved apply applied applies exhibit exhibits reveal reveals indicate indicates
-suggest suggests increase increases increased decrease decreases reduce reduces reduced perform performs performed
-generate generates generated capture captures captured rest due like able aim aims aimed focus focuses focused
-called known termed named defined define defines take takes taken give gives giving help helps need needs
-needed try tries seek seeks explore explores explored analyze analyzes analyzed analyse analysed assess assessed
-examine examined employ employs employed exploit exploits exploited leverage leverages leveraged utilize utilizes
-utilized introduce develop develops developed design designed designs build builds built train trained trains
-""".split())
-
-
-def stop_words() -> frozenset[str]:
-    """English stop words plus common words of scientific abstracts."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS) | ACADEMIC_STOP_WORDS
-
-
-@dataclass
-class PhraseVocabulary:
-    """Documents x phrases (binary CSR), the phrases, their document frequencies and display forms."""
-
-    matrix: object
-    phrases: list[str]
-    df: np.ndarray
-    display: list[str]
-
-    @property
-    def n_docs(self) -> int:
-        return self.matrix.shape[0]
-
-
-def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: int) -> set[str]:
-    found: set[str] = set()
-    for chunk in _SPLIT.split(text):
-        toks = _TOKEN.findall(chunk)
-        if not toks:
-            continue
-        case_counts.update(toks)
-        low = [t.lower() for t in toks]
-        stop = [w in stops or len(w) < 2 or w in BOUNDARY_WORDS or w.endswith("ly") for w in low]
-        weak_end = [s_ or w.endswith("ed") for s_, w in zip(stop, low)]
-        n_tok = len(low)
-        for i in range(n_tok):
-            if stop[i]:
-                continue
-            for n in range(1, max_n + 1):
-                j = i + n - 1
-                if j >= n_tok:
-                    break
-                if not (weak_end[j] if n > 1 else stop[j]):
-                    found.add(" ".join(low[i : j + 1]))
-    return found
-
-
-def build_vocabulary(
-    texts: Sequence[str], *, max_n: int = 3, min_df: int = 3, max_df: float = 0.25, progress: bool = False
-) -> PhraseVocabulary:
-    """The phrase vocabulary of a corpus (see the module docstring)."""
-    import scipy.sparse as sp
-    from tqdm.auto import tqdm
-
-    stops = stop_words()
-    case_counts: Counter = Counter()
-    doc_phrases = [_phrases_of(str(t), stops, case_counts, max_n) for t in tqdm(texts, disable=not progress,
-                                                                             desc="phrases", unit="doc")]
-    df_counter: Counter = Counter()
-    for s in doc_phrases:
-        df_counter.update(s)
-    n_docs = len(texts)
-    keep = sorted(p for p, c in df_counter.items() if c >= min_df and c <= max_df * n_docs)
-    index = {p: i for i, p in enumerate(keep)}
-    rows, cols = [], []
-    for d, s in enumerate(doc_phrases):
-        ids = [index[p] for p in s if p in index]
-        rows.extend([d] * len(ids))
-        cols.extend(ids)
-    mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_docs, len(keep)))
-    df = np.asarray([df_counter[p] for p in keep], dtype=np.float64)
-    display = [_display(p, case_counts) for p in keep]
-    return PhraseVocabulary(mat, keep, df, display)
-
-
-def _display(phrase: str, case_counts: Counter) -> str:
-    """Restore acronyms (LSTM, BERT) and names that are almost never written in lower case (Bayesian, Markov)."""
-    words = []
-    for w in phrase.split(" "):
-        n_low, n_up, n_cap = case_counts.get(w, 0), case_counts.get(w.upper(), 0), case_counts.get(w.capitalize(), 0)
-        if w.upper() != w and n_up > n_low + n_cap:
-            words.append(w.upper())
-        elif w.capitalize() != w and n_cap >= 3 and n_low <= 0.05 * n_cap:
-            words.append(w.capitalize())
-        else:
-            words.append(w)
-    return " ".join(words)
-
-
-def contrastive_candidates(
-    vocab: PhraseVocabulary,
-    pos_docs: Sequence[np.ndarray],
-    pos_weights: Sequence[np.ndarray],
-    n_candidates: int = 8,
-) -> list[list[int]]:
-    """Per feature, the phrase ids with the highest contrastive score r·log(r/p) (see the module docstring)."""
-    import scipy.sparse as sp
-
-    n_f = len(pos_docs)
-    rows = np.concatenate([np.full(len(d), i) for i, d in enumerate(pos_docs)]) if n_f else np.zeros(0, int)
-    cols = np.concatenate(pos_docs) if n_f else np.zeros(0, int)
-    w = np.concatenate([np.asarray(x, np.float64) / max(float(np.sum(x)), 1e-12) for x in pos_weights]) if n_f else []
-    A = sp.csr_matrix((w, (rows, cols)), shape=(n_f, vocab.n_docs))
-    Abin = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_f, vocab.n_docs))
-    R = (A @ vocab.matrix).tocsr()  # weighted share of activating documents containing each phrase
-    C = (Abin @ vocab.matrix).tocsr()  # count of activating documents containing each phrase
-    p = vocab.df / vocab.n_docs
-    out: list[list[int]] = []
-    for i in range(n_f):
-        lo, hi = R.indptr[i], R.indptr[i + 1]
-        ids, r = R.indices[lo:hi], R.data[lo:hi]
-        counts = C.data[C.indptr[i] : C.indptr[i + 1]]  # same sparsity pattern as R
-        if len(ids) == 0:
-            out.append([])
-            continue
-        n_pos = len(pos_docs[i])
-        min_count = 2 if n_pos >= 4 else 1
-        score = r * np.log(np.maximum(r, 1e-12) / p[ids])
-        score[counts < min_count] = -np.inf
-        score[score <= 0] = -np.inf
-        k = min(n_candidates, int(np.isfinite(score).sum()))
-        if k == 0:
-            out.append([])
-            continue
-        top = np.argpartition(-score, k - 1)[:k]
-        top = top[np.argsort(-score[top])]
-        out.append([int(ids[t]) for t in top])
-    return out
-
-
-def _words(s: str) -> set[str]:
-    """Crude stems of a phrase's words (so 'body' and 'bodies' count as the same word)."""
-    return {w[:5] for w in s.lower().split()}
-
-
-def phrase_centroids(vocab: PhraseVocabulary, doc_vectors: np.ndarray) -> np.ndarray:
-    """Per phrase, the unit-norm mean of the vectors of the documents containing it (a cheap stand-in for the
-    phrase's own embedding, used to rank candidates before embedding the few best)."""
-    cent = np.asarray(vocab.matrix.T @ doc_vectors, dtype=np.float32)
-    return cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
-
-
-def _options(cands: list[str], ranking: np.ndarray, n_pair: int = 4, n_single: int = 2, triples: bool = False) -> list[str]:
-    """Label options of 2–6 words: the best multi-word candidates, pairs 'A and B' and a triple 'A, B and C'
-    of the best candidates that share no word."""
-    ranked = [cands[i] for i in np.argsort(-ranking, kind="stable")]
-    opts = [c for c in ranked if 2 <= len(c.split()) <= 6][:n_single]
-    chosen: list[str] = []
-    for c in ranked[:n_pair + 2]:
-        if all(not (_words(c) & _words(o)) for o in chosen):
-            chosen.append(c)
-    if len(chosen) >= 2 and len(" ".join(chosen[:2]).split()) <= 5:
-        opts.append(f"{chosen[0]} and {chosen[1]}")
-    if triples and len(chosen) >= 3 and len(" ".join(chosen[:3]).split()) <= 5:
-        opts.append(f"{chosen[0]}, {chosen[1]} and {chosen[2]}")
-    if len(chosen) >= 3 and len(f"{chosen[0]} {chosen[2]}".split()) <= 5:
-        opts.append(f"{chosen[0]} and {chosen[2]}")
-    if not opts and len(ranked) >= 2:
-        opts.append(f"{ranked[0]} and {ranked[1]}")
-    return list(dict.fromkeys(opts))
+TARGET_SHOWN_WEIGHT = 0.25
+"""Weight of the shown documents' mean (as a unit vector) next to the unit Σw in the target direction."""
 
 
 class PhraseEmbeddings:
-    """Unit-norm embeddings of phrases, computed once per phrase."""
+    """Unit-norm embeddings of phrases, computed once per phrase (new phrases in one batched call)."""
 
     def __init__(self, embed: Callable[[list[str]], np.ndarray]) -> None:
         self._embed = embed
@@ -233,84 +60,146 @@ class PhraseEmbeddings:
         return len(self._cache)
 
 
-def direction_candidates(
-    vocab: PhraseVocabulary, centroids: np.ndarray, examples: Sequence, directions: np.ndarray, n_candidates: int = 8
-) -> list[list[int]]:
-    """Per feature, the phrases (occurring in at least two shown activating documents) whose document centroid
-    points furthest along the feature's direction."""
-    out = []
-    for ex, w in zip(examples, directions):
-        cnt = np.asarray(vocab.matrix[ex.shown_pos].sum(0)).ravel()
-        ok = np.flatnonzero(cnt >= (2 if len(ex.shown_pos) >= 4 else 1))
-        s = centroids[ok] @ w
-        out.append([int(i) for i in ok[np.argsort(-s)[:n_candidates]]])
-    return out
+def _words(s: str) -> set[str]:
+    """Crude stems of a phrase's words (so 'body' and 'bodies' count as the same word)."""
+    return {w[:5] for w in s.lower().split()}
 
 
-def label_batch(
-    vocab: PhraseVocabulary,
-    centroids: np.ndarray,
-    examples: Sequence,
-    doc_vectors: np.ndarray,
-    phrase_emb: PhraseEmbeddings,
-    directions: np.ndarray | None = None,
-    *,
-    n_candidates: int = 8,
-    embed_all: bool = False,
-) -> list[tuple[str | None, dict]]:
-    """Labels for a batch of features (FeatureExamples), each with details (candidates and their ranking).
+def _join(parts: Sequence[str]) -> str:
+    """'A and B', 'A, B and C'."""
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
-    Candidates come from the contrastive statistics and, when the features' `directions` in embedding space
-    are given (the SAE's encoder rows), from the phrases whose document centroid points along them. They are
-    ranked by their centroid (or, with `embed_all`, their real embedding: slower, kept for comparison in
-    benchmarks/interpret_speed.py); the few best options are embedded, and the option whose embedding points
-    furthest along the feature's direction (without directions: separates the shown activating documents from
-    the shown negatives best) becomes the label.
+
+def _drop_one(parts: Sequence[str]) -> list[tuple[str, ...]]:
+    """The sub-tuples with one part left out (for a triple: its three pairs)."""
+    return [tuple(p for j, p in enumerate(parts) if j != i) for i in range(len(parts))] if len(parts) > 2 else []
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class KeywordLabeller:
+    """Labels features from the phrase vocabulary (see the module docstring).
+
+    `doc_vectors` are the unit document embeddings, `encoder` the SAE's encoder rows (features x dim, in the
+    embedding space), `phrase_emb` the shared phrase-embedding cache.
     """
-    cand_ids = contrastive_candidates(
-        vocab, [e.shown_pos for e in examples], [e.shown_pos_act for e in examples], n_candidates=n_candidates
-    )
-    if directions is not None:
-        extra = direction_candidates(vocab, centroids, examples, directions, n_candidates)
-        cand_ids = [list(dict.fromkeys(a + b)) for a, b in zip(cand_ids, extra)]
-    if embed_all:
-        phrase_emb.add([vocab.display[i] for ids in cand_ids for i in ids])
-    options: list[list[str]] = []
-    cand_text: list[list[str]] = []
-    for j, (ex, ids) in enumerate(zip(examples, cand_ids)):
-        cands = [vocab.display[i] for i in ids]
-        cand_text.append(cands)
-        if not cands:
-            options.append([])
-            continue
-        vecs = phrase_emb.get(cands) if embed_all else centroids[ids]
-        options.append(_options(cands, _rank(vecs, doc_vectors, ex, None if directions is None else directions[j])))
-    phrase_emb.add([o for os_ in options for o in os_])
-    out: list[tuple[str | None, dict]] = []
-    for j, (ex, cands, opts) in enumerate(zip(examples, cand_text, options)):
-        if not opts:
-            out.append((None, {"reason": "no phrase occurs in the activating documents more than elsewhere"}))
-            continue
-        vecs = phrase_emb.get(opts)
-        rank = _rank(vecs, doc_vectors, ex, None if directions is None else directions[j])
-        best = int(np.argmax(rank))
-        out.append((opts[best], {"candidates": cands, "options": opts, "rank_score": round(float(rank[best]), 4)}))
-    return out
 
+    def __init__(
+        self,
+        vocab: PhraseVocabulary,
+        doc_vectors: np.ndarray,
+        encoder: np.ndarray,
+        phrase_emb: PhraseEmbeddings,
+        *,
+        n_candidates: int = 16,
+        n_pairs: int = 6,
+        pairs: bool = True,
+        triples: bool = True,
+        grounded: bool = True,
+    ) -> None:
+        self.vocab = vocab
+        self.docs = np.asarray(doc_vectors, dtype=np.float32)
+        self.phrase_emb = phrase_emb
+        self.n_candidates, self.n_pairs, self.pairs, self.triples, self.grounded = (
+            n_candidates, n_pairs, pairs, triples, grounded)
+        self.mean = self.docs.mean(0)
+        centred = self.docs - self.mean
+        self.cov = (centred.T @ centred / max(len(centred), 1)).astype(np.float32)
+        self.cov_dirs = _unit(np.asarray(encoder, dtype=np.float32) @ self.cov)  # unit Σw per feature
+        self._doc_phrases = vocab.matrix.tocsr()
+        n, dim = len(vocab.phrases), self.docs.shape[1]
+        self._vec = np.zeros((n, dim), np.float32)  # vocabulary phrase embeddings, filled as phrases are needed
+        self._sd = np.full(n, np.nan, np.float32)  # and their sqrt(vᵀΣv)
 
-def _rank(vecs: np.ndarray, doc_vectors: np.ndarray, ex, direction: np.ndarray | None) -> np.ndarray:
-    if direction is not None:
-        return vecs @ direction
-    return _train_auc(vecs, doc_vectors, ex) + 0.25 * _closeness(vecs, doc_vectors, ex)
+    def _ensure(self, ids: np.ndarray) -> None:
+        """Embed the vocabulary phrases `ids` not embedded yet (one batched call)."""
+        new = np.unique(ids[np.isnan(self._sd[ids])])
+        if len(new):
+            vecs = self.phrase_emb.get([self.vocab.display[i] for i in new])
+            self._vec[new] = vecs
+            self._sd[new] = self._spread(vecs)
 
+    def _spread(self, vecs: np.ndarray) -> np.ndarray:
+        """sqrt(vᵀΣv) per row: the spread of the label's cosine over the corpus."""
+        return np.sqrt(np.maximum(((vecs @ self.cov) * vecs).sum(1), 1e-12))
 
-def _closeness(vecs: np.ndarray, doc_vectors: np.ndarray, ex) -> np.ndarray:
-    pos = doc_vectors[ex.shown_pos]
-    return (vecs @ pos.T).mean(1) if len(pos) else np.zeros(len(vecs))
+    def target(self, ex) -> np.ndarray:
+        """The direction a label's embedding should point along for feature `ex.feature` (its FeatureExamples)."""
+        t = self.cov_dirs[ex.feature].copy()
+        if len(ex.shown_pos):
+            t += TARGET_SHOWN_WEIGHT * _unit(self.docs[ex.shown_pos].mean(0) - self.mean)
+        return t
 
+    def score(self, vecs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """v·t / sqrt(vᵀΣv) for each row v of `vecs`: the d' of the label's cosine under the Gaussian picture."""
+        return (vecs @ target) / self._spread(vecs)
 
-def _train_auc(vecs: np.ndarray, doc_vectors: np.ndarray, ex) -> np.ndarray:
-    pos, neg = ex.shown_pos, ex.shown_neg
-    if len(pos) == 0 or len(neg) == 0:
-        return np.full(len(vecs), 0.5)
-    return auc_matrix(vecs @ doc_vectors[pos].T, vecs @ doc_vectors[neg].T)
+    def _candidates(self, ex) -> np.ndarray:
+        """Ids of standalone phrases occurring in at least one shown activating document."""
+        if not self.grounded:
+            return np.flatnonzero(self.vocab.standalone)
+        if len(ex.shown_pos) == 0:
+            return np.zeros(0, np.int64)
+        ids = np.unique(self._doc_phrases[ex.shown_pos].indices)
+        return ids[self.vocab.standalone[ids]]
+
+    def label_batch(self, examples: Sequence) -> list[tuple[str | None, dict]]:
+        """Labels for a batch of features (FeatureExamples), each with details (candidates, options, score)."""
+        disp = self.vocab.display
+        cand_ids = [self._candidates(ex) for ex in examples]
+        if cand_ids:
+            self._ensure(np.concatenate(cand_ids))
+        plans = []
+        for ex, ids in zip(examples, cand_ids):
+            if len(ids) == 0:
+                plans.append(None)
+                continue
+            t = self.target(ex)
+            s = (self._vec[ids] @ t) / self._sd[ids]
+            top = ids[np.argsort(-s, kind="stable")[: self.n_candidates]]
+            plans.append((t, [disp[i] for i in top]))
+        pair_opts = [self._pair_options(p[1], p[0]) if p is not None and self.pairs else [] for p in plans]
+        self.phrase_emb.add([o for opts in pair_opts for o, _ in opts])
+        return [self._choose(plan, pairs) for plan, pairs in zip(plans, pair_opts)]
+
+    def _pair_options(self, cands: list[str], target: np.ndarray) -> list[tuple[str, tuple[str, str]]]:
+        """The best `n_pairs` pairs "A and B" of candidates sharing no word, by the score of their summed
+        embeddings (the real embedding of the pair is taken afterwards)."""
+        pairs = []
+        for a in range(len(cands)):
+            for b in range(a + 1, len(cands)):
+                A, B = cands[a], cands[b]
+                if not (_words(A) & _words(B)) and len(A.split()) + len(B.split()) <= 5:
+                    pairs.append((A, B))
+                    if self.triples:
+                        for c in range(b + 1, len(cands)):
+                            C = cands[c]
+                            if not (_words(C) & (_words(A) | _words(B))) and len(f"{A} {B} {C}".split()) <= 5:
+                                pairs.append((A, B, C))
+        if not pairs:
+            return []
+        vecs = np.stack([self.phrase_emb.get(list(ab)).sum(0) for ab in pairs])
+        approx = self.score(_unit(vecs), target)
+        best = np.argsort(-approx, kind="stable")[: self.n_pairs]
+        return [(_join(pairs[i]), pairs[i]) for i in best]
+
+    def _choose(self, plan, pairs: list[tuple[str, tuple[str, str]]]) -> tuple[str | None, dict]:
+        if plan is None:
+            return None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"}
+        target, cands = plan
+        cand_score = dict(zip(cands, self.score(self.phrase_emb.get(cands), target)))
+        options = {c: float(v) for c, v in cand_score.items() if 2 <= len(c.split()) <= 6}
+        if pairs:
+            pairs = sorted(pairs, key=lambda p: len(p[1]))  # pairs before the triples that contain them
+            pair_score = self.score(self.phrase_emb.get([p for p, _ in pairs]), target)
+            for (p, parts), v in zip(pairs, pair_score):
+                sub = [cand_score[x] for x in parts] + [options.get(_join(q), -np.inf) for q in _drop_one(parts)]
+                if v > max(sub) or not options:
+                    options[p] = float(v)
+        if not options:  # only one-word candidates and no pair of them: join the two best anyway
+            options[f"{cands[0]} and {cands[1]}" if len(cands) > 1 else f"{cands[0]} documents"] = 0.0
+        label = max(options, key=options.get)
+        return label, {"candidates": cands, "options": {k: round(v, 4) for k, v in options.items()},
+                       "rank_score": round(options[label], 4)}

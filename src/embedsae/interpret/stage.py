@@ -101,7 +101,8 @@ def interpret(
         "sae": name, "labeller": labeller_name, "features": int(len(n_active)), "alive": int(len(alive)),
         "interpreted": int(len(done_now)), "skipped": int(len(chosen) - len(todo)),
         "failed": int((table["id"].isin(chosen) & (table["status"] == "failed")).sum()),
-        "mean_embedding_auc": _mean(done_now["embedding_auc"]), "mean_llm_f1": _mean(done_now["llm_f1"]),
+        "mean_embedding_auc": _mean(done_now["embedding_auc"]),
+        "median_embedding_auc": _mean(done_now["embedding_auc"], median=True), "mean_llm_f1": _mean(done_now["llm_f1"]),
         "mean_category_f1": _mean(done_now["category_f1"]), "clean": n_clean,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -113,24 +114,25 @@ def interpret(
     return summary
 
 
-def _mean(col) -> float | None:
+def _mean(col, median: bool = False) -> float | None:
     vals = col.dropna()
-    return round(float(vals.mean()), 4) if len(vals) else None
+    return round(float(vals.median() if median else vals.mean()), 4) if len(vals) else None
 
 
 def _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress,
              tqdm):
     """Label and score the features in `todo`, one committed batch at a time."""
-    from .keywords import PhraseEmbeddings, build_vocabulary, label_batch, phrase_centroids
+    from .keywords import KeywordLabeller, PhraseEmbeddings, build_vocabulary
     from .scorers import category_scores, document_categories, embedding_scores
 
     doc_vectors = l2_normalise(ws.embeddings)
     embedder = ws.embedder(batch_size=256)
     phrase_emb = PhraseEmbeddings(lambda texts: embedder.embed(texts))
     texts = ws.corpus["text"].astype(str).tolist()
-    vocab = build_vocabulary(texts, progress=progress) if labeller == "keywords" else None
-    centroids = phrase_centroids(vocab, doc_vectors) if vocab is not None else None
-    directions = l2_normalise(ws.load_sae(name).W_enc.detach().float().cpu().numpy())
+    keyword_labeller = None
+    if labeller == "keywords":
+        encoder = ws.load_sae(name).W_enc.detach().float().cpu().numpy()
+        keyword_labeller = KeywordLabeller(build_vocabulary(texts, progress=progress), doc_vectors, encoder, phrase_emb)
     cats = document_categories(ws.corpus)
     cat_scores = category_scores(csr, cats, todo) if cats else {}
     bar = tqdm(total=len(todo), disable=not progress, desc="interpret", unit="feature")
@@ -138,7 +140,7 @@ def _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, 
         batch = todo[start : start + batch_size]
         exs = select_examples(csc, batch, doc_vectors, ex_cfg)
         if labeller == "keywords":
-            made = label_batch(vocab, centroids, exs, doc_vectors, phrase_emb, directions[batch])
+            made = keyword_labeller.label_batch(exs)
             error = None
         else:
             made, error = _llm_labels(client, llm, exs, texts)
