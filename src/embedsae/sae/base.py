@@ -178,17 +178,16 @@ class SAE(nn.Module):
     def _codec(self, x: Tensor, pre: Tensor, idx: Tensor, add_bias: bool = True, keep: Tensor | None = None):
         """Decode the latents `idx` of each row; returns (x_hat, values). `keep` zeroes unselected entries."""
         from . import kernels
-        from .kernels import dense_codec, eager_codec, sparse_codec
 
         pre_sel = pre.gather(1, idx)
         if keep is not None:
             pre_sel = pre_sel.masked_fill(~keep, -1.0)
         if pre_sel.requires_grad and pre_sel.device.type == "cuda" and kernels.GPU_DECODE == "dense":
-            return dense_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias,
-                               self.train_shadows[1] if self.train_shadows else None)
+            return kernels.dense_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias,
+                                       self.train_shadows[1] if self.train_shadows else None)
         if pre_sel.requires_grad or not torch.is_grad_enabled():
-            return eager_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias)
-        return sparse_codec(x, self.W_enc, self.b_lat, self.W_dec, self.b_pre, idx, pre_sel, add_bias)
+            return kernels.eager_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias)
+        return kernels.sparse_codec(x, self.W_enc, self.b_lat, self.W_dec, self.b_pre, idx, pre_sel, add_bias)
 
     def _aux_loss(self, x: Tensor, x_hat: Tensor, pre: Tensor, dead: Tensor | None) -> Tensor:
         """NMSE of the residual predicted from the top aux_k dead latents (no host sync)."""
