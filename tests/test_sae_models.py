@@ -52,6 +52,47 @@ def test_seed_init_tied_unit_norm_and_median(x):
     torch.testing.assert_close(sae.b_pre.data, x.median(dim=0).values)
 
 
+def test_data_init_starts_each_latent_at_a_different_sample(x):
+    """Every latent starts at its own data point (centred, unit norm, tied), distinct even when points repeat."""
+    sae = create_sae(SAEConfig(d_in=48, n_latents=48, k=8))
+    sae.init_from_data(x, seed=3)
+    torch.testing.assert_close(sae.W_enc, sae.W_dec)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(48))
+    centred = x - sae.b_pre
+    cos = sae.W_dec @ (centred / centred.norm(dim=1, keepdim=True)).T  # latents x samples
+    best = cos.max(dim=1)
+    assert best.values.min() > 0.98  # a light jitter only
+    assert len(set(best.indices.tolist())) == 48  # 48 latents, 64 samples: all different points
+    # the same seed gives the same start, another seed another one
+    again = create_sae(SAEConfig(d_in=48, n_latents=48, k=8))
+    again.init_from_data(x, seed=3)
+    torch.testing.assert_close(again.W_dec, sae.W_dec)
+    again.init_from_data(x, seed=4)
+    assert not torch.allclose(again.W_dec, sae.W_dec)
+    # more latents than samples: every sample is used, and repeated points still give different rows
+    big = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    big.init_from_data(x)
+    owner = (big.W_dec @ centred.T).argmax(dim=1)
+    assert set(owner.tolist()) == set(range(64))
+    gram = big.W_dec @ big.W_dec.T
+    assert (gram - torch.eye(192)).max() < 0.999
+
+
+def test_random_init_leaves_the_rows_random(x):
+    sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
+    before = sae.W_dec.detach().clone()
+    sae.init_from_data(x, rows=False)
+    torch.testing.assert_close(sae.W_dec.data, before)
+
+
+def test_unknown_init_is_refused(x):
+    from embedsae.sae.trainer import TrainConfig, train_on_array
+
+    sae = create_sae(SAEConfig(d_in=48, n_latents=96, k=8))
+    with pytest.raises(InputError, match="unknown initialisation 'kmeans'"):
+        train_on_array(sae, x.numpy(), TrainConfig(init="kmeans", epochs=1), progress=False)
+
+
 def test_gradient_projection_removes_the_parallel_part(x):
     sae = create_sae(SAEConfig(d_in=48, n_latents=192, k=8))
     sae.training_forward(x).loss.backward()

@@ -74,6 +74,9 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--noise", type=float, default=None,
                    help="training input noise as a share of the mean vector norm (default 0.3; 0 turns it off)")
+    p.add_argument("--init", choices=["auto", "data", "random"], default=None,
+                   help="where latents start: at training vectors (data) or random directions; default auto: data "
+                        "for topk and batchtopk, random for relu")
     p.add_argument("--pursuit", type=int, default=None,
                    help="top-k encoding: matching pursuit over the encoder's N x k strongest latents (default 4; "
                         "0 = plain top-k encoder)")
@@ -84,7 +87,7 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     keys = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device", "noise": "noise",
-            "checkpoint_every": "checkpoint_every", "pursuit": "pursuit"}
+            "checkpoint_every": "checkpoint_every", "pursuit": "pursuit", "init": "init"}
     return {dst: getattr(args, src) for src, dst in keys.items() if getattr(args, src, None) is not None}
 
 

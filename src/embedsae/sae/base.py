@@ -100,6 +100,10 @@ def nmse(x: Tensor, x_hat: Tensor, mean: Tensor | None = None) -> Tensor:
     return (x_hat - x).pow(2).sum() / (x - mu).pow(2).sum().clamp_min(1e-12)
 
 
+INIT_JITTER = 0.1
+"""Jitter of the data initialisation, as a share of the centred sample norm (see `SAE.init_from_data`)."""
+
+
 class SAE(nn.Module):
     """Base SAE: encoder a = W_enc (x - b_pre) + b_lat, a sparsifying activation, decoder W_dec z + b_pre.
 
@@ -210,9 +214,28 @@ class SAE(nn.Module):
             g.sub_((g * self.W_dec).sum(dim=1, keepdim=True) * self.W_dec)
 
     @torch.no_grad()
-    def init_from_data(self, sample: Tensor) -> None:
-        """Set b_pre to the coordinate median of a data sample."""
-        self.b_pre.copy_(sample.to(self.b_pre).median(dim=0).values)
+    def init_from_data(self, sample: Tensor, *, rows: bool = True, seed: int = 0, jitter: float = INIT_JITTER) -> None:
+        """Set b_pre to the coordinate median of a data sample and, with `rows`, start every latent at a data point.
+
+        Each latent's decoder and encoder rows become a different sample vector (distinct ones while the
+        sample has enough), minus b_pre, plus Gaussian jitter of `jitter` times the mean centred norm (so
+        repeated points still differ), at unit norm. Latents then start as detectors of real regions of the
+        data instead of random directions; see `TrainConfig.init` for what that changes.
+        """
+        sample = sample.to(self.b_pre)
+        self.b_pre.copy_(sample.median(dim=0).values)
+        if not rows or len(sample) == 0:
+            return
+        n, d = self.W_dec.shape
+        gen = torch.Generator().manual_seed(seed)
+        repeats = -(-n // len(sample))
+        pick = torch.cat([torch.randperm(len(sample), generator=gen) for _ in range(repeats)])[:n]
+        w = sample[pick.to(sample.device)] - self.b_pre
+        noise = torch.randn(n, d, generator=gen).to(w)
+        w = w + jitter * w.norm(dim=1).mean() / d**0.5 * noise
+        w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_dec.copy_(w)
+        self.W_enc.copy_(w)
 
     # ------------------------------------------------------------------ serialisation
     def save(self, folder: str | os.PathLike) -> None:

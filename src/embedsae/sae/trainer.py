@@ -56,6 +56,12 @@ class TrainConfig:
     """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
     noise: float = 0.3
     """Gaussian input noise while training, as a share of the mean vector norm (regularises small corpora)."""
+    init: str = "auto"
+    """Where latents start. 'data': each at a different training vector (centred, unit norm); 'random': at a
+    random direction, as in the seed; 'auto': data for top-k and BatchTopK, random for ReLU. On the 6,276 arXiv
+    abstracts (k 32, 3,072 latents) data starts give top-k features that are easier to name (mean label AUC
+    0.81 -> 0.92) and a lower held-out NMSE (0.235 -> 0.225; BatchTopK 0.377 -> 0.334); a ReLU SAE keeps more
+    latents alive from data starts (100 % vs 81 %) but reconstructs held-out vectors worse (0.074 vs 0.050)."""
     device: str = "auto"
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
     bf16: bool = True
@@ -331,6 +337,10 @@ def train_on_array(
     """
     if len(vectors) == 0:
         raise InputError("no vectors to train on: the corpus is empty")
+    if cfg.init not in ("auto", "data", "random"):
+        raise InputError(f"unknown initialisation '{cfg.init}': use 'data' (latents start at training vectors), "
+                         "'random' or 'auto'")
+    data_init = cfg.init == "data" or (cfg.init == "auto" and sae.architecture != "relu")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     train_idx, val_idx = split_indices(len(vectors), cfg.val_fraction, cfg.seed)
@@ -350,7 +360,7 @@ def train_on_array(
         trainer.noise_scale = cfg.noise * mean_norm / math.sqrt(data.shape[1])
     resumed = resume and trainer.try_resume()
     if not resumed:
-        sae.to(device).init_from_data(data[: min(len(data), 65536)])
+        sae.to(device).init_from_data(data[: min(len(data), 65536)], rows=data_init, seed=cfg.seed)
     batches = epoch_batches(data, batch_size, epochs, cfg.seed)
     if stop_after is not None:
         batches = _take(batches, stop_after)
