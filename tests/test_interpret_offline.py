@@ -70,9 +70,9 @@ def test_embedding_scores_mean_something(interpreted):
     t = _table(ws)
     done = t[t["status"] == "done"]
     assert done["embedding_auc"].between(0, 1).all()
-    # labels reach 0.84 on these features (0.842 over all 3,072; the SAE's own encoder direction reaches 1.00,
-    # the centroid of the shown documents 0.78, the best single vocabulary phrase picked on held-out data 0.88)
-    assert s["mean_embedding_auc"] >= 0.80
+    # the bar; over all 3,072 features of the default SAE labels reach 0.92 (0.81 before training started
+    # latents at data points, see TrainConfig.init)
+    assert s["mean_embedding_auc"] >= 0.85
     assert done["embedding_auc"].mean() == pytest.approx(s["mean_embedding_auc"], abs=1e-3)
     # control: shift labels by one feature and score them on the held-out examples of the wrong feature
     emb = ws.embedder()

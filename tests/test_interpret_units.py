@@ -103,6 +103,23 @@ def test_vocabulary_marks_phrases_that_stand_alone():
     assert "schrodinger equation" in v.phrases and "schr" not in v.phrases  # LaTeX accents undone
 
 
+def test_vocabulary_drops_adjectives_verbs_and_links_and_keeps_mixed_case_names():
+    texts = [
+        "The decoder is flexible. ResNeXt settles the question by carrying labels. Code: https://github.com/x",
+        "A flexible decoder with ResNeXt backbones; the model settles the debate while carrying weights.",
+        "Flexible decoders are more flexible. ResNeXt settles the issue by carrying noise. https://github.com/y",
+        "ResNeXt and flexible decoder training.",
+    ]
+    v = build_vocabulary(texts, min_df=2, max_df=1.0)
+    ok = dict(zip(v.phrases, v.standalone))
+    assert ok["decoder"]
+    assert not ok["flexible"]  # an adjective: before a noun or after "is"/"more"
+    assert not ok["settles"]  # a verb: before its object
+    assert not ok["carrying"]  # a verb: after "by"/"while"
+    assert "https" not in v.phrases and "github" not in v.phrases
+    assert v.display[v.phrases.index("resnext")] == "ResNeXt"
+
+
 def _toy_labeller(n_docs: int = 300, seed: int = 0):
     """Documents made of topic words, a fake embedder that sums word vectors, and an SAE 'encoder' whose feature 0
     points at the topic 'quantum chaos'."""

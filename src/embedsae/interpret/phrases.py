@@ -4,7 +4,7 @@ Phrases are 1–3-word n-grams that neither start nor end with a stop word and d
 ("state of the art", "graph neural networks"), counted once per document. Each phrase carries its display form
 (acronyms and proper names restored: "LSTM", "Bayesian") and whether it can stand alone as a label part: not
 mostly a modifier of the next word ("theoretical", "Markov chain Monte") or the tail of a longer name
-("answering" of "question answering"), not mostly a verb ("penalize").
+("answering" of "question answering"), not mostly a verb or a predicate adjective ("penalize", "is flexible").
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ investigate investigated introduce introduced introduces provide provides provid
 achieves achieved including include includes given make makes made way ways use able recent recently
 important key main large small high low good better best specific particular general specifically
 approach-based previous prior et al i e etc eg ie whose whether either neither wide widely
+http https www com org html github url
 """.split())
 
 # Verbs and function words that make a phrase unreadable when they start or end it ("flow past", "occurs").
@@ -80,6 +81,13 @@ to we can could may might will would shall should must cannot also which that th
 then thus first further
 """.split())
 
+# Words after which a word is mostly an adjective ("is flexible", "more robust") ...
+PREDICATE_CUES = frozenset("is are be been being was were more most less least very highly fairly quite too so".split())
+# ... and after which an -ing word is mostly a verb ("by carrying", "while emphasizing").
+GERUND_CUES = frozenset("by while when without thereby upon after before".split())
+# A word ending in -s that is mostly followed by one of these is a verb with its object ("settles the").
+OBJECT_CUES = frozenset("the a an its their our these this his her".split())
+
 
 @dataclass
 class _Context:
@@ -89,7 +97,8 @@ class _Context:
     modifier: Counter
     """Occurrences followed, in the same clause, by another content word ('theoretical analysis', 'Monte Carlo')."""
     after_verb_cue: Counter
-    """Occurrences right after a word that usually precedes a verb ('to ensure', 'we penalize')."""
+    """Occurrences right after a word that usually precedes a verb or an adjective ('to ensure', 'we penalize',
+    'is flexible', 'by carrying'), or, for a word ending in -s, right before an object ('settles the')."""
     tail: Counter
     """Occurrences right after another content word ('question answering' for 'answering')."""
 
@@ -99,7 +108,9 @@ def _clean_text(text: str) -> str:
     return _LATEX_ACCENT.sub(r"\1", text)
 
 
-def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: int, ctx: _Context) -> set[str]:
+def _phrases_of(
+    text: str, stops: frozenset[str], function_words: frozenset[str], case_counts: Counter, max_n: int, ctx: _Context
+) -> set[str]:
     found: set[str] = set()
     for chunk in _SPLIT.split(_clean_text(text)):
         toks = _TOKEN.findall(chunk)
@@ -109,11 +120,14 @@ def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: i
         low = [t.lower() for t in toks]
         stop = [w in stops or len(w) < 2 or w in BOUNDARY_WORDS or w.endswith("ly") for w in low]
         weak_end = [s_ or w.endswith("ed") for s_, w in zip(stop, low)]
+        # after a single word, any following word but a function word counts as modified ('impressive results')
+        content = [not (w in function_words or len(w) < 2) for w in low]
         n_tok = len(low)
         for i in range(n_tok):
             if stop[i]:
                 continue
-            cue = i > 0 and low[i - 1] in VERB_CUES
+            cue = i > 0 and (low[i - 1] in VERB_CUES or low[i - 1] in PREDICATE_CUES
+                             or (low[i - 1] in GERUND_CUES and low[i].endswith("ing")))
             tail = i > 0 and not stop[i - 1]
             for n in range(1, max_n + 1):
                 j = i + n - 1
@@ -123,9 +137,9 @@ def _phrases_of(text: str, stops: frozenset[str], case_counts: Counter, max_n: i
                     p = " ".join(low[i : j + 1])
                     found.add(p)
                     ctx.occurrences[p] += 1
-                    if j + 1 < n_tok and not stop[j + 1]:
+                    if j + 1 < n_tok and (not stop[j + 1] if n > 1 else content[j + 1]):
                         ctx.modifier[p] += 1
-                    if cue:
+                    if cue or (n == 1 and low[i].endswith("s") and j + 1 < n_tok and low[j + 1] in OBJECT_CUES):
                         ctx.after_verb_cue[p] += 1
                     if tail:
                         ctx.tail[p] += 1
@@ -138,12 +152,14 @@ def build_vocabulary(
 ) -> PhraseVocabulary:
     """The phrase vocabulary of a corpus (see the module docstring): at most `max_phrases`, the most frequent."""
     import scipy.sparse as sp
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
     from tqdm.auto import tqdm
 
     stops = stop_words()
+    function_words = frozenset(ENGLISH_STOP_WORDS)
     case_counts: Counter = Counter()
     ctx = _Context(Counter(), Counter(), Counter(), Counter())
-    doc_phrases = [_phrases_of(str(t), stops, case_counts, max_n, ctx)
+    doc_phrases = [_phrases_of(str(t), stops, function_words, case_counts, max_n, ctx)
                    for t in tqdm(texts, disable=not progress, desc="phrases", unit="doc")]
     df_counter: Counter = Counter()
     for s in doc_phrases:
@@ -161,7 +177,8 @@ def build_vocabulary(
         cols.extend(ids)
     mat = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_docs, len(keep)))
     df = np.asarray([df_counter[p] for p in keep], dtype=np.float64)
-    display = [_display(p, case_counts) for p in keep]
+    mixed = _mixed_case_forms(case_counts)
+    display = [_display(p, case_counts, mixed) for p in keep]
     standalone = np.asarray([_standalone(p, shown, ctx) for p, shown in zip(keep, display)], dtype=bool)
     return PhraseVocabulary(mat, keep, df, display, standalone)
 
@@ -179,15 +196,31 @@ def _standalone(phrase: str, display: str, ctx: _Context) -> bool:
     return all(len(w) >= 3 or (s.isupper() and len(s) >= 2) for w, s in zip(words, display.split()))
 
 
-def _display(phrase: str, case_counts: Counter) -> str:
-    """Restore acronyms (LSTM, BERT) and names that are almost never written in lower case (Bayesian, Markov)."""
+def _display(phrase: str, case_counts: Counter, mixed: dict[str, tuple[str, int]]) -> str:
+    """Restore acronyms (LSTM, BERT), names that are almost never written in lower case (Bayesian, Markov) and
+    mixed-case names written that way more often than in lower case (ResNeXt, YOLOv3)."""
     words = []
     for w in phrase.split(" "):
         n_low, n_up, n_cap = case_counts.get(w, 0), case_counts.get(w.upper(), 0), case_counts.get(w.capitalize(), 0)
+        form, n_mixed = mixed.get(w, (w, 0))
         if w.upper() != w and n_up > n_low + n_cap:
             words.append(w.upper())
+        elif n_mixed >= 2 and n_mixed > n_low + n_up:
+            words.append(form)
         elif w.capitalize() != w and n_cap >= 3 and n_low <= 0.05 * n_cap:
             words.append(w.capitalize())
         else:
             words.append(w)
     return " ".join(words)
+
+
+def _mixed_case_forms(case_counts: Counter) -> dict[str, tuple[str, int]]:
+    """Per lower-case word, its most frequent mixed-case spelling (neither lower, upper nor capitalised) and count."""
+    best: dict[str, tuple[str, int]] = {}
+    for form, n in case_counts.items():
+        low = form.lower()
+        if form in (low, form.upper(), low.capitalize()):
+            continue
+        if n > best.get(low, ("", 0))[1]:
+            best[low] = (form, n)
+    return best
