@@ -102,6 +102,10 @@ def nmse(x: Tensor, x_hat: Tensor, mean: Tensor | None = None) -> Tensor:
 
 INIT_JITTER = 0.1
 """Jitter of the data initialisation, as a share of the centred sample norm (see `SAE.init_from_data`)."""
+REPEAT_JITTER = 0.5
+"""Jitter of latents that start at an already used point (more latents than sample vectors): enough that they
+do not compete for the same documents (on Cranfield's 1,330 training vectors, 3,072 latents: dead 4.6 % with
+0.1, none with 0.5)."""
 
 
 class SAE(nn.Module):
@@ -218,8 +222,8 @@ class SAE(nn.Module):
         """Set b_pre to the coordinate median of a data sample and, with `rows`, start every latent at a data point.
 
         Each latent's decoder and encoder rows become a different sample vector (distinct ones while the
-        sample has enough), minus b_pre, plus Gaussian jitter of `jitter` times the mean centred norm (so
-        repeated points still differ), at unit norm. Latents then start as detectors of real regions of the
+        sample has enough), minus b_pre, plus Gaussian jitter of `jitter` times the mean centred norm
+        (`REPEAT_JITTER` for points used again), at unit norm. Latents then start as detectors of real regions of the
         data instead of random directions; see `TrainConfig.init` for what that changes.
         """
         sample = sample.to(self.b_pre)
@@ -231,8 +235,10 @@ class SAE(nn.Module):
         repeats = -(-n // len(sample))
         pick = torch.cat([torch.randperm(len(sample), generator=gen) for _ in range(repeats)])[:n]
         w = sample[pick.to(sample.device)] - self.b_pre
-        noise = torch.randn(n, d, generator=gen).to(w)
-        w = w + jitter * w.norm(dim=1).mean() / d**0.5 * noise
+        scale = torch.full((n, 1), jitter)
+        scale[len(sample):] = max(jitter, REPEAT_JITTER)  # second and later starts at the same point
+        noise = torch.randn(n, d, generator=gen) * scale
+        w = w + w.norm(dim=1).mean() / d**0.5 * noise.to(w)
         w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
         self.W_dec.copy_(w)
         self.W_enc.copy_(w)

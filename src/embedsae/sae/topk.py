@@ -1,7 +1,8 @@
 """Top-k SAE (Gao et al. 2024, the seed recipe): keep the k largest pre-activations, then ReLU.
 
-Training follows the recipe exactly. Encoding, by default, refines the code by matching pursuit over the
-encoder's 4k strongest latents (`SAEConfig.pursuit`, see pursuit.py); `pursuit=0` gives the plain encoder.
+Training follows the recipe, except that latents start at training vectors rather than random directions
+(`TrainConfig.init`). Encoding, by default, refines the code by matching pursuit over the encoder's 4k
+strongest latents (`SAEConfig.pursuit`, see pursuit.py); `pursuit=0` gives the plain encoder.
 """
 
 from __future__ import annotations
