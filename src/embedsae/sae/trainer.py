@@ -320,6 +320,10 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size) if n >= batch_size else 1
 
 
+INIT_SAMPLE = 65536
+"""Training vectors the initialisation looks at (median for b_pre, starting points for latents)."""
+
+
 def train_on_array(
     sae: SAE,
     vectors: np.ndarray,
@@ -360,7 +364,11 @@ def train_on_array(
         trainer.noise_scale = cfg.noise * mean_norm / math.sqrt(data.shape[1])
     resumed = resume and trainer.try_resume()
     if not resumed:
-        sae.to(device).init_from_data(data[: min(len(data), 65536)], rows=data_init, seed=cfg.seed)
+        sample = data
+        if len(data) > INIT_SAMPLE:  # a seeded random subset, not the first rows (corpora may be sorted by topic)
+            pick = np.random.default_rng(cfg.seed).choice(len(data), INIT_SAMPLE, replace=False)
+            sample = data[torch.from_numpy(np.sort(pick)).to(device)]
+        sae.to(device).init_from_data(sample, rows=data_init, seed=cfg.seed)
     batches = epoch_batches(data, batch_size, epochs, cfg.seed)
     if stop_after is not None:
         batches = _take(batches, stop_after)
