@@ -114,8 +114,8 @@ def test_cli_lists_cards_and_exports(interpreted, capsys, tmp_path):
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) >= N_FEATURES
     scored = [r for r in recs if r["scores"]["embedding_auc"] is not None]
-    assert [r["scores"]["embedding_auc"] for r in scored] == sorted((r["scores"]["embedding_auc"] for r in scored),
-                                                                     reverse=True)
+    keys = [(r["scores"]["embedding_auc"], r["n_active"]) for r in scored]
+    assert keys == sorted(keys, reverse=True)  # by score, ties by the number of documents
     for key in ("id", "label", "density", "act_mean", "scores"):
         assert key in recs[0]
     word = scored[0]["label"].split()[0]
@@ -130,7 +130,8 @@ def test_cli_lists_cards_and_exports(interpreted, capsys, tmp_path):
     assert main(["feature", str(ws.path), str(fid), "--json"]) == 0
     card = json.loads(capsys.readouterr().out)
     acts = [d["activation"] for d in card["top_documents"]]
-    assert acts == sorted(acts, reverse=True) and len(acts) == 8 and sum(card["histogram"]["counts"]) == card["n_active"]
+    assert acts == sorted(acts, reverse=True) and len(acts) == min(8, card["n_active"])
+    assert sum(card["histogram"]["counts"]) == card["n_active"]
 
     assert main(["features", str(ws.path), "--export", str(tmp_path / "f.parquet")]) == 0
     import pandas as pd

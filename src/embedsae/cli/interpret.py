@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--search", metavar="TEXT", help="only features whose label contains TEXT")
-    p.add_argument("--sort", choices=["id", "density", "score"], default="id", help="order (score: embedding AUC)")
+    p.add_argument("--sort", choices=["id", "density", "score"], default="id", help="order (score: embedding AUC, ties by how many documents the feature fires on)")
     p.add_argument("--clean", action="store_true", help="only features passing the clean-feature filter")
     p.add_argument("--limit", type=int, help="show at most N features")
     p.add_argument("--export", metavar="FILE", help="write the table to FILE (.csv, .json or .parquet)")
@@ -116,7 +116,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.sort == "density":
         t = t.sort_values("density", ascending=False)
     elif args.sort == "score":
-        t = t.sort_values("embedding_auc", ascending=False, na_position="last")
+        # ties (many small features score 1.00) go to the feature measured on more documents
+        t = t.sort_values(["embedding_auc", "n_active"], ascending=[False, False], na_position="last")
     if args.limit is not None:
         t = t.head(args.limit)
     if args.export:
