@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--search", metavar="TEXT", help="only features whose label contains TEXT")
-    p.add_argument("--sort", choices=["id", "density", "score"], default="id", help="order (score: embedding AUC, ties by how many documents the feature fires on)")
+    p.add_argument("--sort", choices=["id", "density", "score"], default="id",
+                   help="order (score: embedding AUC, ties by how many documents the feature fires on)")
     p.add_argument("--clean", action="store_true", help="only features passing the clean-feature filter")
     p.add_argument("--limit", type=int, help="show at most N features")
     p.add_argument("--export", metavar="FILE", help="write the table to FILE (.csv, .json or .parquet)")

@@ -360,7 +360,7 @@ def train_on_array(
         val_data=val, progress=progress,
     )
     if cfg.noise > 0:
-        mean_norm = float(data[: min(len(data), 65536)].norm(dim=1).mean())
+        mean_norm = float(data[:INIT_SAMPLE].norm(dim=1).mean())
         trainer.noise_scale = cfg.noise * mean_norm / math.sqrt(data.shape[1])
     resumed = resume and trainer.try_resume()
     if not resumed:
