@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,7 @@ from .data.readers import read_corpus
 from .errors import InputError, ModelMismatchError, WorkspaceError
 from .workspace import Workspace, corpus_fingerprint
 
-
-def log(msg: str) -> None:
-    """Progress messages go to stderr, so stdout stays clean for --json output."""
-    print(msg, file=sys.stderr, flush=True)
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- embed
@@ -81,12 +78,12 @@ def embed(
                 "or pass --overwrite to replace it"
             )
         if ws.manifest.get("corpus_fingerprint") == corpus_fingerprint(table) and ws.manifest["model"].get("normalized") == normalized:
-            log(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
+            logger.info(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
             return ws
     emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized)
     if Workspace.exists(out) and not overwrite:
         _check_existing(out, emb.model_id, emb.dim, overwrite)
-    log(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d)")
+    logger.info(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d)")
     t0 = time.perf_counter()
     arr = emb.embed(table["text"].tolist(), progress=progress)
     arr = validate_vectors(arr, ids, expected_rows=len(table), expected_dim=emb.dim, source="the embeddings")
@@ -154,10 +151,10 @@ def train(
     if not resume and work.exists():
         shutil.rmtree(work)
     if resume and not (work / "checkpoint.pt").is_file():
-        log(f"no unfinished run of '{name}' to resume; starting from the beginning")
+        logger.info(f"no unfinished run of '{name}' to resume; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)
     write_json(work / "train_config.json", {"sae": cfg.to_dict(), "train": config_dict(tcfg)})
-    log(f"training {architecture} SAE '{name}': k={k}, {latents} latents, {len(vectors)} vectors of dim {ws.dim}")
+    logger.info(f"training {architecture} SAE '{name}': k={k}, {latents} latents, {len(vectors)} vectors of dim {ws.dim}")
     t0 = time.perf_counter()
     import torch
 
@@ -180,7 +177,7 @@ def train(
     plot_training_log(trainer.log, final / "train_log.png", title=name)
     ws.record_stage(f"train:{name}", {"sae": cfg.to_dict(), "train": config_dict(tcfg)}, seconds=round(seconds, 2))
     ws.set_latest_sae(name)
-    log(f"trained '{name}' in {seconds:.1f}s ({trainer.step} steps)")
+    logger.info(f"trained '{name}' in {seconds:.1f}s ({trainer.step} steps)")
     if evaluate and train_vectors is None:
         evaluate_sae(ws, name)
     return sae.cpu()

@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import EmbedSAEError
 
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    _log_to_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -54,6 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _log_to_stderr() -> None:
+    """Library messages (the `embedsae` logger) go to stderr as plain lines, so stdout stays clean for --json."""
+    import logging
+
+    root = logging.getLogger("embedsae")
+    if not any(getattr(h, "_embedsae_cli", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._embedsae_cli = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@ committing each batch to the feature store so a killed run resumes where it stop
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from ..data.embedders import l2_normalise
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .store import FeatureStore, db_path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,7 +58,6 @@ def interpret(
     from tqdm.auto import tqdm
 
     from ..errors import InputError
-    from ..pipeline import log
     from ..sae.codes import workspace_codes
 
     t0 = time.perf_counter()
@@ -82,7 +84,7 @@ def interpret(
         run = store.new_run()
         done = store.done_ids(labeller_name)
         todo = np.asarray([f for f in chosen if int(f) not in done], dtype=np.int64)
-        log(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
+        logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
             f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller_name})")
         client = None
         if llm is not None:
@@ -240,8 +242,6 @@ def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
 
 def run_stage(ws: Workspace, sae_name: str, progress: bool = True) -> None:
     """The `embedsae run` stage: offline interpretation of every alive feature."""
-    from ..pipeline import log
-
     s = interpret(ws, sae_name, progress=progress)
-    log(f"interpret: {s['interpreted']} features labelled, mean embedding AUC {s['mean_embedding_auc']}, "
+    logger.info(f"interpret: {s['interpreted']} features labelled, mean embedding AUC {s['mean_embedding_auc']}, "
         f"{s['clean']} clean ({s['seconds']:.0f}s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import asdict
@@ -12,6 +13,8 @@ from .._io import read_json, write_json
 from ..errors import WorkspaceError
 from ..workspace import Workspace, now_iso
 from .concept import FILE_NAME, ConceptIndex, ConceptSettings, doc_norms
+
+logger = logging.getLogger(__name__)
 
 INDEX_DIR = "index"
 
@@ -79,7 +82,6 @@ def build_index(
 
     The exact dense index is the workspace's embedding matrix itself (nothing to build).
     """
-    from ..pipeline import log
     from ..sae.codes import encode_array
     from .dense import AnnIndex
     from .lexical import LexicalIndex
@@ -88,7 +90,7 @@ def build_index(
     name = ws.resolve_sae(sae)
     model = ws.load_sae(name)
     t0 = time.perf_counter()
-    log(f"indexing {ws.n_documents} documents: concept index of SAE '{name}' ({settings.doc_k} latents per document)")
+    logger.info(f"indexing {ws.n_documents} documents: concept index of SAE '{name}' ({settings.doc_k} latents per document)")
     codes = encode_array(model, ws.embeddings, k=min(settings.doc_k, model.cfg.n_latents), progress=progress)
     norms = doc_norms(model, codes.indices, codes.values)
     concept = ConceptIndex.from_codes(codes.indices, codes.values, model.cfg.n_latents, norms, settings, name)
@@ -102,12 +104,12 @@ def build_index(
                     "memory_vs_dense": round(concept.memory_bytes / dense_bytes, 4)},
     }
     if lexical:
-        log("indexing words for BM25")
+        logger.info("indexing words for BM25")
         lex = LexicalIndex.build(ws.corpus["text"].astype(str).tolist(), progress=progress)
         lex.save(index_dir(ws) / "bm25")
         info["bm25"] = {"folder": "index/bm25", "bytes": _folder_bytes(index_dir(ws) / "bm25")}
     if ann:
-        log("building the approximate dense index (usearch)")
+        logger.info("building the approximate dense index (usearch)")
         AnnIndex.build(ws.embeddings).save(index_dir(ws) / "dense.usearch")
         info["ann"] = {"file": "index/dense.usearch", "bytes": (index_dir(ws) / "dense.usearch").stat().st_size}
     info["seconds"] = round(time.perf_counter() - t0, 2)

