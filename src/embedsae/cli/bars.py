@@ -1,0 +1,36 @@
+"""Progress bars for the command line: a progress callback (embedsae.progress) that draws tqdm bars on stderr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..progress import ProgressCallback, ProgressEvent
+
+
+class TqdmProgress:
+    """Draws one tqdm bar per running stage; a stage's bar closes when it reports done == total."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from tqdm.auto import tqdm
+
+        bar = self.bars.get(event.stage)
+        if bar is None:
+            bar = tqdm(total=event.total, desc=event.stage, unit=event.unit or "it", initial=event.done, leave=True)
+            self.bars[event.stage] = bar
+        if event.total != bar.total:
+            bar.total = event.total
+        if event.done != bar.n:
+            bar.update(event.done - bar.n)
+        if event.message:
+            bar.set_postfix_str(event.message, refresh=False)
+        if event.total is not None and event.done >= event.total:
+            bar.close()
+            del self.bars[event.stage]
+
+
+def progress_callback(quiet: bool = False) -> ProgressCallback | None:
+    """The callback the CLI hands to library calls: tqdm bars, or none with --quiet."""
+    return None if quiet else TqdmProgress()
