@@ -2,7 +2,7 @@
 
     python benchmarks/cuda_check.py [--vectors arxiv.npy]
 
-1. gradients: one training step's loss and gradients on CUDA (fp32, dense decode and gather decode)
+1. gradients: one training step's loss and gradients on CUDA (fp32, dense decode)
    against the CPU sparse kernel, for top-k (with and without dead latents), BatchTopK and ReLU;
 2. fused update: the Triton update (projection, clipping, Adam, renormalisation) against PyTorch's;
    graphs: training with CUDA-graph replay against eager steps (same seed, bf16), with the aux loss on;
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from embedsae.sae import SAEConfig, create_sae, kernels
+from embedsae.sae import SAEConfig, create_sae
 from embedsae.sae.trainer import TrainConfig, Trainer, train_on_array, validation_nmse
 
 FAILED: list[str] = []
@@ -40,7 +40,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def step_grads(arch: str, device: str, with_dead: bool, decode: str = "dense") -> tuple[float, dict[str, torch.Tensor]]:
+def step_grads(arch: str, device: str, with_dead: bool) -> tuple[float, dict[str, torch.Tensor]]:
     torch.manual_seed(1)
     d, n, k, b = 96, 768, 16, 256
     sae = create_sae(SAEConfig(d_in=d, n_latents=n, k=k, architecture=arch, multik=64 if arch == "topk" else None))
@@ -49,12 +49,8 @@ def step_grads(arch: str, device: str, with_dead: bool, decode: str = "dense") -
     dead = torch.zeros(n, dtype=torch.bool)
     dead[::3] = True
     sae, x, dead = sae.to(device), x.to(device), dead.to(device)
-    kernels.GPU_DECODE = decode
-    try:
-        out = sae.training_forward(x, dead if with_dead else None)
-        out.loss.backward()
-    finally:
-        kernels.GPU_DECODE = "dense"
+    out = sae.training_forward(x, dead if with_dead else None)
+    out.loss.backward()
     return float(out.loss.detach()), {name: p.grad.detach().cpu() for name, p in sae.named_parameters()}
 
 
@@ -62,11 +58,10 @@ def check_gradients() -> None:
     for arch in ("topk", "batchtopk", "relu"):
         for with_dead in (False, True):
             ref_loss, ref = step_grads(arch, "cpu", with_dead)
-            for decode in ("dense", "gather"):
-                loss, got = step_grads(arch, "cuda", with_dead, decode)
-                worst = max(rel(got[name], ref[name]) for name in ref)
-                check(f"gradients {arch} dead={with_dead} decode={decode}", worst < 1e-4 and abs(loss - ref_loss) < 1e-4 * abs(ref_loss) + 1e-7,
-                      f"loss {loss:.6f} vs cpu {ref_loss:.6f}, worst grad rel. error {worst:.2e}")
+            loss, got = step_grads(arch, "cuda", with_dead)
+            worst = max(rel(got[name], ref[name]) for name in ref)
+            check(f"gradients {arch} dead={with_dead}", worst < 1e-4 and abs(loss - ref_loss) < 1e-4 * abs(ref_loss) + 1e-7,
+                  f"loss {loss:.6f} vs cpu {ref_loss:.6f}, worst grad rel. error {worst:.2e}")
 
 
 def run_trainer(graphs: bool, steps: int, data: torch.Tensor, n: int, k: int, batch: int, dead_after: int,

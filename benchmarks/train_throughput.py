@@ -7,7 +7,7 @@ matmul, as most research code does; ours gathers only the k active rows in train
     python benchmarks/train_throughput.py                         # CPU, d=384, 3,072 latents, k=32
     python benchmarks/train_throughput.py --device cuda --d 1536 --latents 9216 --k 64 --steps 300  # the seed's setting
 
-On CUDA it also times a bf16 plain loop and our partial paths (eager steps with gather or dense decode,
+On CUDA it also times a bf16 plain loop and our partial paths (eager steps with dense decode,
 CUDA graphs with PyTorch's update) beside the default (CUDA graphs, dense bf16 decode, fused Triton
 update). "vectors/s" is a whole fresh run (warm-up steps and graph capture included); "steady" is a
 second pass over the same batches with the same trainer.
@@ -71,17 +71,16 @@ def plain_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float, d
 
 
 def embedsae_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float, device: torch.device,
-                  graphs: bool = True, decode: str = "dense", fused: bool = True) -> tuple[float, float]:
+                  graphs: bool = True, fused: bool = True) -> tuple[float, float]:
     """embedsae's Trainer on the same batches, twice over; returns seconds for the first and the second pass.
 
     The first pass includes everything a real run pays once (on CUDA: the warm-up steps and the graph
     capture); the second is the steady state.
     """
-    from embedsae.sae import SAEConfig, create_sae, kernels
+    from embedsae.sae import SAEConfig, create_sae
     from embedsae.sae.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
-    kernels.GPU_DECODE = decode
     sae = create_sae(SAEConfig(d_in=d, n_latents=n, k=k))
     cfg = TrainConfig(lr=lr, device=str(device), log_every=10, warmup_steps=0, decay_fraction=0.0, cuda_graphs=graphs,
                       fused_update=fused)
@@ -93,7 +92,6 @@ def embedsae_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float
         trainer.fit(batches, skip_done=False)
         sync(device)
         times.append(time.perf_counter() - t0)
-    kernels.GPU_DECODE = "dense"
     return times[0], times[1]
 
 
@@ -126,8 +124,6 @@ def main() -> None:
         variants = {
             "plain PyTorch top-k loop (fp32)": lambda: plain_loop(batches, *shape, device),
             "plain PyTorch top-k loop (bf16 autocast)": lambda: plain_loop(batches, *shape, device, bf16=True),
-            "embedsae, eager, gather decode, torch update": lambda: embedsae_loop(
-                batches, *shape, device, graphs=False, decode="gather", fused=False),
             "embedsae, eager, dense decode, torch update": lambda: embedsae_loop(batches, *shape, device, graphs=False, fused=False),
             "embedsae, graphs, dense decode, torch update": lambda: embedsae_loop(batches, *shape, device, fused=False),
             "embedsae default (graphs, dense, fused update)": lambda: embedsae_loop(batches, *shape, device),

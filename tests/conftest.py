@@ -73,16 +73,23 @@ def arxiv_ws(tmp_path_factory, embedder):
     from embedsae import pipeline
 
     src = shared_path("arxiv", "abstracts.jsonl")
-    return pipeline.embed(src, tmp_path_factory.mktemp("arxiv") / "ws", embedder=embedder, progress=False)
+    return pipeline.embed(src, tmp_path_factory.mktemp("arxiv") / "ws", embedder=embedder)
 
 
 @pytest.fixture(scope="session")
-def arxiv_trained(arxiv_ws):
-    """arxiv_ws with the default SAE (top-k, k = 32, 3,072 latents) trained by the pipeline."""
+def arxiv_trained(arxiv_ws, tmp_path_factory):
+    """A copy of arxiv_ws with the default SAE (top-k, k = 32, 3,072 latents) trained by the pipeline and its codes
+    stored (read-only: copy to modify)."""
     from embedsae import pipeline
+    from embedsae.sae.codes import workspace_codes
+    from embedsae.workspace import Workspace
 
-    pipeline.train(arxiv_ws, k=32, latents=3072, progress=False)
-    return arxiv_ws
+    dst = tmp_path_factory.mktemp("arxiv-trained") / "ws"
+    shutil.copytree(arxiv_ws.path, dst)
+    ws = Workspace.open(dst)
+    pipeline.train(ws, k=32, latents=3072)
+    workspace_codes(ws, save=True)
+    return ws
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +98,7 @@ def cranfield_ws(tmp_path_factory, embedder):
     from embedsae import pipeline
 
     src = shared_path("cranfield")
-    return pipeline.embed(src, tmp_path_factory.mktemp("cranfield") / "ws", embedder=embedder, progress=False)
+    return pipeline.embed(src, tmp_path_factory.mktemp("cranfield") / "ws", embedder=embedder)
 
 
 @pytest.fixture

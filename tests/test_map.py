@@ -26,8 +26,8 @@ def small_words(tmp_path_factory):
     from embedsae import pipeline
     from embedsae.words import build_word_workspace
 
-    ws = build_word_workspace("glove50", tmp_path_factory.mktemp("words") / "ws", top=N_WORDS, progress=False)
-    pipeline.train(ws, k=2, latents=256, epochs=5, progress=False, evaluate=False)
+    ws = build_word_workspace("glove50", tmp_path_factory.mktemp("words") / "ws", top=N_WORDS)
+    pipeline.train(ws, k=2, latents=256, epochs=5, evaluate=False)
     return ws
 
 

@@ -67,9 +67,15 @@ def test_killed_run_resumes_to_the_same_result(cranfield_ws, copy_ws):
 
 def test_in_process_stop_and_resume_matches(cranfield_ws, copy_ws):
     ws = copy_ws(cranfield_ws)
-    kw = dict(k=8, latents=256, epochs=3, batch_size=128, seed=5, progress=False, checkpoint_every=4, noise=0.2)
+    kw = dict(k=8, latents=256, epochs=3, batch_size=128, seed=5, checkpoint_every=4, noise=0.2)
     pipeline.train(ws, name="ref", **kw)
-    pipeline.train(ws, name="part", stop_after=9, **kw)
+
+    def interrupt_at_step_9(event):  # Ctrl-C at the first progress report past step 9 (step 10)
+        if event.stage == "train" and event.done >= 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train(ws, name="part", progress=interrupt_at_step_9, **kw)
     assert "part" not in ws.sae_names()
     pipeline.train(ws, name="part", resume=True, **kw)
     a = ws.load_sae("ref").state_dict()

@@ -41,7 +41,7 @@ def test_topk_keeps_exactly_k_and_decodes_at_another_k(x):
     err8 = (sae.reconstruct(x) - x).pow(2).sum()
     err32 = (sae.reconstruct(x, k=32) - x).pow(2).sum()
     assert sae.encode_sparse(x, k=32).indices.shape == (64, 32)
-    assert err32 != err8
+    assert err32 < err8
 
 
 def test_seed_init_tied_unit_norm_and_median(x):
@@ -90,7 +90,7 @@ def test_unknown_init_is_refused(x):
 
     sae = create_sae(SAEConfig(d_in=48, n_latents=96, k=8))
     with pytest.raises(InputError, match="unknown initialisation 'kmeans'"):
-        train_on_array(sae, x.numpy(), TrainConfig(init="kmeans", epochs=1), progress=False)
+        train_on_array(sae, x.numpy(), TrainConfig(init="kmeans", epochs=1))
 
 
 def test_gradient_projection_removes_the_parallel_part(x):

@@ -31,8 +31,8 @@ def cran(cranfield_ws, tmp_path_factory):
     dst = tmp_path_factory.mktemp("search") / "cran"
     shutil.copytree(cranfield_ws.path, dst)
     ws = Workspace.open(dst)
-    pipeline.train(ws, progress=False, evaluate=False)
-    build_index(ws, progress=False)
+    pipeline.train(ws, evaluate=False)
+    build_index(ws)
     return ws
 
 
@@ -53,7 +53,7 @@ def cran_queries(embedder):
 def test_retrieval_quality_on_cranfield(cran, searcher):
     """Concept retrieval reaches 95 % of dense nDCG@10 and hybrid beats dense and BM25 (issue targets)."""
     rows = {r["mode"]: r for r in evaluate_retrieval(cran, shared_path("cranfield"), modes=("dense", "concept", "hybrid", "bm25"),
-                                                     searcher=searcher, progress=False)}
+                                                     searcher=searcher)}
     dense, concept, hybrid, bm25 = (rows[m]["ndcg@10"] for m in ("dense", "concept", "hybrid", "bm25"))
     assert dense == pytest.approx(0.368, abs=0.015)  # the published all-MiniLM-L6-v2 figure
     assert bm25 == pytest.approx(0.340, abs=0.015)
@@ -194,18 +194,18 @@ def test_eval_needs_the_benchmark_corpus(cran, tmp_path):
     other = pipeline.embed(table, tmp_path / "other", vectors=np.asarray(cran.embeddings), model=cran.model_id,
                            progress=False)
     with pytest.raises(InputError, match="embed it with"):
-        evaluate_retrieval(other, shared_path("cranfield"), modes=("dense",), progress=False)
+        evaluate_retrieval(other, shared_path("cranfield"), modes=("dense",))
 
 
 def test_sae_applied_across_workspaces(cran, tmp_path, embedder):
     half = pipeline.embed(cran.corpus.iloc[:700].reset_index(drop=True), tmp_path / "half",
-                          vectors=np.asarray(cran.embeddings[:700]), model=cran.model_id, normalize=False, progress=False)
+                          vectors=np.asarray(cran.embeddings[:700]), model=cran.model_id, normalize=False)
     name = adopt_sae(half, cran)
-    build_index(half, name, lexical=False, progress=False)
+    build_index(half, name, lexical=False)
     res = Searcher(half, embedder=embedder).search("heat transfer in hypersonic flow", "concept", 3)
     assert len(res.hits) == 3 and all(int(h["id"]) <= 1400 for h in res.hits)
     foreign = pipeline.embed(cran.corpus.iloc[:50].reset_index(drop=True), tmp_path / "foreign",
-                             vectors=np.asarray(cran.embeddings[:50]), model="precomputed:other", progress=False)
+                             vectors=np.asarray(cran.embeddings[:50]), model="precomputed:other")
     with pytest.raises(ModelMismatchError, match="trained on vectors of"):
         adopt_sae(foreign, cran)
     assert not foreign.saes_dir.exists() or not any(foreign.saes_dir.iterdir())

@@ -30,7 +30,7 @@ def families_json(fam_ws):
     """The `families` run stage on the real workspace, as stored in families.json."""
     from embedsae.structure import families_stage
 
-    families_stage(fam_ws, fam_ws.resolve_sae(), progress=False)
+    families_stage(fam_ws, fam_ws.resolve_sae())
     return load_families(fam_ws)
 
 

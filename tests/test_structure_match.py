@@ -25,7 +25,7 @@ def two_saes(arxiv_trained, tmp_path_factory):
     shutil.copytree(arxiv_trained.path, dst)
     ws = Workspace.open(dst)
     small = ws.resolve_sae()
-    pipeline.train(ws, k=32, latents=6144, name="big", epochs=5, seed=1, progress=False, evaluate=False)
+    pipeline.train(ws, k=32, latents=6144, name="big", epochs=5, seed=1, evaluate=False)
     return ws, small, "big"
 
 

@@ -68,9 +68,9 @@ def test_deduplicate_keeps_the_larger_of_overlapping_families():
 
 def test_bad_settings_are_rejected_with_the_name():
     with pytest.raises(InputError, match="threshold"):
-        FamilySettings(threshold=1.5).check()
+        FamilySettings(threshold=1.5)
     with pytest.raises(InputError, match="rounds"):
-        FamilySettings(rounds=0).check()
+        FamilySettings(rounds=0)
 
 
 def test_family_label_joins_parent_and_shared_child_terms():

@@ -73,8 +73,8 @@ def glove_words(tmp_path_factory):
     from embedsae import pipeline
     from embedsae.words import build_word_workspace
 
-    ws = build_word_workspace("glove50", tmp_path_factory.mktemp("glove") / "ws", top=20000, progress=False)
-    pipeline.train(ws, name="words-test", progress=False, evaluate=False, **TEST_TRAIN)
+    ws = build_word_workspace("glove50", tmp_path_factory.mktemp("glove") / "ws", top=20000)
+    pipeline.train(ws, name="words-test", evaluate=False, **TEST_TRAIN)
     return ws
 
 
@@ -84,7 +84,6 @@ def test_sae_features_detect_battig_groups_better_than_baselines(glove_words):
     report = concept_report(glove_words, groups)
     rows = {r["method"]: r for r in report.rows()}
     sae, raw, pca, ica = rows["sae"], rows["raw"], rows["pca"], rows["ica"]
-    print({m: (r["median_best_f1"], r["coverage"]) for m, r in rows.items()})
     for base in (raw, pca, ica):
         assert sae["median_best_f1"] > base["median_best_f1"] + 0.03
         assert sae["coverage"] > base["coverage"]
@@ -140,7 +139,7 @@ def test_concepts_refuses_a_workspace_without_sae_or_matching_words(tmp_path, ca
     from embedsae import pipeline
     from embedsae.words import build_word_workspace
 
-    ws = build_word_workspace("glove50", tmp_path / "ws", top=300, progress=False)
+    ws = build_word_workspace("glove50", tmp_path / "ws", top=300)
     nonsense, numbers = tmp_path / "nonsense.txt", tmp_path / "numbers.txt"
     nonsense.write_text("Nonsense: qqqa, qqqb, qqqc\n", encoding="utf-8")
     numbers.write_text("Number: one, two, three, four, five, six\n", encoding="utf-8")
@@ -149,6 +148,6 @@ def test_concepts_refuses_a_workspace_without_sae_or_matching_words(tmp_path, ca
     assert "none of the 1 groups" in err and "qqqa" in err
     assert main(["concepts", str(ws.path), "--groups", str(numbers)]) == 2
     assert "no trained SAE yet" in capsys.readouterr().err
-    pipeline.train(ws, k=2, latents=64, epochs=1, progress=False, evaluate=False)
+    pipeline.train(ws, k=2, latents=64, epochs=1, evaluate=False)
     assert main(["concepts", str(ws.path), "--groups", str(numbers), "--baselines", "raw"]) == 0
     assert "Number" in capsys.readouterr().out

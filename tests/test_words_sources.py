@@ -129,7 +129,7 @@ def test_minilm_source_embeds_a_word_list(tmp_path, embedder):
     words_file = tmp_path / "words.txt"
     words = ["king", "queen", "prince", "carrot", "potato", "cabbage", "violin", "guitar"]
     words_file.write_text("\n".join(words) + "\nking\n", encoding="utf-8")  # a repeated word is kept once
-    ws = build_word_workspace("minilm", tmp_path / "ws", words=words_file, embedder=embedder, progress=False)
+    ws = build_word_workspace("minilm", tmp_path / "ws", words=words_file, embedder=embedder)
     assert ws.ids == words and ws.model_id == embedder.model_id
     np.testing.assert_allclose(ws.embeddings, embedder.embed(words), atol=1e-5)
     e = np.asarray(ws.embeddings)

@@ -77,7 +77,7 @@ def test_not_a_workspace(tmp_path):
 
 
 def test_same_model_is_not_re_embedded(tmp_path, small_corpus, embedder):
-    ws = pipeline.embed(small_corpus, tmp_path / "ws", embedder=embedder, progress=False)
+    ws = pipeline.embed(small_corpus, tmp_path / "ws", embedder=embedder)
     assert ws.dim == 384 and ws.model_id == "sentence-transformers/all-MiniLM-L6-v2"
     norms = np.linalg.norm(np.asarray(ws.embeddings), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)
@@ -85,10 +85,10 @@ def test_same_model_is_not_re_embedded(tmp_path, small_corpus, embedder):
     class Refuses:
         model_id, dim = embedder.model_id, embedder.dim
 
-        def embed(self, texts, progress=False):
+        def embed(self, texts):
             raise AssertionError("re-embedded although the workspace holds these vectors")
 
-    again = pipeline.embed(small_corpus, tmp_path / "ws", embedder=Refuses(), progress=False)
+    again = pipeline.embed(small_corpus, tmp_path / "ws", embedder=Refuses())
     assert again.n_documents == 3
 
 
@@ -96,7 +96,7 @@ def test_train_evaluate_and_cli_json(tmp_path, cranfield_ws, copy_ws, capsys):
     from embedsae.cli import main
 
     ws = copy_ws(cranfield_ws)
-    pipeline.train(ws, k=16, latents=512, epochs=5, batch_size=256, progress=False)
+    pipeline.train(ws, k=16, latents=512, epochs=5, batch_size=256)
     name = "topk-k16-n512"
     folder = ws.sae_dir(name)
     for part in ("cfg.json", "sae.safetensors", "train_log.jsonl", "metrics.json", "val_indices.npy",
@@ -123,7 +123,7 @@ def test_train_evaluate_and_cli_json(tmp_path, cranfield_ws, copy_ws, capsys):
 
 def test_sweep_writes_table_and_plot(tmp_path, cranfield_ws, copy_ws):
     ws = copy_ws(cranfield_ws)
-    table = pipeline.sweep(ws, [4, 8], [128, 256], epochs=2, batch_size=256, progress=False)
+    table = pipeline.sweep(ws, [4, 8], [128, 256], epochs=2, batch_size=256)
     assert len(table) == 4 and set(table["k"]) == {4, 8}
     assert {"k", "latents", "nmse", "log_density", "act_mean", "dead_pct"} <= set(table.columns)
     # bigger k reconstructs better at the same size

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Workspace", "load_sae", "TopKSAE", "BatchTopKSAE", "ReLUSAE", "EmbedSAEError"]
+__all__ = ["__version__", "open", "Project", "Workspace", "load_sae", "TopKSAE", "BatchTopKSAE", "ReLUSAE",
+           "EmbedSAEError"]
 
 
 def __getattr__(name: str):
     # Lazy: importing embedsae must not import torch or sentence-transformers.
+    if name in ("open", "Project"):
+        from . import project
+
+        return getattr(project, name)
     if name == "Workspace":
         from .workspace import Workspace
 

@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import layout
 from ._io import read_json, save_npy, write_json
 from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
 from .data.readers import read_corpus
 from .errors import InputError, ModelMismatchError, WorkspaceError
+from .progress import ProgressCallback
 from .workspace import Workspace, corpus_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ def embed(
     limit: int | None = None,
     overwrite: bool = False,
     embedder: Embedder | None = None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> Workspace:
     """Read a corpus, embed it (or take precomputed vectors) and write the workspace.
 
@@ -124,8 +126,7 @@ def train(
     pursuit: int | None = None,
     train_vectors: np.ndarray | None = None,
     resume: bool = False,
-    progress: bool = True,
-    stop_after: int | None = None,
+    progress: ProgressCallback | None = None,
     evaluate: bool = True,
     **train_kwargs: Any,
 ):
@@ -147,38 +148,36 @@ def train(
     cfg = SAEConfig(d_in=ws.dim, n_latents=latents, k=k, architecture=architecture, model_id=ws.model_id,
                     **({} if pursuit is None else {"pursuit": pursuit}))
     tcfg = TrainConfig(**train_kwargs)
-    work = ws.saes_dir / f".partial-{name}"
+    work = layout.partial_folder(ws.path, name)
     if not resume and work.exists():
         shutil.rmtree(work)
-    if resume and not (work / "checkpoint.pt").is_file():
+    if resume and not (work / layout.CHECKPOINT).is_file():
         logger.info(f"no unfinished run of '{name}' to resume; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)
-    write_json(work / "train_config.json", {"sae": cfg.to_dict(), "train": config_dict(tcfg)})
+    write_json(work / layout.TRAIN_CONFIG, {"sae": cfg.to_dict(), "train": config_dict(tcfg)})
     logger.info(f"training {architecture} SAE '{name}': k={k}, {latents} latents, {len(vectors)} vectors of dim {ws.dim}")
     t0 = time.perf_counter()
     import torch
 
     torch.manual_seed(tcfg.seed)
     sae = create_sae(cfg)
-    sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress, stop_after=stop_after)
-    if stop_after is not None and trainer.step < trainer.total_steps:
-        trainer.save_checkpoint()
-        return sae
+    sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
     seconds = time.perf_counter() - t0
     sae.save(work)
-    save_npy(work / "val_indices.npy", val_idx.astype(np.int64))
+    if train_vectors is None:  # held-out rows of this workspace (trained on other vectors, all of its rows are)
+        save_npy(work / layout.VAL_INDICES, val_idx.astype(np.int64))
     final = ws.sae_dir(name)
     if final.exists():
         shutil.rmtree(final)
-    (work / "checkpoint.pt").unlink(missing_ok=True)
+    (work / layout.CHECKPOINT).unlink(missing_ok=True)
     os.replace(work, final)
     from .plots import plot_training_log
 
-    plot_training_log(trainer.log, final / "train_log.png", title=name)
+    plot_training_log(trainer.log, final / layout.TRAIN_LOG_PNG, title=name)
     ws.record_stage(f"train:{name}", {"sae": cfg.to_dict(), "train": config_dict(tcfg)}, seconds=round(seconds, 2))
     ws.set_latest_sae(name)
     logger.info(f"trained '{name}' in {seconds:.1f}s ({trainer.step} steps)")
-    if evaluate and train_vectors is None:
+    if evaluate:
         evaluate_sae(ws, name)
     return sae.cpu()
 
@@ -198,18 +197,18 @@ def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, 
     name = ws.resolve_sae(name)
     sae = ws.load_sae(name)
     folder = ws.sae_dir(name)
-    val = np.load(folder / "val_indices.npy") if (folder / "val_indices.npy").is_file() else None
+    val = np.load(folder / layout.VAL_INDICES) if (folder / layout.VAL_INDICES).is_file() else None
     if val is not None and len(val) and val.max() >= ws.n_documents:
         val = None  # trained on other vectors than these
     metrics = _evaluate(sae, np.asarray(ws.embeddings), val_indices=val, neighbours=neighbours)
     metrics["sae"] = name
-    write_json(folder / "metrics.json", metrics)
-    plot_density_histogram(metrics, folder / "density.png", title=name)
+    write_json(folder / layout.METRICS, metrics)
+    plot_density_histogram(metrics, folder / layout.DENSITY_PNG, title=name)
     return metrics
 
 
 def load_metrics(ws: Workspace, name: str) -> dict[str, Any] | None:
-    path = ws.sae_dir(name) / "metrics.json"
+    path = ws.sae_file(name, layout.METRICS)
     return read_json(path) if path.is_file() else None
 
 
@@ -220,7 +219,7 @@ def sweep(
     latents: list[int],
     *,
     architecture: str = "topk",
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
     **train_kwargs: Any,
 ) -> pd.DataFrame:
     """Train and evaluate a grid of k x latents; write sweep.md, sweep.csv and sweep.png into WS/sweep/."""
@@ -247,12 +246,12 @@ def sweep(
                 "sae": name,
             })
     table = pd.DataFrame(rows)
-    out = ws.path / "sweep"
+    out = ws.path / layout.SWEEP
     out.mkdir(exist_ok=True)
-    with atomic_path(out / "sweep.csv") as tmp:
+    with atomic_path(out / layout.SWEEP_CSV) as tmp:
         table.to_csv(tmp, index=False)
-    write_text(out / "sweep.md", markdown_table(table))
-    plot_sweep(table, out / "sweep.png")
+    write_text(out / layout.SWEEP_MD, markdown_table(table))
+    plot_sweep(table, out / layout.SWEEP_PNG)
     ws.record_stage("sweep", {"k": ks, "latents": latents, "architecture": architecture, **train_kwargs})
     return table
 
@@ -271,13 +270,13 @@ def describe(ws: Workspace) -> dict[str, Any]:
     ws.reload_manifest()
     saes = []
     for name in ws.sae_names():
-        cfg = read_json(ws.sae_dir(name) / "cfg.json")
+        cfg = read_json(ws.sae_file(name, layout.SAE_CONFIG))
         m = load_metrics(ws, name) or {}
         saes.append({
             "name": name, "architecture": cfg["architecture"], "k": cfg["k"], "latents": cfg["n_latents"],
             "nmse": m.get("nmse"), "dead_fraction": m.get("dead_fraction"),
         })
-    if not ws.path.joinpath("embeddings.npy").is_file():
+    if not ws.path.joinpath(layout.EMBEDDINGS).is_file():
         raise WorkspaceError(f"workspace {ws.path} has no embeddings")
     return {
         "path": str(ws.path), "model": ws.manifest["model"], "documents": ws.n_documents,

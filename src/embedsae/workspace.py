@@ -1,29 +1,27 @@
 """The on-disk workspace: one directory per analysis, each pipeline stage writing its own part.
 
-Layout::
-
-    WS/manifest.json        package version, embedding model, counts, stages run with their settings
-    WS/corpus.parquet       id, text and metadata columns
-    WS/embeddings.npy       float32 (documents x dim), opened memory-mapped
-    WS/saes/<name>/         cfg.json, sae.safetensors, train_log.jsonl, metrics.json
+The file names live in `embedsae.layout`. The manifest is updated read-modify-write under a file lock, so
+concurrent stages (two processes, or the server's jobs) never lose each other's records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, layout
 from ._io import atomic_path, read_json, save_npy, write_json
 from .errors import ModelMismatchError, WorkspaceError
 
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST
 FORMAT_VERSION = 1
 
 
@@ -70,9 +68,9 @@ class Workspace:
             raise WorkspaceError(f"{path} exists and is not a directory; choose another workspace path")
         path.mkdir(parents=True, exist_ok=True)
         old = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
-        with atomic_path(path / "corpus.parquet") as tmp:
+        with atomic_path(path / layout.CORPUS) as tmp:
             _corpus_for_parquet(corpus).to_parquet(tmp, index=False)
-        save_npy(path / "embeddings.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        save_npy(path / layout.EMBEDDINGS, np.ascontiguousarray(vectors, dtype=np.float32))
         manifest = {
             "format": FORMAT_VERSION,
             "embedsae_version": __version__,
@@ -88,7 +86,8 @@ class Workspace:
             manifest["stages"] = {**old.get("stages", {}), **manifest["stages"]}
             manifest["latest_sae"] = old.get("latest_sae")
         ws = cls(path, manifest)
-        ws.save_manifest()
+        with ws.manifest_lock():
+            ws.save_manifest()
         return ws
 
     @classmethod
@@ -113,7 +112,7 @@ class Workspace:
                 f"workspace {path} holds {ws.dim}-dimensional vectors, not {expect_dim}-dimensional; "
                 "use vectors of the same model, or a new workspace"
             )
-        for name in ("corpus.parquet", "embeddings.npy"):
+        for name in (layout.CORPUS, layout.EMBEDDINGS):
             if not (path / name).is_file():
                 raise WorkspaceError(f"workspace {path} is incomplete: {name} is missing; re-run embedsae embed")
         return ws
@@ -125,18 +124,36 @@ class Workspace:
 
     # ---------------------------------------------------------------- manifest
     def save_manifest(self) -> None:
-        """Write the manifest atomically."""
+        """Write the manifest atomically (callers that read-modify-write hold `manifest_lock`)."""
         write_json(self.path / MANIFEST, self.manifest)
 
     def reload_manifest(self) -> None:
         """Re-read the manifest from disk (another process may have added a stage)."""
         self.manifest = read_json(self.path / MANIFEST)
 
+    @contextlib.contextmanager
+    def manifest_lock(self) -> Iterator[None]:
+        """Hold the workspace's manifest lock (an exclusive lock on WS/.manifest.lock, across processes)."""
+        import fcntl
+
+        with open(self.path / layout.MANIFEST_LOCK, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def update_manifest(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply `change` to the manifest as it is on disk now, under the lock, and write it back."""
+        with self.manifest_lock():
+            self.reload_manifest()
+            change(self.manifest)
+            self.save_manifest()
+
     def record_stage(self, name: str, settings: dict[str, Any], **extra: Any) -> None:
         """Note in the manifest that a stage ran, with its settings and finishing time."""
-        self.reload_manifest()
-        self.manifest.setdefault("stages", {})[name] = {"settings": settings, "finished": now_iso(), **extra}
-        self.save_manifest()
+        record = {"settings": settings, "finished": now_iso(), **extra}
+        self.update_manifest(lambda m: m.setdefault("stages", {}).__setitem__(name, record))
 
     @property
     def model_id(self) -> str:
@@ -155,7 +172,7 @@ class Workspace:
     def corpus(self) -> pd.DataFrame:
         """The corpus table (id, text, metadata), read once."""
         if self._corpus is None:
-            self._corpus = pd.read_parquet(self.path / "corpus.parquet")
+            self._corpus = pd.read_parquet(self.path / layout.CORPUS)
         return self._corpus
 
     @property
@@ -166,7 +183,7 @@ class Workspace:
     def embeddings(self) -> np.ndarray:
         """The document vectors, memory-mapped read-only."""
         if self._embeddings is None:
-            arr = np.load(self.path / "embeddings.npy", mmap_mode="r")
+            arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
             if arr.shape != (self.n_documents, self.dim):
                 raise WorkspaceError(
                     f"workspace {self.path}: embeddings.npy has shape {arr.shape}, the manifest says "
@@ -199,14 +216,15 @@ class Workspace:
     # ---------------------------------------------------------------- SAEs
     @property
     def saes_dir(self) -> Path:
-        return self.path / "saes"
+        return self.path / layout.SAES
 
     def sae_names(self) -> list[str]:
         """Names of the SAEs that finished training, oldest first."""
         if not self.saes_dir.is_dir():
             return []
-        done = [p for p in self.saes_dir.iterdir() if (p / "sae.safetensors").is_file() and (p / "cfg.json").is_file()]
-        return [p.name for p in sorted(done, key=lambda p: (p / "sae.safetensors").stat().st_mtime)]
+        done = [p for p in self.saes_dir.iterdir()
+                if (p / layout.SAE_WEIGHTS).is_file() and (p / layout.SAE_CONFIG).is_file()]
+        return [p.name for p in sorted(done, key=lambda p: (p / layout.SAE_WEIGHTS).stat().st_mtime)]
 
     def resolve_sae(self, name: str | None = None) -> str:
         """The SAE name to use: the one given (checked), else the latest trained."""
@@ -228,7 +246,11 @@ class Workspace:
         return names[-1]
 
     def sae_dir(self, name: str) -> Path:
-        return self.saes_dir / name
+        return layout.sae_folder(self.path, name)
+
+    def sae_file(self, name: str, file: str) -> Path:
+        """A file of one SAE's folder (file names in embedsae.layout)."""
+        return layout.sae_folder(self.path, name) / file
 
     def load_sae(self, name: str | None = None, device: str = "cpu"):
         """Load a trained SAE of this workspace, checking that it was trained on vectors of this dimension."""
@@ -250,9 +272,7 @@ class Workspace:
             )
 
     def set_latest_sae(self, name: str) -> None:
-        self.reload_manifest()
-        self.manifest["latest_sae"] = name
-        self.save_manifest()
+        self.update_manifest(lambda m: m.__setitem__("latest_sae", name))
 
     def search(self, query: Any, mode: str = "dense", top: int = 10, **kwargs: Any):
         """Search this workspace's documents (embedsae.search.search; keep a Searcher for many queries)."""

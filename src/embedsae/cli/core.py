@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ..errors import InputError
+from .bars import progress_callback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,11 +127,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_vectors = other.embeddings
     pipeline.train(
         ws, k=args.k, latents=args.latents, architecture=args.architecture, name=args.name,
-        train_vectors=train_vectors, resume=args.resume, progress=not args.quiet, **_train_kwargs(args),
+        train_vectors=train_vectors, resume=args.resume, progress=progress_callback(args.quiet), **_train_kwargs(args),
     )
-    name = ws.resolve_sae(args.name)
-    m = pipeline.evaluate_sae(ws, name) if train_vectors is not None else pipeline.load_metrics(ws, name)
-    _print_metrics(m)
+    _print_metrics(pipeline.load_metrics(ws, ws.resolve_sae(args.name)))
     return 0
 
 
@@ -160,7 +159,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     ks, latents = _int_list(args.k, "--k"), _int_list(args.latents, "--latents")
-    table = pipeline.sweep(args.workspace, ks, latents, architecture=args.architecture, progress=not args.quiet,
+    table = pipeline.sweep(args.workspace, ks, latents, architecture=args.architecture, progress=progress_callback(args.quiet),
                            **_train_kwargs(args))
     print(pipeline.markdown_table(table))
     print(f"wrote {args.workspace}/sweep/sweep.md, sweep.csv and sweep.png")
@@ -202,11 +201,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     ws = _embed_from_args(args)
-    pipeline.train(ws, k=args.k, latents=args.latents, architecture=args.architecture, progress=not args.quiet,
+    pipeline.train(ws, k=args.k, latents=args.latents, architecture=args.architecture, progress=progress_callback(args.quiet),
                    **_train_kwargs(args))
     name = ws.resolve_sae()
     for stage in pipeline.run_stages():
-        stage(ws, name, progress=not args.quiet)
+        stage(ws, name, progress=progress_callback(args.quiet))
     m = pipeline.load_metrics(ws, name)
     _print_metrics(m)
     folder = ws.sae_dir(name)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..errors import InputError, WorkspaceError
+from .bars import progress_callback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +65,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     if args.features is not None and args.features < 1:
         raise InputError(f"--features takes a positive number, got {args.features}")
     s = interpret(args.workspace, args.sae, labeller=args.labeller, llm=llm, llm_score=not args.no_llm_score,
-                  max_features=args.features, batch_size=args.batch_size, progress=not args.quiet)
+                  max_features=args.features, batch_size=args.batch_size, progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(s))
         return 0
@@ -88,63 +89,43 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def _open_table(args):
-    from ..interpret.store import FeatureStore, db_path
-    from ..workspace import Workspace
+def _project(args):
+    from ..project import Project
 
-    ws = Workspace.open(args.workspace)
-    name = ws.resolve_sae(args.sae)
-    path = db_path(ws.sae_dir(name))
-    if not path.is_file():
-        raise WorkspaceError(f"SAE '{name}' has not been interpreted yet; run: embedsae interpret {ws.path} --sae {name}")
-    store = FeatureStore(path)
-    return ws, name, store
+    return Project(args.workspace, args.sae)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from ..interpret.store import export_table, feature_records
+    from ..interpret.store import export_table
 
-    ws, name, store = _open_table(args)
+    if args.limit is not None and args.limit < 0:
+        raise InputError(f"--limit takes 0 or a positive number, got {args.limit}")
     try:
-        t = store.table()
-    finally:
-        store.close()
-    t = t[t["n_active"] > 0]
-    if args.search:
-        t = t[t["label"].fillna("").str.contains(args.search, case=False, regex=False)]
-    if args.clean:
-        t = t[t["clean"]]
-    if args.sort == "density":
-        t = t.sort_values("density", ascending=False)
-    elif args.sort == "score":
-        # ties (many small features score 1.00) go to the feature measured on more documents
-        t = t.sort_values(["embedding_auc", "n_active"], ascending=[False, False], na_position="last")
-    if args.limit is not None:
-        t = t.head(args.limit)
+        page = _project(args).features(search=args.search, sort=args.sort, clean=args.clean, limit=args.limit)
+    except WorkspaceError as exc:
+        raise WorkspaceError(f"{exc}; run: embedsae interpret {args.workspace}") from exc
     if args.export:
-        path = export_table(t, args.export)
-        print(f"wrote {len(t)} features to {path}", file=sys.stderr)
+        path = export_table(page.table, args.export)
+        print(f"wrote {len(page.items)} features to {path}", file=sys.stderr)
     if args.json:
-        print(json.dumps(feature_records(t)))
+        print(json.dumps(page.items))
         return 0
     if args.export:
         return 0
     print(f"{'id':>5}  {'density':>8}  {'act_mean':>8}  {'AUC':>5}  {'clean':>5}  label")
-    for r in t.itertuples(index=False):
-        auc = "-" if r.embedding_auc != r.embedding_auc else f"{r.embedding_auc:.2f}"
-        print(f"{r.id:>5}  {r.density:>8.4f}  {r.act_mean:>8.4f}  {auc:>5}  {'yes' if r.clean else '':>5}  {r.label or ''}")
-    print(f"{len(t)} features", file=sys.stderr)
+    for r in page.items:
+        auc = r["scores"].get("embedding_auc")
+        auc_text = "-" if auc is None else f"{auc:.2f}"
+        print(f"{r['id']:>5}  {r['density']:>8.4f}  {r['act_mean']:>8.4f}  {auc_text:>5}  {'yes' if r['clean'] else '':>5}  "
+              f"{r['label'] or ''}")
+    print(f"{len(page.items)} features", file=sys.stderr)
     return 0
 
 
 def cmd_feature(args: argparse.Namespace) -> int:
-    from ..interpret.card import feature_card, render_card
+    from ..interpret.card import render_card
 
-    ws, name, store = _open_table(args)
-    try:
-        card = feature_card(ws, name, store, args.id, top=args.top)
-    finally:
-        store.close()
+    card = _project(args).feature(args.id, top=args.top)
     if args.json:
         print(json.dumps(card))
     else:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from .bars import progress_callback
+
 MODES = ("dense", "concept", "hybrid", "bm25")
 
 
@@ -75,7 +77,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     sae = args.sae
     if args.sae_from:
         sae = adopt_sae(ws, Workspace.open(args.sae_from), args.sae)
-    info = build_index(ws, sae, settings=settings, lexical=not args.no_bm25, ann=args.ann, progress=not args.quiet)
+    info = build_index(ws, sae, settings=settings, lexical=not args.no_bm25, ann=args.ann, progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(info))
         return 0
@@ -121,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     modes = list(MODES) if args.mode == "all" else [args.mode]
     searcher = _searcher(args)
     rows = evaluate_retrieval(args.workspace, args.beir, split=args.split, modes=modes, searcher=searcher,
-                              progress=not args.quiet)
+                              progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows))
         return 0

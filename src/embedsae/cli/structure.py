@@ -6,11 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from .bars import progress_callback
+from .options import add_settings_args, settings_kwargs
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..structure.families import FamilySettings
+    from ..structure.settings import FamilySettings
 
-    d = FamilySettings()
     p = sub.add_parser("families", help="feature families of an SAE (co-occurrence trees), printed as a tree")
     p.add_argument("workspace", help="workspace directory")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
@@ -18,18 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=30, help="families to print (text output; default 30, 0 = all)")
     p.add_argument("--max-children", type=int, default=40,
                    help="children printed per family (text output; default 40, 0 = all)")
-    p.add_argument("--threshold", type=float, default=d.threshold,
-                   help=f"normalised co-occurrence below which edges are dropped (default {d.threshold})")
-    p.add_argument("--normalisation", choices=["sqrt", "min", "max"], default=d.normalisation,
-                   help=f"co-occurrence divided by sqrt(n_i n_j), min or max frequency (default {d.normalisation})")
-    p.add_argument("--rounds", type=int, default=d.rounds,
-                   help=f"passes, each after removing the parents found (default {d.rounds})")
-    p.add_argument("--min-children", type=int, default=d.min_children,
-                   help=f"children a family needs to be kept (default {d.min_children})")
-    p.add_argument("--max-jaccard", type=float, default=d.max_jaccard,
-                   help=f"children overlap above which families are near-duplicates (default {d.max_jaccard})")
-    p.add_argument("--max-density", type=float, default=d.max_density,
-                   help=f"leave out features firing in more than this share of documents (default {d.max_density})")
+    add_settings_args(p, FamilySettings, exclude=("random_permutations", "seed"))
     p.add_argument("--no-figures", action="store_true", help="do not write families.html / families.png")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_families)
@@ -55,17 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from ..structure.families import FamilySettings
-    from ..structure.stage import build_families, write_families
+    from ..structure.settings import FamilySettings
+    from ..structure.stage import families_stage
     from ..workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
-    settings = FamilySettings(threshold=args.threshold, normalisation=args.normalisation, rounds=args.rounds, min_children=args.min_children,
-                              max_jaccard=args.max_jaccard, max_density=args.max_density)
-    result = build_families(ws, args.sae, settings, progress=not args.quiet)
-    paths = write_families(ws, result, figures=not args.no_figures)
-    ws.record_stage(f"families:{result.sae}", settings.to_dict(), seconds=round(result.seconds, 2),
-                    families=len(result.families))
+    settings = FamilySettings(**settings_kwargs(FamilySettings, args))
+    result = families_stage(Workspace.open(args.workspace), args.sae, progress_callback(args.quiet), settings,
+                            figures=not args.no_figures)
+    paths = result.files
     data = result.to_dict()
     if args.json:
         print(json.dumps({**data, "files": paths}))
@@ -102,10 +90,9 @@ def _f(x: float | None) -> str:
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from ..structure.neighbours import feature_neighbours
-    from ..workspace import Workspace
+    from ..project import Project
 
-    data = feature_neighbours(Workspace.open(args.workspace), args.feature, args.sae, top=args.top)
+    data = Project(args.workspace, args.sae).neighbours(args.feature, top=args.top)
     if args.json:
         print(json.dumps(data))
         return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .bars import progress_callback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,12 +65,12 @@ def cmd_words(args: argparse.Namespace) -> int:
         raise InputError("--words only applies to --source minilm (the other sources carry their own vocabulary)")
     ws = build_word_workspace(
         args.source, args.output, top=args.top or None, words=args.words, normalize=args.normalize,
-        words_only=not args.all_tokens, overwrite=args.overwrite, progress=not args.quiet,
+        words_only=not args.all_tokens, overwrite=args.overwrite, progress=progress_callback(args.quiet),
     )
     print(f"workspace {ws.path}: {ws.n_documents} words, {ws.dim}-d vectors of {ws.model_id}")
     rec = RECOMMENDED_TRAIN
     if args.train:
-        pipeline.train(ws, progress=not args.quiet, **rec)
+        pipeline.train(ws, progress=progress_callback(args.quiet), **rec)
         m = pipeline.load_metrics(ws, ws.resolve_sae())
         print(f"trained SAE {m['sae']}: NMSE {m['nmse']:.4f}, dead {m['dead_fraction']:.2%}")
     else:
@@ -89,25 +90,17 @@ def _baselines(text: str) -> tuple[str, ...]:
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    from .._io import write_json
-    from ..pipeline import log
-    from ..viz.concepts_plot import plot_best_f1_per_group
-    from ..words import concept_report, read_groups
+    from ..words import read_groups
+    from ..words.concepts import concepts_stage
     from ..workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
-    groups = read_groups(args.groups)
-    report = concept_report(
-        ws, groups, sae=args.sae, baselines=_baselines(args.baselines), top_fraction=args.top_fraction,
+    report, files = concepts_stage(
+        Workspace.open(args.workspace), read_groups(args.groups), Path(args.groups).stem, sae=args.sae,
+        baselines=_baselines(args.baselines), top_fraction=args.top_fraction,
         selectivity_threshold=args.selectivity_threshold, min_group_words=args.min_group_words,
     )
     data = report.to_json()
-    folder = ws.sae_dir(report.sae_name) / "concepts"
-    stem = Path(args.groups).stem
-    write_json(folder / f"{stem}.json", data)
-    plot_best_f1_per_group(report, folder / f"{stem}.png", title=f"{report.sae_name} on {ws.path.name}: {stem}")
-    ws.record_stage(f"concepts:{report.sae_name}:{stem}", {**data["settings"], "groups": str(args.groups)})
-    log(f"wrote {folder / (stem + '.json')} and {folder / (stem + '.png')}")
+    print(f"wrote {files['json']} and {files['png']}", file=sys.stderr)
     if args.json:
         print(json.dumps(data))
         return 0
@@ -160,6 +153,6 @@ def cmd_map(args: argparse.Namespace) -> int:
     groups = read_groups(args.groups) if args.groups else None
     color_by = args.color_by or ("group" if groups is not None else None)
     html, png = write_map(ws, args.output, color_by=color_by, groups=groups, dims=args.dims, sae=args.sae,
-                          seed=args.seed, progress=not args.quiet)
+                          seed=args.seed)
     print(f"wrote {html} (open it in a browser; works offline) and {png}", file=sys.stdout)
     return 0

@@ -14,9 +14,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import InputError, require
+from ..progress import ProgressCallback, Tracker
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+PROGRESS_CHUNK = 16
+"""Batches embedded between two progress reports (texts are sorted by length within each chunk)."""
 
 
 @runtime_checkable
@@ -26,7 +29,7 @@ class Embedder(Protocol):
     model_id: str
     dim: int
 
-    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+    def embed(self, texts: Sequence[str], *, progress: ProgressCallback | None = None) -> np.ndarray:
         """Embed texts into a float32 array of shape (len(texts), dim)."""
         ...
 
@@ -74,18 +77,22 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.normalize = normalize
 
-    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """Embed texts in batches (sorted by length inside sentence-transformers) into float32 vectors."""
+    def embed(self, texts: Sequence[str], *, progress: ProgressCallback | None = None) -> np.ndarray:
+        """Embed texts in batches (sorted by length inside sentence-transformers) into float32 vectors.
+
+        With a progress callback, texts go in chunks of `PROGRESS_CHUNK` batches, each reported when done."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-        )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        texts = list(texts)
+        step = len(texts) if progress is None else self.batch_size * PROGRESS_CHUNK
+        parts = []
+        tracker = Tracker(progress, "embed", len(texts), unit="text")
+        for start in range(0, len(texts), step):
+            chunk = texts[start : start + step]
+            parts.append(self._model.encode(chunk, batch_size=self.batch_size, show_progress_bar=False,
+                                            convert_to_numpy=True, normalize_embeddings=self.normalize))
+            tracker.update(len(chunk))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
 def load_embedder(model: str | None = None, **kwargs) -> Embedder:

@@ -12,30 +12,39 @@ from .store import FeatureStore, feature_records
 _BARS = " ▁▂▃▄▅▆▇█"
 
 
-def feature_card(ws, sae: str, store: FeatureStore, feature: int, *, top: int = 8, bins: int = 20) -> dict[str, Any]:
-    """A feature's label, scores, density, activation histogram and top documents with activations."""
+def feature_card(ws, sae: str, store: FeatureStore | None, feature: int, *, top: int = 8, bins: int = 20) -> dict[str, Any]:
+    """A feature's label, scores, density, activation histogram and top documents with activations.
+
+    For many cards keep an `embedsae.Project`, which computes the codes and tables once."""
     from ..sae.codes import workspace_codes
+    from ..structure.cooccurrence import ActivationStats
 
     codes = workspace_codes(ws, sae)
     if not 0 <= feature < codes.n_latents:
         raise InputError(f"feature {feature} does not exist: SAE '{sae}' has features 0..{codes.n_latents - 1}")
-    t = store.table()
-    row = t[t["id"] == feature]
-    rec = feature_records(row)[0] if len(row) else {"id": feature, "label": None, "scores": {}}
-    mask = codes.indices == feature
-    docs = np.nonzero(mask.any(1))[0]
-    acts = (codes.values * mask).sum(1)[docs]
-    order = np.argsort(-acts)[:top]
-    titles = ws.titles()
-    ids = ws.ids
+    table = store.table() if store is not None else None
+    docs, acts = ActivationStats(codes).column(feature)
+    return build_card(feature_record(table, feature), docs, acts, ws.titles(), ws.ids, ws.n_documents, sae,
+                      top=top, bins=bins)
+
+
+def feature_record(table, feature: int) -> dict[str, Any]:
+    """The stored record of one feature (label, stats, scores), or an empty one when it has none."""
+    row = table[table["id"] == feature] if table is not None else None
+    return feature_records(row)[0] if row is not None and len(row) else {"id": feature, "label": None, "scores": {}}
+
+
+def build_card(record: dict[str, Any], docs: np.ndarray, acts: np.ndarray, titles: list[str], ids: list[str],
+               n_docs: int, sae: str, *, top: int = 8, bins: int = 20) -> dict[str, Any]:
+    """A card from a feature's record and the documents (rows) it fires on with their activations."""
+    order = np.argsort(-acts, kind="stable")[:top]
     counts, edges = np.histogram(acts, bins=bins) if len(acts) else (np.zeros(bins, int), np.zeros(bins + 1))
-    rec.update({
-        "sae": sae, "n_active": int(len(docs)), "density": float(len(docs) / max(ws.n_documents, 1)),
+    return {
+        **record, "sae": sae, "n_active": int(len(docs)), "density": float(len(docs) / max(n_docs, 1)),
         "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
         "top_documents": [{"row": int(docs[i]), "id": ids[docs[i]], "title": titles[docs[i]],
                            "activation": float(acts[i])} for i in order],
-    })
-    return rec
+    }
 
 
 def render_card(card: dict[str, Any]) -> str:

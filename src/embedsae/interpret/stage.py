@@ -70,7 +70,7 @@ def interpret(
     if batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}")
     ex_cfg = examples or ExampleConfig()
-    codes = workspace_codes(ws, name, progress=progress)
+    codes = workspace_codes(ws, name, progress=progress, save=True)
     csr = codes.to_csr()
     csc = csr.tocsc()
     n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)

@@ -2,11 +2,13 @@
 examples and the LLM response cache.
 
 Writes happen in transactions (one per batch of features), so a killed run keeps every batch it committed.
+A store opened for reading (`FeatureStore.read`) never creates or changes a file, and works in a read-only
+workspace. Whether an SAE has been interpreted is the `interpreted` flag in the store's meta table (set when
+the clean-feature filter has run), not the existence of the file.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import sqlite3
@@ -16,10 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from .. import layout
 from .._io import atomic_path
-from ..errors import InputError
+from ..errors import InputError, WorkspaceError
+from ..workspace import now_iso
 
-DB_NAME = "features.db"
+DB_NAME = layout.FEATURES_DB
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -58,26 +62,44 @@ SCORE_NAMES = ("embedding_auc", "embedding_auc_hard", "llm_f1", "llm_pearson", "
                "category_recall")
 
 
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
 def db_path(sae_dir: str | os.PathLike) -> Path:
     """Where an SAE's feature database lives."""
     return Path(sae_dir) / DB_NAME
 
 
 class FeatureStore:
-    """The SQLite feature database of one SAE."""
+    """The SQLite feature database of one SAE.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    `FeatureStore(path)` opens it for writing (creating it with its schema); `FeatureStore.read(path)` opens an
+    existing one read-only."""
+
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            self.con = _connect_readonly(self.path)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(self.path, timeout=30)
+        self.con = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(SCHEMA)
         self.con.commit()
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> FeatureStore | None:
+        """The store at `path` opened read-only, or None when there is none."""
+        return cls(path, readonly=True) if Path(path).is_file() else None
+
+    def is_interpreted(self) -> bool:
+        """True once an interpret run has finished (its clean-feature filter has run). Stores written before
+        the flag existed count as interpreted when some feature was labelled."""
+        try:
+            if self.get_meta("interpreted", False):
+                return True
+            return self.con.execute("SELECT 1 FROM features WHERE status = 'done' LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:
+            return False
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -156,15 +178,12 @@ class FeatureStore:
                     [(int(f), int(d), k, s, float(a)) for f, rows in examples.items() for d, k, s, a in rows],
                 )
 
-    def write_scores(self, scores: dict[int, dict[str, float | None]]) -> None:
-        """Store scores of many features in one transaction."""
-        self.write_batch(labels={}, scores=scores)
-
     def set_clean(self, clean_ids: Sequence[int]) -> None:
-        """Mark exactly these features as clean."""
+        """Mark exactly these features as clean; the SAE counts as interpreted from then on."""
         with self.con:
             self.con.execute("UPDATE features SET clean = 0")
             self.con.executemany("UPDATE features SET clean = 1 WHERE id = ?", [(int(i),) for i in clean_ids])
+            self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('interpreted', 'true')")
 
     # ------------------------------------------------------------------ reads
     def done_ids(self, labeller: str) -> set[int]:
@@ -200,11 +219,14 @@ class FeatureStore:
             self.con, params=(int(feature),),
         )
 
-    def label_history(self, feature: int) -> pd.DataFrame:
-        """Every label made for a feature, by labeller."""
-        return pd.read_sql_query(
-            "SELECT labeller, label, detail, created FROM labels WHERE feature = ?", self.con, params=(int(feature),)
-        )
+    def labels(self) -> dict[int, str]:
+        """Feature id -> label of every labelled feature."""
+        rows = self.con.execute("SELECT id, label FROM features WHERE label IS NOT NULL").fetchall()
+        return {int(i): str(label) for i, label in rows}
+
+    def clean_ids(self) -> set[int]:
+        """Ids of the features marked clean."""
+        return {int(r[0]) for r in self.con.execute("SELECT id FROM features WHERE clean = 1").fetchall()}
 
     # ------------------------------------------------------------------ LLM cache
     def cache_get(self, key: str) -> tuple[str, int, int] | None:
@@ -220,6 +242,48 @@ class FeatureStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (key, response, int(prompt_tokens), int(completion_tokens), now_iso()),
             )
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; in a read-only folder (no WAL side files can be made) the file is read as
+    immutable."""
+    if not path.is_file():
+        raise WorkspaceError(f"no feature database at {path}")
+    uri = path.resolve().as_uri()
+    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+        con = sqlite3.connect(uri + suffix, uri=True, timeout=30, check_same_thread=False)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.OperationalError:
+            con.close()
+    raise WorkspaceError(f"cannot read the feature database {path}: it is locked or not an SQLite file")
+
+
+def stored_labels(path: str | os.PathLike) -> dict[int, str]:
+    """Feature id -> label from the store at `path`; empty when there is no store or no label yet."""
+    store = FeatureStore.read(path)
+    if store is None:
+        return {}
+    try:
+        return store.labels()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        store.close()
+
+
+def stored_clean_ids(path: str | os.PathLike) -> set[int] | None:
+    """Ids of the clean features, or None when the SAE has not been interpreted (no store, or no finished run)."""
+    store = FeatureStore.read(path)
+    if store is None:
+        return None
+    try:
+        return store.clean_ids() if store.is_interpreted() else None
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        store.close()
 
 
 def feature_records(table: pd.DataFrame) -> list[dict[str, Any]]:

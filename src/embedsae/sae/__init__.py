@@ -1,19 +1,30 @@
-"""Sparse autoencoders: one file per architecture behind a shared interface."""
+"""Sparse autoencoders: one file per architecture behind a shared interface.
 
-from .base import SAE, ForwardOutput, SAEConfig, SparseCode, load_sae, nmse
-from .batchtopk import BatchTopKSAE
-from .relu import ReLUSAE
-from .topk import TopKSAE
+An architecture is a subclass of `SAE` in its own module, registered with `@register_architecture`; the
+built-in ones are listed in `base.BUILTIN_ARCHITECTURES` (a plugin may register from anywhere before use).
+Importing this package does not import torch: its names load on first use.
+"""
 
-ARCHITECTURES: dict[str, type[SAE]] = {"topk": TopKSAE, "batchtopk": BatchTopKSAE, "relu": ReLUSAE}
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "SAE": "base", "SAEConfig": "base", "SparseCode": "base", "ForwardOutput": "base", "load_sae": "base",
+    "nmse": "base", "register_architecture": "base", "create_sae": "base",
+    "TopKSAE": "topk", "BatchTopKSAE": "batchtopk", "ReLUSAE": "relu",
+}
+
+__all__ = [*_EXPORTS, "ARCHITECTURES"]
 
 
-def create_sae(cfg: SAEConfig) -> SAE:
-    """A freshly initialised SAE of the configured architecture."""
-    return ARCHITECTURES[cfg.architecture](cfg)
+def __getattr__(name: str) -> Any:
+    import importlib
 
+    if name == "ARCHITECTURES":
+        from .base import architectures
 
-__all__ = [
-    "SAE", "SAEConfig", "SparseCode", "ForwardOutput", "TopKSAE", "BatchTopKSAE", "ReLUSAE",
-    "ARCHITECTURES", "create_sae", "load_sae", "nmse",
-]
+        return architectures()
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import layout
 from .._io import atomic_path, write_json
 from ..errors import InputError, WorkspaceError
 
@@ -28,7 +29,7 @@ class SAEConfig:
     k: int = 32
     """Active latents per vector (top-k / BatchTopK); for ReLU, the cap used by encode_sparse."""
     architecture: str = "topk"
-    """One of: topk, batchtopk, relu."""
+    """A registered architecture (embedsae.sae.ARCHITECTURES): topk, batchtopk, relu, ..."""
     aux_k: int | None = None
     """Dead latents used by the auxiliary loss (default 2k)."""
     aux_coef: float = 1 / 32
@@ -46,18 +47,17 @@ class SAEConfig:
     architectures; SAEs saved without this field load with 0."""
     model_id: str | None = None
     """Embedding model whose vectors the SAE was trained on (checked when applying it to a workspace)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.d_in <= 0 or self.n_latents <= 0:
             raise InputError(f"d_in and n_latents must be positive (got {self.d_in}, {self.n_latents})")
         if self.k <= 0 or self.k > self.n_latents:
             raise InputError(f"k must be between 1 and the number of latents ({self.n_latents}); got {self.k}")
-        if self.architecture not in ARCHITECTURES_NAMES:
-            raise InputError(f"unknown SAE architecture '{self.architecture}'; use one of {', '.join(ARCHITECTURES_NAMES)}")
+        if self.architecture not in architectures():
+            raise InputError(f"unknown SAE architecture '{self.architecture}'; use one of {', '.join(ARCHITECTURES)}")
         if self.pursuit < 0:
             raise InputError(f"pursuit must be 0 (off) or a positive candidate multiple of k; got {self.pursuit}")
-        if self.architecture != "topk":
+        if not ARCHITECTURES[self.architecture].supports_pursuit:
             self.pursuit = 0
 
     @property
@@ -74,7 +74,28 @@ class SAEConfig:
         return cls(**{"pursuit": 0, **{k: v for k, v in d.items() if k in known}})
 
 
-ARCHITECTURES_NAMES = ("topk", "batchtopk", "relu")
+ARCHITECTURES: dict[str, type[SAE]] = {}
+"""The registered SAE architectures by name (see `register_architecture`); use `architectures()` to read it."""
+
+BUILTIN_ARCHITECTURES = ("topk", "batchtopk", "relu")
+"""Modules of embedsae.sae whose import registers the built-in architectures."""
+
+
+def architectures() -> dict[str, type[SAE]]:
+    """Every registered SAE architecture by name (the built-in ones registered on first call)."""
+    import importlib
+
+    for module in BUILTIN_ARCHITECTURES:
+        importlib.import_module(f"embedsae.sae.{module}")
+    return ARCHITECTURES
+
+
+def register_architecture(cls: type[SAE]) -> type[SAE]:
+    """Register an SAE class under its `architecture` name (usable as a class decorator)."""
+    if not cls.architecture:
+        raise ValueError(f"{cls.__name__} needs an `architecture` name to be registered")
+    ARCHITECTURES[cls.architecture] = cls
+    return cls
 
 
 class SparseCode(NamedTuple):
@@ -85,13 +106,13 @@ class SparseCode(NamedTuple):
 
 
 class ForwardOutput(NamedTuple):
-    """What a training forward pass returns."""
+    """What a training forward pass returns: the loss to minimise and its named, detached terms."""
 
     x_hat: Tensor
     code: SparseCode
     loss: Tensor
-    nmse: Tensor
-    aux_loss: Tensor
+    losses: dict[str, Tensor]
+    """Detached terms of the loss, keyed by the architecture's `loss_names` ("nmse" first)."""
 
 
 def nmse(x: Tensor, x_hat: Tensor, mean: Tensor | None = None) -> Tensor:
@@ -115,6 +136,13 @@ class SAE(nn.Module):
     """
 
     architecture: ClassVar[str] = ""
+    """The name the architecture is registered under (SAEConfig.architecture)."""
+    loss_names: ClassVar[tuple[str, ...]] = ("nmse",)
+    """The terms `training_forward` reports in ForwardOutput.losses (logged as nmse and <name>_loss)."""
+    supports_pursuit: ClassVar[bool] = False
+    """Whether SAEConfig.pursuit applies (otherwise it is set to 0)."""
+    default_init: ClassVar[str] = "data"
+    """Where latents start under TrainConfig.init='auto': 'data' or 'random'."""
     unit_norm_decoder: ClassVar[bool] = True
     """Decoder rows are kept at unit norm (gradient projection and renormalisation after each step)."""
     train_shadows: tuple[Tensor, Tensor] | None = None
@@ -190,7 +218,7 @@ class SAE(nn.Module):
         pre_sel = pre.gather(1, idx)
         if keep is not None:
             pre_sel = pre_sel.masked_fill(~keep, -1.0)
-        if pre_sel.requires_grad and pre_sel.device.type == "cuda" and kernels.GPU_DECODE == "dense":
+        if pre_sel.requires_grad and pre_sel.device.type == "cuda":
             return kernels.dense_codec(self.W_dec, self.b_pre, idx, pre_sel, add_bias,
                                        self.train_shadows[1] if self.train_shadows else None)
         if pre_sel.requires_grad or not torch.is_grad_enabled():
@@ -251,22 +279,26 @@ class SAE(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(folder / "sae.safetensors") as tmp:
+        with atomic_path(folder / layout.SAE_WEIGHTS) as tmp:
             save_file(tensors, str(tmp), metadata={"architecture": self.architecture})
-        write_json(folder / "cfg.json", self.cfg.to_dict())
+        write_json(folder / layout.SAE_CONFIG, self.cfg.to_dict())
 
 
 def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SAE:
     """Load an SAE saved with `SAE.save` (cfg.json + sae.safetensors)."""
     from safetensors.torch import load_file
 
-    from . import ARCHITECTURES
-
     folder = Path(folder)
-    if not (folder / "cfg.json").is_file() or not (folder / "sae.safetensors").is_file():
-        raise WorkspaceError(f"{folder} holds no saved SAE (cfg.json and sae.safetensors are needed)")
-    with open(folder / "cfg.json", encoding="utf-8") as f:
+    cfg_file, weights = folder / layout.SAE_CONFIG, folder / layout.SAE_WEIGHTS
+    if not cfg_file.is_file() or not weights.is_file():
+        raise WorkspaceError(f"{folder} holds no saved SAE ({layout.SAE_CONFIG} and {layout.SAE_WEIGHTS} are needed)")
+    with open(cfg_file, encoding="utf-8") as f:
         cfg = SAEConfig.from_dict(json.load(f))
-    sae = ARCHITECTURES[cfg.architecture](cfg)
-    sae.load_state_dict(load_file(str(folder / "sae.safetensors")))
+    sae = create_sae(cfg)
+    sae.load_state_dict(load_file(str(weights)))
     return sae.to(device).eval()
+
+
+def create_sae(cfg: SAEConfig) -> SAE:
+    """A freshly initialised SAE of the configured architecture."""
+    return architectures()[cfg.architecture](cfg)

@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import SAE, ForwardOutput, SAEConfig, SparseCode, nmse
+from .base import SAE, ForwardOutput, SAEConfig, SparseCode, nmse, register_architecture
 
 
+@register_architecture
 class BatchTopKSAE(SAE):
     """BatchTopK SAE with an inference threshold tracked as a running mean during training."""
 
     architecture = "batchtopk"
+    loss_names = ("nmse", "aux")
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
@@ -44,4 +46,4 @@ class BatchTopKSAE(SAE):
         main = nmse(x, x_hat)
         aux = self._aux_loss(x, x_hat, pre, dead)
         loss = main + self.cfg.aux_coef * aux
-        return ForwardOutput(x_hat, SparseCode(top.indices, vals.detach()), loss, main.detach(), aux.detach())
+        return ForwardOutput(x_hat, SparseCode(top.indices, vals.detach()), loss, {"nmse": main.detach(), "aux": aux.detach()})

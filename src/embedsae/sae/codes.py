@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from .. import layout
 from .._io import atomic_path
-from .base import SAE
+from ..progress import ProgressCallback, track
+
+if TYPE_CHECKING:
+    from .base import SAE
 
 
 @dataclass
@@ -43,10 +48,11 @@ class Codes:
         counts = np.bincount(self.indices[active].ravel(), minlength=self.n_latents)
         return counts / max(len(self), 1)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, key: str = "") -> None:
+        """Write the codes as .npz (atomically); `key` records what they were computed from (see codes_key)."""
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, indices=self.indices, values=self.values, n_latents=np.int64(self.n_latents))
+                np.savez(f, indices=self.indices, values=self.values, n_latents=np.int64(self.n_latents), key=np.str_(key))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Codes:
@@ -54,18 +60,19 @@ class Codes:
             return cls(z["indices"], z["values"], int(z["n_latents"]))
 
 
-@torch.no_grad()
 def encode_array(
-    sae: SAE, vectors: np.ndarray, *, k: int | None = None, batch_size: int = 4096, progress: bool = False
+    sae: SAE, vectors: np.ndarray, *, k: int | None = None, batch_size: int = 4096,
+    progress: ProgressCallback | None = None,
 ) -> Codes:
     """Sparse codes of every row of `vectors` (batched, on the SAE's device)."""
-    from tqdm.auto import tqdm
+    import torch
 
     sae.eval()
     idx_parts, val_parts = [], []
-    for i in tqdm(range(0, len(vectors), batch_size), disable=not progress, desc="encode", unit="batch"):
+    for i in track(range(0, len(vectors), batch_size), progress, "encode", unit="batch"):
         x = torch.from_numpy(np.array(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
-        code = sae.encode_sparse(x, k)
+        with torch.no_grad():
+            code = sae.encode_sparse(x, k)
         idx_parts.append(code.indices.to(torch.int32).cpu().numpy())
         val_parts.append(code.values.float().cpu().numpy())
     kk = k or (idx_parts[0].shape[1] if idx_parts else sae.cfg.k)
@@ -74,29 +81,59 @@ def encode_array(
     return Codes(np.concatenate(idx_parts), np.concatenate(val_parts), sae.cfg.n_latents)
 
 
-@torch.no_grad()
 def reconstruct_array(sae: SAE, vectors: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
     """SAE reconstructions of every row of `vectors`."""
+    import torch
+
     out = []
     for i in range(0, len(vectors), batch_size):
         x = torch.from_numpy(np.array(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
-        out.append(sae.reconstruct(x).float().cpu().numpy())
+        with torch.no_grad():
+            out.append(sae.reconstruct(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_in), np.float32)
 
 
-def workspace_codes(ws, sae: str | None = None, *, progress: bool = False) -> Codes:
-    """Sparse codes of all the workspace's documents under one of its SAEs, stored as saes/<name>/codes.npz.
+def codes_key(ws, name: str, k: int | None = None) -> str:
+    """What stored codes depend on: the SAE's weights and config, the encoding k and the workspace's vectors.
 
-    Computed once; recomputed only when the SAE file is newer than the stored codes.
-    """
-    name = ws.resolve_sae(sae)
+    A content hash, so codes copied with the workspace (`cp -r`, another mtime) stay valid, and codes of
+    retrained weights do not."""
     folder = ws.sae_dir(name)
-    path = folder / "codes.npz"
-    if path.is_file() and path.stat().st_mtime >= (folder / "sae.safetensors").stat().st_mtime:
-        codes = Codes.load(path)
-        if len(codes) == ws.n_documents:
-            return codes
+    h = hashlib.sha256()
+    for file in (layout.SAE_WEIGHTS, layout.SAE_CONFIG):
+        with open(folder / file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    h.update(f"|k={k}|{ws.manifest.get('corpus_fingerprint')}|{ws.n_documents}|{ws.model_id}".encode())
+    return h.hexdigest()[:32]
+
+
+def stored_codes(ws, name: str) -> Codes | None:
+    """The stored codes of an SAE when they are present and still match its weights and the vectors, else None."""
+    path = ws.sae_file(name, layout.CODES)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            key = str(z["key"]) if "key" in z.files else None
+            if key != codes_key(ws, name) or len(z["indices"]) != ws.n_documents:
+                return None
+            return Codes(z["indices"], z["values"], int(z["n_latents"]))
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: recomputed
+
+
+def workspace_codes(ws, sae: str | None = None, *, save: bool = False, progress: ProgressCallback | None = None) -> Codes:
+    """Sparse codes of all the workspace's documents under one of its SAEs.
+
+    Stored codes (saes/<name>/codes.npz) are used while they match the SAE's weights; otherwise the codes are
+    computed, and written only with `save` (stages save; views never write)."""
+    name = ws.resolve_sae(sae)
+    codes = stored_codes(ws, name)
+    if codes is not None:
+        return codes
     model = ws.load_sae(name)
     codes = encode_array(model, ws.embeddings, progress=progress)
-    codes.save(path)
+    if save:
+        codes.save(ws.sae_file(name, layout.CODES), key=codes_key(ws, name))
     return codes

@@ -17,9 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GPU_DECODE = "dense"
-"""How GPU training decodes: 'dense' (dense_codec) or 'gather' (eager_codec); benchmarks compare the two."""
-
 
 class _SparseCodec(torch.autograd.Function):
     """x_hat = sum_j relu(pre_sel[:, j]) * W_dec[idx[:, j]] (+ b_pre); grads for W_enc, b_lat, W_dec, b_pre."""

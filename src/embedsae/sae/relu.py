@@ -5,13 +5,16 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import SAE, ForwardOutput, SparseCode, nmse
+from .base import SAE, ForwardOutput, SparseCode, nmse, register_architecture
 
 
+@register_architecture
 class ReLUSAE(SAE):
     """z = ReLU(W_enc (x - b_pre) + b_lat); loss = NMSE + l1_coef * sum_i z_i ||W_dec,i||."""
 
     architecture = "relu"
+    loss_names = ("nmse", "l1")
+    default_init = "random"  # data starts keep every latent alive but reconstruct held-out vectors worse
     unit_norm_decoder = False
 
     def encode_sparse(self, x: Tensor, k: int | None = None) -> SparseCode:
@@ -36,7 +39,7 @@ class ReLUSAE(SAE):
         l1 = (z * self.W_dec.norm(dim=1)).sum(1).mean()
         loss = main + self.cfg.l1_coef * l1
         top = z.detach().topk(self.cfg.k, dim=1)
-        return ForwardOutput(x_hat, SparseCode(top.indices, top.values), loss, main.detach(), l1.detach())
+        return ForwardOutput(x_hat, SparseCode(top.indices, top.values), loss, {"nmse": main.detach(), "l1": l1.detach()})
 
     def normalise_decoder(self) -> None:
         """ReLU SAEs keep free decoder norms (the L1 term is weighted by them)."""

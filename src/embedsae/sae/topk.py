@@ -10,13 +10,16 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import SAE, ForwardOutput, SparseCode, nmse
+from .base import SAE, ForwardOutput, SparseCode, nmse, register_architecture
 
 
+@register_architecture
 class TopKSAE(SAE):
     """Top-k SAE with the auxiliary dead-latent loss and an optional multi-k term."""
 
     architecture = "topk"
+    loss_names = ("nmse", "aux")
+    supports_pursuit = True
 
     def encode_sparse(self, x: Tensor, k: int | None = None) -> SparseCode:
         x = self._check_input(x)
@@ -46,4 +49,4 @@ class TopKSAE(SAE):
             loss = loss + self.cfg.multik_coef * nmse(x, x_hat_m)
         aux = self._aux_loss(x, x_hat, pre, dead)
         loss = loss + self.cfg.aux_coef * aux
-        return ForwardOutput(x_hat, SparseCode(idx[:, :k], vals.detach()), loss, main.detach(), aux.detach())
+        return ForwardOutput(x_hat, SparseCode(idx[:, :k], vals.detach()), loss, {"nmse": main.detach(), "aux": aux.detach()})

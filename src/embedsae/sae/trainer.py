@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .._io import atomic_path
 from ..errors import InputError
+from ..progress import ProgressCallback, Tracker
 from .base import SAE
 
 
@@ -93,7 +94,7 @@ class Trainer:
         checkpoint_dir: str | os.PathLike | None = None,
         dead_after_steps: int = 100,
         val_data: Tensor | None = None,
-        progress: bool = True,
+        progress: ProgressCallback | None = None,
         on_log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -118,7 +119,9 @@ class Trainer:
         self.steps_since_fired = torch.zeros(sae.cfg.n_latents, dtype=torch.long, device=self.device)
         self.any_dead = False  # nothing is dead at the start; refreshed at each log step (aux loss skipped while False)
         self.log: list[dict[str, Any]] = []
-        self.acc = torch.zeros(3, device=self.device)  # nmse sum, aux sum, steps since the last log row
+        self.loss_names = type(sae).loss_names
+        # per loss term its sum since the last log row, then the number of steps summed
+        self.acc = torch.zeros(len(self.loss_names) + 1, device=self.device)
         self._graphed_step = None
         self.fused = cfg.fused_update and sae.unit_norm_decoder and cuda and importlib.util.find_spec("triton") is not None
         self.shadows: tuple[Tensor, Tensor] | None = None  # bf16 weight copies the fused update keeps current
@@ -175,8 +178,6 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self, batches: Iterable[Tensor], *, skip_done: bool = True, checkpoint_at: Iterable[int] = ()) -> SAE:
         """Train on the batches; after a resume, the first `self.step` batches are skipped when skip_done."""
-        from tqdm.auto import tqdm
-
         sae, cfg, dev = self.sae, self.cfg, self.device
         sae.train()
         ckpt_steps = set(checkpoint_at)
@@ -194,7 +195,7 @@ class Trainer:
                 for s, w in zip(self.shadows, (sae.W_enc, sae.W_dec)):
                     s.copy_(w.detach())
             sae.train_shadows = self.shadows
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
+        bar = Tracker(self.progress, "train", self.total_steps, unit="step", initial=self.step)
         try:
             for x in it:
                 if self.step >= self.total_steps:
@@ -205,7 +206,6 @@ class Trainer:
                 step_fn(x, self.any_dead)
                 self.sched.step()
                 self.step += 1
-                bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._write_log(self.acc, bar)
                     self.acc.zero_()
@@ -213,7 +213,6 @@ class Trainer:
                 if (every and self.step % every == 0) or self.step in ckpt_steps:
                     self.save_checkpoint()
         finally:
-            bar.close()
             sae.train_shadows = None
         sae.eval()
         return sae
@@ -245,7 +244,7 @@ class Trainer:
             0, out.code.indices.flatten(), (out.code.values > 0).flatten().long()
         )
         self.steps_since_fired.add_(1).masked_fill_(fired > 0, 0)
-        self.acc += torch.stack([out.nmse.float(), out.aux_loss.float(), torch.ones((), device=dev)])
+        self.acc += torch.stack([*(out.losses[n].float() for n in self.loss_names), torch.ones((), device=dev)])
 
     def _update(self) -> None:
         """The parameter update after backward: decoder-gradient projection, clipping, Adam, renormalisation."""
@@ -260,13 +259,12 @@ class Trainer:
         self.opt.step()
         self.sae.normalise_decoder()
 
-    def _write_log(self, acc: Tensor, bar) -> None:
+    def _write_log(self, acc: Tensor, bar: Tracker) -> None:
         a = acc.tolist()
         row: dict[str, Any] = {
             "step": self.step,
             "lr": float(self.sched.get_last_lr()[0]),
-            "nmse": a[0] / max(a[2], 1),
-            "aux_loss": a[1] / max(a[2], 1),
+            **{("nmse" if n == "nmse" else f"{n}_loss"): a[i] / max(a[-1], 1) for i, n in enumerate(self.loss_names)},
             "dead_fraction": float((self.steps_since_fired > self.dead_after_steps).float().mean()),
         }
         self.any_dead = row["dead_fraction"] > 0
@@ -274,7 +272,7 @@ class Trainer:
         if due and self.val_data is not None and len(self.val_data):
             row["val_nmse"] = validation_nmse(self.sae, self.val_data)
         self.log.append(row)
-        bar.set_postfix(nmse=f"{row['nmse']:.4f}", dead=f"{row['dead_fraction']:.1%}", refresh=False)
+        bar.update(self.step - bar.done, f"nmse={row['nmse']:.4f}, dead={row['dead_fraction']:.1%}")
         if self.on_log:
             self.on_log(row)
 
@@ -331,7 +329,7 @@ def train_on_array(
     *,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
     stop_after: int | None = None,
 ) -> tuple[SAE, Trainer, np.ndarray]:
     """Train on an in-memory array with a held-out split; returns (sae, trainer, validation indices).
@@ -344,7 +342,7 @@ def train_on_array(
     if cfg.init not in ("auto", "data", "random"):
         raise InputError(f"unknown initialisation '{cfg.init}': use 'data' (latents start at training vectors), "
                          "'random' or 'auto'")
-    data_init = cfg.init == "data" or (cfg.init == "auto" and sae.architecture != "relu")
+    data_init = cfg.init == "data" or (cfg.init == "auto" and sae.default_init == "data")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     train_idx, val_idx = split_indices(len(vectors), cfg.val_fraction, cfg.seed)

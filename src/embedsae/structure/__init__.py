@@ -11,12 +11,20 @@ Public API::
 
 from __future__ import annotations
 
-from .families import Family, FamilySettings
-from .matching import match_saes
-from .neighbours import feature_neighbours
-from .stage import FamiliesResult, build_families, families_stage, load_families
+from typing import Any
 
-__all__ = [
-    "Family", "FamilySettings", "FamiliesResult", "build_families", "families_stage", "load_families",
-    "feature_neighbours", "match_saes",
-]
+_EXPORTS = {
+    "Family": "families", "FamilySettings": "settings", "match_saes": "matching",
+    "feature_neighbours": "neighbours", "FamiliesResult": "stage", "build_families": "stage",
+    "families_stage": "stage", "load_families": "stage",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so that the command line can read FamilySettings without importing pandas
+    import importlib
+
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

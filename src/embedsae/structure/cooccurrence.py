@@ -90,18 +90,33 @@ def cooccurrence(codes: Codes) -> Cooccurrence:
     return Cooccurrence(counts=counts, freq=freq, n_docs=len(codes))
 
 
+class ActivationStats:
+    """Per-feature activation sums over documents, kept to correlate one feature with all others quickly."""
+
+    def __init__(self, codes: Codes) -> None:
+        self.csc = codes.to_csr().tocsc()
+        self.n = self.csc.shape[0]
+        sums = np.asarray(self.csc.sum(axis=0)).ravel().astype(np.float64)
+        sq = np.asarray(self.csc.multiply(self.csc).sum(axis=0)).ravel().astype(np.float64)
+        self.mean = sums / max(self.n, 1)
+        self.var = sq / max(self.n, 1) - self.mean**2
+
+    def column(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(documents, activations) where feature `i` fires."""
+        lo, hi = self.csc.indptr[i], self.csc.indptr[i + 1]
+        return self.csc.indices[lo:hi], self.csc.data[lo:hi]
+
+    def correlation(self, i: int) -> np.ndarray:
+        """Pearson correlation, over documents, between feature `i`'s activation and every feature's (NaN if constant)."""
+        docs, acts = self.column(i)
+        cross = np.asarray(self.csc[docs].T @ acts.astype(np.float64)).ravel()
+        cov = cross / self.n - self.mean * self.mean[i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = cov / np.sqrt(self.var * self.var[i])
+        corr[self.var <= 1e-12] = np.nan
+        return corr
+
+
 def activation_correlation(codes: Codes, i: int) -> np.ndarray:
     """Pearson correlation, over documents, between feature `i`'s activation and every feature's (NaN if constant)."""
-    x = codes.to_csr().tocsc()
-    n = x.shape[0]
-    col = np.asarray(x[:, i].todense()).ravel().astype(np.float64)
-    sums = np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
-    sq = np.asarray(x.multiply(x).sum(axis=0)).ravel().astype(np.float64)
-    cross = np.asarray(x.T @ col).ravel()
-    mean = sums / n
-    cov = cross / n - mean * mean[i]
-    var = sq / n - mean**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / np.sqrt(var * var[i])
-    corr[var <= 1e-12] = np.nan
-    return corr
+    return ActivationStats(codes).correlation(i)

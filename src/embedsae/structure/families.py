@@ -13,60 +13,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..progress import ProgressCallback, track
 from .cooccurrence import Cooccurrence
-
-
-@dataclass
-class FamilySettings:
-    """Parameters of family finding (defaults: the seed's values)."""
-
-    threshold: float = 0.1
-    """Normalised co-occurrence below which an edge is dropped before the spanning tree (seed: 0.1)."""
-    normalisation: str = "sqrt"
-    """Edge weight: co-occurrence / "sqrt" (sqrt(n_i n_j); ours, keeps very general features from swallowing
-    the tree), "min" (min(n_i, n_j): P(denser | sparser)) or "max" (max(n_i, n_j): P(sparser | denser))."""
-    rounds: int = 4
-    """Passes over the tree: the first, then one more per removal of the parents found (seed: 1 + 3)."""
-    min_root_children: int = 3
-    """Direct children a root needs to start a family (seed: more than two)."""
-    min_children: int = 4
-    """Children (all descendants) a family needs to be kept (seed: more than three)."""
-    max_jaccard: float = 0.6
-    """Families whose children overlap more than this (Jaccard) are near-duplicates; the larger one stays."""
-    max_density: float = 0.2
-    """Features firing in more than this share of documents are left out (seed: 0.2)."""
-    random_permutations: int = 10
-    """Random feature orders averaged for `block_ratio_random`."""
-    seed: int = 0
-    """Seed of those random orders."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def check(self) -> None:
-        from ..errors import InputError
-
-        if not 0 <= self.threshold < 1:
-            raise InputError(f"threshold must be in [0, 1), got {self.threshold}")
-        if self.rounds < 1:
-            raise InputError(f"rounds must be at least 1, got {self.rounds}")
-        if self.min_root_children < 1 or self.min_children < 1:
-            raise InputError("min_root_children and min_children must be at least 1")
-        if not 0 < self.max_jaccard <= 1:
-            raise InputError(f"max_jaccard must be in (0, 1], got {self.max_jaccard}")
-        from .cooccurrence import NORMALISATIONS
-
-        if self.normalisation not in NORMALISATIONS:
-            raise InputError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got '{self.normalisation}'")
-        if not 0 < self.max_density <= 1:
-            raise InputError(f"max_density must be in (0, 1], got {self.max_density}")
+from .settings import FamilySettings
 
 
 @dataclass
@@ -104,7 +59,7 @@ class Family:
 
 
 def oriented_tree(cooc: Cooccurrence, features: np.ndarray, threshold: float,
-                  normalisation: str = "sqrt") -> dict[int, list[int]]:
+                  normalisation: Literal["sqrt", "min", "max"] = "sqrt") -> dict[int, list[int]]:
     """Maximum spanning forest of the thresholded normalised co-occurrence among `features`, as feature -> children.
 
     Edges point from the feature firing in more documents to the one firing in fewer (ties: lower id first).
@@ -167,16 +122,14 @@ def _descendants(tree_kids: dict[int, list[int]], node: int) -> list[int]:
 
 
 def find_families(
-    cooc: Cooccurrence, candidates: np.ndarray, settings: FamilySettings | None = None, *, progress: bool = False
+    cooc: Cooccurrence, candidates: np.ndarray, settings: FamilySettings | None = None, *,
+    progress: ProgressCallback | None = None,
 ) -> list[Family]:
     """The feature families among `candidates` (feature ids), largest first, near-duplicates removed."""
-    from tqdm.auto import tqdm
-
     settings = settings or FamilySettings()
-    settings.check()
     remaining = np.asarray(sorted(set(np.asarray(candidates).tolist())), dtype=np.int64)
     raw: list[Family] = []
-    for rnd in tqdm(range(settings.rounds), desc="families", unit="round", disable=not progress):
+    for rnd in track(range(settings.rounds), progress, "families", unit="round"):
         if len(remaining) < 2:
             break
         children = oriented_tree(cooc, remaining, settings.threshold, settings.normalisation)

@@ -28,49 +28,66 @@ def check_feature(feature: int, n_latents: int, sae: str) -> int:
     return f
 
 
+class NeighbourFinder:
+    """What a feature's neighbours are computed from, built once per SAE: decoder directions, co-occurrence,
+    activation statistics and labels. `find` then answers in milliseconds."""
+
+    def __init__(self, sae_name: str, model, codes, labels: dict[int, str], label_source: str) -> None:
+        from .cooccurrence import ActivationStats, cooccurrence
+
+        self.sae = sae_name
+        self.n_latents = model.cfg.n_latents
+        self.dirs = decoder_directions(model)
+        self.cooc = cooccurrence(codes)
+        self.stats = ActivationStats(codes)
+        self.labels = labels
+        self.label_source = label_source
+
+    def find(self, feature: int, *, top: int = 10, min_count: int = 3) -> dict[str, Any]:
+        """The features most similar and most opposite by decoder cosine, most co-occurring (count, PMI) and most
+        correlated in activation with `feature`, each with its label."""
+        if top < 1:
+            raise InputError(f"top must be at least 1, got {top}")
+        f = check_feature(feature, self.n_latents, self.sae)
+        labels, cooc = self.labels, self.cooc
+
+        def item(j: int, **values: float) -> dict[str, Any]:
+            return {"id": int(j), "label": labels.get(int(j), ""), **{k: round(float(v), 4) for k, v in values.items()},
+                    "density": round(float(cooc.density[j]), 5)}
+
+        cos = self.dirs @ self.dirs[f]
+        cos[f] = np.nan
+        order = np.argsort(-np.nan_to_num(cos, nan=-np.inf), kind="stable")
+        similar = [item(j, cosine=cos[j]) for j in order[:top]]
+        opposite = [item(j, cosine=cos[j]) for j in np.argsort(np.nan_to_num(cos, nan=np.inf), kind="stable")[:top]]
+
+        ids, counts, pmi = cooc.pmi(f)
+        by_count = np.lexsort((-pmi, -counts))[:top]
+        cooccurring = [item(ids[j], count=counts[j], pmi=pmi[j]) for j in by_count]
+        ok = np.flatnonzero(counts >= min_count)
+        by_pmi = ok[np.argsort(-pmi[ok], kind="stable")][:top]
+        cooccurring_pmi = [item(ids[j], count=counts[j], pmi=pmi[j]) for j in by_pmi]
+
+        corr = self.stats.correlation(f)
+        corr[f] = np.nan
+        valid = np.flatnonzero(np.isfinite(corr))
+        by_corr = valid[np.argsort(-corr[valid], kind="stable")][:top]
+        correlated = [item(j, correlation=corr[j]) for j in by_corr]
+        return {
+            "sae": self.sae, "feature": f, "label": labels.get(f, ""), "label_source": self.label_source,
+            "density": round(float(cooc.density[f]), 5), "documents": int(cooc.freq[f]),
+            "decoder_similar": similar, "decoder_opposite": opposite, "cooccurring": cooccurring,
+            "cooccurring_pmi": cooccurring_pmi, "correlated": correlated,
+        }
+
+
 def feature_neighbours(ws: Workspace, feature: int, sae: str | None = None, *, top: int = 10,
                        min_count: int = 3) -> dict[str, Any]:
-    """The features most similar and most opposite by decoder cosine, most co-occurring (count, PMI) and most
-    correlated in activation with `feature`, each with its label."""
+    """A feature's neighbours (see NeighbourFinder.find); for many calls keep an `embedsae.Project`."""
     from ..sae.codes import workspace_codes
-    from .cooccurrence import activation_correlation, cooccurrence
     from .labels import structure_labels
 
-    if top < 1:
-        raise InputError(f"top must be at least 1, got {top}")
     name = ws.resolve_sae(sae)
-    model = ws.load_sae(name)
-    f = check_feature(feature, model.cfg.n_latents, name)
     codes = workspace_codes(ws, name)
     labels, source = structure_labels(ws, name, codes)
-    cooc = cooccurrence(codes)
-
-    def item(j: int, **values: float) -> dict[str, Any]:
-        return {"id": int(j), "label": labels.get(int(j), ""), **{k: round(float(v), 4) for k, v in values.items()},
-                "density": round(float(cooc.density[j]), 5)}
-
-    dirs = decoder_directions(model)
-    cos = dirs @ dirs[f]
-    cos[f] = np.nan
-    order = np.argsort(-np.nan_to_num(cos, nan=-np.inf), kind="stable")
-    similar = [item(j, cosine=cos[j]) for j in order[:top]]
-    opposite = [item(j, cosine=cos[j]) for j in np.argsort(np.nan_to_num(cos, nan=np.inf), kind="stable")[:top]]
-
-    ids, counts, pmi = cooc.pmi(f)
-    by_count = np.lexsort((-pmi, -counts))[:top]
-    cooccurring = [item(ids[j], count=counts[j], pmi=pmi[j]) for j in by_count]
-    ok = np.flatnonzero(counts >= min_count)
-    by_pmi = ok[np.argsort(-pmi[ok], kind="stable")][:top]
-    cooccurring_pmi = [item(ids[j], count=counts[j], pmi=pmi[j]) for j in by_pmi]
-
-    corr = activation_correlation(codes, f)
-    corr[f] = np.nan
-    valid = np.flatnonzero(np.isfinite(corr))
-    by_corr = valid[np.argsort(-corr[valid], kind="stable")][:top]
-    correlated = [item(j, correlation=corr[j]) for j in by_corr]
-    return {
-        "sae": name, "feature": f, "label": labels.get(f, ""), "label_source": source,
-        "density": round(float(cooc.density[f]), 5), "documents": int(cooc.freq[f]),
-        "decoder_similar": similar, "decoder_opposite": opposite, "cooccurring": cooccurring,
-        "cooccurring_pmi": cooccurring_pmi, "correlated": correlated,
-    }
+    return NeighbourFinder(name, ws.load_sae(name), codes, labels, source).find(feature, top=top, min_count=min_count)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .. import layout
 from .._io import read_json, write_json
+from ..progress import ProgressCallback
 from ..workspace import Workspace
 from .cooccurrence import Cooccurrence, cooccurrence
 from .families import Family, FamilySettings, family_stats, find_families
@@ -21,7 +23,7 @@ from .labels import family_label, structure_labels
 
 logger = logging.getLogger(__name__)
 
-FAMILIES_JSON = "families.json"
+FAMILIES_JSON = layout.FAMILIES_JSON
 
 
 @dataclass
@@ -36,6 +38,8 @@ class FamiliesResult:
     label_source: str
     cooc: Cooccurrence
     seconds: float = 0.0
+    files: dict[str, str] = field(default_factory=dict)
+    """What the families stage wrote: json, and html / png with figures."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,16 +64,16 @@ def feature_sets(ws: Workspace, sae: str, cooc: Cooccurrence, settings: FamilySe
 
 
 def build_families(
-    ws: Workspace, sae: str | None = None, settings: FamilySettings | None = None, *, progress: bool = False
+    ws: Workspace, sae: str | None = None, settings: FamilySettings | None = None, *,
+    progress: ProgressCallback | None = None, save_codes: bool = False,
 ) -> FamiliesResult:
     """Find the feature families of an SAE of the workspace, label them, and compute their statistics."""
     from ..sae.codes import workspace_codes
 
     t0 = time.perf_counter()
     settings = settings or FamilySettings()
-    settings.check()
     name = ws.resolve_sae(sae)
-    codes = workspace_codes(ws, name, progress=progress)
+    codes = workspace_codes(ws, name, progress=progress, save=save_codes)
     cooc = cooccurrence(codes)
     candidates, base = feature_sets(ws, name, cooc, settings)
     families = find_families(cooc, candidates, settings, progress=progress)
@@ -93,9 +97,10 @@ def write_families(ws: Workspace, result: FamiliesResult, *, figures: bool = Tru
     if figures:
         title = (f"{result.sae}: {len(result.families)} families, coverage {result.stats['coverage']:.0%}, "
                  f"labels: {result.label_source}")
-        families_sunburst_html(data["families"], result.labels, folder / "families.html", title=title)
-        families_png(data["families"], result.cooc, folder / "families.png", title=title)
-        paths.update(html=str(folder / "families.html"), png=str(folder / "families.png"))
+        html, png = folder / layout.FAMILIES_HTML, folder / layout.FAMILIES_PNG
+        families_sunburst_html(data["families"], result.labels, html, title=title)
+        families_png(data["families"], result.cooc, png, title=title)
+        paths.update(html=str(html), png=str(png))
     write_json(folder / FAMILIES_JSON, data)
     return paths
 
@@ -106,11 +111,12 @@ def load_families(ws: Workspace, sae: str | None = None) -> dict[str, Any] | Non
     return read_json(path) if path.is_file() else None
 
 
-def families_stage(ws: Workspace, sae_name: str, progress: bool = True,
-                   settings: FamilySettings | None = None) -> FamiliesResult:
-    """The `run` pipeline stage: build, store and record the families of `sae_name`."""
-    result = build_families(ws, sae_name, settings, progress=progress)
-    paths = write_families(ws, result)
+def families_stage(ws: Workspace, sae_name: str | None = None, progress: ProgressCallback | None = None,
+                   settings: FamilySettings | None = None, *, figures: bool = True) -> FamiliesResult:
+    """The families stage: build, store (families.json, and with `figures` the sunburst and PNG) and record the
+    families of an SAE (the latest trained by default)."""
+    result = build_families(ws, sae_name, settings, progress=progress, save_codes=True)
+    paths = result.files = write_families(ws, result, figures=figures)
     s = result.stats
     ws.record_stage(f"families:{result.sae}", result.settings.to_dict(), seconds=round(result.seconds, 2),
                     families=len(result.families))

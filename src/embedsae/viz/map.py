@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import layout
 from .._io import atomic_path, read_json, save_npy, write_json
 from ..errors import InputError, require
 from ..workspace import Workspace
@@ -36,13 +37,14 @@ class Coloring:
 
 
 def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-                progress: bool = True) -> np.ndarray:
-    """UMAP coordinates (documents x dims) of the workspace's vectors, computed once and cached in WS/map/."""
+                save: bool = True) -> np.ndarray:
+    """UMAP coordinates (documents x dims) of the workspace's vectors, computed once and cached in WS/map/
+    (with `save`; views pass False and keep them in memory)."""
     if dims not in (2, 3):
         raise InputError(f"--dims must be 2 or 3, got {dims}")
     settings = {"dims": dims, "seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist,
                 "fingerprint": ws.manifest.get("corpus_fingerprint"), "n": ws.n_documents, "model": ws.model_id}
-    folder = ws.path / "map"
+    folder = ws.path / layout.MAP
     path, meta = folder / f"umap-{dims}d.npy", folder / f"umap-{dims}d.json"
     if path.is_file() and meta.is_file() and read_json(meta) == settings:
         return np.load(path)
@@ -51,14 +53,15 @@ def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int
     umap = require("umap", "The UMAP map", extra="map")
     logger.info(f"UMAP of {ws.n_documents} vectors to {dims}-d (cached in {folder})")
     reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, ws.n_documents - 1), min_dist=min_dist,
-                        metric="cosine", random_state=seed, verbose=False, tqdm_kwds={"disable": not progress})
+                        metric="cosine", random_state=seed, verbose=False, tqdm_kwds={"disable": True})
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*")  # a fixed seed makes UMAP single-threaded
         coords = reducer.fit_transform(np.asarray(ws.embeddings, dtype=np.float32)).astype(np.float32)
-    save_npy(path, coords)
-    write_json(meta, settings)
+    if save:
+        save_npy(path, coords)
+        write_json(meta, settings)
     return coords
 
 
@@ -186,7 +189,6 @@ def write_map(
     dims: int = 2,
     sae: str | None = None,
     seed: int = 0,
-    progress: bool = True,
 ) -> tuple[Path, Path]:
     """Write the interactive map (self-contained HTML, plotly.js inlined: works offline) and a PNG beside it."""
     require("plotly", "The interactive map", extra=None)
@@ -194,7 +196,7 @@ def write_map(
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"the map is an HTML page: give an output path ending in .html, got '{out}'")
     color = coloring(ws, color_by, groups=groups, sae=sae)
-    coords = umap_coords(ws, dims, seed=seed, progress=progress)
+    coords = umap_coords(ws, dims, seed=seed)
     hover = hover_texts(ws, color, sae=sae)
     title = f"{ws.path.name}: UMAP of {ws.n_documents} vectors ({ws.model_id})" + (f", coloured by {color.title}" if color else "")
     fig = build_figure(coords, hover, color, title=title)

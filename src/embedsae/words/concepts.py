@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ..progress import ProgressCallback
 from ..workspace import Workspace
 from .groups import ConceptGroups, GroupMatch
 
@@ -179,7 +181,7 @@ class ConceptReport:
         return out
 
 
-def sae_activations(ws: Workspace, sae: str | None = None, *, progress: bool = False):
+def sae_activations(ws: Workspace, sae: str | None = None, *, progress: ProgressCallback | None = None):
     """The SAE codes of all words as a sparse (words x latents) matrix, and the latents' names."""
     from ..interpret import feature_labels
     from ..sae.codes import workspace_codes
@@ -200,7 +202,7 @@ def concept_report(
     top_fraction: float = 0.01,
     selectivity_threshold: float = 0.5,
     min_group_words: int = 3,
-    progress: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ConceptReport:
     """Score the SAE's features and the baselines' directions as detectors of each concept group.
 
@@ -244,3 +246,20 @@ def concept_report(
                 "coverage_f1": COVERAGE_F1}
     return ConceptReport(name, methods, match, kept, skipped, [str(t) for t in ws.titles()], selectivity_threshold,
                          settings)
+
+
+def concepts_stage(ws: Workspace, groups, groups_name: str, sae: str | None = None,
+                   **kwargs: Any) -> tuple[ConceptReport, dict[str, Path]]:
+    """The concepts stage: the concept report of `groups` (named `groups_name`), written as
+    saes/<name>/concepts/<groups_name>.json and .png and recorded in the manifest."""
+    from .._io import write_json
+    from ..viz.concepts_plot import plot_best_f1_per_group
+
+    report = concept_report(ws, groups, sae=sae, **kwargs)
+    data = report.to_json()
+    folder = ws.sae_dir(report.sae_name) / "concepts"
+    files = {"json": folder / f"{groups_name}.json", "png": folder / f"{groups_name}.png"}
+    write_json(files["json"], data)
+    plot_best_f1_per_group(report, files["png"], title=f"{report.sae_name} on {ws.path.name}: {groups_name}")
+    ws.record_stage(f"concepts:{report.sae_name}:{groups_name}", {**data["settings"], "groups": groups_name})
+    return report, files

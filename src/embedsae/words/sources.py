@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, require
+from ..progress import ProgressCallback
 from ..workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def build_word_workspace(
     words_only: bool = True,
     overwrite: bool = False,
     embedder=None,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> Workspace:
     """Write a workspace whose documents are words: `source` is 'glove50', 'minilm' or a vector file path.
 

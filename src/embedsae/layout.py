@@ -1,0 +1,66 @@
+"""The workspace's on-disk layout: the name of every file and folder a stage writes, in one place.
+
+    WS/manifest.json            package version, embedding model, counts, stages run with their settings
+    WS/.manifest.lock           lock file: manifest updates are read-modify-write under it
+    WS/corpus.parquet           id, text and metadata columns
+    WS/embeddings.npy           float32 (documents x dim), opened memory-mapped
+    WS/saes/<name>/             one trained SAE (files below)
+    WS/saes/.partial-<name>/    an unfinished training run (checkpoints; resumable)
+    WS/index/                   index.json, bm25/, dense.usearch (search indexes shared by the SAEs)
+    WS/map/                     cached UMAP coordinates
+    WS/sweep/                   sweep.md, sweep.csv, sweep.png
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# ------------------------------------------------------------------ workspace root
+MANIFEST = "manifest.json"
+MANIFEST_LOCK = ".manifest.lock"
+CORPUS = "corpus.parquet"
+EMBEDDINGS = "embeddings.npy"
+SAES = "saes"
+INDEX = "index"
+MAP = "map"
+SWEEP = "sweep"
+PARTIAL_PREFIX = ".partial-"
+
+# ------------------------------------------------------------------ one SAE: saes/<name>/
+SAE_CONFIG = "cfg.json"
+SAE_WEIGHTS = "sae.safetensors"
+TRAIN_CONFIG = "train_config.json"
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_LOG_PNG = "train_log.png"
+CHECKPOINT = "checkpoint.pt"
+VAL_INDICES = "val_indices.npy"
+METRICS = "metrics.json"
+DENSITY_PNG = "density.png"
+CODES = "codes.npz"
+FEATURES_DB = "features.db"
+FAMILIES_JSON = "families.json"
+FAMILIES_HTML = "families.html"
+FAMILIES_PNG = "families.png"
+CONCEPT_INDEX = "concept_index.npz"
+ORIGIN = "origin.json"
+
+# ------------------------------------------------------------------ search indexes: index/
+INDEX_JSON = "index.json"
+BM25 = "bm25"
+ANN = "dense.usearch"
+
+# ------------------------------------------------------------------ sweep/
+SWEEP_MD = "sweep.md"
+SWEEP_CSV = "sweep.csv"
+SWEEP_PNG = "sweep.png"
+
+
+def sae_folder(root: str | os.PathLike, name: str) -> Path:
+    """The folder of a trained SAE."""
+    return Path(root) / SAES / name
+
+
+def partial_folder(root: str | os.PathLike, name: str) -> Path:
+    """The working folder of an unfinished training run."""
+    return Path(root) / SAES / f"{PARTIAL_PREFIX}{name}"
