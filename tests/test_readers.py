@@ -49,7 +49,7 @@ def test_duplicate_ids_are_named(tmp_path):
 
 def test_missing_text_field_lists_fields(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"id": "1", "content2": "a"}\n')
-    with pytest.raises(InputError, match=r"no text field.*content2.*--text-field"):
+    with pytest.raises(InputError, match=r"no text field.*content2.*`text_field`"):
         read_corpus(tmp_path / "m.jsonl")
     with pytest.raises(InputError, match=r"no text field 'body'"):
         read_corpus(tmp_path / "m.jsonl", text_field="body")

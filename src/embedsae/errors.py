@@ -15,6 +15,22 @@ class WorkspaceError(EmbedSAEError):
     """A workspace is missing, incomplete, or does not match what was asked for."""
 
 
+class WorkspaceBusyError(WorkspaceError):
+    """Another process is writing the same part of the workspace."""
+
+
+class NotAWorkspaceError(WorkspaceError):
+    """A path holds no workspace."""
+
+
+class StageMissingError(WorkspaceError):
+    """What was asked for needs a stage that has not run yet (`stage` names it: "train", "interpret", ...)."""
+
+    def __init__(self, message: str, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
 class ModelMismatchError(WorkspaceError):
     """A workspace (or SAE) was made with another embedding model or dimension than the one asked for."""
 

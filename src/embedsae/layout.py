@@ -2,6 +2,7 @@
 
     WS/manifest.json            package version, embedding model, counts, stages run with their settings
     WS/.manifest.lock           lock file: manifest updates are read-modify-write under it
+    WS/.lock-<stage>-<sae>      lock files of running writers (a second writer of the same part is refused)
     WS/corpus.parquet           id, text and metadata columns
     WS/embeddings.npy           float32 (documents x dim), opened memory-mapped
     WS/saes/<name>/             one trained SAE (files below)
@@ -19,6 +20,7 @@ from pathlib import Path
 # ------------------------------------------------------------------ workspace root
 MANIFEST = "manifest.json"
 MANIFEST_LOCK = ".manifest.lock"
+STAGE_LOCK_PREFIX = ".lock-"
 CORPUS = "corpus.parquet"
 EMBEDDINGS = "embeddings.npy"
 SAES = "saes"

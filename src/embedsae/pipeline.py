@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -45,6 +46,8 @@ def embed(
     Vectors already in `out` for the same model and corpus are reused, not recomputed. A workspace made
     with another model is an error unless `overwrite` is set.
     """
+    if limit is not None and limit < 1:
+        raise InputError(f"the record limit must be at least 1, got {limit}")
     if isinstance(corpus, pd.DataFrame):
         from .data.readers import normalise_corpus
 
@@ -77,7 +80,7 @@ def embed(
         if not same_model:
             raise ModelMismatchError(
                 f"workspace {out} was embedded with '{ws.model_id}', not '{wanted}'; embed into a new workspace "
-                "or pass --overwrite to replace it"
+                "or set `overwrite` to replace it"
             )
         if ws.manifest.get("corpus_fingerprint") == corpus_fingerprint(table) and ws.manifest["model"].get("normalized") == normalized:
             logger.info(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
@@ -107,7 +110,7 @@ def _check_existing(out: str | os.PathLike, model_id: str, dim: int, overwrite: 
     if not _same_model(model_id, ws.model_id) or ws.dim != dim:
         raise ModelMismatchError(
             f"workspace {out} holds {ws.dim}-d vectors of '{ws.model_id}', not {dim}-d vectors of '{model_id}'; "
-            "embed into a new workspace or pass --overwrite to replace it"
+            "embed into a new workspace or set `overwrite` to replace it"
         )
 
 
@@ -119,9 +122,9 @@ def default_sae_name(architecture: str, k: int, latents: int) -> str:
 def train(
     ws: Workspace | str | os.PathLike,
     *,
-    k: int = 32,
-    latents: int = 3072,
-    architecture: str = "topk",
+    k: int | None = None,
+    latents: int | None = None,
+    architecture: str | None = None,
     name: str | None = None,
     pursuit: int | None = None,
     train_vectors: np.ndarray | None = None,
@@ -133,29 +136,62 @@ def train(
     """Train an SAE on the workspace's vectors (or on `train_vectors`) into saes/<name>/.
 
     Work happens in a hidden folder holding checkpoints; only a finished SAE is moved into place, so a
-    killed run leaves the previous SAE of that name intact and `resume=True` continues it. `pursuit` sets
-    `SAEConfig.pursuit` (how the trained SAE encodes; default 4, 0 = plain top-k).
+    killed run leaves the previous SAE of that name intact and `resume=True` continues it. `k`, `latents`
+    (n_latents), `architecture` and `pursuit` are SAEConfig settings, `train_kwargs` TrainConfig ones; those
+    not given keep their defaults.
     """
-    from .sae import SAEConfig, create_sae
-    from .sae.trainer import TrainConfig, config_dict, train_on_array
+    from .sae import SAEConfig
+    from .sae.trainer import TrainConfig
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    name = name or default_sae_name(architecture, k, latents)
+    given = {"k": k, "n_latents": latents, "architecture": architecture, "pursuit": pursuit}
+    cfg = SAEConfig(d_in=ws.dim, model_id=ws.model_id, **{key: v for key, v in given.items() if v is not None})
+    unknown = sorted(set(train_kwargs) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise InputError(f"unknown training setting(s) {', '.join(unknown)}; the settings are those of TrainConfig")
+    tcfg = TrainConfig(**train_kwargs)
+    name = name or default_sae_name(cfg.architecture, cfg.k, cfg.n_latents)
     _check_name(name)
     vectors = np.asarray(ws.embeddings if train_vectors is None else train_vectors, dtype=np.float32)
     if vectors.shape[1] != ws.dim:
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
-    cfg = SAEConfig(d_in=ws.dim, n_latents=latents, k=k, architecture=architecture, model_id=ws.model_id,
-                    **({} if pursuit is None else {"pursuit": pursuit}))
-    tcfg = TrainConfig(**train_kwargs)
+    with ws.stage_lock(f"train-{name}"):
+        return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
+
+
+def _check_resumable(work: Path, cfg: Any) -> None:
+    """Refuse to resume a run that was started with another SAE shape."""
+    path = work / layout.TRAIN_CONFIG
+    if not (work / layout.CHECKPOINT).is_file() or not path.is_file():
+        return
+    old = read_json(path).get("sae", {})
+    changed = [f"{key} {old.get(key)} -> {getattr(cfg, key)}" for key in ("d_in", "n_latents", "k", "architecture")
+               if old.get(key) != getattr(cfg, key)]
+    if changed:
+        raise InputError(
+            f"the unfinished run of '{work.name.removeprefix(layout.PARTIAL_PREFIX)}' was started with other settings "
+            f"({', '.join(changed)}); resume it with the same settings, or start it afresh without `resume`"
+        )
+
+
+def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: np.ndarray, own_vectors: bool,
+                  resume: bool, progress: ProgressCallback | None, evaluate: bool):
+    from .sae import create_sae
+    from .sae.trainer import config_dict, train_on_array
+
     work = layout.partial_folder(ws.path, name)
     if not resume and work.exists():
+        if (work / layout.CHECKPOINT).is_file():
+            logger.info(f"discarding the unfinished run of '{name}' (resume it instead by setting `resume`)")
         shutil.rmtree(work)
+    if resume:
+        _check_resumable(work, cfg)
     if resume and not (work / layout.CHECKPOINT).is_file():
         logger.info(f"no unfinished run of '{name}' to resume; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)
     write_json(work / layout.TRAIN_CONFIG, {"sae": cfg.to_dict(), "train": config_dict(tcfg)})
-    logger.info(f"training {architecture} SAE '{name}': k={k}, {latents} latents, {len(vectors)} vectors of dim {ws.dim}")
+    logger.info(f"training {cfg.architecture} SAE '{name}': k={cfg.k}, {cfg.n_latents} latents, {len(vectors)} vectors "
+                f"of dim {ws.dim}")
     t0 = time.perf_counter()
     import torch
 
@@ -164,7 +200,7 @@ def train(
     sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
     seconds = time.perf_counter() - t0
     sae.save(work)
-    if train_vectors is None:  # held-out rows of this workspace (trained on other vectors, all of its rows are)
+    if own_vectors:  # held-out rows of this workspace (trained on other vectors, all of its rows are)
         save_npy(work / layout.VAL_INDICES, val_idx.astype(np.int64))
     final = ws.sae_dir(name)
     if final.exists():

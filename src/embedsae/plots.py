@@ -64,10 +64,14 @@ def plot_training_log(rows: list[dict[str, Any]], path: str | os.PathLike, title
     if val:
         ax.plot(*zip(*val), marker=".", label="held-out NMSE")
     ax.set_xlabel("step")
-    ax.set_ylabel("NMSE")
+    ax.set_ylabel("NMSE (log scale)")
+    if all(r["nmse"] > 0 for r in rows) and all(v > 0 for _, v in val):
+        ax.set_yscale("log")  # early NMSE can be far above 1; a linear axis flattens the converged curves
     ax2 = ax.twinx()
     ax2.plot(steps, [r["dead_fraction"] for r in rows], color="grey", linestyle=":", label="dead fraction")
     ax2.set_ylabel("dead fraction")
-    ax.legend(loc="upper right")
+    lines = ax.get_legend_handles_labels()
+    more = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
     ax.set_title(title)
     _save(fig, path)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .errors import InputError, WorkspaceError
+from .errors import InputError, StageMissingError
 from .progress import ProgressCallback
 from .workspace import Workspace
 
@@ -207,7 +207,8 @@ class Project:
             raise InputError(f"the page size must be 0 or more, got {limit}")
         t = self.feature_table()
         if t is None:
-            raise WorkspaceError(f"SAE '{self.sae_name}' of workspace {self.path} has not been interpreted yet")
+            raise StageMissingError(f"SAE '{self.sae_name}' of workspace {self.path} has not been interpreted yet",
+                                    "interpret")
         t = t[t["n_active"] > 0]
         if search:
             t = t[t["label"].fillna("").str.contains(search, case=False, regex=False)]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import __version__, layout
 from ._io import atomic_path, read_json, save_npy, write_json
-from .errors import ModelMismatchError, WorkspaceError
+from .errors import ModelMismatchError, NotAWorkspaceError, StageMissingError, WorkspaceBusyError, WorkspaceError
 
 MANIFEST = layout.MANIFEST
 FORMAT_VERSION = 1
@@ -97,10 +97,15 @@ class Workspace:
         """Open a workspace; raise if it is missing or was made with another model or dimension."""
         path = Path(path)
         if not (path / MANIFEST).is_file():
+            raise NotAWorkspaceError(f"{path} is not an embedsae workspace (no {MANIFEST}); embed a corpus into it first")
+        try:
+            manifest = read_json(path / MANIFEST)
+            manifest["model"]["id"], manifest["model"]["dim"], manifest["counts"]["documents"]  # noqa: B018
+        except (ValueError, KeyError, TypeError) as exc:
             raise WorkspaceError(
-                f"{path} is not an embedsae workspace (no {MANIFEST}); create one with: embedsae embed CORPUS -o {path}"
-            )
-        manifest = read_json(path / MANIFEST)
+                f"the manifest of workspace {path} is damaged ({MANIFEST}: {exc}); restore it, or embed the corpus "
+                "into a new workspace"
+            ) from exc
         ws = cls(path, manifest)
         if expect_model is not None and ws.model_id != expect_model:
             raise ModelMismatchError(
@@ -143,6 +148,36 @@ class Workspace:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def stage_lock(self, what: str) -> Iterator[None]:
+        """Hold the lock of one writing stage (e.g. "train-NAME"), or fail at once when another process holds it.
+
+        A second writer is told, never silently discarded; the lock goes with the process (flock), so a killed
+        run leaves nothing to clean up."""
+        import fcntl
+
+        path = self.path / f"{layout.STAGE_LOCK_PREFIX}{what}"
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise WorkspaceBusyError(
+                    f"workspace {self.path} is busy: {holder} is running {what.replace('-', ' ', 1)}; wait for it to "
+                    "finish or use another name"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"process {os.getpid()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def update_manifest(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Apply `change` to the manifest as it is on disk now, under the lock, and write it back."""
         with self.manifest_lock():
@@ -183,7 +218,11 @@ class Workspace:
     def embeddings(self) -> np.ndarray:
         """The document vectors, memory-mapped read-only."""
         if self._embeddings is None:
-            arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
+            try:
+                arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as exc:
+                raise WorkspaceError(f"workspace {self.path}: {layout.EMBEDDINGS} is damaged ({exc}); embed the corpus "
+                                     "again") from exc
             if arr.shape != (self.n_documents, self.dim):
                 raise WorkspaceError(
                     f"workspace {self.path}: embeddings.npy has shape {arr.shape}, the manifest says "
@@ -240,9 +279,7 @@ class Workspace:
         if latest in names:
             return latest
         if not names:
-            raise WorkspaceError(
-                f"workspace {self.path} has no trained SAE yet; train one with: embedsae train {self.path} --k 32 --latents 3072"
-            )
+            raise StageMissingError(f"workspace {self.path} has no trained SAE yet; train one first", "train")
         return names[-1]
 
     def sae_dir(self, name: str) -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import InputError
 from .bars import progress_callback
+from .options import add_settings_args, settings_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--recompute", action="store_true",
+                   help="evaluate again even when stored figures exist (writes metrics.json and density.png)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of k x latents")
@@ -65,31 +68,24 @@ def _corpus_args(p: argparse.ArgumentParser, demo: bool = False) -> None:
 
 
 def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    from ..sae.config import SAEConfig, TrainConfig
+
     if not grid:
-        p.add_argument("--k", type=int, default=32, help="active latents per vector (default 32)")
-        p.add_argument("--latents", type=int, default=3072, help="number of latents (default 3072)")
-    p.add_argument("--architecture", default="topk", choices=["topk", "batchtopk", "relu"], help="SAE architecture")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the vectors (default 30, more when that would be under 500 steps)")
-    p.add_argument("--batch-size", type=int, default=None, help="vectors per step (default 256)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--noise", type=float, default=None,
-                   help="training input noise as a share of the mean vector norm (default 0.3; 0 turns it off)")
-    p.add_argument("--init", choices=["auto", "data", "random"], default=None,
-                   help="where latents start: at training vectors (data) or random directions; default auto: data "
-                        "for topk and batchtopk, random for relu")
-    p.add_argument("--pursuit", type=int, default=None,
-                   help="top-k encoding: matching pursuit over the encoder's N x k strongest latents (default 4; "
-                        "0 = plain top-k encoder)")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: each epoch)")
+        add_settings_args(p, SAEConfig, only=("k", "n_latents"), flags={"n_latents": "--latents"})
+    add_settings_args(p, SAEConfig, only=("architecture", "pursuit"))
+    add_settings_args(p, TrainConfig, only=("epochs", "batch_size", "lr", "seed", "noise", "init", "device",
+                                            "checkpoint_every"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    keys = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device", "noise": "noise",
-            "checkpoint_every": "checkpoint_every", "pursuit": "pursuit", "init": "init"}
-    return {dst: getattr(args, src) for src, dst in keys.items() if getattr(args, src, None) is not None}
+    """The settings given on the command line, as keyword arguments of pipeline.train."""
+    from ..sae.config import SAEConfig, TrainConfig
+
+    kwargs = {**settings_kwargs(TrainConfig, args), **settings_kwargs(SAEConfig, args)}
+    if "n_latents" in kwargs:
+        kwargs["latents"] = kwargs.pop("n_latents")
+    return kwargs
 
 
 def _embed_from_args(args: argparse.Namespace):
@@ -125,18 +121,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.train_on:
         other = Workspace.open(args.train_on, expect_model=ws.model_id, expect_dim=ws.dim)
         train_vectors = other.embeddings
-    pipeline.train(
-        ws, k=args.k, latents=args.latents, architecture=args.architecture, name=args.name,
-        train_vectors=train_vectors, resume=args.resume, progress=progress_callback(args.quiet), **_train_kwargs(args),
-    )
+    pipeline.train(ws, name=args.name, train_vectors=train_vectors, resume=args.resume,
+                   progress=progress_callback(args.quiet), **_train_kwargs(args))
     _print_metrics(pipeline.load_metrics(ws, ws.resolve_sae(args.name)))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .. import pipeline
+    from ..project import Project
 
-    m = pipeline.evaluate_sae(args.workspace, args.sae)
+    project = Project(args.workspace, args.sae)
+    m = None if args.recompute else project.metrics()
+    if m is None:
+        m = pipeline.evaluate_sae(project.workspace, project.sae_name)
     if args.json:
         print(json.dumps(m))
     else:
@@ -159,8 +157,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     ks, latents = _int_list(args.k, "--k"), _int_list(args.latents, "--latents")
-    table = pipeline.sweep(args.workspace, ks, latents, architecture=args.architecture, progress=progress_callback(args.quiet),
-                           **_train_kwargs(args))
+    kwargs = _train_kwargs(args)
+    kwargs.pop("k", None)  # the grid's
+    table = pipeline.sweep(args.workspace, ks, latents, progress=progress_callback(args.quiet), **kwargs)
     print(pipeline.markdown_table(table))
     print(f"wrote {args.workspace}/sweep/sweep.md, sweep.csv and sweep.png")
     return 0
@@ -201,8 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     ws = _embed_from_args(args)
-    pipeline.train(ws, k=args.k, latents=args.latents, architecture=args.architecture, progress=progress_callback(args.quiet),
-                   **_train_kwargs(args))
+    pipeline.train(ws, progress=progress_callback(args.quiet), **_train_kwargs(args))
     name = ws.resolve_sae()
     for stage in pipeline.run_stages():
         stage(ws, name, progress=progress_callback(args.quiet))

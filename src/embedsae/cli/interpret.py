@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..errors import InputError, WorkspaceError
+from ..errors import InputError
 from .bars import progress_callback
 
 
@@ -100,10 +100,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 0:
         raise InputError(f"--limit takes 0 or a positive number, got {args.limit}")
-    try:
-        page = _project(args).features(search=args.search, sort=args.sort, clean=args.clean, limit=args.limit)
-    except WorkspaceError as exc:
-        raise WorkspaceError(f"{exc}; run: embedsae interpret {args.workspace}") from exc
+    page = _project(args).features(search=args.search, sort=args.sort, clean=args.clean, limit=args.limit)
     if args.export:
         path = export_table(page.table, args.export)
         print(f"wrote {len(page.items)} features to {path}", file=sys.stderr)

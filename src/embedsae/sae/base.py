@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,63 +14,7 @@ from torch import Tensor, nn
 from .. import layout
 from .._io import atomic_path, write_json
 from ..errors import InputError, WorkspaceError
-
-
-@dataclass
-class SAEConfig:
-    """Shape and kind of an SAE."""
-
-    d_in: int
-    """Dimension of the input vectors."""
-    n_latents: int
-    """Number of latent features (dictionary size)."""
-    k: int = 32
-    """Active latents per vector (top-k / BatchTopK); for ReLU, the cap used by encode_sparse."""
-    architecture: str = "topk"
-    """A registered architecture (embedsae.sae.ARCHITECTURES): topk, batchtopk, relu, ..."""
-    aux_k: int | None = None
-    """Dead latents used by the auxiliary loss (default 2k)."""
-    aux_coef: float = 1 / 32
-    """Weight of the auxiliary dead-latent loss."""
-    multik: int | None = None
-    """If set, also train the reconstruction at this larger k (e.g. 4k)."""
-    multik_coef: float = 1 / 8
-    """Weight of the multi-k loss."""
-    l1_coef: float = 5e-3
-    """L1 penalty (ReLU SAE only)."""
-    pursuit: int = 4
-    """Top-k only: encode by non-negative orthogonal matching pursuit over the encoder's `pursuit` x k
-    strongest latents (values refit by least squares on the decoder; 0 = the plain top-k and ReLU encoder).
-    Training is unchanged; every encode (codes, search, evaluation) uses it. Set to 0 for other
-    architectures; SAEs saved without this field load with 0."""
-    model_id: str | None = None
-    """Embedding model whose vectors the SAE was trained on (checked when applying it to a workspace)."""
-
-    def __post_init__(self) -> None:
-        if self.d_in <= 0 or self.n_latents <= 0:
-            raise InputError(f"d_in and n_latents must be positive (got {self.d_in}, {self.n_latents})")
-        if self.k <= 0 or self.k > self.n_latents:
-            raise InputError(f"k must be between 1 and the number of latents ({self.n_latents}); got {self.k}")
-        if self.architecture not in architectures():
-            raise InputError(f"unknown SAE architecture '{self.architecture}'; use one of {', '.join(ARCHITECTURES)}")
-        if self.pursuit < 0:
-            raise InputError(f"pursuit must be 0 (off) or a positive candidate multiple of k; got {self.pursuit}")
-        if not ARCHITECTURES[self.architecture].supports_pursuit:
-            self.pursuit = 0
-
-    @property
-    def effective_aux_k(self) -> int:
-        return min(self.aux_k or 2 * self.k, self.n_latents)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        # SAEs saved before the pursuit encoder existed were evaluated with plain top-k: keep that
-        return cls(**{"pursuit": 0, **{k: v for k, v in d.items() if k in known}})
-
+from .config import SAEConfig
 
 ARCHITECTURES: dict[str, type[SAE]] = {}
 """The registered SAE architectures by name (see `register_architecture`); use `architectures()` to read it."""
@@ -292,10 +234,16 @@ def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> S
     cfg_file, weights = folder / layout.SAE_CONFIG, folder / layout.SAE_WEIGHTS
     if not cfg_file.is_file() or not weights.is_file():
         raise WorkspaceError(f"{folder} holds no saved SAE ({layout.SAE_CONFIG} and {layout.SAE_WEIGHTS} are needed)")
-    with open(cfg_file, encoding="utf-8") as f:
-        cfg = SAEConfig.from_dict(json.load(f))
+    try:
+        with open(cfg_file, encoding="utf-8") as f:
+            cfg = SAEConfig.from_dict(json.load(f))
+    except (ValueError, TypeError) as exc:
+        raise WorkspaceError(f"the SAE in {folder} is damaged ({layout.SAE_CONFIG}: {exc}); train it again") from exc
     sae = create_sae(cfg)
-    sae.load_state_dict(load_file(str(weights)))
+    try:
+        sae.load_state_dict(load_file(str(weights)))
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise WorkspaceError(f"the SAE in {folder} is damaged ({layout.SAE_WEIGHTS}: {exc}); train it again") from exc
     return sae.to(device).eval()
 
 

@@ -11,7 +11,6 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,54 +22,7 @@ from .._io import atomic_path
 from ..errors import InputError
 from ..progress import ProgressCallback, Tracker
 from .base import SAE
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (the seed recipe's defaults, with a learning rate suited to small corpora)."""
-
-    lr: float = 1e-3
-    """Adam learning rate."""
-    batch_size: int = 256
-    """Vectors per step (the seed used 1024 on millions of vectors; smaller batches suit corpora of thousands)."""
-    epochs: int | None = None
-    """Passes over the training vectors (train_on_array only); default 30, more for small corpora (see min_steps)."""
-    min_steps: int = 500
-    """With the default epochs, train at least this many steps (small corpora need more passes)."""
-    warmup_steps: int = 50
-    """Linear learning-rate warm-up (capped at 5% of the steps)."""
-    decay_fraction: float = 0.2
-    """Share of the final steps over which the learning rate decays linearly to zero."""
-    grad_clip: float = 1.0
-    """Global gradient-norm clip."""
-    seed: int = 0
-    """Seed for initialisation and shuffling."""
-    val_fraction: float = 0.05
-    """Share of vectors held out for validation (train_on_array only)."""
-    dead_after: int | None = None
-    """A latent not fired for this many vectors is dead (default: one epoch, at most 10M)."""
-    log_every: int = 10
-    """Steps between host-side metric reads (progress bar and log)."""
-    val_every: int = 100
-    """Steps between held-out NMSE evaluations in the log (rounded up to a log step; always at the end)."""
-    checkpoint_every: int = 0
-    """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
-    noise: float = 0.3
-    """Gaussian input noise while training, as a share of the mean vector norm (regularises small corpora)."""
-    init: str = "auto"
-    """Where latents start. 'data': each at a different training vector (centred, unit norm); 'random': at a
-    random direction, as in the seed; 'auto': data for top-k and BatchTopK, random for ReLU. On the 6,276 arXiv
-    abstracts (k 32, 3,072 latents) data starts give top-k features that are easier to name (mean label AUC
-    0.81 -> 0.92) and a lower held-out NMSE (0.235 -> 0.225; BatchTopK 0.377 -> 0.334); a ReLU SAE keeps more
-    latents alive from data starts (100 % vs 81 %) but reconstructs held-out vectors worse (0.074 vs 0.050)."""
-    device: str = "auto"
-    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
-    bf16: bool = True
-    """bf16 autocast on CUDA."""
-    cuda_graphs: bool = True
-    """On CUDA, capture each training step once and replay it as a CUDA graph (see sae/graphs.py)."""
-    fused_update: bool = True
-    """On CUDA with Triton, do projection, clipping, Adam and renormalisation in two kernels (sae/fused_update.py)."""
+from .config import TrainConfig
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -78,7 +30,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device '{device}' was asked for but CUDA is not available here; use --device cpu")
+        raise InputError(f"device '{device}' was asked for but CUDA is not available here; set `device` to cpu")
     return torch.device(device)
 
 
@@ -339,9 +291,6 @@ def train_on_array(
     """
     if len(vectors) == 0:
         raise InputError("no vectors to train on: the corpus is empty")
-    if cfg.init not in ("auto", "data", "random"):
-        raise InputError(f"unknown initialisation '{cfg.init}': use 'data' (latents start at training vectors), "
-                         "'random' or 'auto'")
     data_init = cfg.init == "data" or (cfg.init == "auto" and sae.default_init == "data")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -390,4 +339,4 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return asdict(cfg)
+    return cfg.to_dict()

@@ -59,7 +59,7 @@ def match_saes(ws: Workspace, from_sae: str, to_sae: str, *, min_cosine: float =
         raise InputError(f"min_cosine must be between -1 and 1, got {min_cosine}")
     a_name, b_name = ws.resolve_sae(from_sae), ws.resolve_sae(to_sae)
     if a_name == b_name:
-        raise InputError(f"--from and --to name the same SAE ('{a_name}'); give two different SAEs")
+        raise InputError(f"`from_sae` and `to_sae` name the same SAE ('{a_name}'); give two different SAEs")
     a_sae, b_sae = ws.load_sae(a_name), ws.load_sae(b_name)
     a_codes, b_codes = workspace_codes(ws, a_name), workspace_codes(ws, b_name)
     a_alive, b_alive = a_codes.density() > 0, b_codes.density() > 0

@@ -41,7 +41,7 @@ def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int
     """UMAP coordinates (documents x dims) of the workspace's vectors, computed once and cached in WS/map/
     (with `save`; views pass False and keep them in memory)."""
     if dims not in (2, 3):
-        raise InputError(f"--dims must be 2 or 3, got {dims}")
+        raise InputError(f"`dims` must be 2 or 3, got {dims}")
     settings = {"dims": dims, "seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist,
                 "fingerprint": ws.manifest.get("corpus_fingerprint"), "n": ws.n_documents, "model": ws.model_id}
     folder = ws.path / layout.MAP
@@ -71,7 +71,7 @@ def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | Non
         return None
     if color_by == "group":
         if groups is None:
-            raise InputError("--color-by group needs --groups FILE (a categories CSV or 'Group: w1, w2' lines)")
+            raise InputError("colouring by group needs `groups` (a categories CSV or 'Group: w1, w2' lines)")
         match = groups.match(ws.ids)
         labels = [OTHER] * ws.n_documents
         for name in match.names:
@@ -84,7 +84,7 @@ def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | Non
         try:
             feature = int(color_by.split(":", 1)[1])
         except ValueError as exc:
-            raise InputError(f"--color-by feature:ID takes a whole-number feature id, got '{color_by}'") from exc
+            raise InputError(f"`color_by` feature:ID takes a whole-number feature id, got '{color_by}'") from exc
         from ..sae.codes import workspace_codes
 
         codes = workspace_codes(ws, sae)
@@ -98,7 +98,7 @@ def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | Non
             raise InputError(f"the corpus has no column '{col}'; it has: {', '.join(map(str, ws.corpus.columns))}")
         labels = [_first_label(v) for v in ws.corpus[col]]
         return Coloring("column", col, labels=labels)
-    raise InputError(f"unknown --color-by '{color_by}': use group, feature:ID, column:NAME or none")
+    raise InputError(f"unknown `color_by` '{color_by}': use group, feature:ID, column:NAME or none")
 
 
 def _first_label(value: Any) -> str:

@@ -229,9 +229,9 @@ def concept_report(
         from .sources import RECOMMENDED_TRAIN as rec
 
         raise WorkspaceError(
-            f"workspace {ws.path} has no trained SAE yet; for word vectors train one with: embedsae train {ws.path} "
-            f"--k {rec['k']} --latents {rec['latents']} --epochs {rec['epochs']} --lr {rec['lr']} "
-            f"--batch-size {rec['batch_size']} --init {rec['init']}"
+            f"workspace {ws.path} has no trained SAE yet; for word vectors train one with the recommended settings "
+            f"(`k` {rec['k']}, `latents` {rec['latents']}, `epochs` {rec['epochs']}, `lr` {rec['lr']}, "
+            f"`batch_size` {rec['batch_size']}, `init` {rec['init']})"
         )
     name = ws.resolve_sae(sae)
     methods: dict[str, MethodScores] = {}

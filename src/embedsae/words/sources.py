@@ -41,12 +41,12 @@ def is_word(token: str) -> bool:
 def _select(words: list[str], vectors: np.ndarray, top: int | None, words_only: bool) -> tuple[list[str], np.ndarray]:
     """The first `top` entries (most frequent first), after dropping non-words when `words_only`."""
     if top is not None and top <= 0:
-        raise InputError(f"--top must be a positive number of words, got {top}")
+        raise InputError(f"`top` must be a positive number of words, got {top}")
     keep = [i for i, w in enumerate(words) if is_word(w)] if words_only else list(range(len(words)))
     if top is not None:
         keep = keep[:top]
     if not keep:
-        raise InputError("no words left to use: the source holds no word-like tokens (pass --all-tokens to keep every token)")
+        raise InputError("no words left to use: the source holds no word-like tokens (set `all_tokens` to keep every token)")
     return [words[i] for i in keep], np.asarray(vectors[np.asarray(keep)], dtype=np.float32)
 
 
@@ -70,7 +70,7 @@ def read_text_vectors(
     """Read a word2vec or GloVe text file (`word v1 v2 ...` per line, optional `count dim` header, .gz ok)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"word vector file not found: {path}; give a word2vec/GloVe text file, or --source glove50|minilm")
+        raise InputError(f"word vector file not found: {path}; give a word2vec/GloVe text file, or the source glove50 or minilm")
     opener = gzip.open if path.suffix == ".gz" else open
     words: list[str] = []
     rows: list[np.ndarray] = []
