@@ -155,6 +155,8 @@ def train(
     vectors = np.asarray(ws.embeddings if train_vectors is None else train_vectors, dtype=np.float32)
     if vectors.shape[1] != ws.dim:
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
+    if resume:
+        _check_resumable(layout.partial_folder(ws.path, name), cfg)
     with ws.stage_lock(f"train-{name}"):
         return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
 
@@ -184,8 +186,6 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: np.nda
         if (work / layout.CHECKPOINT).is_file():
             logger.info(f"discarding the unfinished run of '{name}' (resume it instead by setting `resume`)")
         shutil.rmtree(work)
-    if resume:
-        _check_resumable(work, cfg)
     if resume and not (work / layout.CHECKPOINT).is_file():
         logger.info(f"no unfinished run of '{name}' to resume; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)

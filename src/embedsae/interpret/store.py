@@ -103,6 +103,13 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        """Close; a writer leaves the database in rollback-journal mode, so readers later touch no file."""
+        if not self.readonly:
+            try:
+                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.con.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                pass  # another connection is open: it switches back when it closes
         self.con.close()
 
     def __enter__(self) -> FeatureStore:

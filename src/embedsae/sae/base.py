@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import layout
-from .._io import atomic_path, write_json
+from .._io import write_bytes, write_json
 from ..errors import InputError, WorkspaceError
 from .config import SAEConfig
 
@@ -216,13 +216,12 @@ class SAE(nn.Module):
     # ------------------------------------------------------------------ serialisation
     def save(self, folder: str | os.PathLike) -> None:
         """Write cfg.json and sae.safetensors (atomically) into `folder`."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(folder / layout.SAE_WEIGHTS) as tmp:
-            save_file(tensors, str(tmp), metadata={"architecture": self.architecture})
+        write_bytes(folder / layout.SAE_WEIGHTS, save(tensors, metadata={"architecture": self.architecture}))
         write_json(folder / layout.SAE_CONFIG, self.cfg.to_dict())
 
 

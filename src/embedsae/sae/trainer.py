@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_path
+from .. import layout
+from .._io import atomic_path, write_bytes
 from ..errors import InputError
 from ..progress import ProgressCallback, Tracker
 from .base import SAE
@@ -116,14 +117,17 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.checkpoint_dir is None:
             return
-        with atomic_path(self.checkpoint_dir / "checkpoint.pt") as tmp:
-            torch.save(self.state_dict(), tmp)
+        import io
+
+        buffer = io.BytesIO()  # serialised in memory, so a full disk is an OSError (ENOSPC), not torch's message
+        torch.save(self.state_dict(), buffer)
+        write_bytes(self.checkpoint_dir / layout.CHECKPOINT, buffer.getvalue())
 
     def try_resume(self) -> bool:
         """Load the checkpoint in checkpoint_dir if there is one; True when it was loaded."""
-        if self.checkpoint_dir is None or not (self.checkpoint_dir / "checkpoint.pt").is_file():
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / layout.CHECKPOINT).is_file():
             return False
-        state = torch.load(self.checkpoint_dir / "checkpoint.pt", map_location=self.device, weights_only=False)
+        state = torch.load(self.checkpoint_dir / layout.CHECKPOINT, map_location=self.device, weights_only=False)
         self.load_state_dict(state)
         return True
 
@@ -321,7 +325,7 @@ def train_on_array(
         batches = _take(batches, stop_after)
     trainer.fit(batches, checkpoint_at=range(spe, total + 1, spe) if out_dir else ())
     if out_dir is not None:
-        write_log(Path(out_dir) / "train_log.jsonl", trainer.log)
+        write_log(Path(out_dir) / layout.TRAIN_LOG, trainer.log)
     return trainer.sae, trainer, val_idx
 
 
