@@ -199,7 +199,7 @@ def test_llm_labeller_end_to_end(arxiv_trained, copy_ws, fake_llm):
 
     ws = copy_ws(arxiv_trained)
     llm = cfg(fake_llm.url)
-    s = interpret(ws, labeller="llm", llm=llm, max_features=12, batch_size=4, progress=False)
+    s = interpret(ws, labeller="llm", llm=llm, max_features=12, batch_size=4)
     assert s["interpreted"] == 12 and s["failed"] == 0
     n_req = len(fake_llm.requests)
     assert n_req == 24  # one labelling and one detection request per feature
@@ -216,7 +216,7 @@ def test_llm_labeller_end_to_end(arxiv_trained, copy_ws, fake_llm):
     assert (done["labeller"] == "llm:fake-model").all()
 
     # a second run finds everything done: nothing is sent
-    s2 = interpret(ws, labeller="llm", llm=llm, max_features=12, batch_size=4, progress=False)
+    s2 = interpret(ws, labeller="llm", llm=llm, max_features=12, batch_size=4)
     assert s2["skipped"] == 12 and len(fake_llm.requests) == n_req
 
 
@@ -229,18 +229,18 @@ def test_llm_failures_keep_finished_labels(arxiv_trained, copy_ws, fake_llm):
     fake_llm.fail_after = 8  # the endpoint dies after two batches of 2 features (label + detection each)
     llm = cfg(fake_llm.url, retries=1, concurrency=1)
     with pytest.raises(LLMEndpointError, match="finished features are kept"):
-        interpret(ws, labeller="llm", llm=llm, max_features=10, batch_size=2, progress=False)
+        interpret(ws, labeller="llm", llm=llm, max_features=10, batch_size=2)
     kept = feature_labels(ws)
     assert len(kept) == 4
 
     # the endpoint is back, but answers one feature's prompt without a FINAL line
     fake_llm.fail_after = None
     fake_llm.malformed_when = "\n"  # every label prompt: all remaining features fail cleanly
-    s = interpret(ws, labeller="llm", llm=llm, max_features=10, batch_size=2, progress=False)
+    s = interpret(ws, labeller="llm", llm=llm, max_features=10, batch_size=2)
     assert s["skipped"] == 4 and s["failed"] == 6 and len(feature_labels(ws)) == 4
     # fixed: only the failed features are asked again (malformed answers were not cached)
     fake_llm.malformed_when = None
     n = len(fake_llm.requests)
-    s = interpret(ws, labeller="llm", llm=llm, max_features=10, batch_size=2, progress=False)
+    s = interpret(ws, labeller="llm", llm=llm, max_features=10, batch_size=2)
     assert s["interpreted"] == 10 and s["skipped"] == 4
     assert len(fake_llm.requests) - n == 12

@@ -32,7 +32,7 @@ def interpreted(arxiv_trained, tmp_path_factory):
     dst = tmp_path_factory.mktemp("interp") / "ws"
     shutil.copytree(arxiv_trained.path, dst)
     ws = Workspace.open(dst)
-    summary = interpret(ws, max_features=N_FEATURES, progress=False)
+    summary = interpret(ws, max_features=N_FEATURES)
     return ws, summary
 
 
@@ -176,7 +176,7 @@ def test_killed_run_resumes_without_redoing(arxiv_trained, copy_ws):
 
     from embedsae.interpret.stage import interpret
 
-    s = interpret(ws, max_features=300, batch_size=30, progress=False)
+    s = interpret(ws, max_features=300, batch_size=30)
     assert s["skipped"] == len(first) and s["interpreted"] == 300
     with sqlite3.connect(db) as con:
         after = dict(con.execute("SELECT id, run FROM features WHERE status = 'done'").fetchall())

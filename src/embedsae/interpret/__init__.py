@@ -1,45 +1,77 @@
 """Feature interpretation: examples, labels and scores per SAE feature, kept in SQLite in the workspace.
 
-The two accessors below are the contract other stages (families, search, the app) rely on; they work
-(returning nothing) before `embedsae interpret` has run.
+The two accessors below are the contract other views (search hits, neighbours, families, feature cards, the
+map) rely on: every view takes its labels from `feature_labels`, so a feature reads the same everywhere. They
+open the store read-only and never write a file.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
 from ..workspace import Workspace
 
+if TYPE_CHECKING:
+    from ..sae.codes import Codes
+
 DB_NAME = "features.db"
+
+INTERPRETED = "interpret"
+"""`FeatureLabels.source` of labels made by the interpret stage."""
+KEYWORDS = "keywords"
+"""`FeatureLabels.source` of the quick title keywords given to an SAE that was never interpreted."""
+
+
+class FeatureLabels(dict):
+    """Feature id -> label, and where the labels come from (`source`: INTERPRETED or KEYWORDS)."""
+
+    def __init__(self, labels: dict[int, str], source: str) -> None:
+        super().__init__(labels)
+        self.source = source
+
+    @property
+    def interpreted(self) -> bool:
+        """False for the quick keyword labels of an SAE that `interpret` has not labelled yet."""
+        return self.source == INTERPRETED
 
 
 def _db_path(ws: Workspace, sae: str):
     return ws.sae_dir(sae) / DB_NAME
 
 
-def feature_labels(ws: Workspace, sae: str | None = None) -> dict[int, str]:
-    """Feature id -> label for an interpreted SAE; empty when it has not been interpreted."""
-    name = ws.resolve_sae(sae)
-    path = _db_path(ws, name)
+def _read(ws: Workspace, sae: str, sql: str) -> list[tuple] | None:
+    """Rows of a query on the SAE's feature store, opened read-only; None when there is no store or table."""
+    path = _db_path(ws, sae)
     if not path.is_file():
-        return {}
-    with sqlite3.connect(path) as con:
-        try:
-            rows = con.execute("SELECT id, label FROM features WHERE label IS NOT NULL").fetchall()
-        except sqlite3.OperationalError:
-            return {}
-    return {int(i): str(label) for i, label in rows}
+        return None
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        con.close()
+
+
+def feature_labels(ws: Workspace, sae: str | None = None, *, codes: Codes | None = None) -> FeatureLabels:
+    """The label of every labelled feature: the interpret stage's labels, or, for an SAE never interpreted,
+    quick keyword labels from the titles of each feature's top documents (`source` says which).
+
+    `codes` (the SAE's codes of the workspace's documents) saves loading them for the keyword fallback.
+    """
+    name = ws.resolve_sae(sae)
+    rows = _read(ws, name, "SELECT id, label FROM features WHERE label IS NOT NULL")
+    if rows:
+        return FeatureLabels({int(i): str(label) for i, label in rows}, INTERPRETED)
+    from ..sae.codes import workspace_codes
+    from .keywords import title_keyword_labels
+
+    codes = codes if codes is not None else workspace_codes(ws, name)
+    return FeatureLabels(title_keyword_labels(ws.titles(), codes.to_csr().tocsc()), KEYWORDS)
 
 
 def clean_features(ws: Workspace, sae: str | None = None) -> set[int] | None:
     """Ids of the features that pass the clean-feature filter, or None when the SAE is not interpreted."""
-    name = ws.resolve_sae(sae)
-    path = _db_path(ws, name)
-    if not path.is_file():
-        return None
-    with sqlite3.connect(path) as con:
-        try:
-            rows = con.execute("SELECT id FROM features WHERE clean = 1").fetchall()
-        except sqlite3.OperationalError:
-            return None
-    return {int(r[0]) for r in rows}
+    rows = _read(ws, ws.resolve_sae(sae), "SELECT id FROM features WHERE clean = 1")
+    return None if rows is None else {int(r[0]) for r in rows}

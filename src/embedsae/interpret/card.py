@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from . import INTERPRETED, feature_labels
 from .store import FeatureStore, feature_records
 
 _BARS = " ▁▂▃▄▅▆▇█"
@@ -22,6 +23,10 @@ def feature_card(ws, sae: str, store: FeatureStore, feature: int, *, top: int = 
     t = store.table()
     row = t[t["id"] == feature]
     rec = feature_records(row)[0] if len(row) else {"id": feature, "label": None, "scores": {}}
+    rec["label_source"] = INTERPRETED
+    if not rec.get("label"):
+        labels = feature_labels(ws, sae, codes=codes)
+        rec["label"], rec["label_source"] = labels.get(feature), labels.source
     mask = codes.indices == feature
     docs = np.nonzero(mask.any(1))[0]
     acts = (codes.values * mask).sum(1)[docs]
@@ -40,7 +45,10 @@ def feature_card(ws, sae: str, store: FeatureStore, feature: int, *, top: int = 
 
 def render_card(card: dict[str, Any]) -> str:
     """The card as terminal text."""
-    lines = [f"feature {card['id']} of {card.get('sae', '')}: {card.get('label') or '(not labelled)'}"]
+    label = card.get("label") or "(not labelled)"
+    if card.get("label") and card.get("label_source", INTERPRETED) != INTERPRETED:
+        label += f"   ({card['label_source']}: not interpreted yet)"
+    lines = [f"feature {card['id']} of {card.get('sae', '')}: {label}"]
     if card.get("labeller"):
         lines.append(f"  labeller     {card['labeller']}{'   (clean)' if card.get('clean') else ''}")
     lines.append(f"  density      {card['density']:.4f} ({card['n_active']} documents)")
