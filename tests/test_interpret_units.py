@@ -152,14 +152,14 @@ def _toy_labeller(n_docs: int = 300, seed: int = 0):
 
 def test_keyword_labeller_names_what_discriminates():
     lab, ex = _toy_labeller()
-    (label, detail), = lab.label_batch([ex])
+    (label, detail), = lab.label_batch([ex], None)
     assert label is not None and "quantum chaos" in label.lower() and "common" not in label.lower()
     assert 2 <= len(label.split()) <= 6 and detail["rank_score"] == max(detail["options"].values())
     # the held-out examples play no part in the choice
     import dataclasses
 
     blind = dataclasses.replace(ex, heldout_pos=np.zeros(0, np.int64), heldout_pos_act=np.zeros(0))
-    assert lab.label_batch([blind])[0][0] == label
+    assert lab.label_batch([blind], None)[0][0] == label
 
 
 def test_category_scores_by_hand():

@@ -13,7 +13,6 @@ from embedsae.errors import InputError
 from embedsae.sae.codes import workspace_codes
 from embedsae.structure import feature_neighbours, load_families
 from embedsae.structure.cooccurrence import cooccurrence
-from embedsae.structure.labels import keyword_labels
 from embedsae.workspace import Workspace
 
 
@@ -111,25 +110,6 @@ def test_bad_family_settings_fail_cleanly(fam_ws, capsys):
     assert main(["families", str(fam_ws.path), "--threshold", "1.5", "--quiet"]) == 2
     assert "threshold must be in [0, 1)" in capsys.readouterr().err
     assert sorted(p.name for p in fam_ws.sae_dir(fam_ws.resolve_sae()).iterdir()) == before
-
-
-def test_keyword_labels_name_what_the_top_documents_share(arxiv_trained):
-    codes = workspace_codes(arxiv_trained)
-    titles = [t.lower() for t in arxiv_trained.titles()]
-    labels = keyword_labels(titles, codes)
-    alive = np.flatnonzero(codes.density() > 0)
-    assert len(labels) > 0.9 * len(alive)
-    acts = codes.to_csr().T.tocsr()
-    rng = np.random.default_rng(0)
-    enrich = []
-    for f in rng.choice(sorted(labels), 200, replace=False):
-        term = labels[f].split(", ")[0]
-        row = acts.getrow(f)
-        top = row.indices[np.argsort(-row.data)[:10]]
-        in_top = np.mean([term in titles[d] for d in top])
-        overall = np.mean([term in t for t in titles])
-        enrich.append(in_top / max(overall, 1 / len(titles)))
-    assert np.median(enrich) > 10  # the first term is far more common in the feature's documents than overall
 
 
 def test_neighbours_agree_with_direct_computation(arxiv_trained):

@@ -11,21 +11,20 @@ from .bars import progress_callback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..interpret.examples import ExampleConfig
+    from ..interpret.llm import LLMConfig
+    from ..interpret.stage import CleanConfig, InterpretSettings
+    from .options import add_settings_args
+
     p = sub.add_parser("interpret", help="label and score every alive feature of an SAE (resumable)")
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
-    p.add_argument("--labeller", choices=["keywords", "llm"], default="keywords",
-                   help="keywords: offline (default); llm: an OpenAI-compatible chat endpoint")
-    p.add_argument("--llm-base-url", metavar="URL", help="e.g. http://localhost:11434/v1 (Ollama), https://api.openai.com/v1")
-    p.add_argument("--llm-model", metavar="M", help="model name at the endpoint")
-    p.add_argument("--llm-key-env", metavar="VAR", default="EMBEDSAE_LLM_API_KEY",
-                   help="environment variable holding the API key (default EMBEDSAE_LLM_API_KEY, else OPENAI_API_KEY)")
-    p.add_argument("--llm-concurrency", type=int, default=4, help="requests in flight (default 4)")
-    p.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    p.add_argument("--llm-retries", type=int, default=3, help="retries after a transient failure (default 3)")
-    p.add_argument("--no-llm-score", action="store_true", help="skip the LLM detection scorer")
-    p.add_argument("--features", type=int, metavar="N", help="interpret only the first N alive features")
-    p.add_argument("--batch-size", type=int, default=128, help="features per committed batch (default 128)")
+    add_settings_args(p, InterpretSettings, flags={"max_features": "--features"})
+    add_settings_args(p.add_argument_group("LLM endpoint (for --labeller llm and the LLM detection scorer)"),
+                      LLMConfig, prefix="llm", flags={"api_key_env": "--llm-key-env"})
+    add_settings_args(p.add_argument_group("examples shown to the labeller and held out for scoring"),
+                      ExampleConfig, prefix="examples")
+    add_settings_args(p.add_argument_group("clean-feature filter"), CleanConfig, prefix="clean")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_interpret)
@@ -52,20 +51,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_interpret(args: argparse.Namespace) -> int:
-    from ..interpret.stage import interpret
+    from ..interpret.examples import ExampleConfig
+    from ..interpret.llm import LLMConfig
+    from ..interpret.stage import CleanConfig, InterpretSettings, interpret
+    from .options import settings_kwargs
 
+    settings = InterpretSettings(**settings_kwargs(InterpretSettings, args))
+    llm_kw = settings_kwargs(LLMConfig, args, prefix="llm")
     llm = None
-    if args.labeller == "llm" or args.llm_base_url:
-        from ..interpret.llm import LLMConfig
-
-        if not args.llm_base_url or not args.llm_model:
-            raise InputError("the LLM labeller needs both --llm-base-url URL and --llm-model NAME")
-        llm = LLMConfig(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env,
-                        concurrency=args.llm_concurrency, timeout=args.llm_timeout, retries=args.llm_retries)
-    if args.features is not None and args.features < 1:
-        raise InputError(f"--features takes a positive number, got {args.features}")
-    s = interpret(args.workspace, args.sae, labeller=args.labeller, llm=llm, llm_score=not args.no_llm_score,
-                  max_features=args.features, batch_size=args.batch_size, progress=progress_callback(args.quiet))
+    if settings.labeller == "llm" or llm_kw:
+        if not llm_kw.get("base_url") or not llm_kw.get("model"):
+            raise InputError("the LLM labeller and scorer need both --llm-base-url URL and --llm-model NAME")
+        llm = LLMConfig(**llm_kw)
+    s = interpret(args.workspace, args.sae, settings, llm=llm,
+                  examples=ExampleConfig(**settings_kwargs(ExampleConfig, args, prefix="examples")),
+                  clean=CleanConfig(**settings_kwargs(CleanConfig, args, prefix="clean")),
+                  progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(s))
         return 0

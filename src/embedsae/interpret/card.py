@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from . import INTERPRETED, feature_labels
 from .store import FeatureStore, feature_records
 
 _BARS = " ▁▂▃▄▅▆▇█"
@@ -23,15 +24,20 @@ def feature_card(ws, sae: str, store: FeatureStore | None, feature: int, *, top:
     if not 0 <= feature < codes.n_latents:
         raise InputError(f"feature {feature} does not exist: SAE '{sae}' has features 0..{codes.n_latents - 1}")
     table = store.table() if store is not None else None
+    record = feature_record(table, feature)
+    if not record.get("label"):
+        labels = feature_labels(ws, sae, codes=codes)
+        record["label"], record["label_source"] = labels.get(feature), labels.source
     docs, acts = ActivationStats(codes).column(feature)
-    return build_card(feature_record(table, feature), docs, acts, ws.titles(), ws.ids, ws.n_documents, sae,
-                      top=top, bins=bins)
+    return build_card(record, docs, acts, ws.titles(), ws.ids, ws.n_documents, sae, top=top, bins=bins)
 
 
 def feature_record(table, feature: int) -> dict[str, Any]:
     """The stored record of one feature (label, stats, scores), or an empty one when it has none."""
     row = table[table["id"] == feature] if table is not None else None
-    return feature_records(row)[0] if row is not None and len(row) else {"id": feature, "label": None, "scores": {}}
+    if row is None or not len(row):
+        return {"id": feature, "label": None, "scores": {}}
+    return {**feature_records(row)[0], "label_source": INTERPRETED}
 
 
 def build_card(record: dict[str, Any], docs: np.ndarray, acts: np.ndarray, titles: list[str], ids: list[str],
@@ -49,7 +55,10 @@ def build_card(record: dict[str, Any], docs: np.ndarray, acts: np.ndarray, title
 
 def render_card(card: dict[str, Any]) -> str:
     """The card as terminal text."""
-    lines = [f"feature {card['id']} of {card.get('sae', '')}: {card.get('label') or '(not labelled)'}"]
+    label = card.get("label") or "(not labelled)"
+    if card.get("label") and card.get("label_source", INTERPRETED) != INTERPRETED:
+        label += f"   ({card['label_source']}: not interpreted yet)"
+    lines = [f"feature {card['id']} of {card.get('sae', '')}: {label}"]
     if card.get("labeller"):
         lines.append(f"  labeller     {card['labeller']}{'   (clean)' if card.get('clean') else ''}")
     lines.append(f"  density      {card['density']:.4f} ({card['n_active']} documents)")

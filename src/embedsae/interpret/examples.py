@@ -8,13 +8,15 @@ the labeller and held-out negatives are disjoint random draws.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..settings import Settings, check
+
 
 @dataclass
-class ExampleConfig:
+class ExampleConfig(Settings):
     """How many examples of each kind to select per feature."""
 
     n_top: int = 12
@@ -32,6 +34,14 @@ class ExampleConfig:
     n_heldout_hard: int = 10
     """Held-out hard negatives (for scoring)."""
     seed: int = 0
+    """Seed of the random draws (held-out split, random negatives)."""
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("n_top", "n_quantile", "n_random_neg", "n_hard_neg", "n_heldout_pos", "n_heldout_neg",
+                     "n_heldout_hard"):
+            check(getattr(self, name) >= 0, f"example setting '{name}' must not be negative, got {getattr(self, name)}")
+        check(self.n_top >= 1, f"n_top must be at least 1, got {self.n_top}")
 
 
 @dataclass
@@ -49,16 +59,11 @@ class FeatureExamples:
     heldout_pos_act: np.ndarray
     heldout_neg: np.ndarray
     heldout_hard: np.ndarray
-    extra: dict = field(default_factory=dict)
 
     @property
     def shown_pos(self) -> np.ndarray:
         """Activating documents the labeller may see (top, then quantile samples)."""
         return np.concatenate([self.top, self.quantile])
-
-    @property
-    def shown_pos_act(self) -> np.ndarray:
-        return np.concatenate([self.top_act, self.quantile_act])
 
     @property
     def shown_neg(self) -> np.ndarray:

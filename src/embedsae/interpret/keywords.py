@@ -101,13 +101,12 @@ class KeywordLabeller:
         n_pairs: int = 6,
         pairs: bool = True,
         triples: bool = True,
-        grounded: bool = True,
     ) -> None:
         self.vocab = vocab
         self.docs = np.asarray(doc_vectors, dtype=np.float32)
         self.phrase_emb = phrase_emb
-        self.n_candidates, self.n_pairs, self.pairs, self.triples, self.grounded = (
-            n_candidates, n_pairs, pairs, triples, grounded)
+        self.name = "keywords"
+        self.n_candidates, self.n_pairs, self.pairs, self.triples = n_candidates, n_pairs, pairs, triples
         self.mean = self.docs.mean(0)
         centred = self.docs - self.mean
         self.cov = (centred.T @ centred / max(len(centred), 1)).astype(np.float32)
@@ -142,14 +141,12 @@ class KeywordLabeller:
 
     def _candidates(self, ex) -> np.ndarray:
         """Ids of standalone phrases occurring in at least one shown activating document."""
-        if not self.grounded:
-            return np.flatnonzero(self.vocab.standalone)
         if len(ex.shown_pos) == 0:
             return np.zeros(0, np.int64)
         ids = np.unique(self._doc_phrases[ex.shown_pos].indices)
         return ids[self.vocab.standalone[ids]]
 
-    def label_batch(self, examples: Sequence) -> list[tuple[str | None, dict]]:
+    def label_batch(self, examples: Sequence, context=None) -> list[tuple[str | None, dict]]:
         """Labels for a batch of features (FeatureExamples), each with details (candidates, options, score)."""
         disp = self.vocab.display
         cand_ids = [self._candidates(ex) for ex in examples]
@@ -208,3 +205,41 @@ class KeywordLabeller:
         label = max(options, key=options.get)
         return label, {"candidates": cands, "options": {k: round(v, 4) for k, v in options.items()},
                        "rank_score": round(options[label], 4)}
+
+
+def make_keyword_labeller(context) -> KeywordLabeller:
+    """The registered factory of the "keywords" labeller: the corpus's phrase vocabulary and the SAE's encoder."""
+    encoder = context.ws.load_sae(context.sae).W_enc.detach().float().cpu().numpy()
+    vocab = build_vocabulary(context.texts, progress=context.progress)
+    return KeywordLabeller(vocab, context.doc_vectors, encoder, context.phrase_emb, **context.options)
+
+
+def top_documents(codes_csc, features: np.ndarray, n: int) -> list[np.ndarray]:
+    """Rows of each feature's `n` highest-activating documents, strongest first."""
+    out = []
+    for f in features:
+        lo, hi = codes_csc.indptr[f], codes_csc.indptr[f + 1]
+        order = np.argsort(-codes_csc.data[lo:hi], kind="stable")[:n]
+        out.append(codes_csc.indices[lo:hi][order].astype(np.int64))
+    return out
+
+
+def title_keyword_labels(titles: Sequence[str], codes_csc, *, top_docs: int = 10) -> dict[int, str]:
+    """Quick labels for an SAE that was never interpreted: per feature, the standalone phrase of the phrase
+    vocabulary (built over the titles) most frequent in the titles of its `top_docs` strongest documents and
+    rare in the corpus (share of those titles x idf; longer phrases win ties). No embeddings, a second or two."""
+    vocab = build_vocabulary(titles, min_df=2, max_df=0.1)
+    if not vocab.phrases:
+        return {}
+    mat = vocab.matrix.tocsr()
+    idf = np.log(vocab.n_docs / np.maximum(vocab.df, 1)) * (1 + 0.1 * np.char.count(vocab.phrases, " "))
+    idf = np.where(vocab.standalone, idf, 0.0)
+    feats = np.flatnonzero(np.diff(codes_csc.indptr))
+    labels: dict[int, str] = {}
+    for f, docs in zip(feats, top_documents(codes_csc, feats, top_docs)):
+        counts = np.asarray(mat[docs].sum(0)).ravel()
+        score = counts * idf * (counts >= min(2, len(docs)))
+        best = int(np.argmax(score))
+        if score[best] > 0:
+            labels[int(f)] = vocab.display[best]
+    return labels

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import EmbedSAEError, InputError
+from ..settings import Settings, check
 from .scorers import f1_score, pearson
 
 DEFAULT_KEY_ENV = "EMBEDSAE_LLM_API_KEY"
@@ -37,7 +38,7 @@ class MalformedAnswer(Exception):
 
 
 @dataclass
-class LLMConfig:
+class LLMConfig(Settings):
     """Where and how to call the chat endpoint."""
 
     base_url: str
@@ -55,7 +56,9 @@ class LLMConfig:
     backoff: float = 1.0
     """Seconds before the first retry; doubled each time (with jitter)."""
     temperature: float = 0.0
+    """Sampling temperature (0: the most likely answer, repeatable and cacheable)."""
     max_tokens: int = 512
+    """Longest answer, in tokens."""
     n_examples: int = 10
     """Top activating documents shown in the labelling prompt."""
     n_negatives: int = 5
@@ -68,12 +71,16 @@ class LLMConfig:
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
 
-    def __post_init__(self) -> None:
-        if not re.match(r"^https?://", self.base_url or ""):
-            raise InputError(f"--llm-base-url must start with http:// or https://, got '{self.base_url}' "
-                             "(for example http://localhost:11434/v1)")
-        if not self.model:
-            raise InputError("the LLM labeller needs a model name: pass --llm-model NAME")
+    def validate(self) -> None:
+        super().validate()
+        check(bool(re.match(r"^https?://", self.base_url or "")),
+              f"the LLM endpoint's base_url must start with http:// or https://, got '{self.base_url}' "
+              "(for example http://localhost:11434/v1)")
+        check(bool(self.model), "the LLM endpoint needs a model name (setting 'model')")
+        for name in ("concurrency", "max_tokens", "n_examples", "n_detect", "chars"):
+            check(getattr(self, name) >= 1, f"LLM setting '{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ("timeout", "retries", "backoff", "temperature", "n_negatives"):
+            check(getattr(self, name) >= 0, f"LLM setting '{name}' must not be negative, got {getattr(self, name)}")
 
 
 @dataclass
@@ -134,7 +141,7 @@ class ChatClient:
                         f"${cfg.api_key_env}") from exc
                 if exc.code in (400, 404):
                     raise LLMEndpointError(
-                        f"{url} answered HTTP {exc.code} ({detail}); check --llm-base-url (it should end in /v1) "
+                        f"{url} answered HTTP {exc.code} ({detail}); check the endpoint's base URL (it should end in /v1) "
                         f"and that model '{cfg.model}' exists there") from exc
                 last = f"HTTP {exc.code}: {detail}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
@@ -266,3 +273,67 @@ def detection_scores(ratings: np.ndarray, acts: np.ndarray) -> dict[str, float |
     """Pearson r between ratings and activations, and F1 of 'rating >= 5' as a detector of firing."""
     _, _, f1 = f1_score(ratings >= 5, acts > 0)
     return {"llm_pearson": pearson(ratings, acts), "llm_f1": f1}
+
+
+# ---------------------------------------------------------------------------- labeller and scorer of a run
+class LLMLabeller:
+    """The LLM labeller: the seed's prompt with top and non-activating documents, one request per feature."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self.client = client
+        self.name = f"llm:{client.cfg.model}"
+
+    def label_batch(self, examples: Sequence, context) -> list:
+        """Labels of a batch; failures of single features are recorded, an endpoint failure stops the run
+        (`LabellingStopped`) after the features that did get an answer."""
+        from .labellers import LabellingStopped
+
+        cfg, texts = self.client.cfg, context.texts
+        prompts = [label_prompt([texts[d] for d in ex.top[: cfg.n_examples]], ex.top_act[: cfg.n_examples],
+                                [texts[d] for d in ex.shown_neg[: cfg.n_negatives]], cfg.chars) for ex in examples]
+        made: list = []
+        error = None
+        for ans in self.client.complete_many(prompts, validate=parse_label):
+            if isinstance(ans, LLMEndpointError):
+                error = error or ans
+                made.append(None)  # not attempted to the end: left for the next run
+            elif isinstance(ans, MalformedAnswer):
+                made.append((None, {"error": f"malformed answer: {ans}"}))
+            elif isinstance(ans, Exception):
+                made.append((None, {"error": str(ans)}))
+            else:
+                made.append((parse_label(ans), {"answer": ans[-2000:]}))  # validated: parses
+        if error is not None:
+            raise LabellingStopped(made, error)
+        return made
+
+
+def make_llm_labeller(context) -> LLMLabeller:
+    """The registered factory of the "llm" labeller."""
+    if context.chat is None:
+        raise InputError("the LLM labeller needs an endpoint: give an LLMConfig with the base_url and model of an "
+                         "OpenAI-compatible chat API")
+    return LLMLabeller(context.chat)
+
+
+def llm_detection(client: ChatClient, cfg: LLMConfig, exs: Sequence, labels: dict, texts: Sequence[str]
+                  ) -> tuple[dict[int, dict], Exception | None]:
+    """LLM detection scores (Pearson, F1) for labelled features of a batch, and the endpoint error that stopped
+    it, if any."""
+    docs = [detection_documents(ex, cfg.n_detect) for ex in exs]
+    prompts = [detection_prompt(labels[ex.feature][0], [texts[d] for d in d_], cfg.chars)
+               for ex, (d_, _) in zip(exs, docs)]
+    answers = client.complete_many(prompts, validate=lambda a: parse_ratings(a, 1))
+    out: dict[int, dict] = {}
+    error = None
+    for ex, (d_, acts), ans in zip(exs, docs, answers):
+        if isinstance(ans, LLMEndpointError):
+            error = error or ans
+            continue
+        if isinstance(ans, Exception):
+            continue
+        try:
+            out[ex.feature] = detection_scores(parse_ratings(ans, len(d_)), acts)
+        except MalformedAnswer:
+            continue
+    return out, error

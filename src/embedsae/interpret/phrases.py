@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..progress import ProgressCallback, track
+
 _SPLIT = re.compile(r"[.,;:!?()\[\]{}\"“”‘’<>|=+*/\\]+|\s-\s|\$[^$]*\$")
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
 
@@ -148,19 +150,18 @@ def _phrases_of(
 
 def build_vocabulary(
     texts: Sequence[str], *, max_n: int = 3, min_df: int = 3, max_df: float = 0.25, max_phrases: int = 40000,
-    progress: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> PhraseVocabulary:
     """The phrase vocabulary of a corpus (see the module docstring): at most `max_phrases`, the most frequent."""
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-    from tqdm.auto import tqdm
 
     stops = stop_words()
     function_words = frozenset(ENGLISH_STOP_WORDS)
     case_counts: Counter = Counter()
     ctx = _Context(Counter(), Counter(), Counter(), Counter())
     doc_phrases = [_phrases_of(str(t), stops, function_words, case_counts, max_n, ctx)
-                   for t in tqdm(texts, disable=not progress, desc="phrases", unit="doc")]
+                   for t in track(texts, progress, "phrases", unit="doc")]
     df_counter: Counter = Counter()
     for s in doc_phrases:
         df_counter.update(s)

@@ -112,3 +112,60 @@ def category_scores(
         out[int(f)] = {"category": names[best], "category_precision": float(p[best]),
                        "category_recall": float(r[best]), "category_f1": float(f1[best])}
     return out
+
+
+MIXTURE_GAP = 0.12
+"""A feature is a mixture when its top documents split into two groups whose within-group similarity beats the
+similarity across groups by this much (and the smaller group holds at least MIXTURE_MIN_SHARE of them)."""
+MIXTURE_MIN_SHARE = 0.25
+
+
+def coherence(doc_vectors: np.ndarray, docs: np.ndarray) -> float | None:
+    """Mean cosine similarity between distinct pairs of the documents `docs` (unit vectors); None under two."""
+    if len(docs) < 2:
+        return None
+    x = np.asarray(doc_vectors[docs], dtype=np.float64)
+    g = x @ x.T
+    n = len(docs)
+    return float((g.sum() - np.trace(g)) / (n * (n - 1)))
+
+
+def mixture_split(doc_vectors: np.ndarray, docs: np.ndarray, *, iters: int = 10) -> tuple[np.ndarray, float] | None:
+    """Two-means (cosine) split of the documents: (group of each document, within- minus across-group mean
+    similarity); None for fewer than four documents."""
+    if len(docs) < 4:
+        return None
+    x = np.asarray(doc_vectors[docs], dtype=np.float64)
+    g = x @ x.T
+    a, b = np.unravel_index(np.argmin(g), g.shape)  # start from the two least similar documents
+    centres = x[[a, b]]
+    group = np.zeros(len(x), int)
+    for _ in range(iters):
+        new = np.argmax(x @ centres.T, axis=1)
+        if min(np.bincount(new, minlength=2)) == 0 or (new == group).all():
+            group = new
+            break
+        group = new
+        centres = np.stack([x[group == k].mean(0) for k in (0, 1)])
+    if min(np.bincount(group, minlength=2)) < 2:
+        return group, 0.0
+    same = group[:, None] == group[None, :]
+    np.fill_diagonal(same, False)
+    across = group[:, None] != group[None, :]
+    return group, float(g[same].mean() - g[across].mean())
+
+
+def is_mixture(doc_vectors: np.ndarray, docs: np.ndarray) -> bool:
+    """Whether the documents form two clearly separate groups (see MIXTURE_GAP)."""
+    split = mixture_split(doc_vectors, docs)
+    if split is None:
+        return False
+    group, gap = split
+    return gap >= MIXTURE_GAP and np.bincount(group, minlength=2).min() >= MIXTURE_MIN_SHARE * len(group)
+
+
+def quality_scores(doc_vectors: np.ndarray, ex) -> dict[str, float | None]:
+    """Label-free quality of a feature from its shown activating documents: coherence (of the top documents)
+    and the mixture flag (1.0 when they form two separate groups)."""
+    return {"coherence": coherence(doc_vectors, ex.top),
+            "mixture": float(is_mixture(doc_vectors, ex.shown_pos)) if len(ex.shown_pos) >= 4 else None}

@@ -5,28 +5,64 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..data.embedders import l2_normalise
+from ..progress import ProgressCallback, Tracker
+from ..settings import Settings, check
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
+from .labellers import LabelContext, Labeller
 from .store import FeatureStore, db_path
+
+if TYPE_CHECKING:
+    from .llm import LLMConfig
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class CleanConfig:
+class CleanConfig(Settings):
     """The clean-feature filter (the seed's): thresholds on scores and density, duplicate labels by score."""
 
     min_embedding_auc: float = 0.8
+    """Least embedding AUC against random non-activating documents."""
     max_density: float = 0.2
+    """Features firing on this share of documents or more are not clean."""
     min_llm_f1: float = 0.5
-    """Applied only to features that have an LLM detection score."""
+    """Least LLM detection F1 (applied only to features that have an LLM detection score)."""
     min_active: int = 3
+    """Least number of documents a clean feature fires on."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(0 <= self.min_embedding_auc <= 1, f"min_embedding_auc must be in [0, 1], got {self.min_embedding_auc}")
+        check(0 < self.max_density <= 1, f"max_density must be in (0, 1], got {self.max_density}")
+        check(0 <= self.min_llm_f1 <= 1, f"min_llm_f1 must be in [0, 1], got {self.min_llm_f1}")
+        check(self.min_active >= 1, f"min_active must be at least 1, got {self.min_active}")
+
+
+@dataclass
+class InterpretSettings(Settings):
+    """Which labeller runs and on how many features."""
+
+    labeller: str = "keywords"
+    """Name of a registered labeller: keywords (offline) or llm (an OpenAI-compatible chat endpoint)."""
+    llm_score: bool = True
+    """Run the LLM detection scorer too, when an LLM endpoint is configured."""
+    max_features: int | None = None
+    """Interpret only the first N alive features (default: all)."""
+    batch_size: int = 128
+    """Features labelled and committed to the feature store together."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        check(self.max_features is None or self.max_features >= 1,
+              f"max_features must be positive, got {self.max_features}")
 
 
 def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -40,67 +76,66 @@ def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.nd
 def interpret(
     ws: Workspace | str,
     sae: str | None = None,
+    settings: InterpretSettings | None = None,
     *,
-    labeller: str = "keywords",
-    llm: Any = None,
-    llm_score: bool = True,
-    max_features: int | None = None,
-    batch_size: int = 128,
+    llm: LLMConfig | None = None,
     examples: ExampleConfig | None = None,
     clean: CleanConfig | None = None,
-    progress: bool = True,
+    labeller_options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Label and score every alive feature of an SAE (resuming a previous run); returns a summary.
 
-    `labeller` is "keywords" (offline) or "llm" (needs `llm`, an `LLMConfig`). With an `llm` config the LLM
-    detection scorer runs too (unless `llm_score` is False), whichever labeller made the labels.
+    `settings` (or keyword overrides of its fields, e.g. `max_features=100`) pick the labeller, looked up in
+    the labeller registry (`embedsae.interpret.labellers`). With an `llm` config the LLM detection scorer runs
+    too (unless `llm_score` is off), whichever labeller made the labels.
     """
-    from tqdm.auto import tqdm
-
-    from ..errors import InputError
     from ..sae.codes import workspace_codes
+    from .keywords import PhraseEmbeddings
+    from .labellers import LabelContext, make_labeller
 
     t0 = time.perf_counter()
+    cfg = (settings or InterpretSettings()).replace(**overrides)
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     name = ws.resolve_sae(sae)
-    if labeller not in ("keywords", "llm"):
-        raise InputError(f"unknown labeller '{labeller}': use 'keywords' (offline) or 'llm'")
-    if labeller == "llm" and llm is None:
-        raise InputError("the LLM labeller needs an endpoint: pass --llm-base-url URL and --llm-model NAME")
-    if batch_size < 1:
-        raise InputError(f"batch size must be positive, got {batch_size}")
     ex_cfg = examples or ExampleConfig()
+    clean_cfg = clean or CleanConfig()
     codes = workspace_codes(ws, name, progress=progress, save=True)
     csr = codes.to_csr()
     csc = csr.tocsc()
     n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)
     alive = np.flatnonzero(n_active > 0)
-    chosen = alive[:max_features] if max_features is not None else alive
-    labeller_name = "keywords" if labeller == "keywords" else f"llm:{llm.model}"
+    chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
 
     store = FeatureStore(db_path(ws.sae_dir(name)))
     try:
-        store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
-        run = store.new_run()
-        done = store.done_ids(labeller_name)
-        todo = np.asarray([f for f in chosen if int(f) not in done], dtype=np.int64)
-        logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
-            f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller_name})")
-        client = None
+        embedder = ws.embedder(batch_size=256)
+        context = LabelContext(
+            ws=ws, sae=name, texts=ws.corpus["text"].astype(str).tolist(), doc_vectors=l2_normalise(ws.embeddings),
+            phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
+            options=dict(labeller_options or {}))
         if llm is not None:
             from .llm import ChatClient
 
-            client = ChatClient(llm, store=store)
+            context.chat = ChatClient(llm, store=store)
+        labeller = make_labeller(cfg.labeller, context)
+        store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
+        run = store.new_run()
+        done = store.done_ids(labeller.name)
+        todo = np.asarray([f for f in chosen if int(f) not in done], dtype=np.int64)
+        logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
+                    f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
+        detect = context.chat is not None and cfg.llm_score
         if len(todo):
-            _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress,
-                     tqdm)
-        n_clean = apply_clean_filter(store, clean or CleanConfig())
+            _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
+        n_clean = apply_clean_filter(store, clean_cfg)
         table = store.table()
     finally:
         store.close()
     done_now = table[table["id"].isin(chosen) & (table["status"] == "done")]
     summary = {
-        "sae": name, "labeller": labeller_name, "features": int(len(n_active)), "alive": int(len(alive)),
+        "sae": name, "labeller": labeller.name, "features": int(len(n_active)), "alive": int(len(alive)),
         "interpreted": int(len(done_now)), "skipped": int(len(chosen) - len(todo)),
         "failed": int((table["id"].isin(chosen) & (table["status"] == "failed")).sum()),
         "mean_embedding_auc": _mean(done_now["embedding_auc"]),
@@ -108,11 +143,11 @@ def interpret(
         "mean_category_f1": _mean(done_now["category_f1"]), "clean": n_clean,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    if client is not None:
-        summary["llm_usage"] = client.usage.as_dict()
-    settings = {"labeller": labeller_name, "max_features": max_features, "examples": asdict(ex_cfg),
-                "clean": asdict(clean or CleanConfig())}
-    ws.record_stage(f"interpret:{name}", settings, summary=summary)
+    if context.chat is not None:
+        summary["llm_usage"] = context.chat.usage.as_dict()
+    record = {"labeller": labeller.name, "max_features": cfg.max_features, "examples": ex_cfg.to_dict(),
+              "clean": clean_cfg.to_dict()}
+    ws.record_stage(f"interpret:{name}", record, summary=summary)
     return summary
 
 
@@ -121,107 +156,63 @@ def _mean(col, median: bool = False) -> float | None:
     return round(float(vals.median() if median else vals.mean()), 4) if len(vals) else None
 
 
-def _process(ws, name, store, todo, csr, csc, labeller, client, llm, llm_score, ex_cfg, batch_size, run, progress,
-             tqdm):
+@dataclass
+class _Run:
+    """One interpret run: the labeller and its context, the store, the codes and the settings."""
+
+    context: LabelContext
+    labeller: Labeller
+    store: FeatureStore
+    csr: Any
+    csc: Any
+    examples: ExampleConfig
+    batch_size: int
+    run: int
+    detect: bool
+    """Whether the LLM detection scorer runs."""
+
+
+def _process(r: _Run, todo: np.ndarray) -> None:
     """Label and score the features in `todo`, one committed batch at a time."""
-    from .keywords import KeywordLabeller, PhraseEmbeddings, build_vocabulary
+    from .labellers import LabellingStopped
     from .scorers import category_scores, document_categories, embedding_scores
 
-    doc_vectors = l2_normalise(ws.embeddings)
-    embedder = ws.embedder(batch_size=256)
-    phrase_emb = PhraseEmbeddings(lambda texts: embedder.embed(texts))
-    texts = ws.corpus["text"].astype(str).tolist()
-    keyword_labeller = None
-    if labeller == "keywords":
-        encoder = ws.load_sae(name).W_enc.detach().float().cpu().numpy()
-        keyword_labeller = KeywordLabeller(build_vocabulary(texts, progress=progress), doc_vectors, encoder, phrase_emb)
-    cats = document_categories(ws.corpus)
-    cat_scores = category_scores(csr, cats, todo) if cats else {}
-    bar = tqdm(total=len(todo), disable=not progress, desc="interpret", unit="feature")
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        exs = select_examples(csc, batch, doc_vectors, ex_cfg)
-        if labeller == "keywords":
-            made = keyword_labeller.label_batch(exs)
-            error = None
-        else:
-            made, error = _llm_labels(client, llm, exs, texts)
+    ctx = r.context
+    cats = document_categories(ctx.ws.corpus)
+    cat_scores = category_scores(r.csr, cats, todo) if cats else {}
+    tracker = Tracker(ctx.progress, "interpret", len(todo), unit="feature")
+    for start in range(0, len(todo), r.batch_size):
+        batch = todo[start : start + r.batch_size]
+        exs = select_examples(r.csc, batch, ctx.doc_vectors, r.examples)
+        error = None
+        try:
+            made = r.labeller.label_batch(exs, ctx)
+        except LabellingStopped as stop:
+            made, error = stop.results, stop.cause
         labelled = [(ex, lab) for ex, lab in zip(exs, made) if lab is not None]
-        phrase_emb.add([lab[0] for _, lab in labelled if lab[0]])
+        ctx.phrase_emb.add([lab[0] for _, lab in labelled if lab[0]])
         labels, scores, rows, categories = {}, {}, {}, {}
         for ex, (label, detail) in labelled:
             f = ex.feature
-            labels[f] = (label, labeller if labeller == "keywords" else f"llm:{llm.model}", detail)
-            s = embedding_scores(phrase_emb.get([label])[0], doc_vectors, ex) if label else {}
+            labels[f] = (label, r.labeller.name, detail)
+            s = embedding_scores(ctx.phrase_emb.get([label])[0], ctx.doc_vectors, ex) if label else {}
             cs = cat_scores.get(f, {})
             categories[f] = cs.get("category")
             s.update({k: v for k, v in cs.items() if k != "category"})
             scores[f] = s
             rows[f] = ex.rows()
-        if client is not None and llm_score and error is None:
-            det, error = _llm_detection(client, llm, [ex for ex, lab in labelled if lab[0]], labels, texts)
+        if r.detect and error is None:
+            from .llm import llm_detection
+
+            det, error = llm_detection(ctx.chat, ctx.llm, [ex for ex, lab in labelled if lab[0]], labels, ctx.texts)
             for f, s in det.items():
                 scores[f].update(s)
-        store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=run)
-        bar.update(len(batch))
+        r.store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=r.run)
+        tracker.update(len(batch))
         if error is not None:
-            bar.close()
+            tracker.close()
             raise error
-    bar.close()
-
-
-def _llm_labels(client, llm, exs, texts):
-    """LLM labels for a batch; failures of single features are recorded, an endpoint failure stops the run."""
-    from .llm import LLMEndpointError, MalformedAnswer, label_prompt, parse_label
-
-    prompts = [label_prompt([texts[d] for d in ex.top[: llm.n_examples]], ex.top_act[: llm.n_examples],
-                            [texts[d] for d in ex.shown_neg[: llm.n_negatives]], llm.chars) for ex in exs]
-    answers = client.complete_many(prompts, validate=parse_label)
-    made: list = []
-    error = None
-    for ans in answers:
-        if isinstance(ans, LLMEndpointError):
-            error = error or ans
-            made.append(None)  # not attempted to the end: left for the next run
-        elif isinstance(ans, MalformedAnswer):
-            made.append((None, {"error": f"malformed answer: {ans}"}))
-        elif isinstance(ans, Exception):
-            made.append((None, {"error": str(ans)}))
-        else:
-            try:
-                made.append((parse_label(ans), {"answer": ans[-2000:]}))
-            except MalformedAnswer as exc:
-                made.append((None, {"error": f"malformed answer: {exc}", "answer": ans[-500:]}))
-    return made, error
-
-
-def _llm_detection(client, llm, exs, labels, texts):
-    """LLM detection scores (Pearson, F1) for labelled features of a batch."""
-    from .llm import (
-        LLMEndpointError,
-        MalformedAnswer,
-        detection_documents,
-        detection_prompt,
-        detection_scores,
-        parse_ratings,
-    )
-
-    docs = [detection_documents(ex, llm.n_detect) for ex in exs]
-    prompts = [detection_prompt(labels[ex.feature][0], [texts[d] for d in d_], llm.chars) for ex, (d_, _) in
-               zip(exs, docs)]
-    answers = client.complete_many(prompts, validate=lambda a: parse_ratings(a, 1))
-    out, error = {}, None
-    for ex, (d_, acts), ans in zip(exs, docs, answers):
-        if isinstance(ans, LLMEndpointError):
-            error = error or ans
-            continue
-        if isinstance(ans, Exception):
-            continue
-        try:
-            out[ex.feature] = detection_scores(parse_ratings(ans, len(d_)), acts)
-        except MalformedAnswer:
-            continue
-    return out, error
+    tracker.close()
 
 
 def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
@@ -240,8 +231,8 @@ def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
     return int(len(best))
 
 
-def run_stage(ws: Workspace, sae_name: str, progress: bool = True) -> None:
+def run_stage(ws: Workspace, sae_name: str, progress: ProgressCallback | bool | None = None) -> None:
     """The `embedsae run` stage: offline interpretation of every alive feature."""
-    s = interpret(ws, sae_name, progress=progress)
+    s = interpret(ws, sae_name, progress=progress if callable(progress) else None)
     logger.info(f"interpret: {s['interpreted']} features labelled, mean embedding AUC {s['mean_embedding_auc']}, "
         f"{s['clean']} clean ({s['seconds']:.0f}s)")

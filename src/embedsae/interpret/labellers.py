@@ -1,0 +1,119 @@
+"""The labeller protocol and registry.
+
+A labeller turns the selected examples of a batch of features into labels. Every labeller implements
+`Labeller`; `interpret()` looks one up by name in `LABELLERS` and builds it once per run from the run's
+`LabelContext`. Adding a labeller is one new module with a factory plus one `register_labeller` line:
+
+    from embedsae.interpret.labellers import register_labeller
+
+    class ShoutingLabeller:
+        name = "shout"
+        def label_batch(self, examples, context):
+            return [(context.texts[ex.top[0]].split()[0].upper(), {}) for ex in examples]
+
+    register_labeller("shout", lambda context: ShoutingLabeller())
+
+Built-in labellers are registered below as "module:function" strings, imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..progress import ProgressCallback
+    from ..workspace import Workspace
+    from .examples import FeatureExamples
+    from .keywords import PhraseEmbeddings
+    from .llm import LLMConfig
+
+
+LabelResult = tuple[str | None, dict[str, Any]] | None
+"""What a labeller returns per feature: (label, detail), (None, detail) when it could not label the feature
+(stored as failed), or None when it did not get to the feature (left for the next run)."""
+
+
+@dataclass
+class LabelContext:
+    """What a run gives its labeller: the workspace, the SAE and the shared, expensive pieces."""
+
+    ws: Workspace
+    sae: str
+    texts: list[str]
+    """The corpus texts, by document row."""
+    doc_vectors: np.ndarray
+    """Unit-norm document embeddings, by document row."""
+    phrase_emb: PhraseEmbeddings
+    """Embeddings of phrases and labels, shared with the scorers (each phrase embedded once)."""
+    llm: LLMConfig | None = None
+    """The chat endpoint, for labellers and scorers that need one."""
+    store: Any = None
+    """The run's FeatureStore (LLM labellers cache responses in it)."""
+    chat: Any = None
+    """The run's `llm.ChatClient` when an LLM endpoint is configured (shared by labeller and scorer)."""
+    progress: ProgressCallback | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    """Labeller-specific options passed to `interpret(..., labeller_options=)`."""
+
+
+@runtime_checkable
+class Labeller(Protocol):
+    """Labels features from their examples."""
+
+    name: str
+    """The labeller's name as stored with each label (e.g. "keywords", "llm:gpt-4o-mini")."""
+
+    def label_batch(self, examples: Sequence[FeatureExamples], context: LabelContext) -> list[LabelResult]:
+        """One result per feature of the batch, in order (see `LabelResult`)."""
+        ...
+
+
+class LabellingStopped(Exception):
+    """Raised by a labeller that has to stop mid-batch (an endpoint that went away): carries the results it did
+    make, which the stage stores before re-raising `cause`."""
+
+    def __init__(self, results: list[LabelResult], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.results = results
+        self.cause = cause
+
+
+LabellerFactory = Callable[[LabelContext], Labeller]
+
+LABELLERS: dict[str, LabellerFactory | str] = {}
+"""Labeller name -> factory building it from the run's context (or a "module:function" string naming one)."""
+
+
+def register_labeller(name: str, factory: LabellerFactory | str) -> None:
+    """Make a labeller available to `interpret(labeller=name)`."""
+    LABELLERS[name] = factory
+
+
+def labeller_names() -> list[str]:
+    return sorted(LABELLERS)
+
+
+def make_labeller(name: str, context: LabelContext) -> Labeller:
+    """Build the labeller registered as `name` for one run."""
+    factory = LABELLERS.get(name)
+    if factory is None:
+        raise InputError(f"unknown labeller '{name}': use one of {', '.join(labeller_names())}")
+    if isinstance(factory, str):
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+    labeller = factory(context)
+    if not isinstance(labeller, Labeller):
+        raise TypeError(f"labeller factory '{name}' returned {type(labeller).__name__}, which has no name and "
+                        "label_batch(examples, context)")
+    return labeller
+
+
+register_labeller("keywords", "embedsae.interpret.keywords:make_keyword_labeller")
+register_labeller("llm", "embedsae.interpret.llm:make_llm_labeller")
