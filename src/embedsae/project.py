@@ -141,14 +141,17 @@ class Project:
 
     @property
     def labels(self) -> dict[int, str]:
-        """Feature id -> label, the same in every view (interpreted labels, else the structure fallback)."""
+        """Feature id -> label, the same in every view (interpreted labels, else quick title keywords)."""
         return self._labels()[0]
 
     def _labels(self) -> tuple[dict[int, str], str]:
-        from .structure.labels import structure_labels
+        from .interpret import feature_labels
 
-        return self._part("labels", (layout.SAE_WEIGHTS, layout.FEATURES_DB, layout.FEATURES_DB + "-wal"),
-                          lambda: structure_labels(self.workspace, self.sae_name, self.codes))
+        def build():
+            labels = feature_labels(self.workspace, self.sae_name, codes=self.codes)
+            return labels, labels.source
+
+        return self._part("labels", (layout.SAE_WEIGHTS, layout.FEATURES_DB, layout.FEATURES_DB + "-wal"), build)
 
     def feature_table(self):
         """Every feature with stats, label and scores (a DataFrame), or None before `interpret`."""
@@ -232,9 +235,9 @@ class Project:
         docs, acts = self.activation_stats.column(f)
         card = build_card(feature_record(self.feature_table(), f), docs, acts, self.titles, self.ids,
                           self.workspace.n_documents, self.sae_name, top=top, bins=bins)
-        card.setdefault("label", None)
-        if card["label"] is None and f in self.labels:
-            card["label"] = self.labels[f]
+        if not card.get("label"):
+            labels, source = self._labels()
+            card["label"], card["label_source"] = labels.get(f), source
         return card
 
     def neighbours(self, feature: int, *, top: int = 10, min_count: int = 3) -> dict[str, Any]:

@@ -108,31 +108,32 @@ def interpret(
     alive = np.flatnonzero(n_active > 0)
     chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
 
-    store = FeatureStore(db_path(ws.sae_dir(name)))
-    try:
-        embedder = ws.embedder(batch_size=256)
-        context = LabelContext(
-            ws=ws, sae=name, texts=ws.corpus["text"].astype(str).tolist(), doc_vectors=l2_normalise(ws.embeddings),
-            phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
-            options=dict(labeller_options or {}))
-        if llm is not None:
-            from .llm import ChatClient
+    with ws.stage_lock(f"interpret-{name}"):  # a second interpret of the same SAE is refused
+        store = FeatureStore(db_path(ws.sae_dir(name)))
+        try:
+            embedder = ws.embedder(batch_size=256)
+            context = LabelContext(
+                ws=ws, sae=name, texts=ws.corpus["text"].astype(str).tolist(), doc_vectors=l2_normalise(ws.embeddings),
+                phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
+                options=dict(labeller_options or {}))
+            if llm is not None:
+                from .llm import ChatClient
 
-            context.chat = ChatClient(llm, store=store)
-        labeller = make_labeller(cfg.labeller, context)
-        store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
-        run = store.new_run()
-        done = store.done_ids(labeller.name)
-        todo = np.asarray([f for f in chosen if int(f) not in done], dtype=np.int64)
-        logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
-                    f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
-        detect = context.chat is not None and cfg.llm_score
-        if len(todo):
-            _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
-        n_clean = apply_clean_filter(store, clean_cfg)
-        table = store.table()
-    finally:
-        store.close()
+                context.chat = ChatClient(llm, store=store)
+            labeller = make_labeller(cfg.labeller, context)
+            store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
+            run = store.new_run()
+            done = store.done_ids(labeller.name)
+            todo = np.asarray([f for f in chosen if int(f) not in done], dtype=np.int64)
+            logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
+                        f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
+            detect = context.chat is not None and cfg.llm_score
+            if len(todo):
+                _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
+            n_clean = apply_clean_filter(store, clean_cfg)
+            table = store.table()
+        finally:
+            store.close()
     done_now = table[table["id"].isin(chosen) & (table["status"] == "done")]
     summary = {
         "sae": name, "labeller": labeller.name, "features": int(len(n_active)), "alive": int(len(alive)),
