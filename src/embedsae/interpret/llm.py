@@ -146,12 +146,29 @@ class ChatClient:
                 last = f"HTTP {exc.code}: {detail}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
+                if _unreachable(reason):
+                    raise LLMEndpointError(f"cannot connect to the chat endpoint {url} ({reason}); check that it is "
+                                           "running and reachable") from exc
                 last = f"timed out after {cfg.timeout:g}s" if isinstance(reason, TimeoutError) else str(reason)
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 last = f"unreadable response ({exc})"
         raise LLMEndpointError(
             f"the chat endpoint {url} failed {cfg.retries + 1} times (last: {last}); check that it is running "
             "and reachable, then run the same command again: finished features are kept")
+
+    def check(self) -> None:
+        """Fail at once when the endpoint cannot be reached (one quick request before a batch of many)."""
+        url = self.cfg.base_url.rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {self.cfg.api_key()}"} if self.cfg.api_key() else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=min(5.0, self.cfg.timeout)):
+                pass
+        except urllib.error.HTTPError:
+            return  # it answered: some servers have no /models; the chat requests will tell
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise LLMEndpointError(f"cannot reach the chat endpoint {self.cfg.base_url} ({reason}); check that it is "
+                                   "running and reachable") from exc
 
     def complete_many(
         self, conversations: Sequence[list[dict]], validate: Callable[[str], object] | None = None
@@ -337,3 +354,10 @@ def llm_detection(client: ChatClient, cfg: LLMConfig, exs: Sequence, labels: dic
         except MalformedAnswer:
             continue
     return out, error
+
+
+def _unreachable(reason: object) -> bool:
+    """A failure no retry will mend soon: nothing listens there, or the host name does not resolve."""
+    import socket
+
+    return isinstance(reason, (ConnectionRefusedError, socket.gaierror))

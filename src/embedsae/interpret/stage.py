@@ -120,6 +120,7 @@ def interpret(
                 from .llm import ChatClient
 
                 context.chat = ChatClient(llm, store=store)
+                context.chat.check()
             labeller = make_labeller(cfg.labeller, context)
             store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
             run = store.new_run()
