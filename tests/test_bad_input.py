@@ -192,7 +192,7 @@ def test_a_read_only_workspace_is_fully_browsable(probe, tmp_path):
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing(probe, tmp_path, capsys):
-    with mounted("-t", "tmpfs", "-o", "size=600k", "tmpfs", target=tmp_path / "small") as small:
+    with mounted("-t", "tmpfs", "-o", "size=2m", "tmpfs", target=tmp_path / "small") as small:
         ws_dir = small / "ws"
         shutil.copytree(probe / "wsv", ws_dir, ignore=shutil.ignore_patterns(layout.SAES))
         before = sorted(str(p) for p in small.rglob("*"))
