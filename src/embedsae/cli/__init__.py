@@ -117,11 +117,21 @@ def _log_to_stderr() -> None:
     """Library messages (the `embedsae` logger) go to stderr as plain lines, so stdout stays clean for --json."""
     import logging
 
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to whatever sys.stderr is at the time (it may be replaced between two in-process calls)."""
+
+        @property
+        def stream(self):  # type: ignore[override]
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
     root = logging.getLogger("embedsae")
-    if not any(getattr(h, "_embedsae_cli", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(type(h).__name__ == "CurrentStderr" for h in root.handlers):
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._embedsae_cli = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.INFO)
 
