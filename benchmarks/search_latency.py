@@ -9,13 +9,18 @@ both with one BLAS thread and with the default threads, and the faster of the tw
 
     python benchmarks/search_latency.py WS [--beir ../shared/data/cranfield] [--docs 100000]
 
-Prints medians, p95s, their ratio and the index bytes against the float32 dense matrix.
+Prints medians, p95s, their ratio and the index bytes against the float32 dense matrix; then the
+thread-limit study: each search timed with the per-call one-BLAS-thread limit the Searcher uses
+(`embedsae.search.threads.blas_single_thread`) and with no limit at all, alternated in rounds, alone and
+with 4 threads searching at once (medians per query).
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -28,6 +33,49 @@ def timed(fn, items, repeat: int = 1) -> np.ndarray:
             fn(it)
             out.append(time.perf_counter() - t)
     return 1000 * np.asarray(out)
+
+
+def concurrent_ms(fn, items, threads: int) -> np.ndarray:
+    """Per-query milliseconds when `threads` threads search their share of `items` at once."""
+    out: list[float] = []
+    lock = threading.Lock()
+
+    def work(part):
+        local = []
+        for it in part:
+            t = time.perf_counter()
+            fn(it)
+            local.append(time.perf_counter() - t)
+        with lock:
+            out.extend(local)
+
+    pool = [threading.Thread(target=work, args=(items[i::threads],)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return 1000 * np.asarray(out)
+
+
+def thread_limit_study(searches: dict, queries: np.ndarray, rounds: int = 5) -> None:
+    """Median query latency with the per-call BLAS limit and without any, alone and 4 threads at once."""
+    from embedsae.search.threads import blas_single_thread
+
+    ways = {"per-call limit (1 BLAS thread)": blas_single_thread, "no limit": nullcontext}
+    print("\n| search | threads searching | per-call limit ms | no limit ms | limit / none |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, fn in searches.items():
+        for threads in (1, 4):
+            times: dict[str, list] = {w: [] for w in ways}
+            for _ in range(rounds):
+                for way, ctx in ways.items():
+                    def call(q, ctx=ctx, fn=fn):
+                        with ctx():
+                            fn(q)
+                    times[way].append(timed(call, queries) if threads == 1 else concurrent_ms(call, queries, threads))
+            med = {w: float(np.median(np.concatenate(t))) for w, t in times.items()}
+            a, b = med["per-call limit (1 BLAS thread)"], med["no limit"]
+            print(f"| {name} | {threads} | {a:.3f} | {b:.3f} | {a / b:.2f} |")
 
 
 def main() -> None:
@@ -47,6 +95,7 @@ def main() -> None:
     ap.add_argument("--doc-k", type=int, default=ConceptSettings.doc_k)
     ap.add_argument("--query-k", type=int, default=ConceptSettings.query_k)
     ap.add_argument("--rerank", type=int, default=ConceptSettings.rerank)
+    ap.add_argument("--rounds", type=int, default=5, help="alternated rounds of the thread-limit study")
     args = ap.parse_args()
 
     ws = Workspace.open(args.workspace)
@@ -96,6 +145,7 @@ def main() -> None:
     print(f"speed-up of concept over exact dense ({d_label}, medians): {np.median(d_ms) / np.median(c_ms):.1f}x")
     print(f"index bytes: stored {index.stored_bytes:,} = {index.stored_bytes / dense_bytes:.1%} of float32 dense "
           f"({dense_bytes:,}); in memory with postings {index.memory_bytes:,} = {index.memory_bytes / dense_bytes:.1%}")
+    thread_limit_study({"concept": concept, "exact dense": exact}, queries, args.rounds)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 
 import numpy as np
 import pytest
@@ -14,10 +13,13 @@ import torch
 from embedsae import pipeline
 from embedsae.cli import main as cli_main
 from embedsae.errors import InputError, ModelMismatchError, WorkspaceError
-from embedsae.search import ConceptIndex, ConceptSettings, Searcher, build_index
+from embedsae.interpret import feature_labels
+from embedsae.interpret.store import FeatureStore, db_path
+from embedsae.search import ConceptIndex, ConceptSettings, Retriever, Searcher, build_index, register_retriever
 from embedsae.search.concept import encode_query
 from embedsae.search.evaluate import evaluate_retrieval
 from embedsae.search.index import adopt_sae, concept_path, index_info
+from embedsae.search.retriever import retriever_names, unregister_retriever
 from embedsae.search.steer_eval import steering_effect
 from embedsae.search.steering import Steering
 from embedsae.workspace import Workspace
@@ -125,12 +127,14 @@ def test_search_hits_with_explanations(searcher):
         shares = [c["share"] for c in h["concepts"]]
         assert all(0 < s <= 1 for s in shares) and sum(shares) <= 1.0001
         assert shares == sorted(shares, reverse=True)
-        assert all(c["label"] == f"feature {c['feature']}" for c in h["concepts"])  # not interpreted yet
+        labels = feature_labels(searcher.ws, searcher.sae_name)  # the labels every view shows
+        assert all(c["label"] == labels.get(c["feature"], f"feature {c['feature']}") for c in h["concepts"])
     text = " ".join(searcher.ws.corpus.set_index("id").loc[h["id"], "text"] for h in res.hits[:3]).lower()
     assert "flutter" in text
 
 
 def test_labels_used_for_explanations_and_steering(cran, embedder, tmp_path):
+    """A label written through the feature store shows in explanations and steers by name."""
     ws_dir = tmp_path / "labelled"
     shutil.copytree(cran.path, ws_dir)
     ws = Workspace.open(ws_dir)
@@ -140,9 +144,11 @@ def test_labels_used_for_explanations_and_steering(cran, embedder, tmp_path):
     with torch.no_grad():
         query_code = ws.load_sae(name).encode(torch.from_numpy(embedder.embed(["boundary layer transition"])))[0]
     rank, feature = next((i, c["feature"]) for i, c in enumerate(base.hits[0]["concepts"]) if query_code[c["feature"]] > 0)
-    with sqlite3.connect(ws.sae_dir(name) / "features.db") as con:
-        con.execute("CREATE TABLE features (id INTEGER PRIMARY KEY, label TEXT, clean INTEGER)")
-        con.execute("INSERT INTO features VALUES (?, ?, 1)", (feature, "laminar boundary layers"))
+    store = FeatureStore(db_path(ws.sae_dir(name)))
+    store.write_stats([(feature, 0.01, 0.1, 0.3, 14)])
+    store.write_batch(labels={feature: ("laminar boundary layers", "test", {})}, scores={})
+    store.close()
+    assert feature_labels(ws, name)[feature] == "laminar boundary layers"
     s = Searcher(ws, embedder=embedder)
     res = s.search("boundary layer transition", "concept", 3, steer=['"laminar boundary layers"=0'])
     change = res.steering["changes"][0]
@@ -178,9 +184,9 @@ def test_steering_effect_on_50_queries(searcher, cran_queries):
 
 
 def test_search_errors(searcher):
-    with pytest.raises(InputError, match="BM25 has none"):
+    with pytest.raises(InputError, match="reads only the text"):
         searcher.search("wing", "bm25", steer=["3=0.5"])
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match="`top`"):
         searcher.search("wing", "dense", 0)
     with pytest.raises(InputError, match="empty"):
         searcher.search("  ", "dense")
@@ -191,8 +197,7 @@ def test_search_errors(searcher):
 def test_eval_needs_the_benchmark_corpus(cran, tmp_path):
     table = cran.corpus.copy()
     table["id"] = "x" + table["id"].astype(str)
-    other = pipeline.embed(table, tmp_path / "other", vectors=np.asarray(cran.embeddings), model=cran.model_id,
-                           progress=False)
+    other = pipeline.embed(table, tmp_path / "other", vectors=np.asarray(cran.embeddings), model=cran.model_id)
     with pytest.raises(InputError, match="embed it with"):
         evaluate_retrieval(other, shared_path("cranfield"), modes=("dense",))
 
@@ -202,8 +207,14 @@ def test_sae_applied_across_workspaces(cran, tmp_path, embedder):
                           vectors=np.asarray(cran.embeddings[:700]), model=cran.model_id, normalize=False)
     name = adopt_sae(half, cran)
     build_index(half, name, lexical=False)
-    res = Searcher(half, embedder=embedder).search("heat transfer in hypersonic flow", "concept", 3)
-    assert len(res.hits) == 3 and all(int(h["id"]) <= 1400 for h in res.hits)
+    query = "heat transfer in hypersonic flow"
+    res = Searcher(half, embedder=embedder).search(query, "concept", 5)
+    # the adopted SAE codes the half's documents as it codes them in the full workspace: the half's ranking is
+    # the full ranking restricted to the half's documents
+    half_ids = set(half.ids)
+    full = Searcher(cran, embedder=embedder).search(query, "concept", 200, explain=False)
+    expected = [h["id"] for h in full.hits if h["id"] in half_ids][:5]
+    assert len(expected) == 5 and [h["id"] for h in res.hits] == expected
     foreign = pipeline.embed(cran.corpus.iloc[:50].reset_index(drop=True), tmp_path / "foreign",
                              vectors=np.asarray(cran.embeddings[:50]), model="precomputed:other")
     with pytest.raises(ModelMismatchError, match="trained on vectors of"):
@@ -248,3 +259,82 @@ def test_run_stage_is_registered():
     from embedsae.search.stage import index_stage
 
     assert callable(index_stage)
+
+
+class TitleWords(Retriever):
+    """A toy retriever registered by the test: documents ranked by how many query words their title holds."""
+
+    name = "titlewords"
+    needs_text = True
+    needs_vector = False
+
+    @classmethod
+    def build(cls, ctx):
+        path = ctx.ws.path / "index" / "titlewords.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps([t.lower().split() for t in ctx.ws.titles()]))
+        return {"bytes": path.stat().st_size}
+
+    def load(self):
+        self.path = self.searcher.ws.path / "index" / "titlewords.json"
+        if not self.path.is_file():
+            raise WorkspaceError("no title index")
+        self.titles = [set(t) for t in json.loads(self.path.read_text())]
+
+    def rank(self, query, k):
+        words = set(query.text.lower().split())
+        scores = np.array([len(words & t) for t in self.titles], np.float32)
+        rows = np.argsort(-scores, kind="stable")[:k]
+        return rows, scores[rows]
+
+    def size(self):
+        return self.path.stat().st_size
+
+    def available(self):
+        return (self.searcher.ws.path / "index" / "titlewords.json").is_file()
+
+
+@pytest.fixture
+def toy_retriever():
+    register_retriever(TitleWords)
+    yield TitleWords
+    unregister_retriever(TitleWords.name)
+
+
+def test_a_registered_retriever_is_a_search_mode(cran, embedder, tmp_path, toy_retriever):
+    """One class plus one registration: the index stage builds it, the Searcher searches it (alone and in the
+    hybrid) and evaluation of all modes includes it."""
+    assert "titlewords" in retriever_names()
+    dst = tmp_path / "toy"
+    shutil.copytree(cran.path, dst)
+    ws = Workspace.open(dst)
+    info = build_index(ws)
+    assert "titlewords" in info["parts"] and (dst / "index" / "titlewords.json").is_file()
+    s = Searcher(ws, embedder=embedder, weights="dense=1,titlewords=1")
+    title = ws.titles()[41]
+    hits = s.search(title, "titlewords", 3).hits
+    assert hits[0]["title"].lower().split() == title.lower().split()
+    assert len(s.search(title, "hybrid", 5).hits) == 5
+    rows = {r["mode"]: r for r in evaluate_retrieval(ws, shared_path("cranfield"), modes="all", searcher=s)}
+    assert list(rows) == ["dense", "concept", "hybrid", "bm25", "titlewords"]
+    assert rows["titlewords"]["index_bytes"] == (dst / "index" / "titlewords.json").stat().st_size
+    assert 0.05 < rows["titlewords"]["ndcg@10"] < rows["bm25"]["ndcg@10"]  # title words find some, less than BM25
+    assert rows["hybrid"]["hybrid"]["parts"] == {"dense": 1.0, "titlewords": 1.0}
+    unregister_retriever("titlewords")
+    with pytest.raises(InputError, match="unknown search mode 'titlewords'"):
+        s.search(title, "titlewords")
+
+
+def test_dense_can_be_left_out_of_the_index(cran, embedder, tmp_path):
+    """Without the dense part, dense search is refused and the hybrid fuses concept and BM25."""
+    dst = tmp_path / "nodense"
+    shutil.copytree(cran.path, dst, ignore=shutil.ignore_patterns("index"))
+    ws = Workspace.open(dst)
+    info = build_index(ws, dense=False)
+    assert info["parts"] == ["concept", "bm25"] and "dense" not in info
+    s = Searcher(ws, embedder=embedder)
+    assert s.modes() == ["concept", "hybrid", "bm25"]
+    with pytest.raises(WorkspaceError, match="without the dense part"):
+        s.search("wing flutter", "dense")
+    assert s.retriever("hybrid").parts() == {"concept": 1.0, "bm25": 1.0}
+    assert s.retriever("hybrid").size() == s.retriever("concept").size() + s.retriever("bm25").size()

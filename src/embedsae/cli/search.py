@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 
+from ..errors import InputError
 from .bars import progress_callback
-
-MODES = ("dense", "concept", "hybrid", "bm25")
+from .options import add_settings_args, settings_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..search import ConceptSettings
+
     p = sub.add_parser("index", help="build the dense, concept (SAE latent) and BM25 indexes of a workspace")
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--sae-from", metavar="WS", help="use an SAE trained in another workspace (same embedding model)")
-    p.add_argument("--doc-k", type=int, default=32, help="latents each document keeps (default 32)")
-    p.add_argument("--query-k", type=int, default=64, help="latents whose postings a query reads (default 64)")
-    p.add_argument("--scoring", default="projection", choices=["projection", "dot", "bm25"],
-                   help="concept scoring (default projection)")
-    p.add_argument("--rerank", type=int, default=200, help="projection scoring: candidates rescored exactly (default 200)")
-    p.add_argument("--k1", type=float, default=1.2, help="BM25-over-latents k1 (default 1.2)")
-    p.add_argument("--b", type=float, default=0.75, help="BM25-over-latents b (default 0.75)")
+    add_settings_args(p, ConceptSettings)
     p.add_argument("--no-bm25", action="store_true", help="skip the lexical BM25 index")
+    p.add_argument("--no-dense", action="store_true",
+                   help="leave dense search out: the concept and BM25 indexes stand in for it (hybrid = concept + BM25)")
     p.add_argument("--ann", action="store_true", help="also build an approximate dense index (needs embedsae[ann])")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -52,47 +52,80 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _search_args(p: argparse.ArgumentParser, all_modes: bool = False) -> None:
-    choices = (*MODES, "all") if all_modes else MODES
-    p.add_argument("--mode", default="concept" if all_modes else "dense", choices=choices,
-                   help=f"search mode (default {'concept' if all_modes else 'dense'})")
+    from ..search import HybridSettings, retriever_names
+
+    modes = retriever_names()
+    default = "concept" if all_modes else "dense"
+    p.add_argument("--mode", default=default, choices=(*modes, "all") if all_modes else modes,
+                   help=f"search mode (default {default})" + ("; all: every mode the workspace is indexed for"
+                                                              if all_modes else ""))
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
-    p.add_argument("--fusion", default="rrf", choices=["rrf", "score"], help="hybrid fusion (default rrf)")
-    p.add_argument("--weights", help="hybrid weights, e.g. dense=1,concept=1,bm25=1 (default all 1)")
+    add_settings_args(p, HybridSettings)
     p.add_argument("--ann", action="store_true", help="dense search through the approximate index")
 
 
+# settings named in library errors -> the flags that set them
+_FLAGS = {"top": "--top", "weights": "--weights", "fusion": "--fusion", "rrf_k": "--rrf-k", "depth": "--depth",
+          "ann": "--ann", "doc_k": "--doc-k", "query_k": "--query-k", "rerank": "--rerank"}
+
+
+def _with_flag_hints(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command; a library InputError naming a setting (`name` or setting 'name') gets that setting's flag."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except InputError as exc:
+            text = str(exc)
+            for name, flag in _FLAGS.items():
+                for quoted in (f"`{name}`", f"setting '{name}'"):
+                    if quoted in text and flag not in text:
+                        text = text.replace(quoted, f"{quoted} ({flag})", 1)
+            raise InputError(text) from exc
+
+    return run
+
+
 def _searcher(args: argparse.Namespace):
-    from ..search import Searcher
+    from ..search import HybridSettings, Searcher
 
-    return Searcher(args.workspace, args.sae, ann=args.ann, fusion=args.fusion, weights=args.weights)
+    return Searcher(args.workspace, args.sae, ann=args.ann, hybrid=HybridSettings(**settings_kwargs(HybridSettings, args)))
 
 
+@_with_flag_hints
 def cmd_index(args: argparse.Namespace) -> int:
     from ..search import ConceptSettings, adopt_sae, build_index
     from ..workspace import Workspace
 
-    settings = ConceptSettings(doc_k=args.doc_k, query_k=args.query_k, scoring=args.scoring, rerank=args.rerank,
-                               k1=args.k1, b=args.b)
+    settings = ConceptSettings(**settings_kwargs(ConceptSettings, args))
     ws = Workspace.open(args.workspace)
     sae = args.sae
     if args.sae_from:
         sae = adopt_sae(ws, Workspace.open(args.sae_from), args.sae)
-    info = build_index(ws, sae, settings=settings, lexical=not args.no_bm25, ann=args.ann, progress=progress_callback(args.quiet))
+    info = build_index(ws, sae, settings=settings, lexical=not args.no_bm25, dense=not args.no_dense, ann=args.ann,
+                       progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(info))
         return 0
-    c = info["concept"]
     print(f"indexed {info['documents']} documents of {ws.path} with SAE '{info['sae']}' in {info['seconds']}s")
-    print(f"  dense    exact cosine over embeddings.npy: {info['dense']['bytes']:,} bytes (float32)")
-    print(f"  concept  {c['postings']:,} postings, {c['stored_bytes']:,} bytes stored "
-          f"({c['stored_vs_dense']:.1%} of dense), {c['memory_bytes']:,} in memory ({c['memory_vs_dense']:.1%})")
+    if "dense" in info:
+        print(f"  dense    exact cosine over embeddings.npy: {info['dense']['bytes']:,} bytes (float32)")
+        if "ann" in info["dense"]:
+            print(f"  ann      {info['dense']['ann']['bytes']:,} bytes (usearch)")
+    if "concept" in info:
+        c = info["concept"]
+        print(f"  concept  {c['postings']:,} postings, {c['stored_bytes']:,} bytes stored "
+              f"({c['stored_vs_dense']:.1%} of dense), {c['memory_bytes']:,} in memory ({c['memory_vs_dense']:.1%})")
     if "bm25" in info:
         print(f"  bm25     {info['bm25']['bytes']:,} bytes")
-    if "ann" in info:
-        print(f"  ann      {info['ann']['bytes']:,} bytes (usearch)")
+    for name in info["parts"]:
+        if name not in ("dense", "concept", "bm25") and isinstance(info.get(name), dict):
+            print(f"  {name:<8} {json.dumps(info[name])}")
     return 0
 
 
+@_with_flag_hints
 def cmd_search(args: argparse.Namespace) -> int:
     searcher = _searcher(args)
     res = searcher.search(args.query, args.mode, args.top, steer=args.steer or None, steer_form=args.steer_form)
@@ -116,14 +149,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+@_with_flag_hints
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..pipeline import markdown_table
     from ..search.evaluate import evaluate_retrieval
 
-    modes = list(MODES) if args.mode == "all" else [args.mode]
     searcher = _searcher(args)
-    rows = evaluate_retrieval(args.workspace, args.beir, split=args.split, modes=modes, searcher=searcher,
-                              progress=progress_callback(args.quiet))
+    rows = evaluate_retrieval(searcher.ws, args.beir, split=args.split, modes="all" if args.mode == "all" else [args.mode],
+                              searcher=searcher, progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows))
         return 0

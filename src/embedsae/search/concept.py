@@ -22,42 +22,41 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .._io import atomic_path
-from ..errors import InputError, WorkspaceError
+from ..errors import WorkspaceError
+from ..settings import Settings, check
+from .retriever import BuildContext, Query, Retriever
 
-SCORINGS = ("projection", "dot", "bm25")
 FILE_NAME = "concept_index.npz"
 
 
 @dataclass
-class ConceptSettings:
+class ConceptSettings(Settings):
     """How the concept index is built and scored."""
 
     doc_k: int = 32
-    """Latents each document keeps (may exceed the SAE's k: the encoder is asked for more)."""
+    """Latents each document keeps in the concept index (may exceed the SAE's k: the encoder is asked for more)."""
     query_k: int = 64
-    """Latents whose postings a query reads (its largest weights)."""
-    scoring: str = "projection"
-    """projection (default), dot, or bm25."""
+    """Latents whose postings a concept query reads (its largest weights)."""
+    scoring: Literal["projection", "dot", "bm25"] = "projection"
+    """Concept scoring: projection (cosine with each document's SAE reconstruction), dot (query code . document
+    code) or bm25 (BM25 over latents)."""
     rerank: int = 200
-    """projection scoring: candidates rescored exactly with all the document's latents (0 = none)."""
+    """Projection scoring: candidates rescored exactly with all the document's latents (0 = none)."""
     k1: float = 1.2
-    """BM25 term-frequency saturation."""
+    """BM25-over-latents term-frequency saturation."""
     b: float = 0.75
-    """BM25 length normalisation."""
+    """BM25-over-latents length normalisation."""
 
-    def __post_init__(self) -> None:
-        if self.scoring not in SCORINGS:
-            raise InputError(f"unknown concept scoring '{self.scoring}'; use one of {', '.join(SCORINGS)}")
-        if self.doc_k <= 0 or self.query_k <= 0 or self.rerank < 0:
-            raise InputError(f"doc_k and query_k must be positive and rerank >= 0 (got {self.doc_k}, {self.query_k}, "
-                             f"{self.rerank})")
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise InputError(f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b})")
+    def validate(self) -> None:
+        super().validate()
+        check(self.doc_k > 0 and self.query_k > 0 and self.rerank >= 0,
+              f"doc_k and query_k must be positive and rerank >= 0 (got {self.doc_k}, {self.query_k}, {self.rerank})")
+        check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b})")
 
 
 class ConceptIndex:
@@ -123,7 +122,7 @@ class ConceptIndex:
         if not path.is_file():
             raise WorkspaceError(f"no concept index at {path}; build it with: embedsae index WORKSPACE")
         with np.load(path) as z:
-            settings = ConceptSettings(**json.loads(str(z["settings"])))
+            settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
             return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
                        str(z["sae_name"]))
 
@@ -271,3 +270,47 @@ def doc_norms(sae, indices: np.ndarray, values: np.ndarray, batch_size: int = 81
             val = torch.from_numpy(values[i : i + batch_size].astype(np.float32))
             out.append(sae.decode_sparse(idx, val).norm(dim=1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+class ConceptRetriever(Retriever):
+    """Concept-level sparse retrieval over the SAE's latents (the concept index of the Searcher's SAE)."""
+
+    name = "concept"
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> dict[str, Any]:
+        from ..sae.codes import encode_array
+        from .index import concept_path
+
+        model = ctx.cache.get("sae") or ctx.ws.load_sae(ctx.sae)
+        settings = ctx.concept
+        codes = encode_array(model, ctx.ws.embeddings, k=min(settings.doc_k, model.cfg.n_latents))
+        norms = doc_norms(model, codes.indices, codes.values)
+        index = ConceptIndex.from_codes(codes.indices, codes.values, model.cfg.n_latents, norms, settings, ctx.sae)
+        path = concept_path(ctx.ws, ctx.sae)
+        index.save(path)
+        dense_bytes = int(ctx.ws.n_documents * ctx.ws.dim * 4)
+        return {**index.describe(), "file_bytes": path.stat().st_size,
+                "stored_vs_dense": round(index.stored_bytes / dense_bytes, 4),
+                "memory_vs_dense": round(index.memory_bytes / dense_bytes, 4)}
+
+    def load(self) -> None:
+        from .index import require_concept
+
+        self.index = require_concept(self.searcher.ws, self.searcher.sae_name)
+        self.arrays = sae_arrays(self.searcher.sae)
+
+    def encode(self, vector: np.ndarray) -> ConceptQuery:
+        """A query vector in this index's terms (latents and weights)."""
+        return encode_query(self.searcher.sae, vector, self.index.settings, self.arrays)
+
+    def rank(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(self.encode(query.vector), k)
+
+    def size(self) -> int:
+        return self.index.stored_bytes
+
+    def available(self) -> bool:
+        from .index import concept_path
+
+        return concept_path(self.searcher.ws, self.searcher.sae_name).is_file()

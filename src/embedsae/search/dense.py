@@ -10,6 +10,7 @@ import numpy as np
 from .._io import atomic_path
 from ..data.embedders import l2_normalise
 from ..errors import InputError, WorkspaceError, require
+from .retriever import BuildContext, Query, Retriever
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +99,8 @@ class AnnIndex:
     def load(cls, path: str | os.PathLike) -> AnnIndex:
         usearch_index = require("usearch.index", "the approximate dense index", "ann")
         if not Path(path).is_file():
-            raise WorkspaceError(f"no approximate index at {path}; build it with: embedsae index WORKSPACE --ann")
+            raise WorkspaceError(f"no approximate index at {path}; build the index with the approximate dense index "
+                                 "(setting `ann`)")
         return cls(usearch_index.Index.restore(str(path)))
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -108,3 +110,46 @@ class AnnIndex:
         keys = np.atleast_2d(np.asarray(res.keys)).astype(np.int64)
         dist = np.atleast_2d(np.asarray(res.distances)).astype(np.float32)
         return keys, 1.0 - dist
+
+
+class DenseRetriever(Retriever):
+    """Exact cosine search over the workspace's embeddings (or the usearch index when the Searcher has `ann`)."""
+
+    name = "dense"
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> dict:
+        from .index import index_dir
+
+        info: dict = {"kind": "exact cosine (embeddings.npy)", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
+        if ctx.ann:
+            path = index_dir(ctx.ws) / "dense.usearch"
+            AnnIndex.build(ctx.ws.embeddings).save(path)
+            info["ann"] = {"file": "index/dense.usearch", "bytes": path.stat().st_size}
+        return info
+
+    def load(self) -> None:
+        from .index import index_dir
+
+        ws = self.searcher.ws
+        if not self.available():
+            raise WorkspaceError(f"the index of {ws.path} was built without the dense part; rebuild it with dense "
+                                 "search on to search by dense vectors")
+        if self.searcher.ann:
+            self.index = AnnIndex.load(index_dir(ws) / "dense.usearch")
+            self._bytes = (index_dir(ws) / "dense.usearch").stat().st_size
+        else:
+            self.index = DenseIndex(ws.embeddings, normalized=bool(ws.manifest["model"].get("normalized", True)))
+            self._bytes = int(ws.n_documents * ws.dim * 4)
+
+    def rank(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        i, s = self.index.search(query.vector[None, :], k)
+        return i[0], s[0]
+
+    def size(self) -> int:
+        return self._bytes
+
+    def available(self) -> bool:
+        from .index import part_built
+
+        return part_built(self.searcher.ws, "dense") is not False

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..progress import ProgressCallback, track
 from ..workspace import Workspace
-from .searcher import MODES, Searcher
+from .searcher import Searcher
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 
@@ -40,59 +41,52 @@ def evaluate_retrieval(
     beir_dir: str | os.PathLike,
     *,
     split: str = "test",
-    modes: list[str] | tuple[str, ...] = ("concept",),
+    modes: list[str] | tuple[str, ...] | str = ("concept",),
     searcher: Searcher | None = None,
     sae: str | None = None,
     depth: int = 100,
-    progress: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """nDCG@10, MRR@10, Recall@100 and per-query latency (median, p95, milliseconds) for each mode.
+    """nDCG@10, MRR@10, Recall@100, index bytes and per-query latency (median, p95, milliseconds) per mode.
 
-    Queries are embedded once in a batch (not counted in the latency); each query is then searched
-    alone, as a user's query would be.
+    `modes="all"` evaluates every registered mode the workspace is indexed for. Queries are embedded once in
+    a batch (not counted in the latency); each query is then searched alone, as a user's query would be.
     """
     from ranx import Qrels, Run, evaluate
-    from tqdm.auto import tqdm
 
-    from .index import index_dir, index_info
+    from .retriever import retriever_class
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    for m in modes:
-        if m not in MODES:
-            raise InputError(f"unknown mode '{m}'; use one of {', '.join(MODES)} or all")
     searcher = searcher or Searcher(ws, sae)
+    modes = searcher.modes() if modes == "all" else list(modes)
+    classes = [retriever_class(m) for m in modes]  # unknown modes fail here, before any work
     qids, texts, qrels = load_benchmark(ws, beir_dir, split)
     t0 = time.perf_counter()
-    needs_vectors = any(m != "bm25" for m in modes)
+    needs_vectors = any(c.needs_vector for c in classes)
     vectors = searcher.embed(texts) if needs_vectors else [None] * len(texts)
     embed_ms = 1000 * (time.perf_counter() - t0) / max(len(texts), 1) if needs_vectors else 0.0
     doc_ids = np.asarray(ws.ids, dtype=object)
-    info = index_info(ws) or {}
-    sizes = {
-        "dense": int(ws.n_documents * ws.dim * 4),
-        "concept": int((info.get("concept") or {}).get("stored_bytes", 0)),
-        "bm25": int((info.get("bm25") or {}).get("bytes", 0)),
-    }
-    if searcher.ann and (index_dir(ws) / "dense.usearch").is_file():
-        sizes["dense"] = (index_dir(ws) / "dense.usearch").stat().st_size
     results = []
     for mode in modes:
         searcher.rank(mode, vectors[0], texts[0], depth)  # warm up (loads the index)
         run: dict[str, dict[str, float]] = {}
         times = []
-        for qid, text, vec in tqdm(list(zip(qids, texts, vectors)), disable=not progress, desc=mode, unit="query"):
+        for qid, text, vec in track(list(zip(qids, texts, vectors)), progress, f"eval {mode}", unit="query"):
             t = time.perf_counter()
             rows, scores = searcher.rank(mode, vec, text, depth)
             times.append(time.perf_counter() - t)
             run[qid] = {str(doc_ids[r]): float(s) for r, s in zip(rows.tolist(), scores.tolist())} or {"": 0.0}
         scores = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)
         ms = 1000 * np.asarray(times)
-        parts = [p for p in ("dense", "concept", "bm25") if mode == p or (mode == "hybrid" and searcher.weights.get(p))]
-        results.append({
+        retriever = searcher.retriever(mode)
+        row = {
             "mode": mode, "queries": len(qids), **{k: round(float(scores[k]), 4) for k in METRICS},
             "latency_ms": {"median": round(float(np.median(ms)), 3), "p95": round(float(np.percentile(ms, 95)), 3)},
-            "query_embedding_ms": round(embed_ms, 3), "index_bytes": sum(sizes[p] for p in parts),
+            "query_embedding_ms": round(embed_ms, 3), "index_bytes": int(retriever.size()),
             "split": split, "documents": ws.n_documents,
             "sae": searcher.sae_name if mode in ("concept", "hybrid") else None,
-        })
+        }
+        if hasattr(retriever, "describe"):
+            row["hybrid"] = retriever.describe()
+        results.append(row)
     return results

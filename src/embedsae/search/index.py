@@ -1,18 +1,20 @@
-"""Building and locating the search indexes of a workspace (dense, concept, lexical)."""
+"""Building and locating the search indexes of a workspace: one per registered retriever that keeps one."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json
-from ..errors import WorkspaceError
+from ..errors import InputError, WorkspaceError
+from ..progress import ProgressCallback, Tracker
 from ..workspace import Workspace, now_iso
-from .concept import FILE_NAME, ConceptIndex, ConceptSettings, doc_norms
+from .concept import FILE_NAME, ConceptIndex, ConceptSettings
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,15 @@ def index_info(ws: Workspace) -> dict[str, Any] | None:
     """What `build_index` wrote last (index.json), or None."""
     path = index_dir(ws) / "index.json"
     return read_json(path) if path.is_file() else None
+
+
+def part_built(ws: Workspace, name: str) -> bool | None:
+    """Whether the last `build_index` built a retriever's index (None when no index was ever built)."""
+    info = index_info(ws)
+    if info is None:
+        return None
+    parts = info.get("parts") or [k for k in ("dense", "concept", "bm25") if k in info]  # index.json before parts
+    return name in parts
 
 
 def adopt_sae(ws: Workspace, source: Workspace, name: str | None = None) -> str:
@@ -75,46 +86,40 @@ def build_index(
     *,
     settings: ConceptSettings | None = None,
     lexical: bool = True,
+    dense: bool = True,
     ann: bool = False,
-    progress: bool = True,
+    parts: Iterable[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Build the concept index (per SAE), the BM25 index and optionally the usearch ANN index; write index.json.
+    """Build the index of every registered retriever that has one (dense, concept, BM25, ...); write index.json.
 
-    The exact dense index is the workspace's embedding matrix itself (nothing to build).
+    `parts` names the retrievers to build (default: all; `lexical=False` leaves BM25 out, `dense=False` the
+    dense part, so that dense search is off and the hybrid fuses what is left). The exact dense index is the
+    workspace's embedding matrix itself; `ann` adds the approximate one.
     """
-    from ..sae.codes import encode_array
-    from .dense import AnnIndex
-    from .lexical import LexicalIndex
+    from .retriever import BuildContext, retriever_class, retriever_names
 
     settings = settings or ConceptSettings()
     name = ws.resolve_sae(sae)
-    model = ws.load_sae(name)
+    names = [n for n in (retriever_names() if parts is None else parts) if retriever_class(n).index_part]
+    names = [n for n in names if (lexical or n != "bm25") and (dense or n != "dense")]
+    if not names:
+        raise InputError("no index to build: every part was left out")
+    ctx = BuildContext(ws, name, settings, ann=ann, progress=progress)
+    ctx.cache["sae"] = ws.load_sae(name)
     t0 = time.perf_counter()
-    logger.info(f"indexing {ws.n_documents} documents: concept index of SAE '{name}' ({settings.doc_k} latents per document)")
-    codes = encode_array(model, ws.embeddings, k=min(settings.doc_k, model.cfg.n_latents), progress=progress)
-    norms = doc_norms(model, codes.indices, codes.values)
-    concept = ConceptIndex.from_codes(codes.indices, codes.values, model.cfg.n_latents, norms, settings, name)
-    concept.save(concept_path(ws, name))
-    dense_bytes = int(ws.n_documents * ws.dim * 4)
-    info: dict[str, Any] = {
-        "sae": name, "documents": ws.n_documents, "built": now_iso(),
-        "dense": {"kind": "exact cosine (embeddings.npy)", "bytes": dense_bytes},
-        "concept": {**concept.describe(), "file_bytes": concept_path(ws, name).stat().st_size,
-                    "stored_vs_dense": round(concept.stored_bytes / dense_bytes, 4),
-                    "memory_vs_dense": round(concept.memory_bytes / dense_bytes, 4)},
-    }
-    if lexical:
-        logger.info("indexing words for BM25")
-        lex = LexicalIndex.build(ws.corpus["text"].astype(str).tolist(), progress=progress)
-        lex.save(index_dir(ws) / "bm25")
-        info["bm25"] = {"folder": "index/bm25", "bytes": _folder_bytes(index_dir(ws) / "bm25")}
-    if ann:
-        logger.info("building the approximate dense index (usearch)")
-        AnnIndex.build(ws.embeddings).save(index_dir(ws) / "dense.usearch")
-        info["ann"] = {"file": "index/dense.usearch", "bytes": (index_dir(ws) / "dense.usearch").stat().st_size}
+    info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names}
+    with Tracker(progress, "index", len(names), unit="index") as tracker:
+        for n in names:
+            logger.info(f"indexing {ws.n_documents} documents: {n}")
+            tracker.set_message(n)
+            built = retriever_class(n).build(ctx)
+            if built is not None:
+                info[n] = built
+            tracker.update()
     info["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(index_dir(ws) / "index.json", info)
-    ws.record_stage("index", {"sae": name, "concept": asdict(settings), "lexical": lexical, "ann": ann},
+    ws.record_stage("index", {"sae": name, "concept": asdict(settings), "parts": names, "ann": ann},
                     seconds=info["seconds"])
     return info
 
@@ -125,10 +130,11 @@ def require_concept(ws: Workspace, sae: str) -> ConceptIndex:
     if index.n_docs != ws.n_documents:
         raise WorkspaceError(
             f"the concept index of '{sae}' covers {index.n_docs} documents but {ws.path} holds {ws.n_documents}; "
-            f"rebuild it with: embedsae index {ws.path} --sae {sae}"
+            f"rebuild the index of SAE '{sae}' (embedsae index)"
         )
     return index
 
 
-def _folder_bytes(folder: Path) -> int:
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under a folder."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WorkspaceError
+from .retriever import BuildContext, Query, Retriever
 
 
 class LexicalIndex:
@@ -64,3 +65,39 @@ class LexicalIndex:
         if not ids:
             return np.zeros(self.n_docs, np.float32)
         return np.asarray(self.retriever.get_scores(ids), np.float32)
+
+
+class BM25Retriever(Retriever):
+    """BM25 over the words of the documents (bm25s), from the query text."""
+
+    name = "bm25"
+    needs_text = True
+    needs_vector = False
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> dict:
+        from .index import folder_bytes, index_dir
+
+        LexicalIndex.build(ctx.ws.corpus["text"].astype(str).tolist()).save(index_dir(ctx.ws) / "bm25")
+        return {"folder": "index/bm25", "bytes": folder_bytes(index_dir(ctx.ws) / "bm25")}
+
+    def load(self) -> None:
+        from .index import folder_bytes, index_dir
+
+        self.index = LexicalIndex.load(index_dir(self.searcher.ws) / "bm25")
+        self._bytes = folder_bytes(index_dir(self.searcher.ws) / "bm25")
+
+    def rank(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from .dense import top_k
+
+        i, s = top_k(self.index.scores(query.text)[None, :], k)
+        return i[0], s[0]
+
+    def size(self) -> int:
+        return self._bytes
+
+    def available(self) -> bool:
+        from .index import index_dir, part_built
+
+        ws = self.searcher.ws
+        return part_built(ws, "bm25") is not False and (index_dir(ws) / "bm25" / "n_docs.txt").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,12 +12,9 @@ import numpy as np
 
 from ..errors import EmbedSAEError, InputError
 from ..workspace import Workspace
-from .hybrid import FUSIONS, parse_weights, rrf, score_fusion
+from .hybrid import HybridSettings
+from .retriever import Query, Retriever, retriever_class, retriever_names
 from .steering import Steering
-
-MODES = ("dense", "concept", "hybrid", "bm25")
-HYBRID_PARTS = ("dense", "concept", "bm25")
-DEFAULT_HYBRID_WEIGHTS = {"dense": 1.0, "concept": 1.0, "bm25": 1.0}
 
 
 @dataclass
@@ -38,8 +36,9 @@ class SearchResult:
 
 
 class Searcher:
-    """Search a workspace's documents. Indexes load on first use; `embedsae index` must have run for the
-    concept and BM25 modes (dense search needs only the embeddings)."""
+    """Search a workspace's documents in any registered mode (`embedsae.search.retriever`). Indexes load on first
+    use; `embedsae index` must have run for the concept and BM25 modes (dense search needs only the embeddings).
+    One Searcher may serve many threads at once."""
 
     def __init__(
         self,
@@ -48,87 +47,97 @@ class Searcher:
         *,
         embedder=None,
         ann: bool = False,
-        fusion: str = "rrf",
+        fusion: str | None = None,
         weights: Mapping[str, float] | str | None = None,
-        rrf_k: float = 60.0,
-        depth: int = 100,
+        rrf_k: float | None = None,
+        depth: int | None = None,
+        hybrid: HybridSettings | None = None,
     ) -> None:
         self.ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-        if fusion not in FUSIONS:
-            raise InputError(f"unknown fusion '{fusion}'; use one of {', '.join(FUSIONS)}")
-        self.fusion = fusion
-        self.weights = {**DEFAULT_HYBRID_WEIGHTS, **parse_weights(weights, HYBRID_PARTS)}
-        self.rrf_k = rrf_k
-        self.depth = depth
+        given = {k: v for k, v in {"fusion": fusion, "weights": weights, "rrf_k": rrf_k, "depth": depth}.items()
+                 if v is not None}
+        self.hybrid = (hybrid or HybridSettings()).replace(**given) if given else (hybrid or HybridSettings())
         self.ann = ann
         self._sae_name = sae
         self._embedder = embedder
         self._cache: dict[str, Any] = {}
+        self._retrievers: dict[str, Retriever] = {}
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ lazy parts
+    def _cached(self, key: str, make):
+        value = self._cache.get(key)
+        if value is None:
+            with self._lock:
+                value = self._cache.get(key)
+                if value is None:
+                    value = self._cache[key] = make()
+        return value
+
     @property
     def sae_name(self) -> str:
-        if "sae_name" not in self._cache:
-            self._cache["sae_name"] = self.ws.resolve_sae(self._sae_name)
-        return self._cache["sae_name"]
+        return self._cached("sae_name", lambda: self.ws.resolve_sae(self._sae_name))
 
     @property
     def sae(self):
-        if "sae" not in self._cache:
-            self._cache["sae"] = self.ws.load_sae(self.sae_name)
-        return self._cache["sae"]
+        return self._cached("sae", lambda: self.ws.load_sae(self.sae_name))
+
+    def retriever(self, mode: str) -> Retriever:
+        """The loaded retriever of a mode (loading its index on first use)."""
+        r = self._retrievers.get(mode)
+        if r is None:
+            cls = retriever_class(mode)
+            with self._lock:
+                r = self._retrievers.get(mode)
+                if r is None:
+                    r = cls(self)
+                    r.load()
+                    self._retrievers[mode] = r
+        return r
+
+    def available(self, mode: str) -> bool:
+        """Whether a mode can search this workspace as it is indexed."""
+        r = self._retrievers.get(mode)
+        return True if r is not None else retriever_class(mode)(self).available()
+
+    def modes(self) -> list[str]:
+        """The registered modes this workspace can be searched in."""
+        return [m for m in retriever_names() if self.available(m)]
+
+    @property
+    def fusion(self) -> str:
+        return self.hybrid.fusion
 
     @property
     def concept(self):
-        if "concept" not in self._cache:
-            from .index import require_concept
-
-            self._cache["concept"] = require_concept(self.ws, self.sae_name)
-        return self._cache["concept"]
+        """The concept index (ConceptIndex) of this Searcher's SAE."""
+        return self.retriever("concept").index
 
     @property
     def dense(self):
-        if "dense" not in self._cache:
-            from .dense import AnnIndex, DenseIndex
-
-            if self.ann:
-                from .index import index_dir
-
-                self._cache["dense"] = AnnIndex.load(index_dir(self.ws) / "dense.usearch")
-            else:
-                normalized = bool(self.ws.manifest["model"].get("normalized", True))
-                self._cache["dense"] = DenseIndex(self.ws.embeddings, normalized=normalized)
-        return self._cache["dense"]
+        return self.retriever("dense").index
 
     @property
     def lexical(self):
-        if "lexical" not in self._cache:
-            from .index import index_dir
-            from .lexical import LexicalIndex
-
-            self._cache["lexical"] = LexicalIndex.load(index_dir(self.ws) / "bm25")
-        return self._cache["lexical"]
+        return self.retriever("bm25").index
 
     @property
     def labels(self) -> dict[int, str]:
-        if "labels" not in self._cache:
-            from ..interpret import feature_labels
+        """Feature id -> label, as every view shows them (embedsae.interpret.feature_labels)."""
+        from ..interpret import feature_labels
 
-            self._cache["labels"] = feature_labels(self.ws, self.sae_name)
-        return self._cache["labels"]
+        return self._cached("labels", lambda: feature_labels(self.ws, self.sae_name))
 
     def concept_query(self, vector: np.ndarray):
         """The query in the concept index's terms (latents, weights)."""
-        from .concept import encode_query, sae_arrays
-
-        if "sae_arrays" not in self._cache:
-            self._cache["sae_arrays"] = sae_arrays(self.sae)
-        return encode_query(self.sae, vector, self.concept.settings, self._cache["sae_arrays"])
+        return self.retriever("concept").encode(vector)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors, made by the workspace's embedding model."""
         if self._embedder is None:
-            self._embedder = self.ws.embedder()
+            with self._lock:
+                if self._embedder is None:
+                    self._embedder = self.ws.embedder()
         return np.asarray(self._embedder.embed(list(texts), progress=False), np.float32)
 
     def steering(self, specs: Sequence[str], form: str = "residual") -> Steering:
@@ -137,56 +146,19 @@ class Searcher:
 
     # ------------------------------------------------------------------ ranking
     def single_thread(self):
-        """A context in which BLAS runs on one thread: one query's matrix-vector products gain nothing from
-        more, and BLAS threads competing with torch's for the same cores cost tens of milliseconds."""
-        if "threads" not in self._cache:
-            from threadpoolctl import ThreadpoolController
+        """A context in which BLAS runs on one thread (see `embedsae.search.threads`)."""
+        from .threads import blas_single_thread
 
-            self._cache["threads"] = ThreadpoolController()
-        return self._cache["threads"].limit(limits=1, user_api="blas")
+        return blas_single_thread()
 
     def rank(self, mode: str, vector: np.ndarray | None, text: str | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k document rows and scores for one query (vector for dense/concept, text for BM25)."""
+        """Top-k document rows and scores for one query (the vector for dense/concept, the text for BM25)."""
+        cls = retriever_class(mode)
+        if cls.needs_text and text is None:
+            raise InputError(f"{mode} search needs the query text, not only a vector")
+        retriever = self.retriever(mode)
         with self.single_thread():
-            return self._rank(mode, vector, text, k)
-
-    def _rank(self, mode: str, vector: np.ndarray | None, text: str | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from .dense import top_k
-
-        if mode not in MODES:
-            raise InputError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
-        if mode == "dense":
-            i, s = self.dense.search(vector[None, :], k)
-            return i[0], s[0]
-        if mode == "concept":
-            return self.concept.search(self.concept_query(vector), k)
-        if mode == "bm25":
-            if text is None:
-                raise InputError("BM25 search needs the query text, not only a vector")
-            i, s = top_k(self.lexical.scores(text)[None, :], k)
-            return i[0], s[0]
-        return self._hybrid(vector, text, k)
-
-    def _hybrid(self, vector: np.ndarray, text: str | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from .dense import top_k
-
-        parts = [p for p in HYBRID_PARTS if self.weights.get(p, 0) > 0 and (p != "bm25" or text is not None)]
-        if not parts:
-            raise InputError("hybrid search has no part with a weight above 0; give e.g. --weights dense=1,concept=1")
-        n = self.ws.n_documents
-        depth = max(self.depth, k)
-        if self.fusion == "rrf":
-            fused = rrf({p: self._rank(p, vector, text, depth)[0] for p in parts}, self.weights, n, self.rrf_k)
-        else:
-            scores = {}
-            for p in parts:
-                rows, vals = self._rank(p, vector, text, depth)
-                full = np.full(n, float(vals.min()) if len(vals) else 0.0)
-                full[rows] = vals
-                scores[p] = full
-            fused = score_fusion(scores, self.weights)
-        i, s = top_k(fused[None, :], k)
-        return i[0], s[0]
+            return retriever.rank(Query(text, vector), k)
 
     # ------------------------------------------------------------------ the public call
     def search(
@@ -201,9 +173,8 @@ class Searcher:
     ) -> SearchResult:
         """Ranked hits for a query text (or vector), optionally steered, each hit with its shared concepts."""
         if top <= 0:
-            raise InputError(f"--top must be a positive number of hits, got {top}")
-        if mode not in MODES:
-            raise InputError(f"unknown search mode '{mode}'; use one of {', '.join(MODES)}")
+            raise InputError(f"the number of hits (`top`) must be positive, got {top}")
+        cls = retriever_class(mode)
         text = query if isinstance(query, str) else None
         if text is not None and not text.strip():
             raise InputError("the query is empty; give some words to search for")
@@ -211,12 +182,13 @@ class Searcher:
             steer = [steer]
         if steer is not None and not isinstance(steer, Steering):
             steer = self.steering(list(steer), steer_form) if len(steer) else None
-        if steer and mode == "bm25":
-            raise InputError("steering edits SAE features of the query vector; BM25 has none: use --mode dense, "
-                             "concept or hybrid")
+        if steer and not cls.needs_vector:
+            vector_modes = [m for m in retriever_names() if retriever_class(m).needs_vector]
+            raise InputError(f"steering edits SAE features of the query vector; {mode} search reads only the text: "
+                             f"search in a mode that reads the vector ({', '.join(vector_modes)})")
         t0 = time.perf_counter()
         vector = None
-        if mode != "bm25" or explain:
+        if cls.needs_vector or explain:
             vector = self.embed([text])[0] if text is not None else np.asarray(query, np.float32).reshape(-1)
         report = None
         if steer:
@@ -259,6 +231,4 @@ class Searcher:
         return hits
 
     def _titles(self) -> list[str]:
-        if "titles" not in self._cache:
-            self._cache["titles"] = self.ws.titles()
-        return self._cache["titles"]
+        return self._cached("titles", self.ws.titles)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from ..progress import ProgressCallback
 from ..workspace import Workspace
 
 
-def index_stage(ws: Workspace, sae_name: str, progress: bool = True) -> None:
-    """Build the dense, concept and BM25 indexes with default settings for the SAE just trained."""
+def index_stage(ws: Workspace, sae_name: str, progress: bool | ProgressCallback | None = None) -> None:
+    """Build every registered index with default settings for the SAE just trained (`progress`: a callback;
+    a bool, as the run pipeline passes, means none: the stage logs what it builds)."""
     from .index import build_index
 
-    build_index(ws, sae_name, progress=progress)
+    build_index(ws, sae_name, progress=progress if callable(progress) else None)
