@@ -195,6 +195,8 @@ def _check_name(name: str) -> None:
 def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, neighbours: bool = True) -> dict[str, Any]:
     """Quality figures of an SAE on the workspace's vectors; written to saes/<name>/metrics.json."""
     from .plots import plot_density_histogram
+    from .sae.codes import stored_codes, workspace_codes
+    from .sae.metrics import EVAL_ROWS
     from .sae.metrics import evaluate_sae as _evaluate
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
@@ -204,7 +206,9 @@ def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, 
     val = np.load(folder / "val_indices.npy") if (folder / "val_indices.npy").is_file() else None
     if val is not None and len(val) and val.max() >= ws.n_documents:
         val = None  # trained on other vectors than these
-    metrics = _evaluate(sae, np.asarray(ws.embeddings), val_indices=val, neighbours=neighbours)
+    # small corpora: encode every document once, store the codes for later stages and evaluate on them
+    codes = workspace_codes(ws, name, model=sae) if ws.n_documents <= EVAL_ROWS else stored_codes(ws, name)
+    metrics = _evaluate(sae, ws.embeddings, val_indices=val, neighbours=neighbours, codes=codes)
     metrics["sae"] = name
     write_json(folder / "metrics.json", metrics)
     plot_density_histogram(metrics, folder / "density.png", title=name)

@@ -75,28 +75,37 @@ def encode_array(
 
 
 @torch.no_grad()
-def reconstruct_array(sae: SAE, vectors: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
-    """SAE reconstructions of every row of `vectors`."""
+def decode_codes(sae: SAE, codes: Codes, *, batch_size: int = 16384) -> np.ndarray:
+    """Reconstructions from stored sparse codes (no encoding)."""
     out = []
-    for i in range(0, len(vectors), batch_size):
-        x = torch.from_numpy(np.array(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
-        out.append(sae.reconstruct(x).float().cpu().numpy())
+    for i in range(0, len(codes), batch_size):
+        idx = torch.from_numpy(codes.indices[i : i + batch_size].astype(np.int64)).to(sae.device)
+        val = torch.from_numpy(np.asarray(codes.values[i : i + batch_size], dtype=np.float32)).to(sae.device)
+        out.append(sae.decode_sparse(idx, val).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_in), np.float32)
 
 
-def workspace_codes(ws, sae: str | None = None, *, progress: bool = False) -> Codes:
-    """Sparse codes of all the workspace's documents under one of its SAEs, stored as saes/<name>/codes.npz.
-
-    Computed once; recomputed only when the SAE file is newer than the stored codes.
-    """
-    name = ws.resolve_sae(sae)
-    folder = ws.sae_dir(name)
+def stored_codes(ws, sae: str | None = None) -> Codes | None:
+    """The stored codes of all the workspace's documents under an SAE, if they are there and newer than the SAE."""
+    folder = ws.sae_dir(ws.resolve_sae(sae))
     path = folder / "codes.npz"
     if path.is_file() and path.stat().st_mtime >= (folder / "sae.safetensors").stat().st_mtime:
         codes = Codes.load(path)
         if len(codes) == ws.n_documents:
             return codes
-    model = ws.load_sae(name)
-    codes = encode_array(model, ws.embeddings, progress=progress)
-    codes.save(path)
+    return None
+
+
+def workspace_codes(ws, sae: str | None = None, *, progress: bool = False, model: SAE | None = None) -> Codes:
+    """Sparse codes of all the workspace's documents under one of its SAEs, stored as saes/<name>/codes.npz.
+
+    Computed once (with `model` when given, else the stored SAE); recomputed only when the SAE file is newer
+    than the stored codes.
+    """
+    name = ws.resolve_sae(sae)
+    codes = stored_codes(ws, name)
+    if codes is not None:
+        return codes
+    codes = encode_array(model or ws.load_sae(name), ws.embeddings, progress=progress)
+    codes.save(ws.sae_dir(name) / "codes.npz")
     return codes
