@@ -36,6 +36,7 @@ def embed(
     id_field: str | None = None,
     normalize: bool | None = None,
     batch_size: int = 64,
+    backend: str = "auto",
     limit: int | None = None,
     overwrite: bool = False,
     embedder: Embedder | None = None,
@@ -83,10 +84,10 @@ def embed(
         if ws.manifest.get("corpus_fingerprint") == corpus_fingerprint(table) and ws.manifest["model"].get("normalized") == normalized:
             log(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
             return ws
-    emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized)
+    emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized, backend=backend)
     if Workspace.exists(out) and not overwrite:
         _check_existing(out, emb.model_id, emb.dim, overwrite)
-    log(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d)")
+    log(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d, {getattr(emb, 'backend', 'its own')} backend)")
     t0 = time.perf_counter()
     arr = emb.embed(table["text"].tolist(), progress=progress)
     arr = validate_vectors(arr, ids, expected_rows=len(table), expected_dim=emb.dim, source="the embeddings")

