@@ -1,4 +1,4 @@
-"""The batched Cholesky pursuit gives the codes of the first (re-solving) pursuit, on real arXiv vectors."""
+"""The batched Cholesky pursuit gives the codes of the first (re-solving) pursuit, on real Cranfield vectors."""
 
 from __future__ import annotations
 
@@ -20,15 +20,26 @@ def agreement(new: tuple[torch.Tensor, torch.Tensor], ref: tuple[torch.Tensor, t
     return same.float().mean().item(), diff.max().item() if len(diff) else 0.0
 
 
+@pytest.fixture(scope="module")
+def cran_sae(cranfield_ws, tmp_path_factory):
+    """An SAE (k = 32, 3,072 latents) trained briefly on Cranfield's 1,400 abstracts, and their vectors."""
+    from embedsae.sae.trainer import TrainConfig, train_on_array
+
+    x = np.asarray(cranfield_ws.embeddings, dtype=np.float32)
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=x.shape[1], n_latents=3072, k=32))
+    sae, _, _ = train_on_array(sae, x, TrainConfig(epochs=8), progress=False)
+    return sae.cpu().eval(), torch.from_numpy(x)
+
+
 def _reference_codes(sae, x: torch.Tensor, k: int):
     cand = sae.pre_activations(x).topk(sae.cfg.pursuit * k, dim=1, sorted=False).indices
     return reference_pursuit(sae.W_dec.detach(), sae.b_pre.detach(), x, cand, k)
 
 
 @pytest.mark.parametrize("k", [32, 64])
-def test_pursuit_matches_the_first_implementation_on_arxiv(arxiv_trained, k):
-    sae = arxiv_trained.load_sae()
-    x = torch.from_numpy(np.asarray(arxiv_trained.embeddings[:1500], dtype=np.float32))
+def test_pursuit_matches_the_first_implementation(cran_sae, k):
+    sae, x = cran_sae
     with torch.no_grad():
         new = sae.encode_sparse(x, k)
         ref = _reference_codes(sae, x, k)
@@ -37,15 +48,16 @@ def test_pursuit_matches_the_first_implementation_on_arxiv(arxiv_trained, k):
     assert (new.values >= 0).all() and (new.values[:, :-1] >= new.values[:, 1:]).all()
 
 
-def test_pursuit_without_the_full_gram_gives_the_same_codes(arxiv_trained, monkeypatch):
-    sae = arxiv_trained.load_sae()
-    x = torch.from_numpy(np.asarray(arxiv_trained.embeddings[-300:], dtype=np.float32))
+def test_pursuit_without_the_full_gram_gives_the_same_codes(cran_sae, monkeypatch):
+    sae, x = cran_sae
+    x = x[:300]
     with torch.no_grad():
         with_gram = sae.encode_sparse(x)
         monkeypatch.setattr(pursuit_mod, "GRAM_MAX_BYTES", 0)
         sae._gram_cache = None
         assert sae.decoder_gram() is None
         without = sae.encode_sparse(x)
+    sae._gram_cache = None
     same, diff = agreement(without, with_gram)
     assert same >= 0.99 and diff <= 1e-4, (same, diff)
 
@@ -64,11 +76,12 @@ def test_decoder_gram_follows_weight_changes():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_pursuit_on_cuda_matches_cpu(arxiv_trained):
-    sae = arxiv_trained.load_sae()
-    x = torch.from_numpy(np.asarray(arxiv_trained.embeddings[:1000], dtype=np.float32))
+def test_pursuit_on_cuda_matches_cpu(cran_sae):
+    import copy
+
+    sae, x = cran_sae
     with torch.no_grad():
         cpu = sae.encode_sparse(x)
-        gpu = sae.to("cuda").encode_sparse(x.cuda())
+        gpu = copy.deepcopy(sae).to("cuda").encode_sparse(x.cuda())
     same, diff = agreement((gpu[0].cpu(), gpu[1].cpu()), cpu)
     assert same >= 0.999 and diff <= 1e-4, (same, diff)
