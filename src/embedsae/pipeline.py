@@ -36,6 +36,7 @@ def embed(
     id_field: str | None = None,
     normalize: bool | None = None,
     batch_size: int = 64,
+    backend: str = "auto",
     limit: int | None = None,
     overwrite: bool = False,
     embedder: Embedder | None = None,
@@ -85,10 +86,11 @@ def embed(
         if ws.manifest.get("corpus_fingerprint") == corpus_fingerprint(table) and ws.manifest["model"].get("normalized") == normalized:
             logger.info(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
             return ws
-    emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized)
+    emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized, backend=backend)
     if Workspace.exists(out) and not overwrite:
         _check_existing(out, emb.model_id, emb.dim, overwrite)
-    logger.info(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d)")
+    logger.info(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d, {getattr(emb, 'backend', 'its own')} "
+                "backend)")
     t0 = time.perf_counter()
     arr = emb.embed(table["text"].tolist(), progress=progress)
     arr = validate_vectors(arr, ids, expected_rows=len(table), expected_dim=emb.dim, source="the embeddings")
@@ -227,6 +229,8 @@ def _check_name(name: str) -> None:
 def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, neighbours: bool = True) -> dict[str, Any]:
     """Quality figures of an SAE on the workspace's vectors; written to saes/<name>/metrics.json."""
     from .plots import plot_density_histogram
+    from .sae.codes import stored_codes, workspace_codes
+    from .sae.metrics import EVAL_ROWS
     from .sae.metrics import evaluate_sae as _evaluate
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
@@ -236,7 +240,9 @@ def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, 
     val = np.load(folder / layout.VAL_INDICES) if (folder / layout.VAL_INDICES).is_file() else None
     if val is not None and len(val) and val.max() >= ws.n_documents:
         val = None  # trained on other vectors than these
-    metrics = _evaluate(sae, np.asarray(ws.embeddings), val_indices=val, neighbours=neighbours)
+    # small corpora: encode every document once, store the codes for later stages and evaluate on them
+    codes = workspace_codes(ws, name, model=sae, save=True) if ws.n_documents <= EVAL_ROWS else stored_codes(ws, name)
+    metrics = _evaluate(sae, ws.embeddings, val_indices=val, neighbours=neighbours, codes=codes)
     metrics["sae"] = name
     write_json(folder / layout.METRICS, metrics)
     plot_density_histogram(metrics, folder / layout.DENSITY_PNG, title=name)

@@ -63,6 +63,9 @@ def _corpus_args(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="L2-normalise vectors (default: on for models, off for --vectors)")
     p.add_argument("--embed-batch-size", type=int, default=64, help="texts per embedding batch")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"], default="auto",
+                   help="embedding engine (default auto: on CPU the fastest installed; onnx/openvino need "
+                        "pip install 'embedsae[fast]')")
     p.add_argument("--limit", type=int, help="use only the first N records")
     p.add_argument("--overwrite", action="store_true", help="replace a workspace made with another model")
 
@@ -101,7 +104,7 @@ def _embed_from_args(args: argparse.Namespace):
     return pipeline.embed(
         corpus, args.output, model=args.model, vectors=args.vectors, text_field=args.text_field,
         title_field=args.title_field, id_field=args.id_field, normalize=args.normalize,
-        batch_size=args.embed_batch_size, limit=None if getattr(args, "demo", False) else args.limit,
+        batch_size=args.embed_batch_size, backend=args.backend, limit=None if getattr(args, "demo", False) else args.limit,
         overwrite=args.overwrite,
     )
 

@@ -20,6 +20,7 @@ from ..progress import ProgressCallback, Tracker
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+logger = logging.getLogger(__name__)
 PACKAGED_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 PROGRESS_CHUNK = 16
 """Batches embedded between two progress reports (texts are sorted by length within each chunk)."""
@@ -59,7 +60,11 @@ class SentenceTransformerEmbedder:
         device: str | None = None,
         batch_size: int = 64,
         normalize: bool = True,
+        backend: str = "auto",
     ) -> None:
+        from .backends import auto_backend, check_backend
+
+        check_backend(backend)
         model = model or DEFAULT_MODEL
         st = require("sentence_transformers", "Embedding texts", extra=None)
         location: str = model
@@ -82,6 +87,24 @@ class SentenceTransformerEmbedder:
         self.dim = int(get_dim())
         self.batch_size = batch_size
         self.normalize = normalize
+        self.backend, self._runner = "torch", None
+        chosen = auto_backend(device) if backend == "auto" else backend
+        if chosen != "torch":
+            self._use_exported(location, chosen, explicit=backend != "auto")
+
+    def _use_exported(self, location: str, backend: str, explicit: bool) -> None:
+        """Run the transformer on ONNX Runtime / OpenVINO; with the "auto" setting, keep torch if that fails."""
+        from .backends import ExportedRunner, supports_export
+
+        try:
+            if not supports_export(self._model):
+                raise InputError(f"the {backend} backend runs models made of a transformer and mean pooling only")
+            self._runner = ExportedRunner(self._model, location, backend)
+            self.backend = backend
+        except Exception as exc:
+            if explicit:
+                raise InputError(f"could not run '{self.model_id}' on the {backend} backend: {exc}") from exc
+            logger.warning("embedding with torch: the %s backend failed (%s)", backend, exc)
 
     def cut(self, texts: Sequence[str]) -> list[str]:
         """The texts cut to what the model can read (see CHARS_PER_TOKEN); how many were cut is logged."""
@@ -100,6 +123,10 @@ class SentenceTransformerEmbedder:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         texts = self.cut(texts)
+        if self._runner is not None:
+            vecs = self._runner.embed(texts, self.dim, self.batch_size, progress)
+            normalised = self.normalize or any(type(m).__name__ == "Normalize" for m in self._model)
+            return l2_normalise(vecs) if normalised else vecs
         step = len(texts) if progress is None else self.batch_size * PROGRESS_CHUNK
         parts = []
         tracker = Tracker(progress, "embed", len(texts), unit="text")

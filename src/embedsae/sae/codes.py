@@ -93,6 +93,19 @@ def reconstruct_array(sae: SAE, vectors: np.ndarray, *, batch_size: int = 4096) 
     return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_in), np.float32)
 
 
+def decode_codes(sae: SAE, codes: Codes, *, batch_size: int = 16384) -> np.ndarray:
+    """Reconstructions from stored sparse codes (no encoding)."""
+    import torch
+
+    out = []
+    for i in range(0, len(codes), batch_size):
+        idx = torch.from_numpy(codes.indices[i : i + batch_size].astype(np.int64)).to(sae.device)
+        val = torch.from_numpy(np.asarray(codes.values[i : i + batch_size], dtype=np.float32)).to(sae.device)
+        with torch.no_grad():
+            out.append(sae.decode_sparse(idx, val).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_in), np.float32)
+
+
 def codes_key(ws, name: str, k: int | None = None) -> str:
     """What stored codes depend on: the SAE's weights and config, the encoding k and the workspace's vectors.
 
@@ -123,17 +136,18 @@ def stored_codes(ws, name: str) -> Codes | None:
         return None  # unreadable: recomputed
 
 
-def workspace_codes(ws, sae: str | None = None, *, save: bool = False, progress: ProgressCallback | None = None) -> Codes:
+def workspace_codes(ws, sae: str | None = None, *, save: bool = False, progress: ProgressCallback | None = None,
+                    model: SAE | None = None) -> Codes:
     """Sparse codes of all the workspace's documents under one of its SAEs.
 
     Stored codes (saes/<name>/codes.npz) are used while they match the SAE's weights; otherwise the codes are
-    computed, and written only with `save` (stages save; views never write)."""
+    computed (with `model` when given, else the stored SAE), and written only with `save` (stages save; views
+    never write)."""
     name = ws.resolve_sae(sae)
     codes = stored_codes(ws, name)
     if codes is not None:
         return codes
-    model = ws.load_sae(name)
-    codes = encode_array(model, ws.embeddings, progress=progress)
+    codes = encode_array(model or ws.load_sae(name), ws.embeddings, progress=progress)
     if save:
         codes.save(ws.sae_file(name, layout.CODES), key=codes_key(ws, name))
     return codes

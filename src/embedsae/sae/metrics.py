@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.embedders import l2_normalise
 from .base import SAE
-from .codes import Codes, encode_array, reconstruct_array
+from .codes import Codes, decode_codes, encode_array
 
 
 def nmse_np(x: np.ndarray, x_hat: np.ndarray) -> float:
@@ -59,25 +59,50 @@ def code_statistics(codes: Codes, bins: int = 20) -> dict[str, Any]:
     }
 
 
+EVAL_ROWS = 16_384
+"""Vectors an evaluation looks at: all of them up to this many, else a seeded uniform sample of this many
+(NMSE, code statistics and the neighbour search then describe the sample; metrics.json says so)."""
+NEIGHBOUR_QUERIES = 2000
+"""Query vectors of the 10-NN overlap (a seeded sample; their neighbours are searched among all evaluated rows)."""
+
+
 def evaluate_sae(
-    sae: SAE, vectors: np.ndarray, *, val_indices: np.ndarray | None = None, neighbours: bool = True
+    sae: SAE, vectors: np.ndarray, *, val_indices: np.ndarray | None = None, neighbours: bool = True,
+    codes: Codes | None = None, max_rows: int = EVAL_ROWS, seed: int = 0,
 ) -> dict[str, Any]:
-    """All quality figures of an SAE on a set of vectors (held-out NMSE when validation rows are given)."""
-    x = np.asarray(vectors, dtype=np.float32)
-    x_hat = reconstruct_array(sae, x)
-    codes = encode_array(sae, x)
+    """All quality figures of an SAE on a set of vectors (held-out NMSE when validation rows are given).
+
+    `codes`, when given, are the codes of all of `vectors` and are reused instead of encoding again. Above
+    `max_rows` vectors, every figure is computed on a seeded uniform sample of `max_rows` of them.
+    """
+    n = len(vectors)
+    rows = None if n <= max_rows else np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+    x = np.asarray(vectors if rows is None else vectors[rows], dtype=np.float32)
+    if codes is not None and len(codes) == n:
+        if rows is not None:
+            codes = Codes(codes.indices[rows], codes.values[rows], codes.n_latents)
+    else:
+        codes = encode_array(sae, x)
+    x_hat = decode_codes(sae, codes)
     out: dict[str, Any] = {"n_vectors": int(len(x)), "k": sae.cfg.k, "n_latents": sae.cfg.n_latents}
+    out["sample"] = None if rows is None else {
+        "rows": int(len(x)), "of": int(n), "seed": seed,
+        "what": "NMSE (all, held-out, train), code statistics and the 10-NN overlap are computed on these rows only",
+    }
     out["nmse_all"] = nmse_np(x, x_hat)
+    held = np.zeros(n, bool)
     if val_indices is not None and len(val_indices):
-        train_mask = np.ones(len(x), bool)
-        train_mask[val_indices] = False
-        out["nmse"] = nmse_np(x[val_indices], x_hat[val_indices])
-        out["nmse_train"] = nmse_np(x[train_mask], x_hat[train_mask])
-        out["n_heldout"] = int(len(val_indices))
+        held[val_indices] = True
+    held = held if rows is None else held[rows]
+    if held.any():
+        out["nmse"] = nmse_np(x[held], x_hat[held])
+        out["nmse_train"] = nmse_np(x[~held], x_hat[~held])
+        out["n_heldout"] = int(held.sum())
     else:
         out["nmse"] = out["nmse_all"]
         out["nmse_train"] = out["nmse_all"]
         out["n_heldout"] = 0
     out.update(code_statistics(codes))
-    out["neighbour_overlap_at_10"] = neighbour_overlap(x, x_hat) if neighbours else None
+    out["neighbour_overlap_at_10"] = neighbour_overlap(x, x_hat, max_queries=NEIGHBOUR_QUERIES, seed=seed) if neighbours else None
+    out["neighbour_queries"] = min(len(x), NEIGHBOUR_QUERIES) if neighbours else 0
     return out

@@ -9,10 +9,13 @@ orthogonal matching pursuit among the encoder's 4k strongest candidates, reaches
 1. candidates: the `m` latents with the highest encoder pre-activations;
 2. k rounds of non-negative orthogonal matching pursuit among them: pick the candidate whose decoder
    row correlates best (positively) with the residual, refit all chosen values by least squares on
-   their decoder rows, clip negatives to zero, update the residual;
+   their decoder rows (Gram matrix + 1e-6 I), clip negatives to zero, update the residual;
 3. return the k latents sorted by value (largest first), like `topk`.
 
-Only tensor operations on the SAE's device; works in float32 whatever the weights' dtype.
+Every round is a handful of batched tensor operations over a chunk of vectors: the least-squares refit
+extends a Cholesky factor (kept as its inverse) by one row instead of solving again, and the Gram rows of
+the chosen latents come from the decoder's full Gram matrix (`decoder_gram`, computed once per set of
+weights) when it fits in memory. Only torch operations, on the SAE's device, in float32.
 """
 
 from __future__ import annotations
@@ -20,58 +23,103 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+GRAM_MAX_BYTES = 512 * 2**20
+"""Largest full decoder Gram matrix (n_latents^2 float32) `decoder_gram` builds; above it (more than ~11,500
+latents) each chunk computes its candidates' Gram matrix instead (slower, same codes)."""
+RIDGE = 1e-6
+"""Added to the Gram matrix's diagonal in every least-squares refit."""
+
+
+@torch.no_grad()
+def decoder_gram(W_dec: Tensor) -> Tensor | None:
+    """The decoder rows' Gram matrix (n_latents, n_latents) in float32, or None when it exceeds GRAM_MAX_BYTES."""
+    n = W_dec.shape[0]
+    if n * n * 4 > GRAM_MAX_BYTES:
+        return None
+    w = W_dec.float()
+    return w @ w.T
+
 
 @torch.no_grad()
 def candidate_pursuit(
-    W_dec: Tensor, b_pre: Tensor, x: Tensor, candidates: Tensor, k: int, *, chunk: int | None = None
+    W_dec: Tensor, b_pre: Tensor, x: Tensor, candidates: Tensor, k: int, *,
+    gram: Tensor | None = None, chunk: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Non-negative orthogonal matching pursuit of x over the decoder rows listed in `candidates`.
 
     W_dec: (n_latents, d) decoder rows; b_pre: (d,); x: (batch, d); candidates: (batch, m) latent
-    indices, m >= k. Returns (indices, values), both (batch, k), values >= 0 and sorted descending.
-    Rows are processed `chunk` at a time (default: as many as fit in about 64 MB of working memory).
+    indices, m >= k; gram: optional `decoder_gram(W_dec)` (faster when given). Returns (indices, values),
+    both (batch, k), values >= 0 and sorted descending. Rows are processed `chunk` at a time.
     """
     b, m = candidates.shape
     if k > m:
         raise ValueError(f"pursuit needs at least k={k} candidates per row, got {m}")
-    if chunk is None:  # per row: the candidates' decoder rows (m x d) and their Gram matrix (m x m), float32
-        chunk = max(1, min(1024, 16_000_000 // (m * (m + W_dec.shape[1]))))
+    if chunk is None:  # per row: the chosen latents' Gram rows (k x m), or the candidates' Gram (m x m) and rows (m x d)
+        per_row = k * m if gram is not None else m * (m + W_dec.shape[1])
+        chunk = max(1, min(1024, 4_000_000 // per_row))
+    if b == 0:
+        return candidates.new_zeros((0, k)), x.new_zeros((0, k))
     idx_parts, val_parts = [], []
-    with torch.autocast(x.device.type, enabled=False):  # the least-squares solves need float32
+    with torch.autocast(x.device.type, enabled=False):  # the least-squares refits need float32
+        W = W_dec.float()
+        target = x.float() - b_pre.float()
         for i in range(0, b, chunk):
-            idx, vals = _pursuit_chunk(W_dec, b_pre, x[i : i + chunk], candidates[i : i + chunk], k)
+            idx, vals = _pursuit_chunk(W, target[i : i + chunk], candidates[i : i + chunk], k, gram)
             idx_parts.append(idx)
             val_parts.append(vals)
-    if not idx_parts:
-        empty = candidates.new_zeros((0, k))
-        return empty, x.new_zeros((0, k))
     return torch.cat(idx_parts), torch.cat(val_parts).to(x.dtype)
 
 
-def _pursuit_chunk(W_dec: Tensor, b_pre: Tensor, x: Tensor, cand: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor | None) -> tuple[Tensor, Tensor]:
     b, m = cand.shape
-    dev = x.device
-    D = W_dec.float()[cand]  # (b, m, d) candidate decoder rows
-    c0 = torch.bmm(D, (x.float() - b_pre.float()).unsqueeze(2)).squeeze(2)  # (b, m) <target, row>
-    G = torch.bmm(D, D.transpose(1, 2))  # (b, m, m) Gram matrix of the candidates
-    del D
-    rows = torch.arange(b, device=dev)
+    dev = target.device
+    if gram is not None:
+        cand = cand.sort(dim=1).values  # ascending latent ids: each round's Gram lookups walk one row in order
+        c0 = (target @ W.T).gather(1, cand)  # (b, m) <target, candidate row>: one GEMM, then a gather
+        n = gram.shape[0]
+
+        def gram_row(pick: Tensor) -> Tensor:  # Gram entries of each row's picked candidate with all its candidates
+            return gram.take(cand.gather(1, pick) * n + cand)
+    else:
+        D = W[cand]  # (b, m, d) candidate decoder rows
+        c0 = torch.bmm(D, target.unsqueeze(2)).squeeze(2)
+        G = torch.bmm(D, D.transpose(1, 2))  # (b, m, m)
+        del D
+
+        def gram_row(pick: Tensor) -> Tensor:
+            return G.gather(1, pick.unsqueeze(2).expand(-1, 1, m)).squeeze(1)
+
     chosen = torch.zeros(b, k, dtype=torch.long, device=dev)  # positions within cand
     G_sel = torch.zeros(b, k, m, device=dev)  # Gram rows of the chosen candidates
-    taken = torch.zeros(b, m, dtype=torch.bool, device=dev)
-    eye = torch.eye(k, device=dev)
+    Linv = torch.zeros(b, k, k, device=dev)  # inverse of the Cholesky factor of the chosen Gram block + RIDGE I
+    y = torch.zeros(b, k, device=dev)  # Linv @ c0[chosen]
+    u = torch.zeros(b, k, device=dev)  # the unclipped least-squares values, Linv^T y
+    blocked = torch.zeros(b, m, device=dev)  # -inf where already chosen
     corr = c0
-    vals = c0.new_zeros(b, 0)
     for j in range(k):
-        pick = corr.masked_fill(taken, float("-inf")).argmax(1)
-        chosen[:, j] = pick
-        taken[rows, pick] = True
-        G_sel[:, j] = G[rows, pick]
-        S = chosen[:, : j + 1]
-        rows_S = G_sel[:, : j + 1]  # (b, j+1, m)
-        gram = rows_S.gather(2, S.unsqueeze(1).expand(-1, j + 1, -1)) + 1e-6 * eye[: j + 1, : j + 1]
-        vals = torch.linalg.solve(gram, c0.gather(1, S)).clamp_min(0)
-        corr = c0 - torch.bmm(vals.unsqueeze(1), rows_S).squeeze(1)  # <residual, row> for every candidate
+        pick = (corr + blocked).argmax(1, keepdim=True)  # (b, 1)
+        blocked.scatter_(1, pick, float("-inf"))
+        chosen[:, j : j + 1] = pick
+        g = gram_row(pick)
+        G_sel[:, j] = g
+        c_p = c0.gather(1, pick).squeeze(1)
+        diag = g.gather(1, pick).squeeze(1) + RIDGE
+        if j == 0:
+            ell = diag.sqrt()
+            y_j = c_p / ell
+        else:
+            L_prev = Linv[:, :j, :j]
+            w = torch.einsum("bij,bj->bi", L_prev, g.gather(1, chosen[:, :j]))  # solves L w = G[S, p]
+            ell = (diag - (w * w).sum(1)).clamp_min_(RIDGE).sqrt_()  # the Schur complement is >= RIDGE exactly
+            new_row = torch.einsum("bi,bij->bj", w, L_prev).div_(-ell.unsqueeze(1))
+            Linv[:, j, :j] = new_row
+            y_j = (c_p - (w * y[:, :j]).sum(1)) / ell
+            u[:, :j].addcmul_(new_row, y_j.unsqueeze(1))
+        Linv[:, j, j] = 1 / ell
+        y[:, j] = y_j
+        u[:, j] = y_j / ell
+        vals = u[:, : j + 1].clamp_min(0)
+        corr = c0 - torch.einsum("bj,bjm->bm", vals, G_sel[:, : j + 1])
     order = vals.argsort(dim=1, descending=True, stable=True)
     idx = cand.gather(1, chosen.gather(1, order))
     return idx, vals.gather(1, order)

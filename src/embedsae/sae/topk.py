@@ -35,7 +35,19 @@ class TopKSAE(SAE):
         from .pursuit import candidate_pursuit
 
         cand = self.pre_activations(x).topk(candidates, dim=1, sorted=False).indices
-        return SparseCode(*candidate_pursuit(self.W_dec.detach(), self.b_pre.detach(), x, cand, k))
+        return SparseCode(*candidate_pursuit(self.W_dec.detach(), self.b_pre.detach(), x, cand, k, gram=self.decoder_gram()))
+
+    def decoder_gram(self) -> Tensor | None:
+        """The decoder's Gram matrix for pursuit, kept until the decoder weights change (None when too large)."""
+        from .pursuit import decoder_gram
+
+        w = self.W_dec
+        key = (w.data_ptr(), w._version, w.device, w.dtype, tuple(w.shape))
+        cached = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, decoder_gram(w.detach()))
+            self._gram_cache = cached
+        return cached[1]
 
     def training_forward(self, x: Tensor, dead: Tensor | None = None) -> ForwardOutput:
         k = self.cfg.k

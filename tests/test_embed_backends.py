@@ -1,0 +1,60 @@
+"""ONNX Runtime / OpenVINO backends of the sentence-transformers embedder: same vectors as torch, clear fallbacks."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from embedsae.data import backends
+from embedsae.data.embedders import SentenceTransformerEmbedder
+from embedsae.data.readers import read_corpus
+from embedsae.errors import InputError
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def abstracts() -> list[str]:
+    table = read_corpus(shared_path("arxiv", "abstracts.jsonl"))
+    texts = table["text"].tolist()
+    step = max(1, len(texts) // 160)
+    return texts[::step][:160]  # spread over the file: short and long abstracts
+
+
+@pytest.fixture
+def export_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EMBEDSAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "embedsae-cache"))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_backend_gives_torchs_vectors_on_abstracts(backend, abstracts, minilm, export_cache):
+    if not backends.backend_available(backend):
+        pytest.skip(f"the {backend} backend's package is not installed")
+    fast = SentenceTransformerEmbedder(backend=backend)
+    assert fast.backend == backend and fast.model_id == minilm.model_id and fast.dim == minilm.dim
+    got, ref = fast.embed(abstracts), minilm.embed(abstracts)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    cosine = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cosine.min() >= 0.999, cosine.min()
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert (backends.cache_dir() / "onnx").is_dir(), "exported once into the cache folder"
+
+
+def test_auto_picks_an_installed_fast_backend_on_cpu(export_cache):
+    expected = next((b for b in backends.FAST_ORDER if backends.backend_available(b)), "torch")
+    assert backends.auto_backend("cpu") == expected
+    assert backends.auto_backend("cuda") == "torch"
+
+
+def test_missing_backend_package_falls_back_or_errors_clearly(monkeypatch, export_cache):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(backends.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("onnxruntime", "openvino") else real(name, *a))
+    assert backends.auto_backend("cpu") == "torch"
+    assert SentenceTransformerEmbedder(backend="auto").backend == "torch"
+    with pytest.raises(InputError, match=r"onnxruntime.*pip install 'embedsae\[fast\]'"):
+        SentenceTransformerEmbedder(backend="onnx")
+    with pytest.raises(InputError, match="unknown embedding backend 'tensorrt'"):
+        SentenceTransformerEmbedder(backend="tensorrt")
