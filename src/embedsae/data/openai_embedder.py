@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +200,8 @@ class OpenAIEmbedder:
             pending = {pool.submit(self._request_batch, [t for _, t in b]): b for b in batches}
             try:
                 while pending:
-                    finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                    for fut in finished:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in sorted(finished, key=lambda f: f.exception() is not None):  # cache successes first
                         batch = pending.pop(fut)
                         vectors = fut.result()  # raises the batch's error; finished batches are already cached
                         pairs = [(k, v) for (k, _), v in zip(batch, vectors)]
