@@ -95,3 +95,17 @@ class EmbeddingServer:
     def texts_seen(self) -> list[str]:
         """Every input text the server was sent, in request order."""
         return [t for r in self.requests if r["fault"] is None for t in (r["input"] or [])]
+
+
+if __name__ == "__main__":  # a stand-alone double for demos: python tests/embedding_server.py --port 8765
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--faults", default="", help="comma-separated faults for the first requests, e.g. 429,429,500")
+    ap.add_argument("--seconds", type=float, default=600, help="stop after this long")
+    args = ap.parse_args()
+    with EmbeddingServer(dim=args.dim, faults=[f for f in args.faults.split(",") if f]) as srv:
+        print(srv.base_url, flush=True)
+        time.sleep(args.seconds)

@@ -107,8 +107,6 @@ def export_sae(
     Formats: saelens, sparsify and embedsae (an SAE folder each) and sentence-transformers (the workspace's
     embedding model and the SAE as one SparseEncoder). `overwrite` replaces an existing non-empty folder.
     """
-    from ..pipeline import load_metrics
-
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format '{fmt}'; use one of {', '.join(EXPORT_FORMATS)}")
@@ -121,6 +119,21 @@ def export_sae(
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    try:
+        _write(ws, name, sae, fmt, work, card, str(out))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    logger.info("exported SAE '%s' of %s as %s to %s", name, ws.path, fmt, out)
+    return out
+
+
+def _write(ws: Workspace, name: str, sae, fmt: str, work: Path, card: bool, shown_path: str) -> None:
+    from ..pipeline import load_metrics
+
     if fmt == "saelens":
         formats.write_saelens(sae, work, model_id=ws.model_id, log10_density=_log10_density(ws, name))
     elif fmt == "sparsify":
@@ -136,12 +149,7 @@ def export_sae(
         write_json(work / "metrics.json", metrics)
     if card:
         write_text(work / "README.md", model_card(sae, fmt, name=name, model_id=ws.model_id, metrics=metrics,
-                                                  documents=ws.n_documents, path=str(out)))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
-    logger.info("exported SAE '%s' of %s as %s to %s", name, ws.path, fmt, out)
-    return out
+                                                  documents=ws.n_documents, path=shown_path))
 
 
 def _log10_density(ws: Workspace, name: str) -> np.ndarray:
