@@ -43,9 +43,9 @@ def ws_with_sae(cranfield_ws, tmp_path_factory):
     return ws
 
 
-def _codes_after_reload(ws, name, out):
+def _codes_after_reload(ws, name, out, **load):
     export_sae(ws, out, "sentence-transformers", sae_name=name)
-    model = st.SparseEncoder(str(out), device="cpu")
+    model = st.SparseEncoder(str(out), device="cpu", **load)
     texts = ws.corpus["text"].tolist()[:N_TEXTS]
     got = model.encode(texts, convert_to_tensor=True, convert_to_sparse_tensor=False).cpu()
     with torch.no_grad():
@@ -66,7 +66,9 @@ def test_plain_topk_uses_the_builtin_module(ws_with_sae, tmp_path):
 
 
 def test_pursuit_uses_our_module(ws_with_sae, tmp_path):
-    model, got, want = _codes_after_reload(ws_with_sae, "pursuit", tmp_path / "enc")
+    # our module class lies outside sentence_transformers.*: version 6 loads it only with trust_remote_code
+    model, got, want = _codes_after_reload(ws_with_sae, "pursuit", tmp_path / "enc", trust_remote_code=True)
+    assert "trust_remote_code=True" in (tmp_path / "enc" / "README.md").read_text()
     modules = json.loads((tmp_path / "enc" / "modules.json").read_text())
     assert modules[-1]["type"] == "embedsae.interop.st_encoder.EmbedSAEModule"
     diff = (got - want).abs().max().item()

@@ -62,5 +62,10 @@ def model_card(sae: SAE, fmt: str, *, name: str, model_id: str | None, metrics: 
         out += [f"## Quality{where}{held}", "", metrics_table([metrics]),
                 "NMSE = ||x - x_hat||² / ||x - mean(x)||²; log density = mean log10 share of documents on which an "
                 "alive latent fires; mean activation over firing latents; dead = latents that never fire.", ""]
-    out += ["## Load", "", LOAD_SNIPPETS[fmt].format(path=path, d=cfg.d_in, n=cfg.n_latents), ""]
+    load = LOAD_SNIPPETS[fmt].format(path=path, d=cfg.d_in, n=cfg.n_latents)
+    if fmt == "sentence-transformers" and (cfg.pursuit or cfg.architecture != "topk"):
+        load = load.replace(f'SparseEncoder("{path}")', f'SparseEncoder("{path}", trust_remote_code=True)') + (
+            "\nThis encoder is not plain top-k, so the last module is embedsae's `EmbedSAEModule`: install embedsae "
+            "and pass `trust_remote_code=True`.")
+    out += ["## Load", "", load, ""]
     return "\n".join(out)

@@ -3,7 +3,8 @@
 Plain top-k SAEs use sentence-transformers' own `SparseAutoEncoder` module (same encoder: subtract
 `pre_bias`, `encoder` + `latent_bias`, top-k, ReLU), so the folder loads without embedsae and without
 `trust_remote_code`. Other encoders (matching pursuit, BatchTopK, ReLU) use `EmbedSAEModule`, which wraps
-embedsae's SAE; loading such a folder needs embedsae installed. Needs sentence-transformers >= 5.
+embedsae's SAE; loading such a folder needs embedsae installed and (sentence-transformers 6) `trust_remote_code=True`,
+since the class lies outside the `sentence_transformers` package. Needs sentence-transformers >= 5.
 """
 
 from __future__ import annotations
