@@ -40,12 +40,14 @@ def embed(
     limit: int | None = None,
     overwrite: bool = False,
     embedder: Embedder | None = None,
+    embedder_options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Workspace:
     """Read a corpus, embed it (or take precomputed vectors) and write the workspace.
 
     Vectors already in `out` for the same model and corpus are reused, not recomputed. A workspace made
-    with another model is an error unless `overwrite` is set.
+    with another model is an error unless `overwrite` is set. `embedder_options` go to `load_embedder`
+    (e.g. `base_url` for an `openai:` model); an embedder's `reopen` options are kept in the manifest.
     """
     if limit is not None and limit < 1:
         raise InputError(f"the record limit must be at least 1, got {limit}")
@@ -86,7 +88,8 @@ def embed(
         if ws.manifest.get("corpus_fingerprint") == corpus_fingerprint(table) and ws.manifest["model"].get("normalized") == normalized:
             logger.info(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
             return ws
-    emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized, backend=backend)
+    options = {**(embedder_options or {}), **({"backend": backend} if backend is not None else {})}
+    emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized, **options)
     if Workspace.exists(out) and not overwrite:
         _check_existing(out, emb.model_id, emb.dim, overwrite)
     logger.info(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d, {getattr(emb, 'backend', 'its own')} "
@@ -97,8 +100,10 @@ def embed(
     settings = {
         "source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe",
         "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
+        **({"usage": dict(emb.usage)} if getattr(emb, "usage", None) else {}),
     }
-    return Workspace.create(out, table, arr, model_id=emb.model_id, normalized=normalized, settings=settings)
+    return Workspace.create(out, table, arr, model_id=emb.model_id, normalized=normalized, settings=settings,
+                            model_options=getattr(emb, "reopen", None))
 
 
 def _same_model(a: str, b: str) -> bool:

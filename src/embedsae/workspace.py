@@ -61,8 +61,12 @@ class Workspace:
         model_id: str,
         normalized: bool,
         settings: dict[str, Any] | None = None,
+        model_options: dict[str, Any] | None = None,
     ) -> Workspace:
-        """Write a new workspace (or replace the corpus and vectors of an existing one) atomically per file."""
+        """Write a new workspace (or replace the corpus and vectors of an existing one) atomically per file.
+
+        `model_options` are what `load_embedder` needs besides the model id to embed queries the same way.
+        """
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise WorkspaceError(f"{path} exists and is not a directory; choose another workspace path")
@@ -75,7 +79,8 @@ class Workspace:
             "format": FORMAT_VERSION,
             "embedsae_version": __version__,
             "created": old["created"] if old else now_iso(),
-            "model": {"id": model_id, "dim": int(vectors.shape[1]), "normalized": bool(normalized)},
+            "model": {"id": model_id, "dim": int(vectors.shape[1]), "normalized": bool(normalized),
+                      **({"options": model_options} if model_options else {})},
             "counts": {"documents": int(len(corpus))},
             "corpus_fingerprint": corpus_fingerprint(corpus),
             "columns": [str(c) for c in corpus.columns],
@@ -247,7 +252,8 @@ class Workspace:
                 f"workspace {self.path} holds precomputed vectors ('{self.model_id}'); there is no model to embed "
                 "new texts with. Pass query vectors instead, or embed the corpus with a model"
             )
-        emb = load_embedder(self.model_id, normalize=self.manifest["model"].get("normalized", True), **kwargs)
+        options = {**self.manifest["model"].get("options", {}), **kwargs}
+        emb = load_embedder(self.model_id, normalize=self.manifest["model"].get("normalized", True), **options)
         if emb.dim != self.dim:
             raise ModelMismatchError(f"model '{self.model_id}' gives {emb.dim}-d vectors, the workspace holds {self.dim}-d")
         return emb

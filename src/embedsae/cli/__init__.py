@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "embedsae.cli.structure",
     "embedsae.cli.search",
     "embedsae.cli.words",
+    "embedsae.cli.interop",
 ]
 
 

@@ -58,7 +58,12 @@ def _corpus_args(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--text-field", help="field holding the text (default: text/abstract/body/...)")
     p.add_argument("--title-field", help="field holding a title, joined before the text (default: title if present)")
     p.add_argument("--id-field", help="field holding unique ids (default: id/_id/..., else row numbers)")
-    p.add_argument("--model", help="sentence-transformers model name or path (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--model", help="sentence-transformers model name or path (default: packaged all-MiniLM-L6-v2), "
+                                   "or openai:NAME for an OpenAI-compatible /v1/embeddings endpoint")
+    p.add_argument("--embed-base-url", metavar="URL", help="API root of the openai: endpoint, e.g. http://localhost:8000/v1 "
+                                                           "(default $OPENAI_BASE_URL, else OpenAI's)")
+    p.add_argument("--embed-api-key-env", metavar="VAR", default="OPENAI_API_KEY",
+                   help="environment variable holding the endpoint's API key (default OPENAI_API_KEY; never stored)")
     p.add_argument("--vectors", metavar="FILE.npy", help="precomputed vectors, one row per corpus record in order")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="L2-normalise vectors (default: on for models, off for --vectors)")
@@ -105,8 +110,17 @@ def _embed_from_args(args: argparse.Namespace):
         corpus, args.output, model=args.model, vectors=args.vectors, text_field=args.text_field,
         title_field=args.title_field, id_field=args.id_field, normalize=args.normalize,
         batch_size=args.embed_batch_size, backend=args.backend, limit=None if getattr(args, "demo", False) else args.limit,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, embedder_options=_endpoint_options(args),
     )
+
+
+def _endpoint_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Endpoint settings for an openai: model (None for sentence-transformers models)."""
+    if not (args.model or "").startswith("openai:"):
+        if args.embed_base_url:
+            raise InputError("--embed-base-url applies to --model openai:NAME only")
+        return None
+    return {"base_url": args.embed_base_url, "api_key_env": args.embed_api_key_env}
 
 
 def cmd_embed(args: argparse.Namespace) -> int:

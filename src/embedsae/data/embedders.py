@@ -139,7 +139,12 @@ class SentenceTransformerEmbedder:
 
 
 def load_embedder(model: str | None = None, **kwargs) -> Embedder:
-    """The embedder for a model name or path (sentence-transformers)."""
+    """The embedder for a model name or path (sentence-transformers), or `openai:NAME` for an OpenAI-compatible endpoint."""
+    if model and model.startswith("openai:"):
+        from .openai_embedder import OpenAIEmbedder
+
+        kwargs.pop("backend", None)  # the endpoint runs the model
+        return OpenAIEmbedder(model, **kwargs)
     return SentenceTransformerEmbedder(model, **kwargs)
 
 

@@ -1,0 +1,82 @@
+"""Interoperability commands: import-sae (saerch .pth, SAELens, sparsify, embedsae) and export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import EmbedSAEError, InputError
+
+FLAG_HINTS = {"`trained_on`": "`trained_on` (--trained-on)", "set `k`": "set `k` (--k)",
+              "overwrite it": "overwrite it (--overwrite)"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-sae", help="add an SAE of another tool (saerch .pth, SAELens, sparsify) to a workspace",
+                       description="Add an SAE file or folder as a trained SAE of a workspace, then evaluate it. "
+                                   "Formats: the saerch .pth files of O'Neill et al. ({domain}_{k}_{n}_{auxk}.pth), "
+                                   "SAELens and sparsify folders, embedsae SAE folders (detected).")
+    p.add_argument("source", nargs="?", help="SAE file (.pth) or folder")
+    p.add_argument("--from-hub", metavar="REPO[/FILE]", help="download from the Hugging Face hub instead, e.g. "
+                                                             "charlieoneill/embedding-saes/csLG_64_9216_128.pth")
+    p.add_argument("--into", required=True, metavar="WS", help="workspace to add the SAE to")
+    p.add_argument("--name", help="SAE name in the workspace (default: the file or folder name)")
+    p.add_argument("--k", type=int, help="active latents per vector (default: from the file name or cfg.json)")
+    p.add_argument("--format", choices=["saerch", "saelens", "sparsify", "embedsae"], help="skip format detection")
+    p.add_argument("--trained-on", metavar="MODEL",
+                   help="the embedding model the SAE was trained on, when its files name none or another name for "
+                        "the workspace's model (saerch files: openai:text-embedding-3-small)")
+    p.add_argument("--overwrite", action="store_true", help="replace an SAE of the same name")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="write a workspace's SAE for SAELens, sparsify, sentence-transformers or embedsae",
+                       description="Write an SAE as a Hugging Face hub-ready folder (files + README.md model card with "
+                                   "its metrics). sentence-transformers: the embedding model and the SAE as one "
+                                   "SparseEncoder (text in, sparse codes out).")
+    p.add_argument("workspace")
+    p.add_argument("--sae", help="SAE name (default: the latest)")
+    p.add_argument("--format", required=True, choices=["saelens", "sparsify", "embedsae", "sentence-transformers"])
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--no-card", action="store_true", help="leave out the README.md model card")
+    p.set_defaults(func=cmd_export)
+
+
+def _hinted(exc: EmbedSAEError) -> EmbedSAEError:
+    text = str(exc)
+    for plain, hinted in FLAG_HINTS.items():
+        text = text.replace(plain, hinted)
+    return type(exc)(text) if text != str(exc) else exc
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..interop import download_from_hub, import_sae
+    from .core import _print_metrics
+
+    if bool(args.source) == bool(args.from_hub):
+        raise InputError("give either an SAE file or folder, or --from-hub REPO[/FILE]")
+    try:
+        source = download_from_hub(args.from_hub) if args.from_hub else args.source
+        m = import_sae(args.into, source, name=args.name, k=args.k, fmt=args.format, trained_on=args.trained_on,
+                       overwrite=args.overwrite)
+    except EmbedSAEError as exc:
+        raise _hinted(exc) from exc
+    if args.json:
+        print(json.dumps(m))
+    else:
+        _print_metrics(m)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..interop import export_sae
+
+    try:
+        out = export_sae(args.workspace, args.output, args.format, sae_name=args.sae, card=not args.no_card,
+                         overwrite=args.overwrite)
+    except EmbedSAEError as exc:
+        raise _hinted(exc) from exc
+    files = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    print(f"wrote {out}: {', '.join(files)}")
+    return 0
