@@ -248,3 +248,23 @@ def test_an_unreachable_llm_endpoint_fails_at_once(cranfield_ws, tmp_path, capsy
     assert rc == 2 and len([line for line in err if ": error: " in line]) == 1, err
     assert "cannot reach the chat endpoint http://127.0.0.1:9/v1" in err[-1]
     assert time.perf_counter() - t0 < 120  # loading the model and codes; no request is retried
+
+
+def test_a_workspace_of_vectors_is_searchable(probe, tmp_path, capsys):
+    """BM25 needs no model; dense and concept search take a query vector; a text query names what to do."""
+    dst = tmp_path / "ws"
+    shutil.copytree(probe / "wsv", dst)
+    assert main(["index", str(dst), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(dst), "boundary layer", "--mode", "bm25", "--top", "3"]) == 0
+    assert capsys.readouterr().out.count("\n") >= 3
+    q = tmp_path / "q.npy"
+    np.save(q, np.asarray(Workspace.open(dst).embeddings[7]))
+    assert main(["search", str(dst), "--query-vector", str(q), "--mode", "concept", "--top", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3
+    assert main(["search", str(dst), "--query-vector", str(q), "--mode", "dense", "--top", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["id"] == Workspace.open(dst).ids[7]  # itself
+    assert main(["search", str(dst), "boundary layer", "--mode", "dense"]) == 2
+    err = capsys.readouterr().err
+    assert "precomputed vectors" in err and "--query-vector" in err and err.strip().count("\n") == 0

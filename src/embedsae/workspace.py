@@ -204,6 +204,11 @@ class Workspace:
         return int(self.manifest["model"]["dim"])
 
     @property
+    def can_embed(self) -> bool:
+        """Whether the workspace names a model that can embed new texts (not bare precomputed vectors)."""
+        return not self.model_id.startswith("precomputed")
+
+    @property
     def n_documents(self) -> int:
         return int(self.manifest["counts"]["documents"])
 
@@ -247,10 +252,11 @@ class Workspace:
         """The embedding model that made this workspace's vectors (to embed queries the same way)."""
         from .data.embedders import load_embedder
 
-        if self.model_id.startswith("precomputed"):
+        if not self.can_embed:
             raise WorkspaceError(
-                f"workspace {self.path} holds precomputed vectors ('{self.model_id}'); there is no model to embed "
-                "new texts with. Pass query vectors instead, or embed the corpus with a model"
+                f"workspace {self.path} holds precomputed vectors ('{self.model_id}') and names no model to embed "
+                "query texts with: search with a query vector (`query_vector`) or by words (BM25), or make the "
+                "workspace again with the vectors and the `model` that made them"
             )
         options = {**self.manifest["model"].get("options", {}), **kwargs}
         emb = load_embedder(self.model_id, normalize=self.manifest["model"].get("normalized", True), **options)

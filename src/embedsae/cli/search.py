@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("search", help="search a workspace: dense, concept, hybrid or BM25, optionally steered")
     p.add_argument("workspace")
-    p.add_argument("query")
+    p.add_argument("query", nargs="?", help="the query text (or give --query-vector)")
+    p.add_argument("--query-vector", metavar="FILE.npy",
+                   help="search with this vector (a .npy of one row of the workspace's dimension) instead of a text")
     _search_args(p)
     p.add_argument("--top", type=int, default=10, help="hits to show (default 10)")
     p.add_argument("--steer", action="append", default=[], metavar="SPEC",
@@ -128,7 +130,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 @_with_flag_hints
 def cmd_search(args: argparse.Namespace) -> int:
     searcher = _searcher(args)
-    res = searcher.search(args.query, args.mode, args.top, steer=args.steer or None, steer_form=args.steer_form)
+    if (args.query is None) == (args.query_vector is None):
+        raise InputError("give a query text or --query-vector FILE.npy (one of the two)")
+    query = args.query if args.query is not None else _query_vector(args.query_vector, searcher.ws.dim)
+    res = searcher.search(query, args.mode, args.top, steer=args.steer or None, steer_form=args.steer_form)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
@@ -147,6 +152,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not res.hits:
         print("no hits", file=sys.stderr)
     return 0
+
+
+def _query_vector(path: str, dim: int):
+    """The vector in a .npy file: shape (dim,) or (1, dim)."""
+    import numpy as np
+
+    try:
+        vec = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"could not read a query vector from {path}: {exc}; save it with numpy.save") from exc
+    if vec.size != dim or vec.ndim > 2 or not np.issubdtype(vec.dtype, np.number):
+        raise InputError(f"--query-vector must hold one {dim}-d vector (the workspace's dimension); {path} holds "
+                         f"shape {tuple(vec.shape)} of {vec.dtype}")
+    return vec.astype(np.float32).reshape(-1)
 
 
 @_with_flag_hints

@@ -188,8 +188,13 @@ class Searcher:
                              f"search in a mode that reads the vector ({', '.join(vector_modes)})")
         t0 = time.perf_counter()
         vector = None
-        if cls.needs_vector or explain:
-            vector = self.embed([text])[0] if text is not None else np.asarray(query, np.float32).reshape(-1)
+        if text is None:
+            vector = np.asarray(query, np.float32).reshape(-1)
+            if vector.shape != (self.ws.dim,) or not np.isfinite(vector).all():
+                raise InputError(f"a query vector must hold {self.ws.dim} finite numbers (the workspace's dimension); "
+                                 f"got shape {vector.shape}")
+        elif cls.needs_vector or (explain and self.ws.can_embed):
+            vector = self.embed([text])[0]  # a workspace of precomputed vectors explains text queries without it
         report = None
         if steer:
             res = steer.apply(self.sae, vector, self.labels)

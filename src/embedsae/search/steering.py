@@ -134,6 +134,11 @@ class Steering:
         return SteerResult(v.astype(np.float32), q, changes, round(cos, 5), self.form)
 
 
+MIN_DIRECTION_MATCH = 0.5
+"""A label text that matches no label steers the feature whose decoder direction is closest to the text's
+embedding only from this cosine on; below it the edit is refused (an unrelated feature would be steered)."""
+
+
 def resolve_label(
     text: str, sae, labels: Mapping[int, str], embed: Callable[[list[str]], np.ndarray] | None
 ) -> tuple[int, str, float | None]:
@@ -147,7 +152,7 @@ def resolve_label(
         return sub[0][1], "label substring", round(len(needle) / sub[0][0], 3)
     if embed is None:
         raise InputError(
-            f"no feature label matches '{text}'" + ("" if labels else " (this SAE has no labels: run embedsae interpret)")
+            f"no feature label matches '{text}'" + ("" if labels else " (this SAE has no labels yet: interpret it)")
             + "; give a feature id instead, e.g. 123=0.5"
         )
     e = np.asarray(embed([text]), np.float32).reshape(-1)
@@ -155,4 +160,12 @@ def resolve_label(
     d = e - sae.b_pre.detach().numpy()
     sims = W @ d / max(float(np.linalg.norm(d)), 1e-12)
     best = int(np.argmax(sims))
+    if sims[best] < MIN_DIRECTION_MATCH:
+        closest = np.argsort(-sims)[:3]
+        shown = "; ".join(f"{int(i)} '{labels.get(int(i), '')}' ({sims[i]:.2f})" for i in closest)
+        raise InputError(
+            f"no feature label contains '{text}', and no feature's direction matches it well enough (best cosine "
+            f"{sims[best]:.2f} < {MIN_DIRECTION_MATCH}); the closest are {shown}. Steer one of them by id "
+            "(e.g. 123=0.5) or use words of a label"
+        )
     return best, "decoder direction", round(float(sims[best]), 4)
