@@ -195,7 +195,7 @@ class OpenAIEmbedder:
         batches = self.batches(items)
         got: dict[str, np.ndarray] = {}
         t0 = time.perf_counter()
-        done = 0
+        done = shown = 0
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches))) as pool:
             pending = {pool.submit(self._request_batch, [t for _, t in b]): b for b in batches}
             try:
@@ -209,7 +209,8 @@ class OpenAIEmbedder:
                             self.cache.put_many(pairs)
                         got.update(pairs)
                         done += len(batch)
-                    if progress:
+                    if progress and done * 10 // len(items) > shown:  # a line per tenth of the work
+                        shown = done * 10 // len(items)
                         logger.info("embedded %d / %d texts through %s", done, len(items), self.base_url)
             except BaseException:
                 for fut in pending:
