@@ -292,3 +292,33 @@ def test_hub_spec_errors_and_download():
         download_from_hub("just-a-name")
     pytest.skip("downloading from the Hugging Face hub needs network, which tests do not have; "
                 "the hub path is `download_from_hub` (hf_hub_download / snapshot_download)")
+
+
+def test_saelens_variants_and_refusals(tmp_path):
+    """apply_b_dec_to_input = false folds exactly into the latent bias; non-top-k or normalising SAEs are refused."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(3)
+    d, n, k = 24, 64, 5
+    w = {"W_enc": torch.randn(d, n, generator=g), "b_enc": torch.randn(n, generator=g),
+         "W_dec": torch.randn(n, d, generator=g), "b_dec": torch.randn(d, generator=g)}
+    folder = tmp_path / "lens"
+    folder.mkdir()
+    save_file(w, str(folder / "sae_weights.safetensors"))
+    cfg = {"architecture": "standard", "activation_fn": "topk", "activation_fn_kwargs": {"k": k}, "d_in": d,
+           "d_sae": n, "apply_b_dec_to_input": False, "normalize_activations": "none", "model_name": "gpt2"}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    got = read_sae(folder)
+    x = torch.randn(50, d, generator=g)
+    pre = x @ w["W_enc"] + w["b_enc"]  # SAELens without the b_dec subtraction
+    top = pre.topk(k, dim=1)
+    want = torch.zeros_like(pre).scatter_(1, top.indices, F.relu(top.values))
+    with torch.no_grad():
+        assert torch.allclose(got.sae.encode(x), want, atol=1e-5)
+    assert got.model_id == "gpt2" and got.sae.cfg.k == k
+    for change, message in (({"activation_fn": "relu"}, "only top-k"), ({"normalize_activations": "expected_average_only_in"}, "normalises")):
+        (folder / "cfg.json").write_text(json.dumps({**cfg, **change}))
+        with pytest.raises(InputError, match=message):
+            read_sae(folder)
+    with pytest.raises(InputError, match="holds no SAE"):
+        detect_format(tmp_path)

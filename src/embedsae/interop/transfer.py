@@ -38,7 +38,7 @@ def import_sae(
     that model (set `trained_on` to the workspace's model to vouch for files that name another or none).
     It is saved like a trained SAE (saes/<name>/), becomes the latest, and is evaluated (metrics.json).
     """
-    from ..pipeline import _check_name, evaluate_sae
+    from ..pipeline import _check_name, _same_model, evaluate_sae
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     got = formats.read_sae(source, fmt=fmt, k=k)
@@ -51,7 +51,7 @@ def import_sae(
     model = trained_on or got.model_id
     if model is None:
         logger.warning("%s names no embedding model; assuming it fits the workspace's '%s'", source, ws.model_id)
-    elif model != ws.model_id:
+    elif not _same_model(model, ws.model_id):
         raise ModelMismatchError(
             f"the SAE in {source} was trained on vectors of '{model}' but workspace {ws.path} holds vectors of "
             f"'{ws.model_id}'; embed the corpus with '{model}', or set `trained_on` to '{ws.model_id}' if its "
