@@ -97,8 +97,12 @@ class Searcher:
 
     def available(self, mode: str) -> bool:
         """Whether a mode can search this workspace as it is indexed."""
-        r = self._retrievers.get(mode)
-        return True if r is not None else retriever_class(mode)(self).available()
+        if mode in self._retrievers:
+            return True
+        try:
+            return retriever_class(mode)(self).available()
+        except EmbedSAEError:  # e.g. no SAE trained yet: the concept mode is not available
+            return False
 
     def modes(self) -> list[str]:
         """The registered modes this workspace can be searched in."""
@@ -146,7 +150,8 @@ class Searcher:
 
     # ------------------------------------------------------------------ ranking
     def single_thread(self):
-        """A context in which BLAS runs on one thread (see `embedsae.search.threads`)."""
+        """A context in which BLAS runs on one thread (see `embedsae.search.threads`; the concept retriever
+        ranks in it, dense search does not: it gains a little from BLAS threads)."""
         from .threads import blas_single_thread
 
         return blas_single_thread()
@@ -156,9 +161,7 @@ class Searcher:
         cls = retriever_class(mode)
         if cls.needs_text and text is None:
             raise InputError(f"{mode} search needs the query text, not only a vector")
-        retriever = self.retriever(mode)
-        with self.single_thread():
-            return retriever.rank(Query(text, vector), k)
+        return self.retriever(mode).rank(Query(text, vector), k)
 
     # ------------------------------------------------------------------ the public call
     def search(
