@@ -328,18 +328,15 @@ class ConceptRetriever(Retriever):
 
     def rank_vector(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows and scores for a query vector, expanded by feedback documents when the settings say so."""
-        from .threads import blas_single_thread
-
         settings = self.index.settings
-        with blas_single_thread():
-            query = self.encode(vector)
-            if settings.feedback_docs and settings.feedback_weight:
-                top, _ = self.index.search(query, settings.feedback_docs)
-                q = np.asarray(vector, np.float32).reshape(-1)
-                q = q / max(float(np.linalg.norm(q)), 1e-12)
-                feedback = self.index.reconstruct(top, *self.arrays).mean(0)
-                query = self.encode(q + np.float32(settings.feedback_weight) * feedback)
-            return self.index.search(query, k)
+        query = self.encode(vector)
+        if settings.feedback_docs and settings.feedback_weight:
+            top, _ = self.index.search(query, settings.feedback_docs)
+            q = np.asarray(vector, np.float32).reshape(-1)
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
+            feedback = self.index.reconstruct(top, *self.arrays).mean(0)
+            query = self.encode(q + np.float32(settings.feedback_weight) * feedback)
+        return self.index.search(query, k)
 
     def size(self) -> int:
         return self.index.stored_bytes

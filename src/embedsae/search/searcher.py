@@ -150,8 +150,7 @@ class Searcher:
 
     # ------------------------------------------------------------------ ranking
     def single_thread(self):
-        """A context in which BLAS runs on one thread (see `embedsae.search.threads`; the concept retriever
-        ranks in it, dense search does not: it gains a little from BLAS threads)."""
+        """A context in which BLAS runs on one thread (see `embedsae.search.threads`): every ranking runs in it."""
         from .threads import blas_single_thread
 
         return blas_single_thread()
@@ -161,7 +160,9 @@ class Searcher:
         cls = retriever_class(mode)
         if cls.needs_text and text is None:
             raise InputError(f"{mode} search needs the query text, not only a vector")
-        return self.retriever(mode).rank(Query(text, vector), k)
+        retriever = self.retriever(mode)
+        with self.single_thread():
+            return retriever.rank(Query(text, vector), k)
 
     # ------------------------------------------------------------------ the public call
     def search(

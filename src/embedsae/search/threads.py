@@ -1,8 +1,10 @@
 """One BLAS thread while queries run, safe when many threads search at once.
 
-A single query's matrix-vector products gain nothing from more BLAS threads, and on a busy machine the
-extra threads cost time (benchmarks/search_latency.py, 100,000 documents: concept search 46 ms with one
-BLAS thread against 70 ms without a limit; 4 threads searching at once, 333 against 361 ms).
+A single query's matrix-vector products gain little from more BLAS threads, and on a busy machine the
+extra threads cost a lot: exact dense search of a Cranfield query (1,400 documents) took 0.18 ms with one
+BLAS thread against 56 ms without a limit (medians, machine under load); concept search of 100,000
+documents 46 against 70 ms; exact dense search of 100,000 documents 225 against 217 ms
+(benchmarks/search_latency.py).
 
 BLAS thread counts are process-wide (OpenBLAS's `openblas_set_num_threads_local` too, as measured), so
 per-call limits from concurrent threads would restore each other's settings out of order. Here the limit
