@@ -66,10 +66,11 @@ class ConceptSettings(Settings):
     def validate(self) -> None:
         super().validate()
         check(self.doc_k > 0 and self.query_k > 0 and self.rerank >= 0,
-              f"doc_k and query_k must be positive and rerank >= 0 (got {self.doc_k}, {self.query_k}, {self.rerank})")
-        check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b})")
+              f"`doc_k` and `query_k` must be positive and `rerank` >= 0 (got {self.doc_k}, {self.query_k}, "
+              f"{self.rerank})")
+        check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 over latents needs `k1` >= 0 and 0 <= `b` <= 1 (got k1={self.k1}, b={self.b})")
         check(self.feedback_docs >= 0 and self.feedback_weight >= 0,
-              f"feedback_docs and feedback_weight must be >= 0 (got {self.feedback_docs}, {self.feedback_weight})")
+              f"`feedback_docs` and `feedback_weight` must be >= 0 (got {self.feedback_docs}, {self.feedback_weight})")
 
 
 class ConceptIndex:

@@ -43,7 +43,7 @@ class HybridSettings(Settings):
 
     def validate(self) -> None:
         super().validate()
-        check(self.rrf_k >= 0 and self.depth > 0, f"rrf_k must be >= 0 and depth > 0 (got {self.rrf_k}, {self.depth})")
+        check(self.rrf_k >= 0 and self.depth > 0, f"`rrf_k` must be >= 0 and `depth` > 0 (got {self.rrf_k}, {self.depth})")
         self.part_weights()
 
     def part_weights(self) -> dict[str, float] | None:

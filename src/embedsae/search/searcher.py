@@ -177,7 +177,7 @@ class Searcher:
     ) -> SearchResult:
         """Ranked hits for a query text (or vector), optionally steered, each hit with its shared concepts."""
         if top <= 0:
-            raise InputError(f"the number of hits (`top`) must be positive, got {top}")
+            raise InputError(f"the number of hits, `top`, must be positive, got {top}")
         cls = retriever_class(mode)
         text = query if isinstance(query, str) else None
         if text is not None and not text.strip():
