@@ -9,7 +9,7 @@ import pytest
 from embedsae.data.embedders import l2_normalise
 from embedsae.errors import InputError
 from embedsae.search.dense import DenseIndex, top_k
-from embedsae.search.hybrid import parse_weights, rrf, score_fusion
+from embedsae.search.hybrid import fuse, normalise, parse_weights
 from embedsae.search.steering import parse_spec
 
 
@@ -64,14 +64,23 @@ def test_top_k_sorted_and_clipped():
     assert vals[0].tolist() == sorted(scores[0].tolist(), reverse=True)
 
 
-def test_rrf_and_score_fusion():
-    fused = rrf({"a": np.array([2, 0]), "b": np.array([0, 1])}, {"a": 1.0, "b": 2.0}, n_docs=4, k=60)
-    assert fused[0] == pytest.approx(1 / 62 + 2 / 61)
-    assert fused[2] == pytest.approx(1 / 61)
-    assert fused[1] == pytest.approx(2 / 62)
-    assert fused[3] == 0
-    s = score_fusion({"a": np.array([0.0, 5.0, 10.0]), "b": np.array([3.0, 2.0, 1.0])}, {"a": 1.0, "b": 0.5})
-    np.testing.assert_allclose(s, [0.5, 0.75, 1.0])
+def test_fusions():
+    a = (np.array([2, 0]), np.array([0.9, 0.5]))
+    b = (np.array([0, 1]), np.array([10.0, 4.0]))
+    rows, vals = fuse({"a": a, "b": b}, {"a": 1.0, "b": 2.0}, "rrf", 60)
+    expected = {0: 1 / 62 + 2 / 61, 1: 2 / 62, 2: 1 / 61}
+    assert rows.tolist() == sorted(expected, key=lambda d: -expected[d])
+    np.testing.assert_allclose(vals, [expected[r] for r in rows.tolist()])
+    # minmax: a -> {2: 1, 0: 0}, b -> {0: 1, 1: 0}; a document a part missed gets that part's lowest value
+    rows, vals = fuse({"a": a, "b": b}, {"a": 1.0, "b": 0.5}, "minmax")
+    assert dict(zip(rows.tolist(), vals.tolist())) == pytest.approx({0: 0.5, 1: 0.0, 2: 1.0})
+    z = normalise(np.array([1.0, 2.0, 3.0]), "zscore")
+    np.testing.assert_allclose(z, [-1.2247449, 0, 1.2247449], rtol=1e-6)
+    d = normalise(np.array([1.0, 2.0, 3.0]), "dbsf")
+    np.testing.assert_allclose(d, 0.5 + np.array([-1.2247449, 0, 1.2247449]) / 6, rtol=1e-6)
+    assert normalise(np.array([2.0, 2.0]), "zscore").tolist() == [0.0, 0.0]
+    with pytest.raises(InputError, match="unknown fusion"):
+        normalise(np.array([1.0, 2.0]), "softmax")
 
 
 def test_parse_weights_errors_name_the_problem():
@@ -89,3 +98,39 @@ def test_steering_spec_parsing():
     for bad in ("12", "=0.4", "12=much", "12=0.5x"):
         with pytest.raises(InputError, match="ID=VALUE"):
             parse_spec(bad)
+
+
+def test_blas_limit_is_safe_under_concurrent_searches():
+    """Four threads of a started BLAS pool inside the one-thread limit at once, leaving in any order: BLAS
+    stays at one thread until the last leaves, then has its own setting back."""
+    import threading
+
+    from threadpoolctl import ThreadpoolController
+
+    from embedsae.search import threads
+
+    blas = ThreadpoolController().select(user_api="blas")
+    np.ones((300, 300)) @ np.ones((300, 300))  # start the BLAS thread pool (then it ignores plain set calls)
+
+    def count() -> list[int]:
+        return [i["num_threads"] for i in blas.info()]
+
+    default = count()
+    if not default or max(default) < 2:
+        pytest.skip("no multi-threaded BLAS here")
+    inside, barrier = [], threading.Barrier(4)
+
+    def search(delay: float) -> None:
+        with threads.blas_single_thread():
+            with threads.blas_single_thread():  # nested
+                barrier.wait()
+                threading.Event().wait(delay)
+            inside.append(count())
+
+    pool = [threading.Thread(target=search, args=(d,)) for d in (0.0, 0.05, 0.1, 0.15)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert inside == [[1] * len(default)] * 4
+    assert threads.holders() == 0 and count() == default

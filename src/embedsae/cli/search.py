@@ -8,9 +8,9 @@ import json
 import sys
 from collections.abc import Callable
 
-from ..errors import InputError
+from ..errors import EmbedSAEError
 from .bars import progress_callback
-from .options import add_settings_args, settings_kwargs
+from .options import add_settings_args, flag_name, settings_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,25 +66,31 @@ def _search_args(p: argparse.ArgumentParser, all_modes: bool = False) -> None:
     p.add_argument("--ann", action="store_true", help="dense search through the approximate index")
 
 
-# settings named in library errors -> the flags that set them
-_FLAGS = {"top": "--top", "weights": "--weights", "fusion": "--fusion", "rrf_k": "--rrf-k", "depth": "--depth",
-          "ann": "--ann", "doc_k": "--doc-k", "query_k": "--query-k", "rerank": "--rerank"}
+def _flags() -> dict[str, str]:
+    """Setting name -> the flag that sets it, for the settings the search commands expose."""
+    from ..search import ConceptSettings, HybridSettings
+    from ..settings import fields_of
+
+    out = {f.name: flag_name(f.name) for cls in (ConceptSettings, HybridSettings) for f in fields_of(cls)}
+    return {**out, "top": "--top", "ann": "--ann"}
 
 
 def _with_flag_hints(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Run a command; a library InputError naming a setting (`name` or setting 'name') gets that setting's flag."""
+    """Run a command; a library error naming a setting (`name` or setting 'name') gets that setting's flag."""
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except InputError as exc:
+        except EmbedSAEError as exc:
             text = str(exc)
-            for name, flag in _FLAGS.items():
+            for name, flag in _flags().items():
                 for quoted in (f"`{name}`", f"setting '{name}'"):
                     if quoted in text and flag not in text:
                         text = text.replace(quoted, f"{quoted} ({flag})", 1)
-            raise InputError(text) from exc
+            if text == str(exc):
+                raise
+            raise type(exc)(text) from exc
 
     return run
 

@@ -14,6 +14,11 @@ ids, float16 weights). Three scorings:
 - ``dot``: the plain dot product of the query's SAE code (at `query_k` latents) with the document code.
 - ``bm25``: BM25 over latents (CL-SR): latents are terms, activations are term frequencies, with
   tunable `k1` and `b`; the query weights its latents by the projection weights.
+
+Query expansion (on by default): the mean unit SAE reconstruction of a first pass's top `feedback_docs`
+documents, read from the forward index, is added to the unit query with weight `feedback_weight` before the
+final pass, so latents that co-occur with the query's own in its best matches join it. On Cranfield it
+raises nDCG@10 from 0.376 to 0.388 (dense: 0.374) at twice the query cost (benchmarks/concept_study.py).
 """
 
 from __future__ import annotations
@@ -51,12 +56,21 @@ class ConceptSettings(Settings):
     """BM25-over-latents term-frequency saturation."""
     b: float = 0.75
     """BM25-over-latents length normalisation."""
+    feedback_docs: int = 5
+    """Concept query expansion: the top documents of a first pass whose SAE reconstructions are added to the
+    query, bringing in the latents that co-occur with its own (0 = off)."""
+    feedback_weight: float = 0.5
+    """Concept query expansion: weight of the feedback documents' mean unit reconstruction added to the unit
+    query."""
 
     def validate(self) -> None:
         super().validate()
         check(self.doc_k > 0 and self.query_k > 0 and self.rerank >= 0,
-              f"doc_k and query_k must be positive and rerank >= 0 (got {self.doc_k}, {self.query_k}, {self.rerank})")
-        check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b})")
+              f"`doc_k` and `query_k` must be positive and `rerank` >= 0 (got {self.doc_k}, {self.query_k}, "
+              f"{self.rerank})")
+        check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 over latents needs `k1` >= 0 and 0 <= `b` <= 1 (got k1={self.k1}, b={self.b})")
+        check(self.feedback_docs >= 0 and self.feedback_weight >= 0,
+              f"`feedback_docs` and `feedback_weight` must be >= 0 (got {self.feedback_docs}, {self.feedback_weight})")
 
 
 class ConceptIndex:
@@ -170,6 +184,12 @@ class ConceptIndex:
         idx = self.fwd_indices[docs].astype(np.int64)
         val = self.fwd_values[docs].astype(np.float32)
         return ((full_weights[idx] * val).sum(1) + offset) * self._inv_norms[docs]
+
+    def reconstruct(self, docs: np.ndarray, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
+        """Unit-norm SAE reconstructions of some documents from the latents they keep, (docs x d)."""
+        idx = self.fwd_indices[docs].astype(np.int64)
+        val = self.fwd_values[docs].astype(np.float32)
+        return (np.einsum("nk,nkd->nd", val, W_dec[idx]) + b_pre) * self._inv_norms[docs, None]
 
     def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and scores for one query."""
@@ -305,7 +325,19 @@ class ConceptRetriever(Retriever):
         return encode_query(self.searcher.sae, vector, self.index.settings, self.arrays)
 
     def rank(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(self.encode(query.vector), k)
+        return self.rank_vector(query.vector, k)
+
+    def rank_vector(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows and scores for a query vector, expanded by feedback documents when the settings say so."""
+        settings = self.index.settings
+        query = self.encode(vector)
+        if settings.feedback_docs and settings.feedback_weight:
+            top, _ = self.index.search(query, settings.feedback_docs)
+            q = np.asarray(vector, np.float32).reshape(-1)
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
+            feedback = self.index.reconstruct(top, *self.arrays).mean(0)
+            query = self.encode(q + np.float32(settings.feedback_weight) * feedback)
+        return self.index.search(query, k)
 
     def size(self) -> int:
         return self.index.stored_bytes

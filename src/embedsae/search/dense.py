@@ -100,7 +100,7 @@ class AnnIndex:
         usearch_index = require("usearch.index", "the approximate dense index", "ann")
         if not Path(path).is_file():
             raise WorkspaceError(f"no approximate index at {path}; build the index with the approximate dense index "
-                                 "(setting `ann`)")
+                                 "on: setting `ann`")
         return cls(usearch_index.Index.restore(str(path)))
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -109,14 +109,14 @@ def build_index(
     ctx.cache["sae"] = ws.load_sae(name)
     t0 = time.perf_counter()
     info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names}
-    with Tracker(progress, "index", len(names), unit="index") as tracker:
-        for n in names:
-            logger.info(f"indexing {ws.n_documents} documents: {n}")
-            tracker.set_message(n)
-            built = retriever_class(n).build(ctx)
-            if built is not None:
-                info[n] = built
-            tracker.update()
+    tracker = Tracker(progress, "index", len(names), unit="index")
+    logger.info(f"indexing {ws.n_documents} documents: {', '.join(names)}")
+    for n in names:
+        tracker.set_message(n)
+        built = retriever_class(n).build(ctx)
+        if built is not None:
+            info[n] = built
+        tracker.update()
     info["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(index_dir(ws) / "index.json", info)
     ws.record_stage("index", {"sae": name, "concept": asdict(settings), "parts": names, "ann": ann},

@@ -97,8 +97,12 @@ class Searcher:
 
     def available(self, mode: str) -> bool:
         """Whether a mode can search this workspace as it is indexed."""
-        r = self._retrievers.get(mode)
-        return True if r is not None else retriever_class(mode)(self).available()
+        if mode in self._retrievers:
+            return True
+        try:
+            return retriever_class(mode)(self).available()
+        except EmbedSAEError:  # e.g. no SAE trained yet: the concept mode is not available
+            return False
 
     def modes(self) -> list[str]:
         """The registered modes this workspace can be searched in."""
@@ -146,7 +150,7 @@ class Searcher:
 
     # ------------------------------------------------------------------ ranking
     def single_thread(self):
-        """A context in which BLAS runs on one thread (see `embedsae.search.threads`)."""
+        """A context in which BLAS runs on one thread (see `embedsae.search.threads`): every ranking runs in it."""
         from .threads import blas_single_thread
 
         return blas_single_thread()
@@ -173,7 +177,7 @@ class Searcher:
     ) -> SearchResult:
         """Ranked hits for a query text (or vector), optionally steered, each hit with its shared concepts."""
         if top <= 0:
-            raise InputError(f"the number of hits (`top`) must be positive, got {top}")
+            raise InputError(f"the number of hits, `top`, must be positive, got {top}")
         cls = retriever_class(mode)
         text = query if isinstance(query, str) else None
         if text is not None and not text.strip():

@@ -1,46 +1,87 @@
 """One BLAS thread while queries run, safe when many threads search at once.
 
-A single query's matrix-vector products gain nothing from more BLAS threads, and BLAS threads competing
-with torch's for the same cores cost time. threadpoolctl's limit is process-wide, so nested or concurrent
-per-call limits would restore each other's settings out of order. Here the limit is reference-counted
-under a lock: the first query in sets one thread, the last one out restores the original setting.
+A single query's matrix-vector products gain little from more BLAS threads, and on a busy machine the
+extra threads cost a lot: exact dense search of a Cranfield query (1,400 documents) took 0.18 ms with one
+BLAS thread against 56 ms without a limit (medians, machine under load); concept search of 100,000
+documents 46 against 70 ms; exact dense search of 100,000 documents 225 against 217 ms
+(benchmarks/search_latency.py).
+
+BLAS thread counts are process-wide (OpenBLAS's `openblas_set_num_threads_local` too, as measured), so
+per-call limits from concurrent threads would restore each other's settings out of order. Here the limit
+is reference-counted under a lock: the first query in sets one thread, the last one out restores the
+setting. It is set through `openblas_set_num_threads_local` where the library has it, because OpenBLAS
+ignores `openblas_set_num_threads` called from a thread other than the one that started its pool (what
+threadpoolctl calls), which is every thread of a threaded server; otherwise through threadpoolctl.
+While any query runs, other BLAS work in the same process runs on one thread too.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _holders = 0
-_limiter: Any = None
-_controller: Any = None
+_restore: Callable[[], None] | None = None
+_setters: list[Callable[[int], int]] | None = None
 
 
 @contextmanager
 def blas_single_thread() -> Iterator[None]:
     """Run the body with BLAS on one thread (nestable, and safe under concurrent callers)."""
-    global _holders, _limiter, _controller
+    global _holders, _restore
     with _lock:
         if _holders == 0:
-            if _controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _controller = ThreadpoolController()
-            _limiter = _controller.limit(limits=1, user_api="blas")
+            _restore = _limit_to_one()
         _holders += 1
     try:
         yield
     finally:
         with _lock:
             _holders -= 1
-            if _holders == 0:
-                _limiter.restore_original_limits()
-                _limiter = None
+            if _holders == 0 and _restore is not None:
+                _restore()
+                _restore = None
 
 
 def holders() -> int:
-    """How many callers hold the limit now (0 when BLAS runs with its own setting)."""
+    """How many callers hold the limit now (0: BLAS runs with its own setting)."""
     return _holders
+
+
+def _limit_to_one() -> Callable[[], None]:
+    setters = _local_setters()
+    if setters:
+        previous = [fn(1) for fn in setters]
+        return lambda: [fn(p) for fn, p in zip(setters, previous)] and None
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        return ThreadpoolController().limit(limits=1, user_api="blas").restore_original_limits
+    except Exception as exc:  # threadpoolctl missing or unable to inspect the process: no limit
+        logger.debug(f"no BLAS thread control: {exc}")
+        return lambda: None
+
+
+def _local_setters() -> list[Callable[[int], int]]:
+    """`openblas_set_num_threads_local` of each loaded OpenBLAS that has it (looked up once)."""
+    global _setters
+    if _setters is None:
+        found = []
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+                fn = getattr(lib.dynlib, "openblas_set_num_threads_local", None)
+                if fn is not None:
+                    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+                    found.append(fn)
+        except Exception as exc:
+            logger.debug(f"no OpenBLAS thread control: {exc}")
+        _setters = found
+    return _setters
