@@ -12,11 +12,16 @@ class TqdmProgress:
 
     def __init__(self) -> None:
         self.bars: dict[str, Any] = {}
+        self.finished: set[str] = set()
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm.auto import tqdm
 
+        complete = event.total is not None and event.done >= event.total
         bar = self.bars.get(event.stage)
+        if bar is None and complete and event.stage in self.finished:
+            return  # the closing report of a stage whose bar is already closed
+        self.finished.discard(event.stage)
         if bar is None:
             bar = tqdm(total=event.total, desc=event.stage, unit=event.unit or "it", initial=event.done, leave=True)
             self.bars[event.stage] = bar
@@ -26,9 +31,10 @@ class TqdmProgress:
             bar.update(event.done - bar.n)
         if event.message:
             bar.set_postfix_str(event.message, refresh=False)
-        if event.total is not None and event.done >= event.total:
+        if complete:
             bar.close()
             del self.bars[event.stage]
+            self.finished.add(event.stage)
 
 
 def progress_callback(quiet: bool = False) -> ProgressCallback | None:
