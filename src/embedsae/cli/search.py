@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from ..errors import EmbedSAEError
+from ..errors import EmbedSAEError, InputError
 from .bars import progress_callback
 from .options import add_settings_args, flag_name, settings_kwargs
 
