@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable
 
-from ..errors import EmbedSAEError, InputError
+from ..errors import InputError
 from .bars import progress_callback
-from .options import add_settings_args, flag_name, settings_kwargs
+from .options import add_settings_args, settings_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,42 +64,12 @@ def _search_args(p: argparse.ArgumentParser, all_modes: bool = False) -> None:
     p.add_argument("--ann", action="store_true", help="dense search through the approximate index")
 
 
-def _flags() -> dict[str, str]:
-    """Setting name -> the flag that sets it, for the settings the search commands expose."""
-    from ..search import ConceptSettings, HybridSettings
-    from ..settings import fields_of
-
-    out = {f.name: flag_name(f.name) for cls in (ConceptSettings, HybridSettings) for f in fields_of(cls)}
-    return {**out, "top": "--top", "ann": "--ann"}
-
-
-def _with_flag_hints(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Run a command; a library error naming a setting (`name` or setting 'name') gets that setting's flag."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except EmbedSAEError as exc:
-            text = str(exc)
-            for name, flag in _flags().items():
-                for quoted in (f"`{name}`", f"setting '{name}'"):
-                    if quoted in text and flag not in text:
-                        text = text.replace(quoted, f"{quoted} ({flag})", 1)
-            if text == str(exc):
-                raise
-            raise type(exc)(text) from exc
-
-    return run
-
-
 def _searcher(args: argparse.Namespace):
     from ..search import HybridSettings, Searcher
 
     return Searcher(args.workspace, args.sae, ann=args.ann, hybrid=HybridSettings(**settings_kwargs(HybridSettings, args)))
 
 
-@_with_flag_hints
 def cmd_index(args: argparse.Namespace) -> int:
     from ..search import ConceptSettings, adopt_sae, build_index
     from ..workspace import Workspace
@@ -133,7 +101,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-@_with_flag_hints
 def cmd_search(args: argparse.Namespace) -> int:
     searcher = _searcher(args)
     if (args.query is None) == (args.query_vector is None):
@@ -174,7 +141,6 @@ def _query_vector(path: str, dim: int):
     return vec.astype(np.float32).reshape(-1)
 
 
-@_with_flag_hints
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..pipeline import markdown_table
     from ..search.evaluate import evaluate_retrieval
