@@ -45,7 +45,8 @@ def embed(
     """Read a corpus, embed it (or take precomputed vectors) and write the workspace.
 
     Vectors already in `out` for the same model and corpus are reused, not recomputed. A workspace made
-    with another model is an error unless `overwrite` is set.
+    with another model is an error unless `overwrite` is set. `backend` is the embedding engine of a
+    sentence-transformers model (auto, torch, onnx, openvino; see data/backends.py).
     """
     if isinstance(corpus, pd.DataFrame):
         from .data.readers import normalise_corpus
