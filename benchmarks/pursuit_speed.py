@@ -22,14 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.pursuit_reference import reference_pursuit  # noqa: E402
-
-
-def agreement(new, ref) -> tuple[float, float]:
-    a, b = new[0].sort(1), ref[0].sort(1)
-    same = (a.values == b.values).all(1)
-    diff = (new[1].gather(1, a.indices) - ref[1].gather(1, b.indices))[same].abs()
-    return same.float().mean().item(), diff.max().item() if len(diff) else 0.0
+from tests.pursuit_reference import agreement, reference_pursuit  # noqa: E402
 
 
 def nmse(sae, x: torch.Tensor, code) -> float:
