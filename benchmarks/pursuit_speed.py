@@ -69,7 +69,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--rows", type=int, default=2000, help="vectors encoded per timing (held-out ones first)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="torch threads for all three encoders (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from embedsae.sae import SAEConfig, create_sae
     from embedsae.sae.trainer import TrainConfig, train_on_array
