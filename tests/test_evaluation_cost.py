@@ -16,7 +16,7 @@ def sae_and_vectors(cranfield_ws):
     x = np.asarray(cranfield_ws.embeddings, dtype=np.float32)
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(d_in=x.shape[1], n_latents=512, k=8))
-    sae.init_from_data(torch.from_numpy(x))
+    sae.init_from_data(torch.from_numpy(x.copy()))
     return sae.eval(), x
 
 
