@@ -95,8 +95,8 @@ def main() -> None:
     ap.add_argument("--breakdown-process", metavar="WS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.plain_process:
-        return plain_process(*args.plain_process, args.k, args.latents, args.epochs, args.batch_size, args.lr, "/dev/null"
-                             if args.plain_process[1] == "-" else args.plain_process[1])
+        vectors, out = args.plain_process
+        return plain_process(vectors, args.k, args.latents, args.epochs, args.batch_size, args.lr, out)
     if args.breakdown_process:
         return breakdown_process(args.breakdown_process, args.k, args.latents, args.epochs, args.batch_size)
 
