@@ -22,14 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.pursuit_reference import reference_pursuit  # noqa: E402
-
-
-def agreement(new, ref) -> tuple[float, float]:
-    a, b = new[0].sort(1), ref[0].sort(1)
-    same = (a.values == b.values).all(1)
-    diff = (new[1].gather(1, a.indices) - ref[1].gather(1, b.indices))[same].abs()
-    return same.float().mean().item(), diff.max().item() if len(diff) else 0.0
+from tests.pursuit_reference import agreement, reference_pursuit  # noqa: E402
 
 
 def nmse(sae, x: torch.Tensor, code) -> float:
@@ -76,7 +69,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--rows", type=int, default=2000, help="vectors encoded per timing (held-out ones first)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="torch threads for all three encoders (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from embedsae.sae import SAEConfig, create_sae
     from embedsae.sae.trainer import TrainConfig, train_on_array

@@ -95,8 +95,8 @@ def main() -> None:
     ap.add_argument("--breakdown-process", metavar="WS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.plain_process:
-        return plain_process(*args.plain_process, args.k, args.latents, args.epochs, args.batch_size, args.lr, "/dev/null"
-                             if args.plain_process[1] == "-" else args.plain_process[1])
+        vectors, out = args.plain_process
+        return plain_process(vectors, args.k, args.latents, args.epochs, args.batch_size, args.lr, out)
     if args.breakdown_process:
         return breakdown_process(args.breakdown_process, args.k, args.latents, args.epochs, args.batch_size)
 
@@ -113,8 +113,8 @@ def main() -> None:
     pipeline.embed(corpus, tmp / "ws", vectors=x, progress=False)
     settings = ["--k", str(args.k), "--latents", str(args.latents), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
     ours_cmd = [str(Path(sys.executable).with_name("embedsae")), "train", str(tmp / "ws"), *settings, "--quiet"]
-    plain_cmd = [sys.executable, __file__, "--plain-process", str(tmp / "vectors.npy"), str(tmp / "plain.pt"), *settings, "--lr", str(args.lr)]
-    parts_cmd = [sys.executable, __file__, "--breakdown-process", str(tmp / "ws"), *settings]
+    plain_cmd = [sys.executable, __file__, args.vectors, "--plain-process", str(tmp / "vectors.npy"), str(tmp / "plain.pt"), *settings, "--lr", str(args.lr)]
+    parts_cmd = [sys.executable, __file__, args.vectors, "--breakdown-process", str(tmp / "ws"), *settings]
     ours, plain, parts = [], [], []
     env_note = f"{len(x)} x {x.shape[1]} vectors, k {args.k}, {args.latents} latents, {args.epochs} epochs, batch {args.batch_size}"
     print(f"{env_note}; {os.cpu_count()} CPUs; {args.rounds} alternated rounds")

@@ -47,3 +47,11 @@ def _chunk(W_dec: Tensor, b_pre: Tensor, x: Tensor, cand: Tensor, k: int) -> tup
     order = vals.argsort(dim=1, descending=True, stable=True)
     idx = cand.gather(1, chosen.gather(1, order))
     return idx, vals.gather(1, order)
+
+
+def agreement(new: tuple[Tensor, Tensor], ref: tuple[Tensor, Tensor]) -> tuple[float, float]:
+    """Share of rows with the same set of latents, and the largest value difference on those rows."""
+    a, b = new[0].sort(1), ref[0].sort(1)
+    same = (a.values == b.values).all(1)
+    diff = (new[1].gather(1, a.indices) - ref[1].gather(1, b.indices))[same].abs()
+    return same.float().mean().item(), diff.max().item() if len(diff) else 0.0

@@ -9,15 +9,7 @@ import torch
 from embedsae.sae import SAEConfig, create_sae
 from embedsae.sae import pursuit as pursuit_mod
 
-from .pursuit_reference import reference_pursuit
-
-
-def agreement(new: tuple[torch.Tensor, torch.Tensor], ref: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
-    """Share of rows with the same set of latents, and the largest value difference on those rows."""
-    a, b = new[0].sort(1), ref[0].sort(1)
-    same = (a.values == b.values).all(1)
-    diff = (new[1].gather(1, a.indices) - ref[1].gather(1, b.indices))[same].abs()
-    return same.float().mean().item(), diff.max().item() if len(diff) else 0.0
+from .pursuit_reference import agreement, reference_pursuit
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,8 @@ def embed(
     Vectors already in `out` for the same model and corpus are reused, not recomputed. A workspace made
     with another model is an error unless `overwrite` is set. `embedder_options` go to `load_embedder`
     (e.g. `base_url` for an `openai:` model); an embedder's `reopen` options are kept in the manifest.
+    `backend` is the embedding engine of a sentence-transformers model (auto, torch, onnx, openvino; see
+    data/backends.py).
     """
     if limit is not None and limit < 1:
         raise InputError(f"the record limit must be at least 1, got {limit}")

@@ -7,9 +7,10 @@ The model's transformer is exported once (offline, from the local weights) into 
 sentence-transformers; only the transformer's forward pass changes engine. Models whose pooling is not a
 plain mean (optionally followed by normalisation) keep the torch backend.
 
-On this project's 2-core CPU, all-MiniLM-L6-v2 embeds arXiv abstracts faster on both engines than on torch
-with vectors equal to torch's to cosine 0.99999; int8 dynamic quantisation was left out because it moved
-some abstracts to cosine 0.88 (see benchmarks/embed_speed.py).
+With all-MiniLM-L6-v2 both engines give torch's vectors to cosine 0.9999999 (256 arXiv abstracts); int8
+dynamic quantisation was left out because it moved some abstracts to cosine 0.88. Speed: see
+benchmarks/embed_speed.py (on a shared, heavily loaded 2-core machine OpenVINO ran at 1.05x torch and ONNX
+Runtime at 0.90x; an idle-machine measurement is still to be made).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ BACKENDS = ("torch", "onnx", "openvino")
 """Inference engines for sentence-transformers models; "auto" picks the fastest one installed (`auto_backend`)."""
 _PACKAGES = {"onnx": ("onnxruntime",), "openvino": ("openvino",)}
 FAST_ORDER = ("openvino", "onnx")
-"""Preference of "auto" on CPU, fastest first (measured with benchmarks/embed_speed.py)."""
+"""Preference of "auto" on CPU (OpenVINO measured fastest of the three, by a small margin, under load)."""
 
 
 def cache_dir() -> Path:

@@ -35,16 +35,25 @@ class TopKSAE(SAE):
         from .pursuit import candidate_pursuit
 
         cand = self.pre_activations(x).topk(candidates, dim=1, sorted=False).indices
-        return SparseCode(*candidate_pursuit(self.W_dec.detach(), self.b_pre.detach(), x, cand, k, gram=self.decoder_gram()))
+        # the full Gram pays when it is already there or cheaper than each row's candidate Gram (not for a small
+        # validation batch during training, whose weights change between calls)
+        build = x.shape[0] * candidates**2 >= self.cfg.n_latents**2
+        gram = self.decoder_gram(build=build)
+        return SparseCode(*candidate_pursuit(self.W_dec.detach(), self.b_pre.detach(), x, cand, k, gram=gram))
 
-    def decoder_gram(self) -> Tensor | None:
-        """The decoder's Gram matrix for pursuit, kept until the decoder weights change (None when too large)."""
+    def decoder_gram(self, build: bool = True) -> Tensor | None:
+        """The decoder's Gram matrix for pursuit, kept until the decoder weights change.
+
+        None when it would be too large, or when it is not current and `build` is false.
+        """
         from .pursuit import decoder_gram
 
         w = self.W_dec
         key = (w.data_ptr(), w._version, w.device, w.dtype, tuple(w.shape))
         cached = getattr(self, "_gram_cache", None)
         if cached is None or cached[0] != key:
+            if not build:
+                return None
             cached = (key, decoder_gram(w.detach()))
             self._gram_cache = cached
         return cached[1]

@@ -1,0 +1,48 @@
+"""Evaluation encodes once, reuses given codes, and says when it looked at a sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embedsae.sae import SAEConfig, create_sae
+from embedsae.sae import metrics as metrics_mod
+from embedsae.sae.codes import encode_array
+
+
+@pytest.fixture(scope="module")
+def sae_and_vectors(cranfield_ws):
+    x = np.asarray(cranfield_ws.embeddings, dtype=np.float32)
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=x.shape[1], n_latents=512, k=8))
+    sae.init_from_data(torch.from_numpy(x.copy()))
+    return sae.eval(), x
+
+
+def test_evaluation_encodes_once_and_reuses_given_codes(sae_and_vectors, monkeypatch):
+    sae, x = sae_and_vectors
+    val = np.arange(0, len(x), 20)
+    calls = []
+    real = metrics_mod.encode_array
+    monkeypatch.setattr(metrics_mod, "encode_array", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fresh = metrics_mod.evaluate_sae(sae, x, val_indices=val)
+    assert calls == [1], "one encode of the vectors, none for the reconstructions"
+    reused = metrics_mod.evaluate_sae(sae, x, val_indices=val, codes=encode_array(sae, x))
+    assert calls == [1], "given codes are not encoded again"
+    for key in ("nmse", "nmse_train", "nmse_all", "l0", "dead_latents", "neighbour_overlap_at_10"):
+        assert reused[key] == pytest.approx(fresh[key], rel=1e-6), key
+    assert fresh["sample"] is None and fresh["n_vectors"] == len(x) and fresh["n_heldout"] == len(val)
+    x_hat = sae.reconstruct(torch.from_numpy(x)).detach().numpy()
+    assert fresh["nmse_all"] == pytest.approx(metrics_mod.nmse_np(x, x_hat), rel=1e-5)
+
+
+def test_large_sets_are_evaluated_on_a_recorded_sample(sae_and_vectors):
+    sae, x = sae_and_vectors
+    val = np.arange(0, len(x), 10)
+    full = metrics_mod.evaluate_sae(sae, x, val_indices=val)
+    part = metrics_mod.evaluate_sae(sae, x, val_indices=val, max_rows=700)
+    assert part["sample"]["rows"] == 700 and part["sample"]["of"] == len(x) and part["n_vectors"] == 700
+    assert 40 <= part["n_heldout"] <= 100, "held-out rows in the sample in proportion"
+    assert part["nmse_all"] == pytest.approx(full["nmse_all"], rel=0.1)
+    assert part == metrics_mod.evaluate_sae(sae, x, val_indices=val, max_rows=700), "seeded"
