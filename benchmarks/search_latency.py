@@ -11,7 +11,7 @@ both with one BLAS thread and with the default threads, and the faster of the tw
 
 Prints medians, p95s, their ratio and the index bytes against the float32 dense matrix; then the
 thread-limit study: each search timed with the per-call one-BLAS-thread limit the Searcher uses
-(`embedsae.search.threads.blas_single_thread`) and with no limit at all, alternated in rounds, alone and
+(`embedsae.threads.blas_single_thread`) and with no limit at all, alternated in rounds, alone and
 with 4 threads searching at once (medians per query).
 """
 
@@ -59,7 +59,7 @@ def concurrent_ms(fn, items, threads: int) -> np.ndarray:
 
 def thread_limit_study(searches: dict, queries: np.ndarray, rounds: int = 5) -> None:
     """Median query latency with the per-call BLAS limit and without any, alone and 4 threads at once."""
-    from embedsae.search.threads import blas_single_thread
+    from embedsae.threads import blas_single_thread
 
     ways = {"per-call limit (1 BLAS thread)": blas_single_thread, "no limit": nullcontext}
     print("\n| search | threads searching | per-call limit ms | no limit ms | limit / none |")

@@ -107,7 +107,7 @@ def test_blas_limit_is_safe_under_concurrent_searches():
 
     from threadpoolctl import ThreadpoolController
 
-    from embedsae.search import threads
+    from embedsae import threads
 
     blas = ThreadpoolController().select(user_api="blas")
     np.ones((300, 300)) @ np.ones((300, 300))  # start the BLAS thread pool (then it ignores plain set calls)

@@ -20,11 +20,12 @@ weights) when it fits in memory. Only torch operations, on the SAE's device, in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from ..threads import torch_single_thread
 
 GRAM_MAX_BYTES = 512 * 2**20
 """Largest full decoder Gram matrix (n_latents^2 float32) `decoder_gram` builds; above it (more than ~11,500
@@ -92,24 +93,12 @@ def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor
         def gram_row(pick: Tensor) -> Tensor:
             return G.gather(1, pick.unsqueeze(2).expand(-1, 1, m)).squeeze(1)
 
-    with _one_cpu_thread(dev):
+    if dev.type != "cpu":
         return _rounds(c0, cand, k, gram_row)
-
-
-@contextmanager
-def _one_cpu_thread(dev: torch.device) -> Iterator[None]:
-    """Run the rounds' small tensor operations on one CPU thread: splitting each across threads costs more than
-    it saves (k 64, 6,144 latents on a busy 2-core machine: 242 vectors/s on one thread, 12 on two, in two runs
-    under similar load)."""
-    threads = torch.get_num_threads()
-    if dev.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    # The rounds' small batched operations lose more to thread hand-offs than they gain (k 64, 6,144 latents on a
+    # busy 2-core machine: 242 vectors/s on one thread, 12 on two); the limit is safe under concurrent callers.
+    with torch_single_thread():
+        return _rounds(c0, cand, k, gram_row)
 
 
 def _rounds(c0: Tensor, cand: Tensor, k: int, gram_row: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:

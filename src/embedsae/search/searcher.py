@@ -150,8 +150,8 @@ class Searcher:
 
     # ------------------------------------------------------------------ ranking
     def single_thread(self):
-        """A context in which BLAS runs on one thread (see `embedsae.search.threads`): every ranking runs in it."""
-        from .threads import blas_single_thread
+        """A context in which BLAS runs on one thread (see `embedsae.threads`): every ranking runs in it."""
+        from ..threads import blas_single_thread
 
         return blas_single_thread()
 

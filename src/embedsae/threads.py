@@ -1,4 +1,4 @@
-"""One BLAS thread while queries run, safe when many threads search at once.
+"""One thread for small linear algebra while queries and encodes run, safe when many threads do it at once.
 
 A single query's matrix-vector products gain little from more BLAS threads, and on a busy machine the
 extra threads cost a lot: exact dense search of a Cranfield query (1,400 documents) took 0.18 ms with one
@@ -13,6 +13,9 @@ setting. It is set through `openblas_set_num_threads_local` where the library ha
 ignores `openblas_set_num_threads` called from a thread other than the one that started its pool (what
 threadpoolctl calls), which is every thread of a threaded server; otherwise through threadpoolctl.
 While any query runs, other BLAS work in the same process runs on one thread too.
+
+`torch_single_thread` does the same for torch's intra-op threads (the rounds of the pursuit encoder: their
+small batched operations lose more to thread hand-offs than they gain).
 """
 
 from __future__ import annotations
@@ -25,33 +28,32 @@ from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_holders = 0
-_restore: Callable[[], None] | None = None
+class _OneThread:
+    """A reference-counted limit: the first holder sets one thread, the last one out restores the setting."""
+
+    def __init__(self, limit: Callable[[], Callable[[], None]]) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self.holders = 0
+        self._restore: Callable[[], None] | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self.holders == 0:
+                self._restore = self._limit()
+            self.holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.holders -= 1
+                if self.holders == 0 and self._restore is not None:
+                    self._restore()
+                    self._restore = None
+
+
 _setters: list[Callable[[int], int]] | None = None
-
-
-@contextmanager
-def blas_single_thread() -> Iterator[None]:
-    """Run the body with BLAS on one thread (nestable, and safe under concurrent callers)."""
-    global _holders, _restore
-    with _lock:
-        if _holders == 0:
-            _restore = _limit_to_one()
-        _holders += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _holders -= 1
-            if _holders == 0 and _restore is not None:
-                _restore()
-                _restore = None
-
-
-def holders() -> int:
-    """How many callers hold the limit now (0: BLAS runs with its own setting)."""
-    return _holders
 
 
 def _limit_to_one() -> Callable[[], None]:
@@ -85,3 +87,22 @@ def _local_setters() -> list[Callable[[int], int]]:
             logger.debug(f"no OpenBLAS thread control: {exc}")
         _setters = found
     return _setters
+
+
+def _torch_limit_to_one() -> Callable[[], None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return lambda: torch.set_num_threads(previous)
+
+
+blas_single_thread = _OneThread(_limit_to_one)
+"""Run the body with BLAS on one thread (nestable, and safe under concurrent callers)."""
+torch_single_thread = _OneThread(_torch_limit_to_one)
+"""Run the body with torch's CPU ops on one thread (nestable, and safe under concurrent callers)."""
+
+
+def holders() -> int:
+    """How many callers hold the BLAS limit now (0: BLAS runs with its own setting)."""
+    return blas_single_thread.holders
