@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "embedsae.cli.structure",
     "embedsae.cli.search",
     "embedsae.cli.words",
+    "embedsae.cli.app",
 ]
 
 

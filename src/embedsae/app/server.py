@@ -1,0 +1,133 @@
+"""The FastAPI application: the JSON API, the web screens and the packaged assets on one port, JSON errors with
+the right 4xx status, and the optional access token."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import EmbedSAEError, InputError, MissingDependencyError, WorkspaceError
+from .jobs import JobBusy
+from .state import AppState, NotFound
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+TOKEN_COOKIE = "embedsae_token"
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js from the installed plotly package's package_data (served, never fetched from a CDN)."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None) -> FastAPI:
+    """The app serving `workspaces` (folders); with `token`, every request must carry it."""
+    state = AppState(workspaces, token=token)
+    app = FastAPI(title="embedsae", version=__version__, docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json",
+                  description="Sparse, named, steerable concepts for dense embeddings: the workspaces given to "
+                              "`embedsae serve`, their SAEs, features, families, search, maps, concept groups and jobs.")
+    app.state.embedsae = state
+
+    _add_error_handlers(app)
+    if token:
+        _add_token_check(app, token)
+
+    from . import api, views
+
+    app.include_router(api.router)
+    app.include_router(views.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/static-plotly/plotly.min.js", include_in_schema=False)
+    def plotly_js():
+        from fastapi.responses import FileResponse
+
+        return FileResponse(plotly_js_path(), media_type="application/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    return app
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": kind, "message": message}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "request"
+            parts.append(f"{where}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"error": "invalid_request", "message": "; ".join(parts) or "invalid request",
+                             "details": [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+                                         for e in exc.errors()]}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound):
+        return _error(404, str(exc), "not_found")
+
+    @app.exception_handler(JobBusy)
+    async def busy(request: Request, exc: JobBusy):
+        return _error(409, str(exc), "busy")
+
+    @app.exception_handler(InputError)
+    async def bad_input(request: Request, exc: InputError):
+        return _error(400, str(exc), "invalid_input")
+
+    @app.exception_handler(MissingDependencyError)
+    async def missing(request: Request, exc: MissingDependencyError):
+        return _error(409, str(exc), "missing_dependency")
+
+    @app.exception_handler(WorkspaceError)
+    async def not_ready(request: Request, exc: WorkspaceError):
+        return _error(409, str(exc), "not_ready")
+
+    @app.exception_handler(EmbedSAEError)
+    async def other(request: Request, exc: EmbedSAEError):
+        return _error(400, str(exc), "error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if request.url.path.startswith("/api/"):
+            return _error(exc.status_code, str(exc.detail), "http_error")
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+
+def _add_token_check(app: FastAPI, token: str) -> None:
+    """Every request carries the token: `Authorization: Bearer T`, the cookie the app sets, or `?token=T` once (which
+    sets the cookie and redirects to the same page without it)."""
+    expected = token.encode()
+
+    def ok(given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), expected)
+
+    @app.middleware("http")
+    async def check(request: Request, call_next):
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:] if auth.lower().startswith("bearer ") else None
+        if ok(bearer) or ok(request.cookies.get(TOKEN_COOKIE)):
+            return await call_next(request)
+        if ok(request.query_params.get("token")) and request.method == "GET":
+            from urllib.parse import urlencode
+
+            query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+            target = request.url.path + (f"?{query}" if query else "")
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            return response
+        return _error(401, "this server needs its access token: send 'Authorization: Bearer <token>', "
+                           "or open the URL that `embedsae serve` printed", "unauthorized")
