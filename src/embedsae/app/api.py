@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
 from ..errors import InputError
 from .schemas import (
@@ -27,7 +28,23 @@ from .schemas import (
 )
 from .state import AppState, NotFound, Served
 
-router = APIRouter(prefix="/api/v1")
+
+class ErrorBody(BaseModel):
+    """Every error: a short kind and a message that names the problem."""
+
+    error: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in (
+        (400, "The input is unusable (the message says why)."), (401, "The server's access token is missing."),
+        (404, "No such workspace, SAE, feature, document or job."),
+        (409, "The workspace is not ready for this (a stage has not run) or a job is running."),
+        (422, "A parameter or the body fails validation (the message names the field)."))
+}
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 WsName = Annotated[str, Path(description="A served workspace's name (see GET /api/v1/workspaces).",
                              max_length=200)]
@@ -90,7 +107,10 @@ def get_sae(request: Request, ws: WsName, sae: Annotated[str, Path(pattern=SAE_N
 
 
 # ---------------------------------------------------------------------------- features
-@router.get("/workspaces/{ws}/features", tags=["features"], summary="The interpreted features, filtered, sorted, paged")
+@router.get("/workspaces/{ws}/features", tags=["features"], summary="The interpreted features, filtered, sorted, paged",
+            responses={200: {"description": "A page of features (JSON), or the page as CSV with format=csv",
+                             "content": {"application/json": {"schema": {"type": "object"}},
+                                         "text/csv": {"schema": {"type": "string"}}}}})
 def list_features(
     request: Request, ws: WsName, sae: SaeParam = None,
     search: Annotated[str | None, Query(max_length=200, description="Label text to look for.")] = None,
@@ -110,9 +130,9 @@ def list_features(
 
 
 @router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text")
-def find_labels(request: Request, ws: WsName, sae: SaeParam = None,
-                q: Annotated[str, Query(min_length=1, max_length=200, description="Label text.")] = ...,
-                limit: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict[str, Any]:
+def find_labels(request: Request, ws: WsName,
+                q: Annotated[str, Query(min_length=1, max_length=200, description="Label text.")],
+                sae: SaeParam = None, limit: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict[str, Any]:
     """Label search over every labelled feature (interpreted labels, else the structure fallback)."""
     p = served(request, ws).project(sae)
     needle = q.strip().lower()
@@ -210,7 +230,8 @@ def run_search(s: Served, body: SearchRequest) -> dict[str, Any]:
 
 @router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)")
 def search_get(request: Request, ws: WsName,
-               q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+               q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$",
+                                       description="The query text.")],
                mode: Literal["dense", "concept", "hybrid", "bm25"] = "dense",
                top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10, sae: SaeParam = None) -> dict[str, Any]:
     return run_search(served(request, ws), SearchRequest(query=q, mode=mode, top=top, sae=sae))
@@ -366,7 +387,9 @@ def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/events", tags=["jobs"], summary="Server-sent events: the job after each change",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "`data: <job JSON>` lines"}})
 def job_events(request: Request, job_id: JobId,
                timeout: Annotated[float, Query(gt=0, le=3600, description="Stop streaming after this many seconds.")] = 600):
     """One `data:` line of job JSON per change, until the job finishes (or `timeout` passes)."""

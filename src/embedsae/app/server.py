@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -50,6 +51,7 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
     app.include_router(api.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _list_workspaces_in_schema(app, list(state.workspaces))
 
     @app.get("/static-plotly/plotly.min.js", include_in_schema=False)
     def plotly_js():
@@ -59,6 +61,24 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
                             headers={"Cache-Control": "public, max-age=86400"})
 
     return app
+
+
+def _list_workspaces_in_schema(app: FastAPI, names: list[str]) -> None:
+    """The schema names the served workspaces: the `ws` path parameter is an enum of them."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = build()
+            for item in schema.get("paths", {}).values():
+                for op in item.values():
+                    for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                        if param.get("name") == "ws" and param.get("in") == "path":
+                            param["schema"] = {**param.get("schema", {}), "enum": names}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
@@ -75,6 +95,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "invalid_request", "message": "; ".join(parts) or "invalid request",
                              "details": [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
                                          for e in exc.errors()]}, status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_model(request: Request, exc: ValidationError):
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ())) or 'request'}: {e.get('msg', 'invalid')}"
+                 for e in exc.errors()]
+        return _error(422, "; ".join(parts) or "invalid request", "invalid_request")
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound):
