@@ -33,7 +33,9 @@ WORDS = ["survey", "method", "limits", "new", "fast", "deep", "observations", "t
 
 
 def prepare(ws: Path, corpus: Path) -> None:
-    """Embed, train (k 32, 3,072 latents), interpret, families and index `corpus` into `ws` (test cache reused)."""
+    """Embed, train (k 32, 3,072 latents), interpret (the first 512 features, to keep it short), families and index
+    `corpus` into `ws` (the test embedding cache is reused when EMBEDSAE_TEST_CACHE is set)."""
+    import embedsae
     from embedsae import pipeline
 
     embedder = None
@@ -47,8 +49,10 @@ def prepare(ws: Path, corpus: Path) -> None:
         embedder = CachingEmbedder(SentenceTransformerEmbedder())
     w = pipeline.embed(corpus, ws, embedder=embedder)
     pipeline.train(w, k=32, latents=3072)
-    for stage in pipeline.run_stages():
-        stage(w, w.resolve_sae(), progress=False)
+    project = embedsae.open(w.path)
+    project.interpret(max_features=512)
+    project.build_families()
+    project.index()
 
 
 def start_server(ws: Path) -> tuple[subprocess.Popen, str, int]:

@@ -112,6 +112,7 @@ def test_search_steer_feature_page_and_try_it(server, browser_page):
     page.wait_for_selector("#tryit-activation")
     assert "on this text" in page.inner_text("#tryit-activation")
     assert page.locator("#tryit-result li").count() > 0
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(DOCS / "app-feature.png"), full_page=False)
     not_blank(DOCS / "app-feature.png")
     assert not errors

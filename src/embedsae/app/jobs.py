@@ -17,7 +17,6 @@ from ..progress import ProgressEvent
 
 logger = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 KEEP_FINISHED = 200
 
 
@@ -38,6 +37,7 @@ class Job:
     kind: str
     params: dict[str, Any]
     state: str = "queued"
+    """queued, running, done, failed or cancelled."""
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -152,10 +152,6 @@ class JobRunner:
         """Jobs, newest first."""
         jobs = [j for j in self._jobs.values() if workspace is None or j.workspace == workspace]
         return sorted(jobs, key=lambda j: j.created, reverse=True)
-
-    def running(self, workspace: str) -> Job | None:
-        job_id = self._running.get(workspace)
-        return self._jobs.get(job_id) if job_id else None
 
     def cancel(self, job_id: str) -> Job | None:
         """Ask a job to stop; it stops at its stage's next progress report."""

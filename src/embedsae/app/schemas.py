@@ -24,7 +24,6 @@ MAX_GROUPS_CHARS = 20000
 MAX_STEER_VALUE = 100.0
 """Largest absolute steering value."""
 
-SEARCH_MODES = ("dense", "concept", "hybrid", "bm25")
 SAE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
@@ -195,4 +194,3 @@ class EvaluateJob(Strict):
 
 
 JobRequest = Annotated[TrainJob | InterpretJob | FamiliesJob | IndexJob | EvaluateJob, Field(discriminator="kind")]
-JOB_KINDS = ("train", "interpret", "families", "index", "evaluate")

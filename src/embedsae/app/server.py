@@ -102,29 +102,17 @@ def _add_error_handlers(app: FastAPI) -> None:
                  for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request", "invalid_request")
 
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound):
-        return _error(404, str(exc), "not_found")
+    def answer(status: int, kind: str):
+        async def handler(request: Request, exc: Exception):
+            return _error(status, str(exc), kind)
 
-    @app.exception_handler(JobBusy)
-    async def busy(request: Request, exc: JobBusy):
-        return _error(409, str(exc), "busy")
+        return handler
 
-    @app.exception_handler(InputError)
-    async def bad_input(request: Request, exc: InputError):
-        return _error(400, str(exc), "invalid_input")
-
-    @app.exception_handler(MissingDependencyError)
-    async def missing(request: Request, exc: MissingDependencyError):
-        return _error(409, str(exc), "missing_dependency")
-
-    @app.exception_handler(WorkspaceError)
-    async def not_ready(request: Request, exc: WorkspaceError):
-        return _error(409, str(exc), "not_ready")
-
-    @app.exception_handler(EmbedSAEError)
-    async def other(request: Request, exc: EmbedSAEError):
-        return _error(400, str(exc), "error")
+    # The most specific class of an exception picks its handler (Starlette walks the MRO).
+    for exc_type, status, kind in ((NotFound, 404, "not_found"), (JobBusy, 409, "busy"),
+                                   (InputError, 400, "invalid_input"), (MissingDependencyError, 409, "missing_dependency"),
+                                   (WorkspaceError, 409, "not_ready"), (EmbedSAEError, 400, "error")):
+        app.add_exception_handler(exc_type, answer(status, kind))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
