@@ -32,8 +32,8 @@ WORDS = ["survey", "method", "limits", "new", "fast", "deep", "observations", "t
          "model", "analysis", "bounds", "estimates", "catalogue", "spectra", "dynamics", "learning"]
 
 
-def prepare(ws: Path, corpus: Path) -> None:
-    """Embed, train (k 32, 3,072 latents), interpret (the first 512 features, to keep it short), families and index
+def prepare(ws: Path, corpus: Path, k: int = 32, latents: int = 3072) -> None:
+    """Embed, train (by default k 32, 3,072 latents), interpret (the first 512 features, to keep it short), families and index
     `corpus` into `ws` (the test embedding cache is reused when EMBEDSAE_TEST_CACHE is set)."""
     import embedsae
     from embedsae import pipeline
@@ -48,7 +48,7 @@ def prepare(ws: Path, corpus: Path) -> None:
 
         embedder = CachingEmbedder(SentenceTransformerEmbedder())
     w = pipeline.embed(corpus, ws, embedder=embedder)
-    pipeline.train(w, k=32, latents=3072)
+    pipeline.train(w, k=k, latents=latents)
     project = embedsae.open(w.path)
     project.interpret(max_features=512)
     project.build_families()
@@ -84,13 +84,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workspace", type=Path)
     ap.add_argument("--prepare", type=Path, metavar="CORPUS", help="build the workspace from this corpus first")
+    ap.add_argument("--k", type=int, default=32, help="k of the SAE --prepare trains")
+    ap.add_argument("--latents", type=int, default=3072, help="latents of the SAE --prepare trains")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=1600, help="requests in all (the loop's bound)")
     ap.add_argument("--warmup", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.prepare and not args.workspace.exists():
-        prepare(args.workspace, args.prepare)
+        prepare(args.workspace, args.prepare, args.k, args.latents)
     proc, host, port = start_server(args.workspace)
     try:
         return run(args, host, port)

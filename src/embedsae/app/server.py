@@ -102,9 +102,14 @@ def _add_error_handlers(app: FastAPI) -> None:
                  for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request", "invalid_request")
 
+    served = {str(s.workspace.path): name for name, s in app.state.embedsae.workspaces.items()}
+
     def answer(status: int, kind: str):
         async def handler(request: Request, exc: Exception):
-            return _error(status, str(exc), kind)
+            message = str(exc)
+            for path, name in served.items():  # library messages name folders; the client knows workspaces by name
+                message = message.replace(path, f"'{name}'")
+            return _error(status, message, kind)
 
         return handler
 
