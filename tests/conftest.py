@@ -126,3 +126,23 @@ def small_corpus(tmp_path) -> Path:
     ]
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def app_ws(cranfield_ws, tmp_path_factory):
+    """A copy of the Cranfield workspace with a small SAE (top-k, k = 8, 256 latents), interpreted (first 96
+    features), its families and indexes: what the web app serves in the app tests (read-only: copy to modify)."""
+    from embedsae import pipeline
+    from embedsae.interpret.stage import interpret
+    from embedsae.search.index import build_index
+    from embedsae.structure import families_stage
+    from embedsae.workspace import Workspace
+
+    dst = tmp_path_factory.mktemp("app") / "cranfield"
+    shutil.copytree(cranfield_ws.path, dst)
+    ws = Workspace.open(dst)
+    pipeline.train(ws, k=8, latents=256, epochs=5, seed=3)
+    interpret(ws, max_features=96, progress=False)
+    families_stage(ws)
+    build_index(ws, progress=False)
+    return ws

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "embedsae.cli.search",
     "embedsae.cli.words",
     "embedsae.cli.interop",
+    "embedsae.cli.app",
 ]
 
 

@@ -1,0 +1,184 @@
+"""Load on `embedsae serve`: a bounded loop of concurrent clients on loopback mixing hybrid search (with query
+embedding: every query is new), steered search, feature cards and neighbours. Prints p50 / p99 latency per kind,
+requests per second and errors.
+
+    python benchmarks/serve_load.py WS                      # a workspace that ran `embedsae run` (interpret, index)
+    python benchmarks/serve_load.py WS --prepare ../shared/data/arxiv/abstracts.jsonl   # build WS first (k 32, 3072)
+
+Targets (arXiv workspace, 16 clients, a quiet 2-core machine): p50 <= 50 ms hybrid search, <= 20 ms feature card.
+Latencies depend on the machine's load: report the load with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+TOPICS = ["dark matter halos", "sparse autoencoders", "graph neural networks", "quantum error correction",
+          "gravitational waves", "protein folding", "reinforcement learning", "galaxy clusters", "language models",
+          "black hole mergers", "topological insulators", "Bayesian inference", "exoplanet atmospheres",
+          "transformer attention", "neutron stars", "convex optimisation", "cosmic microwave background"]
+WORDS = ["survey", "method", "limits", "new", "fast", "deep", "observations", "theory", "simulations", "data",
+         "model", "analysis", "bounds", "estimates", "catalogue", "spectra", "dynamics", "learning"]
+
+
+def prepare(ws: Path, corpus: Path, k: int = 32, latents: int = 3072) -> None:
+    """Embed, train (by default k 32, 3,072 latents), interpret (the first 512 features, to keep it short), families and index
+    `corpus` into `ws` (the test embedding cache is reused when EMBEDSAE_TEST_CACHE is set)."""
+    import embedsae
+    from embedsae import pipeline
+
+    embedder = None
+    root = Path(__file__).resolve().parents[1]
+    if os.environ.get("EMBEDSAE_TEST_CACHE"):
+        sys.path.insert(0, str(root))
+        from tests.conftest import CachingEmbedder
+
+        from embedsae.data.embedders import SentenceTransformerEmbedder
+
+        embedder = CachingEmbedder(SentenceTransformerEmbedder())
+    w = pipeline.embed(corpus, ws, embedder=embedder)
+    pipeline.train(w, k=k, latents=latents)
+    project = embedsae.open(w.path)
+    project.interpret(max_features=512)
+    project.build_families()
+    project.index()
+
+
+def start_server(ws: Path) -> tuple[subprocess.Popen, str, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "embedsae", "serve", str(ws), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = proc.stdout.readline()
+    m = re.search(r"at http://(127\.0\.0\.1):(\d+)/", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"serve printed no URL: {line!r}")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its output
+    return proc, m.group(1), int(m.group(2))
+
+
+class Client:
+    def __init__(self, host: str, port: int) -> None:
+        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data else {}
+        self.conn.request(method, path, body=data, headers=headers)
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workspace", type=Path)
+    ap.add_argument("--prepare", type=Path, metavar="CORPUS", help="build the workspace from this corpus first")
+    ap.add_argument("--k", type=int, default=32, help="k of the SAE --prepare trains")
+    ap.add_argument("--latents", type=int, default=3072, help="latents of the SAE --prepare trains")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=1600, help="requests in all (the loop's bound)")
+    ap.add_argument("--warmup", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.prepare and not args.workspace.exists():
+        prepare(args.workspace, args.prepare, args.k, args.latents)
+    proc, host, port = start_server(args.workspace)
+    try:
+        return run(args, host, port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run(args, host: str, port: int) -> int:
+    ws = args.workspace.name
+    base = f"/api/v1/workspaces/{ws}"
+    c = Client(host, port)
+    status, body = c.call("GET", f"{base}/features?sort=density&limit=200")
+    if status != 200:
+        raise SystemExit(f"the workspace is not ready for the load test ({status}): {body[:300]!r}")
+    features = [f["id"] for f in json.loads(body)["items"]]
+    rng = random.Random(args.seed)
+    counter = iter(range(10**9))
+
+    def request(kind: str) -> tuple[str, str, dict | None]:
+        n = next(counter)
+        query = f"{rng.choice(TOPICS)} {rng.choice(WORDS)} {n}"  # new text: the query is embedded every time
+        if kind == "hybrid":
+            return "POST", f"{base}/search", {"query": query, "mode": "hybrid", "top": 10}
+        if kind == "steered":
+            return "POST", f"{base}/search", {"query": query, "mode": "dense", "top": 10,
+                                              "steer": [{"feature": rng.choice(features), "value": 0.3, "op": "add"}]}
+        if kind == "feature":
+            return "GET", f"{base}/features/{rng.choice(features)}", None
+        return "GET", f"{base}/features/{rng.choice(features)}/neighbours", None
+
+    kinds = ["hybrid", "steered", "feature", "neighbours"]
+    for i in range(args.warmup):  # loads every cached part once
+        c.call(*request(kinds[i % 4]))
+    plan = [kinds[i % 4] for i in range(args.requests)]
+    rng.shuffle(plan)
+    lock = threading.Lock()
+    lat: dict[str, list[float]] = {k: [] for k in kinds}
+    errors: list[str] = []
+    todo = iter(plan)
+
+    def worker():
+        cl = Client(host, port)
+        while True:
+            with lock:
+                kind = next(todo, None)
+                req = request(kind) if kind else None
+            if kind is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                status, body = cl.call(*req)
+            except Exception as exc:  # noqa: BLE001 - counted as an error
+                status, body = 0, str(exc).encode()
+                cl = Client(host, port)
+            dt = time.perf_counter() - t0
+            with lock:
+                lat[kind].append(dt)
+                if status != 200:
+                    errors.append(f"{kind} {status} {body[:120]!r}")
+
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    print(f"workspace {ws}: {args.requests} requests, {args.clients} clients, {wall:.1f} s, "
+          f"{args.requests / wall:.1f} requests/s, {len(errors)} errors; load average before {load:.1f} "
+          f"on {os.cpu_count()} CPUs")
+    print(f"{'kind':<11}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for k in kinds:
+        xs = sorted(lat[k])
+        if xs:
+            p99 = xs[min(len(xs) - 1, int(round(0.99 * (len(xs) - 1))))]
+            print(f"{k:<11}{len(xs):>6}{1000 * statistics.median(xs):>10.1f}{1000 * p99:>10.1f}"
+                  f"{1000 * statistics.fmean(xs):>10.1f}")
+    for e in errors[:5]:
+        print("error:", e)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The HTTP API and web app behind `embedsae serve`: FastAPI, Jinja2, htmx and Plotly, every asset served from
+the installed package (no CDN, font or analytics request). Build the app with `create_app(["ws1", "ws2"])`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def create_app(workspaces, *, token: str | None = None) -> Any:
+    """The ASGI app (FastAPI) serving the given workspace folders (see `embedsae.app.server.create_app`)."""
+    from ..errors import require
+
+    require("fastapi", "the web app", "app")
+    from .server import create_app as _create
+
+    return _create(workspaces, token=token)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,196 @@
+"""Request bodies of the HTTP API and the bounds on every input (each bound answers a clear 4xx when crossed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_QUERY_CHARS = 1000
+"""Longest search query, in characters."""
+MAX_TOP = 100
+"""Most hits, examples or neighbours one request returns."""
+MAX_EDITS = 32
+"""Most steering edits in one search."""
+MAX_TEXTS = 16
+"""Most texts in one "activations on given texts" request."""
+MAX_TEXT_CHARS = 5000
+"""Longest text for "activations on given texts"."""
+MAX_PAGE = 500
+"""Largest page of the feature list."""
+MAX_GROUPS_CHARS = 20000
+"""Longest concept-groups text."""
+MAX_STEER_VALUE = 100.0
+"""Largest absolute steering value."""
+
+SAE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+class SteerEdit(Strict):
+    """One edit of a query feature: set its activation to `value` (op "set") or add `value` to it (op "add")."""
+
+    feature: int | None = Field(None, ge=0, description="The feature id (give this or `label`).")
+    label: str | None = Field(None, min_length=1, max_length=200,
+                              description="A feature label (exact, then substring match), instead of an id.")
+    value: float = Field(..., ge=-MAX_STEER_VALUE, le=MAX_STEER_VALUE,
+                         description="The new activation (op set, 0 removes the feature) or the change (op add).")
+    op: Literal["set", "add"] = "set"
+
+    _v = field_validator("value")(_finite)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SteerEdit:
+        if (self.feature is None) == (self.label is None):
+            raise ValueError("give exactly one of `feature` (an id) or `label` (label text)")
+        if self.label is not None and any(c in self.label for c in '="\''):
+            raise ValueError("a label to steer by may not contain '=' or quotes; use the feature id instead")
+        if self.op == "set" and self.value < 0:
+            raise ValueError("a set activation cannot be negative (activations are 0 or more); use op 'add' to lower it")
+        return self
+
+    def spec(self) -> str:
+        """The searcher's spec string for this edit ("ID=VALUE", "ID=+X", '"label"=-X')."""
+        target = str(self.feature) if self.feature is not None else f'"{self.label}"'
+        value = f"{self.value:+.6g}" if self.op == "add" else f"{self.value:.6g}"
+        return f"{target}={value}"
+
+
+class SearchRequest(Strict):
+    """A search: query text, mode, number of hits, optional steering edits."""
+
+    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="The query text.")
+    mode: Literal["dense", "concept", "hybrid", "bm25"] = "dense"
+    top: int = Field(10, ge=1, le=MAX_TOP, description="How many hits.")
+    steer: list[SteerEdit] = Field(default_factory=list, max_length=MAX_EDITS,
+                                   description="Feature edits applied to the query before ranking.")
+    explain: bool = Field(True, description="Add to each hit the concepts it shares with the query.")
+    query_features: bool = Field(False, description="Also return the query's active features (for sliders).")
+    sae: str | None = Field(None, pattern=SAE_NAME, description="The SAE (default: the workspace's latest).")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the query is empty; give some words to search for")
+        if "\x00" in v:
+            raise ValueError("the query contains a NUL character")
+        return v
+
+
+class ActivationsRequest(Strict):
+    """Texts to embed and encode: each text's top features, and the activations of the features asked for."""
+
+    texts: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]] = Field(
+        ..., min_length=1, max_length=MAX_TEXTS)
+    features: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list, max_length=MAX_TOP,
+                                                        description="Feature ids whose activation to report.")
+    top: int = Field(10, ge=1, le=MAX_TOP, description="How many of each text's top features.")
+    sae: str | None = Field(None, pattern=SAE_NAME)
+
+    @field_validator("texts")
+    @classmethod
+    def _texts(cls, v: list[str]) -> list[str]:
+        for i, t in enumerate(v):
+            if not t.strip() or "\x00" in t:
+                raise ValueError(f"text {i} is empty or contains a NUL character")
+        return v
+
+
+class ConceptsRequest(Strict):
+    """Concept groups as `Group: w1, w2, ...` lines (or a mapping group -> words), scored against the features."""
+
+    groups: str | dict[Annotated[str, Field(min_length=1, max_length=100)],
+                       list[Annotated[str, Field(min_length=1, max_length=100)]]] = Field(
+        ..., description="`Group: w1, w2` lines, or {group: [words]}.")
+    baselines: list[Literal["raw", "pca", "ica"]] = Field(default_factory=lambda: ["raw", "pca"], max_length=3)
+    sae: str | None = Field(None, pattern=SAE_NAME)
+
+    @field_validator("groups")
+    @classmethod
+    def _size(cls, v):
+        size = len(v) if isinstance(v, str) else sum(len(g) + sum(len(w) for w in ws) for g, ws in v.items())
+        if size > MAX_GROUPS_CHARS:
+            raise ValueError(f"the groups are {size} characters long; the limit is {MAX_GROUPS_CHARS}")
+        if isinstance(v, dict) and len(v) > 200:
+            raise ValueError("at most 200 groups")
+        return v
+
+
+# ---------------------------------------------------------------------------- jobs
+class TrainJob(Strict):
+    """Train an SAE (the train stage)."""
+
+    kind: Literal["train"]
+    k: int = Field(32, ge=1, le=512, description="Active latents per document.")
+    latents: int = Field(3072, ge=8, le=65536, description="Dictionary size.")
+    architecture: Literal["topk", "batchtopk", "relu"] = "topk"
+    name: str | None = Field(None, pattern=SAE_NAME, description="SAE name (default: from architecture, k, latents).")
+    epochs: int | None = Field(None, ge=1, le=1000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    evaluate: bool = True
+
+    @model_validator(mode="after")
+    def _k(self) -> TrainJob:
+        if self.k > self.latents:
+            raise ValueError(f"k ({self.k}) cannot be larger than latents ({self.latents})")
+        return self
+
+    def kwargs(self) -> dict:
+        out = self.model_dump(exclude={"kind"})
+        return {k: v for k, v in out.items() if v is not None}
+
+
+class InterpretJob(Strict):
+    """Label and score the features (the interpret stage, offline keyword labeller)."""
+
+    kind: Literal["interpret"]
+    max_features: int | None = Field(None, ge=1, le=1_000_000, description="Label at most this many features.")
+    sae: str | None = Field(None, pattern=SAE_NAME)
+
+    def kwargs(self) -> dict:
+        return {} if self.max_features is None else {"max_features": self.max_features}
+
+
+class FamiliesJob(Strict):
+    """Find the feature families (the families stage)."""
+
+    kind: Literal["families"]
+    sae: str | None = Field(None, pattern=SAE_NAME)
+
+    def kwargs(self) -> dict:
+        return {}
+
+
+class IndexJob(Strict):
+    """Build the concept and BM25 indexes (the index stage)."""
+
+    kind: Literal["index"]
+    lexical: bool = True
+    sae: str | None = Field(None, pattern=SAE_NAME)
+
+    def kwargs(self) -> dict:
+        return {"lexical": self.lexical}
+
+
+class EvaluateJob(Strict):
+    """Evaluate the SAE (writes metrics.json and the density plot)."""
+
+    kind: Literal["evaluate"]
+    sae: str | None = Field(None, pattern=SAE_NAME)
+
+    def kwargs(self) -> dict:
+        return {}
+
+
+JobRequest = Annotated[TrainJob | InterpretJob | FamiliesJob | IndexJob | EvaluateJob, Field(discriminator="kind")]

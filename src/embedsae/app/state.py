@@ -1,0 +1,120 @@
+"""The workspaces a server was started on (named by their folder; the client never names a path), one cached
+`embedsae.Project` per workspace and SAE, and the few reads the app needs beyond the Project's methods."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, WorkspaceError
+from ..project import Project
+from ..workspace import Workspace
+from .jobs import JobRunner
+
+
+class NotFound(LookupError):
+    """A workspace, SAE, feature or job the client named does not exist (answered with 404)."""
+
+
+class Served:
+    """One served workspace and its projects (one per SAE, built on first use and kept)."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.workspace = Workspace.open(path)
+        self._projects: dict[str, Project] = {}
+        self._lock = threading.Lock()
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def sae_names(self) -> list[str]:
+        return list(self.workspace.sae_names())
+
+    def project(self, sae: str | None = None) -> Project:
+        """The project on `sae` (the latest trained SAE when None)."""
+        if sae is not None and sae not in self.sae_names():
+            known = ", ".join(self.sae_names()) or "none trained yet"
+            raise NotFound(f"workspace '{self.name}' has no SAE '{sae}' (its SAEs: {known})")
+        key = sae or ""
+        with self._lock:
+            p = self._projects.get(key)
+            if p is None:
+                p = self._projects[key] = Project(self.workspace, sae)
+        if sae is None and not self.sae_names():
+            raise WorkspaceError(f"workspace '{self.name}' has no trained SAE yet; start a train job")
+        return p
+
+    def embed(self, project: Project, texts: list[str]) -> np.ndarray:
+        """Query vectors for texts (the workspace's model through the project's searcher), the last 256 kept."""
+        out, todo = [None] * len(texts), []
+        for i, t in enumerate(texts):
+            v = self._query_cache.get(t)
+            if v is None:
+                todo.append(i)
+            else:
+                out[i] = v
+        if todo:
+            vecs = project.searcher.embed([texts[i] for i in todo])
+            for i, v in zip(todo, vecs):
+                out[i] = v
+                self._query_cache[texts[i]] = v
+            while len(self._query_cache) > 256:
+                self._query_cache.popitem(last=False)
+        return np.stack(out).astype(np.float32)
+
+    def activations(self, project: Project, texts: list[str], features: list[int], top: int) -> list[dict[str, Any]]:
+        """For each text: its top features (id, label, activation) and the activations of `features`."""
+        import torch
+
+        n = int(project.sae_config["n_latents"])
+        bad = [f for f in features if f >= n]
+        if bad:
+            raise NotFound(f"feature {bad[0]} does not exist (SAE '{project.sae_name}' has {n} features, 0..{n - 1})")
+        vecs = self.embed(project, texts)
+        with torch.no_grad():
+            z = project.sae.encode(torch.from_numpy(vecs)).numpy()
+        labels = project.labels
+        out = []
+        for text, row in zip(texts, z):
+            active = np.flatnonzero(row > 0)
+            order = active[np.argsort(-row[active], kind="stable")][:top]
+            out.append({
+                "text": text,
+                "top_features": [{"id": int(j), "label": labels.get(int(j), ""), "activation": round(float(row[j]), 5)}
+                                 for j in order],
+                "activations": {str(f): round(float(row[f]), 5) for f in features},
+            })
+        return out
+
+    def query_features(self, project: Project, query: str) -> list[dict[str, Any]]:
+        """The query's active features with label and activation, strongest first."""
+        return self.activations(project, [query], [], top=int(project.sae_config["n_latents"]))[0]["top_features"]
+
+
+class AppState:
+    """What the app serves: named workspaces, jobs, and the access token (None = none needed)."""
+
+    def __init__(self, paths: list[str | os.PathLike], token: str | None = None) -> None:
+        if not paths:
+            raise InputError("give at least one workspace to serve")
+        self.workspaces: dict[str, Served] = {}
+        for path in paths:
+            path = Path(path).resolve()
+            name = base = re.sub(r"[^A-Za-z0-9_.-]", "-", path.name) or "workspace"
+            i = 2
+            while name in self.workspaces:
+                name, i = f"{base}-{i}", i + 1
+            self.workspaces[name] = Served(name, path)
+        self.token = token
+        self.jobs = JobRunner()
+
+    def served(self, name: str) -> Served:
+        try:
+            return self.workspaces[name]
+        except KeyError:
+            raise NotFound(f"no workspace named '{name}' is served here (served: {', '.join(self.workspaces)})") from None

@@ -1,0 +1,317 @@
+"""The web screens: server-rendered Jinja2 pages with htmx partial updates and Plotly charts. Each screen calls the
+same functions as the JSON API (`api.py`), so everything a screen shows is also reachable through the API."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from ..errors import EmbedSAEError
+from . import api
+from .jobs import JobBusy
+from .schemas import MAX_EDITS, MAX_TEXT_CHARS, SAE_NAME, SearchRequest, SteerEdit
+from .state import NotFound
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+PLOTS = {"train_log.png", "density.png", "families.png"}
+SCREENS = [("search", "Search"), ("features", "Features"), ("families", "Families"), ("map", "Map"),
+           ("concepts", "Concept groups"), ("jobs", "Jobs")]
+
+
+def page(request: Request, template: str, ws: str | None = None, sae: str | None = None, status: int = 200,
+         **context: Any) -> HTMLResponse:
+    state = api.app_state(request)
+    return templates.TemplateResponse(request, template, {
+        "ws": ws, "sae": sae, "workspaces": list(state.workspaces), "screens": SCREENS, "token_set": bool(state.token),
+        **context}, status_code=status)
+
+
+def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy) else 400
+    return page(request, "error.html", ws, sae, status=status, message=str(exc))
+
+
+def sae_param(request: Request) -> str | None:
+    sae = request.query_params.get("sae") or None
+    if sae is not None and not re.match(SAE_NAME, sae):
+        raise NotFound(f"no SAE named '{sae[:64]}'")
+    return sae
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request):
+    state = api.app_state(request)
+    summaries, errors = [], {}
+    for s in state.workspaces.values():
+        try:
+            info = api.workspace_summary(s)
+            for row in info["saes"]:
+                row["metrics"] = api.clean_json(s.project(row["name"]).metrics() or {})
+            summaries.append(info)
+        except EmbedSAEError as exc:
+            errors[s.name] = str(exc)
+    return page(request, "workspaces.html", summaries=summaries, errors=errors)
+
+
+@router.get("/w/{ws}", response_class=HTMLResponse)
+def workspace_root(request: Request, ws: str):
+    api.served(request, ws)
+    return RedirectResponse(f"/w/{ws}/search", status_code=303)
+
+
+@router.get("/w/{ws}/saes/{sae}/plots/{name}")
+def sae_plot(request: Request, ws: str, sae: str, name: str):
+    s = api.served(request, ws)
+    if name not in PLOTS or sae not in s.sae_names():
+        raise NotFound(f"no plot '{name}' of SAE '{sae}'")
+    path = s.workspace.sae_dir(sae) / name
+    if not path.is_file():
+        raise NotFound(f"SAE '{sae}' has no {name} yet")
+    return FileResponse(path, media_type="image/png")
+
+
+# ---------------------------------------------------------------------------- search
+def steer_params(request: Request) -> dict[int, float]:
+    """Slider values from the query string: f<ID>=<value>."""
+    out = {}
+    for key, value in request.query_params.multi_items():
+        m = re.fullmatch(r"f(\d{1,7})", key)
+        if m:
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            if np.isfinite(v):
+                out[int(m.group(1))] = v
+    return out
+
+
+@router.get("/w/{ws}/search", response_class=HTMLResponse)
+def search_page(request: Request, ws: str):
+    sae = None
+    try:
+        s = api.served(request, ws)
+        sae = sae_param(request)
+        q = (request.query_params.get("q") or "").strip()
+        mode = request.query_params.get("mode") or "hybrid"
+        top = request.query_params.get("top") or "10"
+        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": ("dense", "concept", "hybrid", "bm25")}
+        if q:
+            p = s.project(sae)
+            qf = s.query_features(p, q[:1000])
+            sliders = steer_params(request)
+            original = {f["id"]: f["activation"] for f in qf}
+            edits = [SteerEdit(feature=f, value=max(v, 0.0)) for f, v in sliders.items()
+                     if abs(v - original.get(f, 0.0)) > 1e-6][:MAX_EDITS]
+            body = SearchRequest(query=q, mode=mode, top=int(top) if top.isdigit() else 10, steer=edits, sae=sae)
+            result = api.run_search(s, body)
+            labels = p.labels
+            scale = max([f["activation"] for f in qf] + [1e-3]) * 2
+            shown = [{**f, "value": sliders.get(f["id"], f["activation"])} for f in qf[:24]]
+            shown += [{"id": f, "label": labels.get(f, f"feature {f}"), "activation": 0.0, "value": v}
+                      for f, v in sliders.items() if f not in original]
+            ctx.update(result=result, sliders=shown, scale=round(scale, 4), sae_name=p.sae_name)
+        if is_htmx(request) and q:
+            return page(request, "_results.html", ws, sae, **ctx)
+        return page(request, "search.html", ws, sae, **ctx)
+    except (EmbedSAEError, NotFound, ValidationError, ValueError) as exc:
+        return error_page(request, exc, ws, sae)
+
+
+@router.get("/w/{ws}/labels", response_class=HTMLResponse)
+def label_hits(request: Request, ws: str, label: str = ""):
+    try:
+        sae = sae_param(request)
+        hits = api.find_labels(request, ws, sae=sae, q=label[:200], limit=10)["items"] if label.strip() else []
+    except (EmbedSAEError, NotFound) as exc:
+        return HTMLResponse(f"<p class='error'>{exc}</p>")
+    return page(request, "_labels.html", ws, sae, hits=hits)
+
+
+# ---------------------------------------------------------------------------- features
+@router.get("/w/{ws}/features", response_class=HTMLResponse)
+def features_page(request: Request, ws: str, search: str = "", sort: str = "score", clean: bool = False,
+                  page_no: int = 1):
+    sae = None
+    try:
+        sae = sae_param(request)
+        p = api.served(request, ws).project(sae)
+        size = 50
+        page_no = max(1, page_no)
+        fp = p.features(search=search[:200] or None, sort=sort, clean=clean, offset=(page_no - 1) * size, limit=size)
+        pages = max(1, -(-fp.total // size))
+        return page(request, "features.html", ws, sae, fp=api.clean_json(fp.items), total=fp.total, search=search,
+                    sort=sort, clean=clean, page_no=page_no, pages=pages, sae_name=p.sae_name)
+    except (EmbedSAEError, NotFound) as exc:
+        return error_page(request, exc, ws, sae)
+
+
+def quantile_examples(p, feature: int, n: int = 5) -> list[dict[str, Any]]:
+    """Documents at evenly spaced activation quantiles (weakest to strongest) with their activations."""
+    docs, acts = p.activation_stats.column(feature)
+    if not len(acts):
+        return []
+    order = np.argsort(acts, kind="stable")
+    picks = sorted(set(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int).tolist()))
+    titles = p.titles
+    return [{"row": int(docs[order[i]]), "title": titles[docs[order[i]]], "activation": round(float(acts[order[i]]), 4),
+             "quantile": round(i / max(len(order) - 1, 1), 2)} for i in picks]
+
+
+def family_of(families: dict[str, Any] | None, feature: int) -> list[dict[str, Any]]:
+    """The families a feature belongs to, with its parent, siblings and children in each."""
+    out = []
+    for i, fam in enumerate((families or {}).get("families", [])):
+        members = [fam["parent"], *fam["children"]]
+        if feature not in members:
+            continue
+        tree = dict(zip(fam["children"], fam["tree_parent"]))
+        parent = tree.get(feature)
+        out.append({"index": i, "label": fam.get("label", ""), "root": fam["parent"], "parent": parent,
+                    "siblings": [c for c, tp in tree.items() if tp == parent and c != feature] if parent is not None else [],
+                    "children": [c for c, tp in tree.items() if tp == feature], "size": fam.get("size")})
+    return out
+
+
+@router.get("/w/{ws}/features/{feature}", response_class=HTMLResponse)
+def feature_page(request: Request, ws: str, feature: int):
+    sae = None
+    try:
+        sae = sae_param(request)
+        p = api.served(request, ws).project(sae)
+        if feature < 0:
+            raise NotFound("feature ids are 0 or more")
+        api.check_feature(p, feature)
+        card = api.clean_json(p.feature(feature, top=10, bins=30))
+        neighbours = api.clean_json(p.neighbours(feature, top=8))
+        table = p.feature_table()
+        alive = (sorted(table.loc[table["n_active"] > 0, "id"].astype(int).tolist()) if table is not None
+                 else list(range(int(p.sae_config["n_latents"]))))
+        before, after = bisect.bisect_left(alive, feature), bisect.bisect_right(alive, feature)
+        prev_f = alive[before - 1] if before > 0 else None
+        nxt = alive[after] if after < len(alive) else None
+        return page(request, "feature.html", ws, sae, card=card, nb=neighbours, labels=p.labels,
+                    quantiles=quantile_examples(p, feature), families=family_of(p.families(), feature),
+                    prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name)
+    except (EmbedSAEError, NotFound) as exc:
+        return error_page(request, exc, ws, sae)
+
+
+@router.post("/w/{ws}/features/{feature}/try", response_class=HTMLResponse)
+def try_text(request: Request, ws: str, feature: int,
+             text: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = ""):
+    try:
+        sae = sae_param(request)
+        s = api.served(request, ws)
+        p = s.project(sae)
+        if not text.strip():
+            return HTMLResponse("<p class='error'>Type some text first.</p>")
+        api.check_feature(p, max(feature, 0))
+        res = s.activations(p, [text], [max(feature, 0)], top=10)[0]
+    except (EmbedSAEError, NotFound) as exc:
+        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+    return page(request, "_tryit.html", ws, sae, res=res, feature=feature)
+
+
+# ---------------------------------------------------------------------------- families, map, concepts
+@router.get("/w/{ws}/families", response_class=HTMLResponse)
+def families_page(request: Request, ws: str):
+    sae = None
+    try:
+        sae = sae_param(request)
+        p = api.served(request, ws).project(sae)
+        fam = api.clean_json(p.families())
+        labels = p.labels
+        sunburst = None
+        if fam:
+            members = {m for f in fam["families"] for m in (f["parent"], *f["children"])}
+            sunburst = {"families": [{k: f[k] for k in ("parent", "children", "tree_parent")} for f in fam["families"]],
+                        "labels": {str(m): labels.get(m, f"feature {m}") for m in members},
+                        "base": f"/w/{ws}/features/", "query": f"?sae={sae}" if sae else ""}
+        return page(request, "families.html", ws, sae, fam=fam, labels=labels, sunburst=sunburst,
+                    sae_name=p.sae_name)
+    except (EmbedSAEError, NotFound) as exc:
+        return error_page(request, exc, ws, sae)
+
+
+@router.get("/w/{ws}/map", response_class=HTMLResponse)
+def map_page(request: Request, ws: str):
+    try:
+        sae = sae_param(request)
+        s = api.served(request, ws)
+        columns = [c for c in s.workspace.corpus.columns if c not in ("text", "id", "title", "abstract")]
+    except (EmbedSAEError, NotFound) as exc:
+        return error_page(request, exc, ws)
+    return page(request, "map.html", ws, sae, columns=columns)
+
+
+@router.get("/w/{ws}/concepts", response_class=HTMLResponse)
+def concepts_page(request: Request, ws: str):
+    try:
+        sae = sae_param(request)
+        api.served(request, ws)
+    except (EmbedSAEError, NotFound) as exc:
+        return error_page(request, exc, ws)
+    return page(request, "concepts.html", ws, sae)
+
+
+@router.post("/w/{ws}/concepts", response_class=HTMLResponse)
+def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_length=20000)],
+                 baselines: Annotated[list[str] | None, Form()] = None):
+    try:
+        sae = sae_param(request)
+        body = api.ConceptsRequest(groups=groups, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")], sae=sae)
+        report = api.concepts(request, ws, body)
+    except (EmbedSAEError, NotFound, ValidationError) as exc:
+        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+    return page(request, "_concepts.html", ws, None, report=report)
+
+
+# ---------------------------------------------------------------------------- jobs
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, ws: str | None = None):
+    state = api.app_state(request)
+    ws = ws if ws in state.workspaces else next(iter(state.workspaces))
+    return page(request, "jobs.html", ws, None, jobs=[j.to_dict() for j in state.jobs.list()])
+
+
+@router.get("/jobs/list", response_class=HTMLResponse)
+def jobs_list(request: Request):
+    return page(request, "_jobs.html", jobs=[j.to_dict() for j in api.app_state(request).jobs.list()])
+
+
+@router.post("/w/{ws}/jobs", response_class=HTMLResponse)
+async def jobs_start(request: Request, ws: str):
+    from starlette.concurrency import run_in_threadpool
+
+    form = await request.form()
+    kind = str(form.get("kind", ""))
+    fields: dict[str, Any] = {"kind": kind}
+    for key in ("k", "latents", "epochs", "max_features", "name", "architecture"):
+        value = str(form.get(key, "")).strip()
+        if value:
+            fields[key] = value
+    try:
+        from pydantic import TypeAdapter
+
+        body = TypeAdapter(api.JobRequest).validate_python(fields)
+        state = api.app_state(request)
+        await run_in_threadpool(api.start_job, state, state.served(ws), body)
+        message = ""
+    except (EmbedSAEError, NotFound, JobBusy, ValidationError) as exc:
+        message = str(exc)
+    return page(request, "_jobs.html", ws, None, jobs=[j.to_dict() for j in api.app_state(request).jobs.list()],
+                message=message)
