@@ -145,6 +145,7 @@ def test_search_hits_with_explanations(searcher):
         assert shares == sorted(shares, reverse=True)
         labels = feature_labels(searcher.ws, searcher.sae_name)  # the labels every view shows
         assert all(c["label"] == labels.get(c["feature"], f"feature {c['feature']}") for c in h["concepts"])
+        assert labels.source == "keywords"  # not interpreted yet: the quick keyword labels
     text = " ".join(searcher.ws.corpus.set_index("id").loc[h["id"], "text"] for h in res.hits[:3]).lower()
     assert "flutter" in text
 
