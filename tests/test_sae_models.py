@@ -89,7 +89,7 @@ def test_unknown_init_is_refused(x):
     from embedsae.sae.trainer import TrainConfig, train_on_array
 
     sae = create_sae(SAEConfig(d_in=48, n_latents=96, k=8))
-    with pytest.raises(InputError, match="unknown initialisation 'kmeans'"):
+    with pytest.raises(InputError, match="'init' is 'kmeans'; use one of: auto, data, random"):
         train_on_array(sae, x.numpy(), TrainConfig(init="kmeans", epochs=1))
 
 
