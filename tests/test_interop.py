@@ -275,7 +275,7 @@ def test_cli_import_and_export(imported, tmp_path, capsys, copy_ws):
     plain = tmp_path / "nameless.pth"
     plain.write_bytes(path.read_bytes())
     assert main(["import-sae", str(plain), "--into", str(target.path)]) == 2
-    assert "set `k` (--k)" in capsys.readouterr().err
+    assert "set --k" in capsys.readouterr().err
     assert main(["import-sae", str(plain), "--into", str(target.path), "--k", "16", "--name", "cli", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["sae"] == "cli" and m["k"] == 16

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import EmbedSAEError, InputError
-
-FLAG_HINTS = {"`trained_on`": "`trained_on` (--trained-on)", "set `k`": "set `k` (--k)",
-              "overwrite it": "overwrite it (--overwrite)"}
+from ..errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,25 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _hinted(exc: EmbedSAEError) -> EmbedSAEError:
-    text = str(exc)
-    for plain, hinted in FLAG_HINTS.items():
-        text = text.replace(plain, hinted)
-    return type(exc)(text) if text != str(exc) else exc
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     from ..interop import download_from_hub, import_sae
     from .core import _print_metrics
 
     if bool(args.source) == bool(args.from_hub):
         raise InputError("give either an SAE file or folder, or --from-hub REPO[/FILE]")
-    try:
-        source = download_from_hub(args.from_hub) if args.from_hub else args.source
-        m = import_sae(args.into, source, name=args.name, k=args.k, fmt=args.format, trained_on=args.trained_on,
-                       overwrite=args.overwrite)
-    except EmbedSAEError as exc:
-        raise _hinted(exc) from exc
+    source = download_from_hub(args.from_hub) if args.from_hub else args.source
+    m = import_sae(args.into, source, name=args.name, k=args.k, fmt=args.format, trained_on=args.trained_on,
+                   overwrite=args.overwrite)
     if args.json:
         print(json.dumps(m))
     else:
@@ -72,11 +59,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..interop import export_sae
 
-    try:
-        out = export_sae(args.workspace, args.output, args.format, sae_name=args.sae, card=not args.no_card,
-                         overwrite=args.overwrite)
-    except EmbedSAEError as exc:
-        raise _hinted(exc) from exc
+    out = export_sae(args.workspace, args.output, args.format, sae_name=args.sae, card=not args.no_card,
+                     overwrite=args.overwrite)
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
     print(f"wrote {out}: {', '.join(files)}")
     return 0

@@ -63,7 +63,7 @@ def import_sae(
     _check_name(name)
     final = ws.sae_dir(name)
     if final.exists() and not overwrite:
-        raise WorkspaceError(f"workspace {ws.path} already has an SAE named '{name}'; choose another name or overwrite it")
+        raise WorkspaceError(f"workspace {ws.path} already has an SAE named '{name}'; choose another name or set `overwrite` to replace it")
     work = ws.saes_dir / f".partial-{name}"
     if work.exists():
         shutil.rmtree(work)
@@ -114,7 +114,7 @@ def export_sae(
     sae = ws.load_sae(name)
     out = Path(out)
     if out.exists() and not (out.is_dir() and (overwrite or not any(out.iterdir()))):
-        raise InputError(f"{out} exists and is not an empty folder; choose another output folder or overwrite it")
+        raise InputError(f"{out} exists and is not an empty folder; choose another output folder or set `overwrite` to replace it")
     work = out.parent / f".{out.name}.partial"  # the folder appears complete or not at all
     if work.exists():
         shutil.rmtree(work)

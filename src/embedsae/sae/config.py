@@ -7,7 +7,7 @@ consume them.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import InputError
@@ -43,6 +43,8 @@ class SAEConfig(Settings):
     architectures; SAEs saved without this field load with 0."""
     model_id: str | None = None
     """Embedding model whose vectors the SAE was trained on (checked when applying it to a workspace)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Provenance kept with the SAE, e.g. where an imported SAE came from (format, source file)."""
 
     def validate(self) -> None:
         from .base import architectures
