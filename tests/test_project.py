@@ -158,5 +158,7 @@ def test_codes_stay_valid_when_copied_and_not_when_retrained(cran_sae, tmp_path)
     again = stored_codes(Workspace.open(copy), name)
     assert again is not None
     np.testing.assert_array_equal(again.indices, codes.indices)
-    pipeline.train(ws, name=name, k=8, latents=256, epochs=2, seed=9)  # other weights under the same name
+    old = ws.sae_file(name, layout.CODES).read_bytes()
+    pipeline.train(ws, name=name, k=8, latents=256, epochs=2, seed=9, evaluate=False)  # other weights, same name
+    ws.sae_file(name, layout.CODES).write_bytes(old)  # stale codes left beside the new weights
     assert stored_codes(ws, name) is None
