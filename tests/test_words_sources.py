@@ -113,7 +113,7 @@ def test_bad_vector_files_are_refused_without_a_workspace(tmp_path, capsys, cont
 def test_unknown_source_and_bad_top(tmp_path, capsys):
     assert main(["words", "--source", "glove300", "-o", str(tmp_path / "ws")]) == 2
     assert "unknown word source 'glove300'" in capsys.readouterr().err
-    with pytest.raises(InputError, match="--top"):
+    with pytest.raises(InputError, match="`top` must be a positive number"):
         build_word_workspace("glove50", tmp_path / "ws", top=-5)
     assert not (tmp_path / "ws").exists()
 
