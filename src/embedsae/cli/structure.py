@@ -58,17 +58,18 @@ def cmd_families(args: argparse.Namespace) -> int:
     data = None if args.rebuild else project.families()
     if data is not None and all(data["settings"].get(k) == v for k, v in given.items()):
         folder = project.workspace.sae_dir(project.sae_name)  # viewing: the stored families, nothing written
+        written = False
         paths = {kind: str(folder / f) for kind, f in (("json", layout.FAMILIES_JSON), ("html", layout.FAMILIES_HTML),
                                                         ("png", layout.FAMILIES_PNG)) if (folder / f).is_file()}
     else:
         result = families_stage(project.workspace, project.sae_name, progress_callback(args.quiet),
                                 FamilySettings(**given), figures=not args.no_figures)
-        paths, data = result.files, result.to_dict()
+        paths, data, written = result.files, result.to_dict(), True
     if args.json:
         print(json.dumps({**data, "files": paths}))
         return 0
     print(format_families(data, top=args.top, max_children=args.max_children))
-    print(f"\nwrote {', '.join(paths.values())}")
+    print(f"\n{'wrote' if written else 'stored in'} {', '.join(paths.values())}")
     return 0
 
 
