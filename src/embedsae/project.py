@@ -274,11 +274,11 @@ class Project:
 
     # ------------------------------------------------------------------ stages (these write)
     @classmethod
-    def embed(cls, corpus: Any, out: str | os.PathLike, **kwargs: Any) -> Project | Workspace:
-        """Embed a corpus into a new workspace (embedsae.pipeline.embed); returns the workspace."""
+    def embed(cls, corpus: Any, out: str | os.PathLike, **kwargs: Any) -> Project:
+        """Embed a corpus into a new workspace (embedsae.pipeline.embed) and return a project on it."""
         from .pipeline import embed
 
-        return embed(corpus, out, **kwargs)
+        return cls(embed(corpus, out, **kwargs))
 
     def train(self, *, progress: ProgressCallback | None = None, **kwargs: Any) -> Project:
         """Train an SAE on the workspace (embedsae.pipeline.train) and return a project on it."""
