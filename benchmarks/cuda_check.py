@@ -70,7 +70,7 @@ def run_trainer(graphs: bool, steps: int, data: torch.Tensor, n: int, k: int, ba
     sae = create_sae(SAEConfig(d_in=data.shape[1], n_latents=n, k=k))
     cfg = TrainConfig(device="cuda", cuda_graphs=graphs, warmup_steps=20, decay_fraction=0.3, log_every=5,
                       fused_update=fused, bf16=bf16)
-    tr = Trainer(sae, cfg, total_steps=steps, dead_after_steps=dead_after, progress=False)
+    tr = Trainer(sae, cfg, total_steps=steps, dead_after_steps=dead_after)
     sae.init_from_data(data[:4096])
     batches = list(data.split(batch))[:steps]
     if lr_trace is not None:
@@ -126,11 +126,11 @@ def check_resume(vectors: np.ndarray) -> None:
     cfg = TrainConfig(device="cuda", epochs=4, checkpoint_every=25)
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         torch.manual_seed(0)
-        full, _, val_idx = train_on_array(create_sae(SAEConfig(vectors.shape[1], 1024, 32)), vectors, cfg, out_dir=a, progress=False)
+        full, _, val_idx = train_on_array(create_sae(SAEConfig(vectors.shape[1], 1024, 32)), vectors, cfg, out_dir=a)
         torch.manual_seed(0)
-        train_on_array(create_sae(SAEConfig(vectors.shape[1], 1024, 32)), vectors, cfg, out_dir=b, progress=False, stop_after=60)
+        train_on_array(create_sae(SAEConfig(vectors.shape[1], 1024, 32)), vectors, cfg, out_dir=b, stop_after=60)
         torch.manual_seed(0)
-        resumed, _, _ = train_on_array(create_sae(SAEConfig(vectors.shape[1], 1024, 32)), vectors, cfg, out_dir=b, resume=True, progress=False)
+        resumed, _, _ = train_on_array(create_sae(SAEConfig(vectors.shape[1], 1024, 32)), vectors, cfg, out_dir=b, resume=True)
     val = torch.from_numpy(vectors[val_idx]).cuda()
     na, nb = validation_nmse(full, val), validation_nmse(resumed, val)
     dw = max(rel(p, q) for p, q in zip(resumed.parameters(), full.parameters()))
@@ -143,7 +143,7 @@ def train_real(vectors: np.ndarray) -> None:
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         sae, tr, val_idx = train_on_array(create_sae(SAEConfig(vectors.shape[1], 3072, 32)), vectors,
-                                          TrainConfig(device="cuda", cuda_graphs=graphs), progress=False)
+                                          TrainConfig(device="cuda", cuda_graphs=graphs))
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         val = torch.from_numpy(vectors[val_idx]).cuda()

@@ -51,8 +51,7 @@ def main() -> None:
           f"{args.epochs} epochs")
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    sae, _, _ = train_on_array(create_sae(SAEConfig(d_in=x.shape[1], n_latents=args.latents, k=args.k)), x, cfg,
-                               progress=False)
+    sae, _, _ = train_on_array(create_sae(SAEConfig(d_in=x.shape[1], n_latents=args.latents, k=args.k)), x, cfg)
     ours_s = time.perf_counter() - t0
     with torch.no_grad():
         ours = nmse_np(x[val_idx], sae.reconstruct(torch.from_numpy(x[val_idx])).numpy())

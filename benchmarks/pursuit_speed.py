@@ -83,7 +83,7 @@ def main() -> None:
         k, n = (int(v) for v in setting.split(":"))
         torch.manual_seed(0)
         sae = create_sae(SAEConfig(d_in=x_all.shape[1], n_latents=n, k=k))
-        sae, _, val = train_on_array(sae, x_all, TrainConfig(epochs=args.epochs, batch_size=1024), progress=False)
+        sae, _, val = train_on_array(sae, x_all, TrainConfig(epochs=args.epochs, batch_size=1024))
         sae = sae.cpu().eval()
         rest = np.setdiff1d(np.arange(len(x_all)), val)
         rows = np.concatenate([val, rest])[: args.rows]

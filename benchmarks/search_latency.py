@@ -112,7 +112,7 @@ def main() -> None:
         from embedsae.data.readers import read_beir
 
         texts = read_beir(args.beir).queries["text"].astype(str).tolist()[: args.queries]
-        queries = np.asarray(ws.embedder().embed(texts, progress=False), np.float32)
+        queries = np.asarray(ws.embedder().embed(texts), np.float32)
     else:
         pick = np.random.default_rng(0).choice(len(vecs), min(args.queries, len(vecs)), replace=False)
         queries = vecs[pick]

@@ -84,7 +84,7 @@ def embedsae_loop(batches: list[torch.Tensor], d: int, n: int, k: int, lr: float
     sae = create_sae(SAEConfig(d_in=d, n_latents=n, k=k))
     cfg = TrainConfig(lr=lr, device=str(device), log_every=10, warmup_steps=0, decay_fraction=0.0, cuda_graphs=graphs,
                       fused_update=fused)
-    trainer = Trainer(sae, cfg, total_steps=2 * len(batches), dead_after_steps=50, progress=False)
+    trainer = Trainer(sae, cfg, total_steps=2 * len(batches), dead_after_steps=50)
     times = []
     for _ in range(2):
         sync(device)

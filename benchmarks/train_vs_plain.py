@@ -60,7 +60,7 @@ def breakdown_process(ws: str, k: int, latents: int, epochs: int, batch_size: in
     w = Workspace.open(ws)
     _ = w.embeddings[:1]
     t["load"] = time.perf_counter()
-    pipeline.train(w, k=k, latents=latents, name="bench", epochs=epochs, batch_size=batch_size, progress=False, evaluate=False)
+    pipeline.train(w, k=k, latents=latents, name="bench", epochs=epochs, batch_size=batch_size, evaluate=False)
     t["train"] = time.perf_counter()
     pipeline.evaluate_sae(w, "bench")
     t["evaluate"] = time.perf_counter()
@@ -110,7 +110,7 @@ def main() -> None:
     x = x[: args.rows] if args.rows else x
     np.save(tmp / "vectors.npy", x)
     corpus = pd.DataFrame({"id": [str(i) for i in range(len(x))], "text": [f"row {i}" for i in range(len(x))]})
-    pipeline.embed(corpus, tmp / "ws", vectors=x, progress=False)
+    pipeline.embed(corpus, tmp / "ws", vectors=x)
     settings = ["--k", str(args.k), "--latents", str(args.latents), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
     ours_cmd = [str(Path(sys.executable).with_name("embedsae")), "train", str(tmp / "ws"), *settings, "--quiet"]
     plain_cmd = [sys.executable, __file__, args.vectors, "--plain-process", str(tmp / "vectors.npy"), str(tmp / "plain.pt"), *settings, "--lr", str(args.lr)]

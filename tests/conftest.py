@@ -37,7 +37,7 @@ class CachingEmbedder:
         self.dim = inner.dim
         self.calls = 0
 
-    def embed(self, texts, *, progress: bool = False) -> np.ndarray:
+    def embed(self, texts, *, progress=None) -> np.ndarray:
         h = hashlib.sha256(self.model_id.encode())
         for t in texts:
             h.update(t.encode())
@@ -142,7 +142,7 @@ def app_ws(cranfield_ws, tmp_path_factory):
     shutil.copytree(cranfield_ws.path, dst)
     ws = Workspace.open(dst)
     pipeline.train(ws, k=8, latents=256, epochs=5, seed=3)
-    interpret(ws, max_features=96, progress=False)
+    interpret(ws, max_features=96)
     families_stage(ws)
-    build_index(ws, progress=False)
+    build_index(ws)
     return ws

@@ -121,9 +121,9 @@ def test_imported_sae_is_usable_by_interpret_index_search(imported):
     from embedsae.search.index import build_index
 
     ws, *_ = imported
-    s = interpret(ws, max_features=20, progress=False)
+    s = interpret(ws, max_features=20)
     assert s["interpreted"] == 20 and s["failed"] == 0 and len(feature_labels(ws)) == 20
-    build_index(ws, progress=False)
+    build_index(ws)
     res = ws.search("heat transfer in the boundary layer", mode="concept", top=5)
     assert len(res.hits) == 5 and res.hits[0]["score"] > 0
 
@@ -162,12 +162,12 @@ def test_paper_sae_fits_an_openai_workspace_only(tmp_path, monkeypatch, small_co
     torch.save(ref.state_dict(), path)
     with EmbeddingServer(dim=1536) as srv:
         ws = pipeline.embed(small_corpus, tmp_path / "openai", model="openai:text-embedding-3-small",
-                            embedder_options={"base_url": srv.base_url}, progress=False)
+                            embedder_options={"base_url": srv.base_url})
         import_sae(ws, path, evaluate=False)
         with torch.no_grad():
             x = torch.from_numpy(np.array(ws.embeddings))
             assert torch.allclose(ws.load_sae().encode(x), ref.encode(x), atol=1e-6)
-    other = pipeline.embed(small_corpus, tmp_path / "pre", vectors=np.array(ws.embeddings) + 0.01, progress=False)
+    other = pipeline.embed(small_corpus, tmp_path / "pre", vectors=np.array(ws.embeddings) + 0.01)
     with pytest.raises(ModelMismatchError, match="text-embedding-3-small.*set `trained_on`"):
         import_sae(other, path, evaluate=False)
     import_sae(other, path, trained_on=other.model_id, evaluate=False)

@@ -83,7 +83,7 @@ def test_pursuit_uses_our_module(ws_with_sae, tmp_path):
 def test_precomputed_workspace_cannot_export(tmp_path, small_corpus):
     from embedsae import pipeline
 
-    ws = pipeline.embed(small_corpus, tmp_path / "ws", vectors=np.eye(3, 8, dtype=np.float32), progress=False)
+    ws = pipeline.embed(small_corpus, tmp_path / "ws", vectors=np.eye(3, 8, dtype=np.float32))
     from embedsae.sae import SAEConfig, TopKSAE
 
     TopKSAE(SAEConfig(d_in=8, n_latents=16, k=2, pursuit=0)).save(tmp_path / "s")

@@ -22,7 +22,7 @@ def small_trained(cranfield_ws, tmp_path_factory):
     dst = tmp_path_factory.mktemp("labellers") / "ws"
     shutil.copytree(cranfield_ws.path, dst)
     ws = Workspace.open(dst)
-    pipeline.train(ws, k=8, latents=256, epochs=5, batch_size=256, progress=False, evaluate=False)
+    pipeline.train(ws, k=8, latents=256, epochs=5, batch_size=256, evaluate=False)
     return ws
 
 

@@ -20,7 +20,7 @@ def cran_sae(cranfield_ws, tmp_path_factory):
     x = np.asarray(cranfield_ws.embeddings, dtype=np.float32)
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(d_in=x.shape[1], n_latents=3072, k=32))
-    sae, _, _ = train_on_array(sae, x, TrainConfig(epochs=8), progress=False)
+    sae, _, _ = train_on_array(sae, x, TrainConfig(epochs=8))
     return sae.cpu().eval(), torch.from_numpy(x)
 
 

@@ -42,7 +42,7 @@ class Tracker:
 
     def __init__(self, callback: ProgressCallback | None, stage: str, total: int | None, *, unit: str = "",
                  initial: int = 0) -> None:
-        self.callback = callback if callable(callback) else None  # a plain bool (older callers) reports nothing
+        self.callback = callback
         self.stage = stage
         self.total = total
         self.unit = unit

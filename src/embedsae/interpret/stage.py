@@ -233,8 +233,8 @@ def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
     return int(len(best))
 
 
-def run_stage(ws: Workspace, sae_name: str, progress: ProgressCallback | bool | None = None) -> None:
+def run_stage(ws: Workspace, sae_name: str, progress: ProgressCallback | None = None) -> None:
     """The `embedsae run` stage: offline interpretation of every alive feature."""
-    s = interpret(ws, sae_name, progress=progress if callable(progress) else None)
+    s = interpret(ws, sae_name, progress=progress)
     logger.info(f"interpret: {s['interpreted']} features labelled, mean embedding AUC {s['mean_embedding_auc']}, "
         f"{s['clean']} clean ({s['seconds']:.0f}s)")

@@ -21,13 +21,13 @@ class LexicalIndex:
         self.n_docs = n_docs
 
     @classmethod
-    def build(cls, texts: list[str], *, k1: float = 1.5, b: float = 0.75, progress: bool = False) -> LexicalIndex:
+    def build(cls, texts: list[str], *, k1: float = 1.5, b: float = 0.75) -> LexicalIndex:
         """Tokenise (lower case, English stopwords) and index the texts."""
         import bm25s
 
-        tokens = bm25s.tokenize(texts, stopwords="en", show_progress=progress)
+        tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
         retriever = bm25s.BM25(k1=k1, b=b)
-        retriever.index(tokens, show_progress=progress)
+        retriever.index(tokens, show_progress=False)
         return cls(retriever, len(texts))
 
     def save(self, folder: str | os.PathLike) -> None:

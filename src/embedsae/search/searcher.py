@@ -142,7 +142,7 @@ class Searcher:
             with self._lock:
                 if self._embedder is None:
                     self._embedder = self.ws.embedder()
-        return np.asarray(self._embedder.embed(list(texts), progress=False), np.float32)
+        return np.asarray(self._embedder.embed(list(texts)), np.float32)
 
     def steering(self, specs: Sequence[str], form: str = "residual") -> Steering:
         """A Steering object from specs (ID=VALUE or "label"=VALUE), labels resolved against this SAE's

@@ -6,9 +6,8 @@ from ..progress import ProgressCallback
 from ..workspace import Workspace
 
 
-def index_stage(ws: Workspace, sae_name: str, progress: bool | ProgressCallback | None = None) -> None:
-    """Build every registered index with default settings for the SAE just trained (`progress`: a callback;
-    a bool, as the run pipeline passes, means none: the stage logs what it builds)."""
+def index_stage(ws: Workspace, sae_name: str, progress: ProgressCallback | None = None) -> None:
+    """Build every registered index with default settings for the SAE just trained."""
     from .index import build_index
 
-    build_index(ws, sae_name, progress=progress if callable(progress) else None)
+    build_index(ws, sae_name, progress=progress)
