@@ -81,9 +81,10 @@ class Project:
     # ------------------------------------------------------------------ cached parts
     def _stamp(self, files: Sequence[str], sae_files: bool = True) -> tuple:
         """What a cached part depends on: size and mtime of its files (missing files count too)."""
-        out = []
+        folder = self.workspace.sae_dir(self.sae_name) if sae_files else self.path
+        out: list[tuple] = [(str(folder),)]
         for name in files:
-            path = (self.workspace.sae_dir(self.sae_name) if sae_files else self.path) / name
+            path = folder / name
             try:
                 st = path.stat()
                 out.append((name, st.st_mtime_ns, st.st_size))
