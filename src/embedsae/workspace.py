@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import __version__, layout
 from ._io import atomic_path, read_json, save_npy, write_json
+from .data.vectors import ArraySource, VectorSource
 from .errors import ModelMismatchError, NotAWorkspaceError, StageMissingError, WorkspaceBusyError, WorkspaceError
 
 MANIFEST = layout.MANIFEST
@@ -240,6 +241,11 @@ class Workspace:
                 )
             self._embeddings = arr
         return self._embeddings
+
+    @property
+    def vectors(self) -> VectorSource:
+        """The document vectors as a source that stages read shard by shard (see `data.vectors`)."""
+        return ArraySource(self.embeddings)
 
     def titles(self) -> list[str]:
         """A short display title per document: the title column, else the text's first line."""
