@@ -13,6 +13,8 @@ from .options import add_settings_args, settings_kwargs
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..search import ConceptSettings
+    from ..search.index import BACKENDS
+    from ..search.milvus import MilvusSettings
 
     p = sub.add_parser("index", help="build the dense, concept (SAE latent) and BM25 indexes of a workspace")
     p.add_argument("workspace")
@@ -23,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dense", action="store_true",
                    help="leave dense search out: the concept and BM25 indexes stand in for it (hybrid = concept + BM25)")
     p.add_argument("--ann", action="store_true", help="also build an approximate dense index (needs embedsae[ann])")
+    p.add_argument("--backend", default="embedded", choices=BACKENDS,
+                   help="where the concept index and dense vectors go: files of the workspace (embedded, default) or "
+                        "a Milvus collection (milvus; needs embedsae[milvus])")
+    add_settings_args(p.add_argument_group("Milvus backend"), MilvusSettings, prefix="milvus")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_index)
@@ -72,24 +78,32 @@ def _searcher(args: argparse.Namespace):
 
 def cmd_index(args: argparse.Namespace) -> int:
     from ..search import ConceptSettings, adopt_sae, build_index
+    from ..search.milvus import MilvusSettings
     from ..workspace import Workspace
 
     settings = ConceptSettings(**settings_kwargs(ConceptSettings, args))
+    milvus = MilvusSettings(**settings_kwargs(MilvusSettings, args, prefix="milvus"))
+    if args.backend != "milvus" and settings_kwargs(MilvusSettings, args, prefix="milvus"):
+        raise InputError("the --milvus-* options apply to the Milvus backend only: add --backend milvus")
     ws = Workspace.open(args.workspace)
     sae = args.sae
     if args.sae_from:
         sae = adopt_sae(ws, Workspace.open(args.sae_from), args.sae)
     info = build_index(ws, sae, settings=settings, lexical=not args.no_bm25, dense=not args.no_dense, ann=args.ann,
-                       progress=progress_callback(args.quiet))
+                       backend=args.backend, milvus=milvus, progress=progress_callback(args.quiet))
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"indexed {info['documents']} documents of {ws.path} with SAE '{info['sae']}' in {info['seconds']}s")
-    if "dense" in info:
+    if info.get("backend") == "milvus":
+        c = info["concept"]
+        print(f"  milvus   collection '{c['collection']}' at {c['uri']}: {c['documents']:,} documents, concept terms"
+              + (" and dense vectors" if c["dense"] else ""))
+    elif "dense" in info:
         print(f"  dense    exact cosine over embeddings.npy: {info['dense']['bytes']:,} bytes (float32)")
         if "ann" in info["dense"]:
             print(f"  ann      {info['dense']['ann']['bytes']:,} bytes (usearch)")
-    if "concept" in info:
+    if "concept" in info and info.get("backend") != "milvus":
         c = info["concept"]
         print(f"  concept  {c['postings']:,} postings, {c['stored_bytes']:,} bytes stored "
               f"({c['stored_vs_dense']:.1%} of dense), {c['memory_bytes']:,} in memory ({c['memory_vs_dense']:.1%})")

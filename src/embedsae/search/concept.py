@@ -230,6 +230,11 @@ class ConceptIndex:
                     out[i] = float(base[pos]) * float(qw[i])
         return out
 
+    def feature_stats(self, feature: int) -> tuple[float, float]:
+        """A feature's largest activation over the documents and the share of documents it fires in."""
+        a, b = int(self.indptr[feature]), int(self.indptr[feature + 1])
+        return (float(self.weights[a:b].max()) if b > a else 0.0), float(b - a) / max(self.n_docs, 1)
+
     def describe(self) -> dict[str, Any]:
         """Sizes and settings, for reports."""
         return {"documents": self.n_docs, "latents": self.n_latents, "postings": int(len(self.doc_ids)),
@@ -306,9 +311,18 @@ class ConceptRetriever(Retriever):
         settings = ctx.concept
         codes = encode_array(model, ctx.ws.embeddings, k=min(settings.doc_k, model.cfg.n_latents))
         norms = doc_norms(model, codes.indices, codes.values)
-        index = ConceptIndex.from_codes(codes.indices, codes.values, model.cfg.n_latents, norms, settings, ctx.sae)
         path = concept_path(ctx.ws, ctx.sae)
+        if ctx.backend == "milvus":
+            from .milvus import write_collection
+
+            info = write_collection(ctx, codes.indices, codes.values, norms, model.cfg.n_latents)
+            path.unlink(missing_ok=True)  # the Milvus collection is this SAE's concept index now
+            return info
+        index = ConceptIndex.from_codes(codes.indices, codes.values, model.cfg.n_latents, norms, settings, ctx.sae)
         index.save(path)
+        from .milvus import pointer_path
+
+        pointer_path(ctx.ws, ctx.sae).unlink(missing_ok=True)
         dense_bytes = int(ctx.ws.n_documents * ctx.ws.dim * 4)
         return {**index.describe(), "file_bytes": path.stat().st_size,
                 "stored_vs_dense": round(index.stored_bytes / dense_bytes, 4),
@@ -316,8 +330,11 @@ class ConceptRetriever(Retriever):
 
     def load(self) -> None:
         from .index import require_concept
+        from .milvus import MilvusConceptIndex, read_pointer
 
-        self.index = require_concept(self.searcher.ws, self.searcher.sae_name)
+        ws, sae = self.searcher.ws, self.searcher.sae_name
+        pointer = None if concept_path_exists(ws, sae) else read_pointer(ws, sae)
+        self.index = MilvusConceptIndex(ws, pointer) if pointer else require_concept(ws, sae)
         self.arrays = sae_arrays(self.searcher.sae)
 
     def encode(self, vector: np.ndarray) -> ConceptQuery:
@@ -343,6 +360,14 @@ class ConceptRetriever(Retriever):
         return self.index.stored_bytes
 
     def available(self) -> bool:
-        from .index import concept_path
+        from .milvus import pointer_path
 
-        return concept_path(self.searcher.ws, self.searcher.sae_name).is_file()
+        ws, sae = self.searcher.ws, self.searcher.sae_name
+        return concept_path_exists(ws, sae) or pointer_path(ws, sae).is_file()
+
+
+def concept_path_exists(ws, sae: str) -> bool:
+    """Whether the embedded concept index of an SAE is in the workspace."""
+    from .index import concept_path
+
+    return concept_path(ws, sae).is_file()

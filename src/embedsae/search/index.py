@@ -15,10 +15,13 @@ from ..errors import InputError, WorkspaceError
 from ..progress import ProgressCallback, Tracker
 from ..workspace import Workspace, now_iso
 from .concept import FILE_NAME, ConceptIndex, ConceptSettings
+from .milvus import MilvusSettings
 
 logger = logging.getLogger(__name__)
 
 INDEX_DIR = "index"
+BACKENDS = ("embedded", "milvus")
+"""Where the concept index and the dense vectors are kept: files of the workspace, or a Milvus collection."""
 
 
 def index_dir(ws: Workspace) -> Path:
@@ -89,13 +92,16 @@ def build_index(
     dense: bool = True,
     ann: bool = False,
     parts: Iterable[str] | None = None,
+    backend: str = "embedded",
+    milvus: MilvusSettings | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Build the index of every registered retriever that has one (dense, concept, BM25, ...); write index.json.
 
     `parts` names the retrievers to build (default: all; `lexical=False` leaves BM25 out, `dense=False` the
     dense part, so that dense search is off and the hybrid fuses what is left). The exact dense index is the
-    workspace's embedding matrix itself; `ann` adds the approximate one.
+    workspace's embedding matrix itself; `ann` adds the approximate one. `backend` "milvus" keeps the concept
+    index and the dense vectors in a Milvus collection (`milvus` says where) instead of the workspace.
     """
     from .retriever import BuildContext, retriever_class, retriever_names
 
@@ -105,10 +111,20 @@ def build_index(
     names = [n for n in names if (lexical or n != "bm25") and (dense or n != "dense")]
     if not names:
         raise InputError("no index to build: every part was left out")
-    ctx = BuildContext(ws, name, settings, ann=ann, progress=progress)
+    if backend not in BACKENDS:
+        raise InputError(f"unknown index backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    if backend == "milvus" and "concept" not in names:
+        raise InputError("the Milvus backend keeps the concept index (and the dense vectors beside it): build the "
+                         "concept part too")
+    if backend == "milvus" and ann:
+        raise InputError("the approximate dense index is a file of the workspace; with the Milvus backend choose "
+                         "Milvus's own dense index (setting `dense_index`) instead of `ann`")
+    ctx = BuildContext(ws, name, settings, ann=ann, progress=progress, parts=tuple(names), backend=backend,
+                       milvus=milvus)
     ctx.cache["sae"] = ws.load_sae(name)
     t0 = time.perf_counter()
-    info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names}
+    info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names,
+                            "backend": backend}
     tracker = Tracker(progress, "index", len(names), unit="index")
     logger.info(f"indexing {ws.n_documents} documents: {', '.join(names)}")
     for n in names:
@@ -119,7 +135,8 @@ def build_index(
         tracker.update()
     info["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(index_dir(ws) / "index.json", info)
-    ws.record_stage("index", {"sae": name, "concept": asdict(settings), "parts": names, "ann": ann},
+    ws.record_stage("index", {"sae": name, "concept": asdict(settings), "parts": names, "ann": ann,
+                                     "backend": backend},
                     seconds=info["seconds"])
     return info
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..progress import ProgressCallback
     from ..workspace import Workspace
     from .concept import ConceptSettings
+    from .milvus import MilvusSettings
     from .searcher import Searcher
 
 # name -> "module:Class" of the built-in retrievers, imported on first use (order = the order of modes)
@@ -55,6 +56,12 @@ class BuildContext:
     progress: ProgressCallback | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     """Shared between the retrievers of one build (e.g. the loaded SAE)."""
+    parts: tuple[str, ...] = ()
+    """The retrievers this build builds."""
+    backend: str = "embedded"
+    """Where the concept index and dense vectors go: "embedded" (files in the workspace) or "milvus"."""
+    milvus: MilvusSettings | None = None
+    """Where in Milvus, for the Milvus backend."""
 
 
 class Retriever:

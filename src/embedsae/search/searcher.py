@@ -219,9 +219,8 @@ class Searcher:
         except EmbedSAEError:
             return
         for c in changes:
-            a, b = index.indptr[c["feature"]], index.indptr[c["feature"] + 1]
-            c["doc_max"] = round(float(index.weights[a:b].max()), 5) if b > a else 0.0
-            c["doc_share"] = round(float(b - a) / max(index.n_docs, 1), 5)
+            doc_max, share = index.feature_stats(c["feature"])
+            c["doc_max"], c["doc_share"] = round(doc_max, 5), round(share, 5)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
         ids, titles = self.ws.corpus["id"].astype(str), self._titles()
