@@ -67,7 +67,9 @@ def embed_with_ray(texts: Sequence[str], bounds: list[tuple[int, int]], todo: li
         frames = [pd.DataFrame({"row": np.arange(lo, min(lo + block, bounds[i][1]), dtype=np.int64),
                                 "text": list(texts[lo : min(lo + block, bounds[i][1])])})
                   for i in todo for lo in range(bounds[i][0], bounds[i][1], block)]
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False  # progress goes to the callback; Ray's own bars would print
         ds = ray.data.from_pandas(frames).map_batches(
             EmbedActor, fn_constructor_kwargs={"model": emb.model_id, "options": options}, batch_size=block,
             batch_format="numpy", concurrency=settings.ray_actors, num_gpus=settings.ray_gpus or None)
