@@ -198,3 +198,13 @@ def test_ray_actors_give_the_vectors_of_the_plain_path(tmp_path, minilm):
     got = ws.vectors.read(0, 120)
     assert _cosines(got, reference).min() >= 0.9999
     np.testing.assert_allclose(got, reference, atol=1e-5)
+
+
+def test_a_second_embed_into_the_same_folder_is_refused(tmp_path, minilm):
+    from embedsae.errors import WorkspaceBusyError
+
+    out = tmp_path / "ws"
+    out.mkdir()
+    with Workspace(out, {}).stage_lock("embed"), pytest.raises(WorkspaceBusyError, match="running embed"):
+        pipeline.embed(_cranfield(5), out, embedder=minilm)
+    assert not (out / layout.SHARDS_PARTIAL).exists()

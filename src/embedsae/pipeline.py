@@ -105,16 +105,18 @@ def embed(
     t0 = time.perf_counter()
     job = {"model": emb.model_id, "normalized": normalized, "corpus_fingerprint": corpus_fingerprint(table)}
     actor_options = {"batch_size": batch_size, "normalize": normalized, **options}
-    store = embed_to_store(out, table["text"].tolist(), emb, job, settings, ids=ids, model_options=actor_options,
-                           progress=progress)
-    record = {
-        "source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe",
-        "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
-        **{k: v for k, v in settings.to_dict().items() if k in ("shard_rows", "devices", "engine")},
-        **({"usage": dict(emb.usage)} if getattr(emb, "usage", None) else {}),
-    }
-    return Workspace.create(out, table, store, model_id=emb.model_id, normalized=normalized, settings=record,
-                            model_options=getattr(emb, "reopen", None))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Workspace(out, {}).stage_lock("embed"):  # a second embed into the same folder is refused, not interleaved
+        store = embed_to_store(out, table["text"].tolist(), emb, job, settings, ids=ids, model_options=actor_options,
+                               progress=progress)
+        record = {
+            "source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe",
+            "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
+            **{k: v for k, v in settings.to_dict().items() if k in ("shard_rows", "devices", "engine")},
+            **({"usage": dict(emb.usage)} if getattr(emb, "usage", None) else {}),
+        }
+        return Workspace.create(out, table, store, model_id=emb.model_id, normalized=normalized, settings=record,
+                                model_options=getattr(emb, "reopen", None))
 
 
 def _same_model(a: str, b: str) -> bool:
