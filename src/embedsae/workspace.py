@@ -272,11 +272,7 @@ class Workspace:
                 except (ValueError, OSError, EOFError) as exc:
                     raise WorkspaceError(f"workspace {self.path}: {layout.EMBEDDINGS} is damaged ({exc}); embed the "
                                          "corpus again") from exc
-            if arr.shape != (self.n_documents, self.dim):
-                raise WorkspaceError(
-                    f"workspace {self.path}: the stored vectors have shape {arr.shape}, the manifest says "
-                    f"({self.n_documents}, {self.dim}); re-run embedsae embed"
-                )
+            self._check_shape(arr.shape)
             self._embeddings = arr
         return self._embeddings
 
@@ -287,13 +283,16 @@ class Workspace:
             return ArraySource(self.embeddings)
         if self._vectors is None:
             store = ShardedVectors(self.path / layout.SHARDS)
-            if store.shape != (self.n_documents, self.dim):
-                raise WorkspaceError(
-                    f"workspace {self.path}: the stored vectors have shape {store.shape}, the manifest says "
-                    f"({self.n_documents}, {self.dim}); re-run embedsae embed"
-                )
+            self._check_shape(store.shape)
             self._vectors = store
         return self._vectors
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != (self.n_documents, self.dim):
+            raise WorkspaceError(
+                f"workspace {self.path}: the stored vectors have shape {tuple(shape)}, the manifest says "
+                f"({self.n_documents}, {self.dim}); re-run embedsae embed"
+            )
 
     def titles(self) -> list[str]:
         """A short display title per document: the title column, else the text's first line."""

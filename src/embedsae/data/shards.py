@@ -137,7 +137,9 @@ class ShardedVectors:
             logger.warning("reading all %d vectors of %d shards into memory (%.1f GiB); stages that read the "
                            "vectors shard by shard (`Workspace.vectors`) need no such copy", len(self), len(self.files),
                            size / 2**30)
-        return self.read(0, len(self))
+        out = self.read(0, len(self))
+        out.flags.writeable = False
+        return out
 
     def verify(self) -> list[str]:
         """The shard files whose sha256 differs from the index's (an empty list when all are intact)."""
