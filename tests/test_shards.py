@@ -171,6 +171,7 @@ def test_killed_embed_resumes_at_the_first_missing_shard(tmp_path, minilm):
     assert _cosines(ws.vectors.read(0, 200), reference).min() >= 0.9999
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_give_the_vectors_of_one(tmp_path, minilm):
     table = _cranfield(120)
     ws = pipeline.embed(table, tmp_path / "ws", backend="torch", settings=EmbedSettings(devices=["cpu,cpu"], shard_rows=50))
@@ -188,6 +189,7 @@ def test_ray_engine_needs_its_extra(tmp_path, minilm, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside Ray Data's own context code
 def test_ray_actors_give_the_vectors_of_the_plain_path(tmp_path, minilm):
     pytest.importorskip("ray.data", reason="the ray engine needs pip install 'embedsae[ray]'")
     table = _cranfield(120)
