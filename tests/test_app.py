@@ -16,6 +16,7 @@ pytest.importorskip("fastapi", reason="the app extra (fastapi) is not installed"
 from fastapi.testclient import TestClient  # noqa: E402
 
 import embedsae  # noqa: E402
+from embedsae import layout  # noqa: E402
 from embedsae.app import create_app  # noqa: E402
 from embedsae.app.schemas import MAX_EDITS, MAX_PAGE, MAX_QUERY_CHARS, MAX_TEXT_CHARS, MAX_TOP  # noqa: E402
 from embedsae.cli import main as cli_main  # noqa: E402
@@ -258,7 +259,7 @@ def test_jobs_cancel_and_failure(app_ws, copy_ws):
         done = wait_job(c, job["id"], timeout=120)
         assert done["state"] == "cancelled" and done["cancel_requested"]
         assert "long" not in [s["name"] for s in c.get("/api/v1/workspaces/cranfield/saes").json()]
-        (ws.path / "embeddings.npy").rename(ws.path / "moved.npy")
+        (ws.path / layout.SHARDS).rename(ws.path / "moved")
         job = c.post("/api/v1/workspaces/cranfield/jobs", json={"kind": "train", "k": 4, "latents": 32}).json()
         failed = wait_job(c, job["id"], timeout=120)
         assert failed["state"] == "failed" and failed["error"]

@@ -48,7 +48,7 @@ def damaged(kind: str, root: Path) -> Path:
             weights = dst / layout.SAES / "tiny" / layout.SAE_WEIGHTS
             weights.write_bytes(weights.read_bytes()[:100])
         elif kind == "embeddings":
-            emb = dst / layout.EMBEDDINGS
+            emb = dst / layout.SHARDS / layout.shard_file(0)
             emb.write_bytes(emb.read_bytes()[:1000])
     return dst
 
@@ -78,7 +78,7 @@ CASES = [
     ("damaged manifest", ["info", "{damaged}"], "manifest", ["manifest", "damaged"]),
     ("damaged SAE", ["feature", "{damaged}", "3"], "sae", ["SAE", "damaged", "train it again"]),
     ("damaged embeddings", ["train", "{damaged}", "--k", "4", "--latents", "32"], "embeddings",
-     ["embeddings.npy", "damaged", "embed"]),
+     ["shard-00000.npy", "damaged", "embed"]),
 ]
 
 

@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from embedsae.workspace import Workspace
+
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -32,7 +34,7 @@ def test_run_demo_end_to_end(tmp_path):
     assert info["documents"] == 1000 and info["latest_sae"] == "topk-k16-n512"
     assert "categories" in info["columns"]
     # yardstick: held-out NMSE of the best 16-dimensional linear code (PCA) fitted on the same training rows
-    x = np.load(ws / "embeddings.npy")
+    x = np.asarray(Workspace.open(ws).embeddings)
     val = np.load(sae / "val_indices.npy")
     train = np.setdiff1d(np.arange(len(x)), val)
     mu = x[train].mean(0)

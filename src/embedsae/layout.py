@@ -4,7 +4,11 @@
     WS/.manifest.lock           lock file: manifest updates are read-modify-write under it
     WS/.lock-<stage>-<sae>      lock files of running writers (a second writer of the same part is refused)
     WS/corpus.parquet           id, text and metadata columns
-    WS/embeddings.npy           float32 (documents x dim), opened memory-mapped
+    WS/embeddings/              the document vectors as float32 .npy shards, opened memory-mapped:
+        shards.json             index: dim, dtype, model id, rows per shard, and each shard's file, rows, bytes, sha256
+        shard-00000.npy ...     consecutive row blocks (documents x dim), in corpus order
+    WS/.partial-embeddings/     an unfinished embedding run (job.json and the shards written so far; resumable)
+    WS/embeddings.npy           float32 (documents x dim): the single-file store of older workspaces (still read)
     WS/saes/<name>/             one trained SAE (files below)
     WS/saes/.partial-<name>/    an unfinished training run (checkpoints; resumable)
     WS/index/                   index.json, bm25/, dense.usearch (search indexes shared by the SAEs)
@@ -23,6 +27,10 @@ MANIFEST_LOCK = ".manifest.lock"
 STAGE_LOCK_PREFIX = ".lock-"
 CORPUS = "corpus.parquet"
 EMBEDDINGS = "embeddings.npy"
+SHARDS = "embeddings"
+SHARDS_INDEX = "shards.json"
+SHARDS_PARTIAL = ".partial-embeddings"
+EMBED_JOB = "job.json"
 SAES = "saes"
 INDEX = "index"
 MAP = "map"
@@ -56,6 +64,11 @@ ANN = "dense.usearch"
 SWEEP_MD = "sweep.md"
 SWEEP_CSV = "sweep.csv"
 SWEEP_PNG = "sweep.png"
+
+
+def shard_file(number: int) -> str:
+    """The file name of the embedding shard with this number (0-based)."""
+    return f"shard-{number:05d}.npy"
 
 
 def sae_folder(root: str | os.PathLike, name: str) -> Path:

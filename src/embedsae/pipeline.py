@@ -16,6 +16,7 @@ import pandas as pd
 from . import layout
 from ._io import read_json, save_npy, write_json
 from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
+from .data.embedding import EmbedSettings, embed_to_store
 from .data.readers import read_corpus
 from .errors import InputError, ModelMismatchError, WorkspaceError
 from .progress import ProgressCallback
@@ -41,6 +42,7 @@ def embed(
     overwrite: bool = False,
     embedder: Embedder | None = None,
     embedder_options: dict[str, Any] | None = None,
+    settings: EmbedSettings | None = None,
     progress: ProgressCallback | None = None,
 ) -> Workspace:
     """Read a corpus, embed it (or take precomputed vectors) and write the workspace.
@@ -49,8 +51,11 @@ def embed(
     with another model is an error unless `overwrite` is set. `embedder_options` go to `load_embedder`
     (e.g. `base_url` for an `openai:` model); an embedder's `reopen` options are kept in the manifest.
     `backend` is the embedding engine of a sentence-transformers model (auto, torch, onnx, openvino; see
-    data/backends.py).
+    data/backends.py). `settings` say how vectors are stored and where embedding runs (shard size, devices,
+    Ray; see data/embedding.py): texts are embedded shard by shard, and a run killed part way resumes at its
+    first missing shard when run again.
     """
+    settings = settings or EmbedSettings()
     if limit is not None and limit < 1:
         raise InputError(f"the record limit must be at least 1, got {limit}")
     if isinstance(corpus, pd.DataFrame):
@@ -74,8 +79,9 @@ def embed(
         if normalized:
             arr = l2_normalise(arr)
         _check_existing(out, model_id, arr.shape[1], overwrite)
-        settings = {"source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe", "vectors": source, "normalize": normalized}
-        return Workspace.create(out, table, arr, model_id=model_id, normalized=normalized, settings=settings)
+        record = {"source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe", "vectors": source, "normalize": normalized}
+        return Workspace.create(out, table, arr, model_id=model_id, normalized=normalized, shard_rows=settings.shard_rows,
+                                settings={**record, "shard_rows": settings.shard_rows})
 
     normalized = True if normalize is None else normalize
     if Workspace.exists(out) and not overwrite:
@@ -97,15 +103,20 @@ def embed(
     logger.info(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d, {getattr(emb, 'backend', 'its own')} "
                 "backend)")
     t0 = time.perf_counter()
-    arr = emb.embed(table["text"].tolist(), progress=progress)
-    arr = validate_vectors(arr, ids, expected_rows=len(table), expected_dim=emb.dim, source="the embeddings")
-    settings = {
-        "source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe",
-        "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
-        **({"usage": dict(emb.usage)} if getattr(emb, "usage", None) else {}),
-    }
-    return Workspace.create(out, table, arr, model_id=emb.model_id, normalized=normalized, settings=settings,
-                            model_options=getattr(emb, "reopen", None))
+    job = {"model": emb.model_id, "normalized": normalized, "corpus_fingerprint": corpus_fingerprint(table)}
+    actor_options = {"batch_size": batch_size, "normalize": normalized, **options}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Workspace(out, {}).stage_lock("embed"):  # a second embed into the same folder is refused, not interleaved
+        store = embed_to_store(out, table["text"].tolist(), emb, job, settings, ids=ids, model_options=actor_options,
+                               progress=progress)
+        record = {
+            "source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe",
+            "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
+            **{k: v for k, v in settings.to_dict().items() if k in ("shard_rows", "devices", "engine")},
+            **({"usage": dict(emb.usage)} if getattr(emb, "usage", None) else {}),
+        }
+        return Workspace.create(out, table, store, model_id=emb.model_id, normalized=normalized, settings=record,
+                                model_options=getattr(emb, "reopen", None))
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -325,7 +336,7 @@ def describe(ws: Workspace) -> dict[str, Any]:
             "name": name, "architecture": cfg["architecture"], "k": cfg["k"], "latents": cfg["n_latents"],
             "nmse": m.get("nmse"), "dead_fraction": m.get("dead_fraction"),
         })
-    if not ws.path.joinpath(layout.EMBEDDINGS).is_file():
+    if not ws.sharded and not ws.path.joinpath(layout.EMBEDDINGS).is_file():
         raise WorkspaceError(f"workspace {ws.path} has no embeddings")
     return {
         "path": str(ws.path), "model": ws.manifest["model"], "documents": ws.n_documents,

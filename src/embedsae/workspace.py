@@ -18,12 +18,16 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, layout
-from ._io import atomic_path, read_json, save_npy, write_json
+from ._io import atomic_path, read_json, write_json
+from .data import shards
+from .data.shards import SHARD_ROWS, ShardedVectors
 from .data.vectors import ArraySource, VectorSource
 from .errors import ModelMismatchError, NotAWorkspaceError, StageMissingError, WorkspaceBusyError, WorkspaceError
 
 MANIFEST = layout.MANIFEST
 FORMAT_VERSION = 1
+CORPUS_ROW_GROUP = 65_536
+"""Rows per row group of corpus.parquet, and per block when a stage reads only some columns (ids, titles)."""
 
 
 def now_iso() -> str:
@@ -50,6 +54,7 @@ class Workspace:
         self.manifest = manifest
         self._corpus: pd.DataFrame | None = None
         self._embeddings: np.ndarray | None = None
+        self._vectors: ShardedVectors | None = None
 
     # ---------------------------------------------------------------- creation / opening
     @classmethod
@@ -57,25 +62,31 @@ class Workspace:
         cls,
         path: str | os.PathLike,
         corpus: pd.DataFrame,
-        vectors: np.ndarray,
+        vectors: np.ndarray | ShardedVectors,
         *,
         model_id: str,
         normalized: bool,
         settings: dict[str, Any] | None = None,
         model_options: dict[str, Any] | None = None,
+        shard_rows: int = SHARD_ROWS,
     ) -> Workspace:
         """Write a new workspace (or replace the corpus and vectors of an existing one) atomically per file.
 
-        `model_options` are what `load_embedder` needs besides the model id to embed queries the same way.
+        The vectors are an array (cut into shards of `shard_rows` rows) or a store finished in the workspace's
+        partial folder by `data.shards.ShardJob` (moved into place). `model_options` are what `load_embedder`
+        needs besides the model id to embed queries the same way.
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise WorkspaceError(f"{path} exists and is not a directory; choose another workspace path")
         path.mkdir(parents=True, exist_ok=True)
         old = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
+        if isinstance(vectors, np.ndarray):
+            vectors = shards.write_array(path, np.asarray(vectors, dtype=np.float32), model_id=model_id,
+                                         shard_rows=shard_rows)
         with atomic_path(path / layout.CORPUS) as tmp:
-            _corpus_for_parquet(corpus).to_parquet(tmp, index=False)
-        save_npy(path / layout.EMBEDDINGS, np.ascontiguousarray(vectors, dtype=np.float32))
+            _corpus_for_parquet(corpus).to_parquet(tmp, index=False, row_group_size=CORPUS_ROW_GROUP)
+        shards.install(path)
         manifest = {
             "format": FORMAT_VERSION,
             "embedsae_version": __version__,
@@ -123,9 +134,11 @@ class Workspace:
                 f"workspace {path} holds {ws.dim}-dimensional vectors, not {expect_dim}-dimensional; "
                 "use vectors of the same model, or a new workspace"
             )
-        for name in (layout.CORPUS, layout.EMBEDDINGS):
-            if not (path / name).is_file():
-                raise WorkspaceError(f"workspace {path} is incomplete: {name} is missing; re-run embedsae embed")
+        if not (path / layout.CORPUS).is_file():
+            raise WorkspaceError(f"workspace {path} is incomplete: {layout.CORPUS} is missing; re-run embedsae embed")
+        if not ws.sharded and not (path / layout.EMBEDDINGS).is_file():
+            raise WorkspaceError(f"workspace {path} is incomplete: its vectors ({layout.SHARDS}/{layout.SHARDS_INDEX}) "
+                                 "are missing; re-run embedsae embed")
         return ws
 
     @staticmethod
@@ -221,38 +234,82 @@ class Workspace:
             self._corpus = pd.read_parquet(self.path / layout.CORPUS)
         return self._corpus
 
+    def corpus_batches(self, columns: list[str], rows: int = CORPUS_ROW_GROUP) -> Iterator[pd.DataFrame]:
+        """Some columns of the corpus table, in consecutive blocks of at most `rows` rows (never the whole table)."""
+        if self._corpus is not None:
+            for start in range(0, len(self._corpus), rows):
+                yield self._corpus[columns].iloc[start : start + rows]
+            return
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(self.path / layout.CORPUS)
+        try:
+            for batch in f.iter_batches(batch_size=rows, columns=columns):
+                yield batch.to_pandas()
+        finally:
+            f.close()
+
     @property
     def ids(self) -> list[str]:
-        return self.corpus["id"].astype(str).tolist()
+        """The document ids, read from the corpus table's id column alone."""
+        return [str(i) for part in self.corpus_batches(["id"]) for i in part["id"]]
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the vectors are a sharded store (WS/embeddings/); older workspaces hold one embeddings.npy."""
+        return (self.path / layout.SHARDS / layout.SHARDS_INDEX).is_file()
 
     @property
     def embeddings(self) -> np.ndarray:
-        """The document vectors, memory-mapped read-only."""
+        """All document vectors as one read-only array: memory-mapped for a single-file or one-shard store, a copy
+        in memory for a store of several shards (stages that may meet large corpora read `vectors` instead)."""
         if self._embeddings is None:
-            try:
-                arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
-            except (ValueError, OSError, EOFError) as exc:
-                raise WorkspaceError(f"workspace {self.path}: {layout.EMBEDDINGS} is damaged ({exc}); embed the corpus "
-                                     "again") from exc
-            if arr.shape != (self.n_documents, self.dim):
-                raise WorkspaceError(
-                    f"workspace {self.path}: embeddings.npy has shape {arr.shape}, the manifest says "
-                    f"({self.n_documents}, {self.dim}); re-run embedsae embed"
-                )
+            if self.sharded:
+                arr = self.vectors.to_array()  # type: ignore[attr-defined]
+            else:
+                try:
+                    arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
+                except (ValueError, OSError, EOFError) as exc:
+                    raise WorkspaceError(f"workspace {self.path}: {layout.EMBEDDINGS} is damaged ({exc}); embed the "
+                                         "corpus again") from exc
+            self._check_shape(arr.shape)
             self._embeddings = arr
         return self._embeddings
 
     @property
     def vectors(self) -> VectorSource:
         """The document vectors as a source that stages read shard by shard (see `data.vectors`)."""
-        return ArraySource(self.embeddings)
+        if not self.sharded:
+            return ArraySource(self.embeddings)
+        if self._vectors is None:
+            store = ShardedVectors(self.path / layout.SHARDS)
+            self._check_shape(store.shape)
+            self._vectors = store
+        return self._vectors
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != (self.n_documents, self.dim):
+            raise WorkspaceError(
+                f"workspace {self.path}: the stored vectors have shape {tuple(shape)}, the manifest says "
+                f"({self.n_documents}, {self.dim}); re-run embedsae embed"
+            )
 
     def titles(self) -> list[str]:
         """A short display title per document: the title column, else the text's first line."""
-        corpus = self.corpus
-        if "title" in corpus.columns:
-            return [str(t) if isinstance(t, str) and t.strip() else _first_line(x) for t, x in zip(corpus["title"], corpus["text"])]
-        return [_first_line(x) for x in corpus["text"]]
+        if self._corpus is not None:
+            has_title = "title" in self._corpus.columns
+        else:
+            import pyarrow.parquet as pq
+
+            has_title = "title" in pq.read_schema(self.path / layout.CORPUS).names
+        out: list[str] = []
+        for part in self.corpus_batches(["title", "text"] if has_title else ["text"]):
+            if has_title:
+                out += [str(t) if isinstance(t, str) and t.strip() else _first_line(x)
+                        for t, x in zip(part["title"], part["text"])]
+            else:
+                out += [_first_line(x) for x in part["text"]]
+        return out
 
     def embedder(self, **kwargs: Any):
         """The embedding model that made this workspace's vectors (to embed queries the same way)."""

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from ..data.embedding import EmbedSettings
 from ..errors import InputError
 from .bars import progress_callback
 from .options import add_settings_args, settings_kwargs
@@ -14,6 +15,7 @@ from .options import add_settings_args, settings_kwargs
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="read a corpus and embed it into a workspace")
     _corpus_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("train", help="train a sparse autoencoder on a workspace's vectors")
@@ -73,6 +75,7 @@ def _corpus_args(p: argparse.ArgumentParser, demo: bool = False) -> None:
                         "pip install 'embedsae[fast]')")
     p.add_argument("--limit", type=int, help="use only the first N records")
     p.add_argument("--overwrite", action="store_true", help="replace a workspace made with another model")
+    add_settings_args(p.add_argument_group("storage and scale-out of the embedding"), EmbedSettings)
 
 
 def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
@@ -111,6 +114,7 @@ def _embed_from_args(args: argparse.Namespace):
         title_field=args.title_field, id_field=args.id_field, normalize=args.normalize,
         batch_size=args.embed_batch_size, backend=args.backend, limit=None if getattr(args, "demo", False) else args.limit,
         overwrite=args.overwrite, embedder_options=_endpoint_options(args),
+        settings=EmbedSettings(**settings_kwargs(EmbedSettings, args)), progress=progress_callback(getattr(args, "quiet", False)),
     )
 
 

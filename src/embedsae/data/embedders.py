@@ -137,6 +137,23 @@ class SentenceTransformerEmbedder:
             tracker.update(len(chunk))
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
+    def start_pool(self, devices: Sequence[str]) -> dict:
+        """Start sentence-transformers' multi-process pool, one process per device (torch, whatever the backend)."""
+        if self._runner is not None:
+            logger.info("the multi-process pool runs the torch model, not the %s backend", self.backend)
+        logger.info("embedding with %d processes on %s", len(devices), ", ".join(devices))
+        return self._model.start_multi_process_pool(target_devices=list(devices))
+
+    def embed_pool(self, texts: Sequence[str], pool: dict) -> np.ndarray:
+        """Embed texts with a pool from `start_pool` into float32 vectors."""
+        vecs = self._model.encode(self.cut(texts), pool=pool, batch_size=self.batch_size, convert_to_numpy=True,
+                                  normalize_embeddings=self.normalize)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def stop_pool(self, pool: dict) -> None:
+        """Stop the processes of a pool from `start_pool`."""
+        self._model.stop_multi_process_pool(pool)
+
 
 def load_embedder(model: str | None = None, **kwargs) -> Embedder:
     """The embedder for a model name or path (sentence-transformers), or `openai:NAME` for an OpenAI-compatible endpoint."""
