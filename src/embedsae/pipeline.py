@@ -17,6 +17,7 @@ from . import layout
 from ._io import read_json, save_npy, write_json
 from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
 from .data.readers import read_corpus
+from .data.vectors import VectorSource, as_source
 from .errors import InputError, ModelMismatchError, WorkspaceError
 from .progress import ProgressCallback
 from .workspace import Workspace, corpus_fingerprint
@@ -136,7 +137,7 @@ def train(
     architecture: str | None = None,
     name: str | None = None,
     pursuit: int | None = None,
-    train_vectors: np.ndarray | None = None,
+    train_vectors: VectorSource | np.ndarray | None = None,
     resume: bool = False,
     progress: ProgressCallback | None = None,
     evaluate: bool = True,
@@ -161,7 +162,7 @@ def train(
     tcfg = TrainConfig(**train_kwargs)
     name = name or default_sae_name(cfg.architecture, cfg.k, cfg.n_latents)
     _check_name(name)
-    vectors = np.asarray(ws.embeddings if train_vectors is None else train_vectors, dtype=np.float32)
+    vectors = ws.vectors if train_vectors is None else as_source(train_vectors)
     if vectors.shape[1] != ws.dim:
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
     if resume:
@@ -185,7 +186,7 @@ def _check_resumable(work: Path, cfg: Any) -> None:
         )
 
 
-def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: np.ndarray, own_vectors: bool,
+def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: VectorSource, own_vectors: bool,
                   resume: bool, progress: ProgressCallback | None, evaluate: bool):
     from .sae import create_sae
     from .sae.trainer import config_dict, train_on_array
@@ -199,7 +200,7 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: np.nda
         logger.info(f"no unfinished run of '{name}' to resume; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)
     write_json(work / layout.TRAIN_CONFIG, {"sae": cfg.to_dict(), "train": config_dict(tcfg)})
-    logger.info(f"training {cfg.architecture} SAE '{name}': k={cfg.k}, {cfg.n_latents} latents, {len(vectors)} vectors "
+    logger.info(f"training {cfg.architecture} SAE '{name}': k={cfg.k}, {cfg.n_latents} latents, {vectors.shape[0]} vectors "
                 f"of dim {ws.dim}")
     t0 = time.perf_counter()
     import torch
@@ -249,7 +250,7 @@ def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, 
         val = None  # trained on other vectors than these
     # small corpora: encode every document once, store the codes for later stages and evaluate on them
     codes = workspace_codes(ws, name, model=sae, save=True) if ws.n_documents <= EVAL_ROWS else stored_codes(ws, name)
-    metrics = _evaluate(sae, ws.embeddings, val_indices=val, neighbours=neighbours, codes=codes)
+    metrics = _evaluate(sae, ws.vectors, val_indices=val, neighbours=neighbours, codes=codes)
     metrics["sae"] = name
     write_json(folder / layout.METRICS, metrics)
     plot_density_histogram(metrics, folder / layout.DENSITY_PNG, title=name)
