@@ -2,7 +2,8 @@
 
 Writes clustered synthetic 384-d float32 vectors (1,000 unit centres plus noise, not uniform noise) for each
 size as one memory-mapped .npy read in shards of 262,144 rows, then trains a top-k SAE (k 32, 3,072 latents)
-for a fixed number of steps in a fresh child process per run, which reports its peak RSS
+for a fixed number of steps in a fresh child process per run (reading with positioned reads, see
+`FileShards`), which reports its peak RSS
 (`resource.getrusage`), its RSS split into anonymous and file-backed pages at the end, and vectors/s of the
 fitting loop. The shards are deleted afterwards.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,10 +40,42 @@ def generate(path: Path, n: int, seed: int = 0, centres: int = 1000) -> None:
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, DIM))
     for start in range(0, n, SHARD_ROWS):
         m = min(SHARD_ROWS, n - start)
-        x = c[rng.integers(0, centres, m)] + rng.normal(scale=0.6 / DIM**0.5, size=(m, DIM)).astype(np.float32)
+        x = c[rng.integers(0, centres, m)] + rng.standard_normal((m, DIM), dtype=np.float32) * (0.6 / DIM**0.5)
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     out.flush()
     del out
+
+
+class FileShards:
+    """A .npy file read as shards of SHARD_ROWS rows with positioned reads (no memory map).
+
+    A memory map would count every page it has read in the process's RSS (file-backed, reclaimable, but
+    growing with the corpus as the kernel reads ahead); positioned reads make RSS the memory the process owns.
+    """
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(f)
+            self.offset = f.tell()
+        self.fd = os.open(path, os.O_RDONLY)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.row_bytes = self.shape[1] * 4
+
+    def shard_bounds(self) -> list[tuple[int, int]]:
+        n = self.shape[0]
+        return [(s, min(s + SHARD_ROWS, n)) for s in range(0, n, SHARD_ROWS)]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        data = os.pread(self.fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+        return np.frombuffer(data, dtype=np.float32).reshape(stop - start, self.shape[1]).copy()
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.shape[1]), np.float32)
+        for i, r in enumerate(np.asarray(rows, dtype=np.int64)):
+            out[i] = np.frombuffer(os.pread(self.fd, self.row_bytes, self.offset + int(r) * self.row_bytes), np.float32)
+        return out
 
 
 def child(path: str, mode: str, steps: int, batch: int) -> None:
@@ -50,12 +84,11 @@ def child(path: str, mode: str, steps: int, batch: int) -> None:
 
     import torch
 
-    from embedsae.data.vectors import ArraySource
     from embedsae.sae import SAEConfig, create_sae
     from embedsae.sae.trainer import TrainConfig, fit_prepared, prepare_training
 
     torch.manual_seed(0)
-    source = ArraySource(np.load(path, mmap_mode="r"), shard_rows=SHARD_ROWS)
+    source = FileShards(path)
     cfg = TrainConfig(batch_size=batch, epochs=1, log_every=steps, val_every=10**9, device="cpu")
     sae = create_sae(SAEConfig(d_in=DIM, k=32, n_latents=3072))
     t0 = time.perf_counter()
@@ -76,7 +109,9 @@ def child(path: str, mode: str, steps: int, batch: int) -> None:
 
 def measure(path: Path, mode: str, steps: int, batch: int) -> dict:
     cmd = [sys.executable, __file__, "--child", str(path), "--mode", mode, "--steps", str(steps), "--batch", str(batch)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the {mode} run on {path.name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

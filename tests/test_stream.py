@@ -121,3 +121,37 @@ def test_streamed_run_stopped_and_resumed_matches_an_uninterrupted_one(cranfield
     for key, value in ref.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=1e-6, msg=key)
     assert [r["nmse"] for r in trainer.log] == pytest.approx([r["nmse"] for r in ref_trainer.log], abs=1e-6)
+
+
+def test_encoding_and_evaluation_read_shards_in_chunks_with_the_same_results(cranfield_ws, tmp_path):
+    from embedsae.sae.codes import encode_array
+    from embedsae.sae.metrics import evaluate_sae
+
+    x = np.asarray(cranfield_ws.embeddings)
+    source = NpyShards.write(tmp_path, x, [333, 500, len(x) - 833])
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=x.shape[1], k=8, n_latents=256, pursuit=0))
+    sae.init_from_data(torch.tensor(x[:500]), seed=1)
+
+    class Counting(NpyShards):
+        largest = 0
+
+        def read(self, start, stop):
+            Counting.largest = max(Counting.largest, stop - start)
+            return super().read(start, stop)
+
+    counted = Counting([tmp_path / f"shard-{i:05d}.npy" for i in range(3)])
+    a, b = encode_array(sae, x, batch_size=100), encode_array(sae, counted, batch_size=100)
+    assert Counting.largest == 100  # never more than one chunk at a time
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-6)
+    val = np.arange(0, len(x), 10)
+    whole, sharded = evaluate_sae(sae, x, val_indices=val), evaluate_sae(sae, source, val_indices=val)
+    sampled = evaluate_sae(sae, source, val_indices=val, max_rows=600)
+    assert sharded.keys() == whole.keys()
+    for key, value in whole.items():
+        if isinstance(value, float):
+            assert sharded[key] == pytest.approx(value, rel=1e-5), key
+        else:
+            assert sharded[key] == value, key
+    assert sampled["n_vectors"] == 600 and abs(sampled["nmse"] - whole["nmse"]) < 0.1 * whole["nmse"]
