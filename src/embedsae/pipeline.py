@@ -148,9 +148,10 @@ def train(
     Work happens in a hidden folder holding checkpoints; only a finished SAE is moved into place, so a
     killed run leaves the previous SAE of that name intact and `resume=True` continues it. `k`, `latents`
     (n_latents), `architecture` and `pursuit` are SAEConfig settings, `train_kwargs` TrainConfig ones; those
-    not given keep their defaults.
+    not given keep their defaults. Started by torchrun with several processes, they train one SAE data-parallel
+    (see sae/distributed.py); rank 0 writes it.
     """
-    from .sae import SAEConfig
+    from .sae import SAEConfig, distributed
     from .sae.trainer import TrainConfig
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
@@ -167,6 +168,8 @@ def train(
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
     if resume:
         _check_resumable(layout.partial_folder(ws.path, name), cfg)
+    if distributed.init_from_env(tcfg.device) and distributed.rank() != 0:  # rank 0 holds the lock and writes
+        return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
     with ws.stage_lock(f"train-{name}"):
         return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
 
@@ -188,10 +191,17 @@ def _check_resumable(work: Path, cfg: Any) -> None:
 
 def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: VectorSource, own_vectors: bool,
                   resume: bool, progress: ProgressCallback | None, evaluate: bool):
-    from .sae import create_sae
+    from .sae import create_sae, distributed
     from .sae.trainer import config_dict, train_on_array
 
     work = layout.partial_folder(ws.path, name)
+    if distributed.rank() != 0:  # a data-parallel helper: trains once rank 0 has readied the folder, writes nothing
+        distributed.barrier()
+        import torch
+
+        torch.manual_seed(tcfg.seed)
+        sae, _, _ = train_on_array(create_sae(cfg), vectors, tcfg, out_dir=work, resume=resume)
+        return sae.cpu()
     if not resume and work.exists():
         if (work / layout.CHECKPOINT).is_file():
             logger.info(f"discarding the unfinished run of '{name}' (resume it instead by setting `resume`)")
@@ -207,6 +217,7 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
 
     torch.manual_seed(tcfg.seed)
     sae = create_sae(cfg)
+    distributed.barrier()
     sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
     seconds = time.perf_counter() - t0
     sae.save(work)

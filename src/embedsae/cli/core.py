@@ -138,8 +138,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.train_on:
         other = Workspace.open(args.train_on, expect_model=ws.model_id, expect_dim=ws.dim)
         train_vectors = other.vectors
+    from ..sae import distributed
+
     pipeline.train(ws, name=args.name, train_vectors=train_vectors, resume=args.resume,
                    progress=progress_callback(args.quiet), **_train_kwargs(args))
+    helper = distributed.rank() != 0  # data-parallel helpers (torchrun) train; rank 0 reports
+    distributed.finish()
+    if helper:
+        return 0
     _print_metrics(pipeline.load_metrics(ws, ws.resolve_sae(args.name)))
     return 0
 

@@ -25,6 +25,7 @@ from .._io import atomic_path, write_bytes
 from ..data.vectors import VectorSource, as_source
 from ..errors import InputError
 from ..progress import ProgressCallback, Tracker
+from . import distributed
 from .base import SAE
 from .config import TrainConfig
 
@@ -60,8 +61,9 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.dead_after_steps = max(1, dead_after_steps)
         self.val_data = val_data.to(self.device) if val_data is not None else None
-        self.progress = progress
-        self.on_log = on_log
+        self.lead = distributed.rank() == 0  # in data-parallel training, the process that reports and writes
+        self.progress = progress if self.lead else None
+        self.on_log = on_log if self.lead else None
         cuda = self.device.type == "cuda"
         self.graphed = cuda and cfg.cuda_graphs
         # a graphed optimizer step reads the learning rate from a device tensor that the scheduler refills
@@ -104,7 +106,6 @@ class Trainer:
             "noise_gen": self.noise_gen.get_state(),
             "any_dead": self.any_dead,
             "log": self.log,
-            "acc": self.acc.cpu(),
             **({"stream": self.stream.position.to_dict()} if self.stream is not None else {}),
         }
 
@@ -122,6 +123,8 @@ class Trainer:
         self.log = list(state["log"])
         if "acc" in state:  # the loss sums since the last log row (checkpoints before them restart the sums)
             self.acc.copy_(state["acc"])
+            if not self.lead:  # the stored sums are those of all processes: rank 0 carries them on
+                self.acc[:-1].zero_()
         self.resumed_position = state.get("stream")
 
     def stream_start(self, steps_per_epoch: int):
@@ -135,10 +138,13 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.checkpoint_dir is None:
             return
+        acc = self._global_acc()  # collective: every process takes part, rank 0 writes
+        if not self.lead:
+            return
         import io
 
         buffer = io.BytesIO()  # serialised in memory, so a full disk is an OSError (ENOSPC), not torch's message
-        torch.save(self.state_dict(), buffer)
+        torch.save({**self.state_dict(), "acc": acc.cpu()}, buffer)
         write_bytes(self.checkpoint_dir / layout.CHECKPOINT, buffer.getvalue())
 
     def try_resume(self) -> bool:
@@ -176,7 +182,7 @@ class Trainer:
                     break
                 x = x.to(dev, non_blocking=True, dtype=torch.float32)
                 if self.noise_scale > 0:
-                    x = x + self.noise_scale * torch.randn(x.shape, device=dev, generator=self.noise_gen)
+                    x = x + self.noise_scale * self._noise(x)
                 step_fn(x, self.any_dead)
                 self.sched.step()
                 self.step += 1
@@ -213,10 +219,15 @@ class Trainer:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.bf16, cache_enabled=False):
             out = sae.training_forward(x, dead)
         out.loss.backward()
+        if distributed.active():  # each loss is this process's share of the global one: gradients add up
+            for p in sae.parameters():
+                if p.grad is not None:
+                    distributed.all_sum(p.grad)
         self._update()
         fired = torch.zeros_like(self.steps_since_fired).scatter_add_(
             0, out.code.indices.flatten(), (out.code.values > 0).flatten().long()
         )
+        distributed.all_sum(fired)
         self.steps_since_fired.add_(1).masked_fill_(fired > 0, 0)
         self.acc += torch.stack([*(out.losses[n].float() for n in self.loss_names), torch.ones((), device=dev)])
 
@@ -233,8 +244,22 @@ class Trainer:
         self.opt.step()
         self.sae.normalise_decoder()
 
+    def _noise(self, x: Tensor) -> Tensor:
+        """Input noise for batch x; in data-parallel training this process's rows of the global batch's noise."""
+        n, w = len(x), distributed.world_size()
+        if w == 1:
+            return torch.randn(x.shape, device=x.device, generator=self.noise_gen)
+        r = distributed.rank()
+        return torch.randn((n * w, x.shape[1]), device=x.device, generator=self.noise_gen)[r * n : (r + 1) * n]
+
+    def _global_acc(self) -> Tensor:
+        """The loss sums since the last log row, over all processes (the step count is everyone's)."""
+        acc = self.acc.clone()
+        distributed.all_sum(acc[:-1])
+        return acc
+
     def _write_log(self, acc: Tensor, bar: Tracker) -> None:
-        a = acc.tolist()
+        a = self._global_acc().tolist()
         row: dict[str, Any] = {
             "step": self.step,
             "lr": float(self.sched.get_last_lr()[0]),
@@ -339,6 +364,10 @@ def prepare_training(
     n_train = len(train_idx)
     in_memory = fits_in_memory(n_train, dim, cfg) if in_memory is None else in_memory
     batch_size = min(cfg.batch_size, n_train)
+    world = distributed.world_size()
+    if batch_size % world:
+        raise InputError(f"the batch of {batch_size} vectors does not split evenly over {world} processes; set "
+                         f"`batch_size` to a multiple of {world}")
     spe = steps_per_epoch(n_train, batch_size)
     epochs = cfg.epochs if cfg.epochs is not None else max(30, math.ceil(cfg.min_steps / spe))
     dead_vectors = cfg.dead_after or min(n_train, 10_000_000)
@@ -370,12 +399,16 @@ def fit_prepared(run: Prepared, *, stop_after: int | None = None) -> Trainer:
     if run.in_memory:
         data = torch.from_numpy(run.source.take(run.train_idx)).to(trainer.device)
         batches: Iterator[Tensor] = epoch_batches(data, run.batch_size, run.epochs, cfg.seed)
+        if distributed.active():  # this process's share of each global batch
+            per, r = run.batch_size // distributed.world_size(), distributed.rank()
+            batches = (b[r * per : (r + 1) * per] for b in batches)
         skip = True
     else:
         from .stream import BatchStream
 
         trainer.stream = BatchStream(run.source, run.batch_size, heldout=run.val_idx, seed=cfg.seed,
                                      buffer_rows=cfg.shuffle_buffer, epochs=run.epochs,
+                                     rank=distributed.rank(), world_size=distributed.world_size(),
                                      pin_memory=trainer.device.type == "cuda")
         batches = trainer.stream.batches(trainer.stream_start(run.steps_per_epoch))
         skip = False
@@ -408,7 +441,7 @@ def train_on_array(
     """
     run = prepare_training(sae, vectors, cfg, out_dir=out_dir, resume=resume, progress=progress, in_memory=in_memory)
     trainer = fit_prepared(run, stop_after=stop_after)
-    if out_dir is not None:
+    if out_dir is not None and trainer.lead:
         write_log(Path(out_dir) / layout.TRAIN_LOG, trainer.log)
     return trainer.sae, trainer, run.val_idx
 
