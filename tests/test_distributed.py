@@ -39,14 +39,14 @@ def test_two_processes_train_the_sae_one_process_trains(cranfield_ws, copy_ws):
     for processes, name in ((1, "one"), (2, "two")):
         done = _train(ws, processes, "--epochs", "3", "--name", name)
         assert done.returncode == 0, done.stderr[-3000:]
+    # each process normalising by its own batch's spread instead of the global one: 5.9e-2 apart
     assert _relative_difference(ws, "one", "two") <= 1e-5
     log_one = [json.loads(line) for line in (ws.sae_dir("one") / "train_log.jsonl").read_text().splitlines()]
     log_two = [json.loads(line) for line in (ws.sae_dir("two") / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log_one] == [r["step"] for r in log_two]
     np.testing.assert_allclose([r["nmse"] for r in log_two], [r["nmse"] for r in log_one], rtol=1e-5)
     np.testing.assert_allclose([r["dead_fraction"] for r in log_two], [r["dead_fraction"] for r in log_one])
-    # the unscaled per-process loss (each process's own batch spread) trains another SAE: the test can fail
-    assert "NMSE held-out" in done.stdout
+    assert "NMSE held-out" in done.stdout  # rank 0 evaluated and reported
 
 
 @pytest.mark.slow
