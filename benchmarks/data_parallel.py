@@ -3,7 +3,7 @@
     nice -n 10 python benchmarks/data_parallel.py WS --k 8 --latents 512 --epochs 4 --batch-size 256
 
 Each run trains the same SAE into a copy of the workspace (`embedsae train` with the given settings; two
-processes under `torchrun --standalone --nproc_per_node 2`), alternated `--repeats` times; it prints the
+processes under `torchrun --standalone --nproc_per_node 2`, each with half of `--cores` threads), alternated `--repeats` times; it prints the
 median wall time of each (process start-up included) and the largest relative difference (Frobenius norm of
 the difference over the norm) between the weights the two trained.
 """
@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 
-def train(ws: Path, name: str, processes: int, settings: list[str], threads: int) -> float:
+def train(ws: Path, name: str, processes: int, settings: list[str], cores: int) -> float:
     runner = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else []
     cmd = [sys.executable, *runner, "-m", "embedsae", "train", str(ws), "--name", name, "--quiet", *settings]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(max(1, cores // processes))})
     return time.perf_counter() - t
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workspace")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="OMP threads per process")
+    ap.add_argument("--cores", type=int, default=2, help="threads in all: one process gets them all, two share them")
     args, settings = ap.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
@@ -50,7 +50,7 @@ def main() -> None:
         times: dict[int, list[float]] = {1: [], 2: []}
         for r in range(args.repeats):
             for processes in (1, 2):
-                times[processes].append(train(ws, f"p{processes}-{r}", processes, settings, args.threads))
+                times[processes].append(train(ws, f"p{processes}-{r}", processes, settings, args.cores))
                 print(f"{processes} process(es): {times[processes][-1]:.1f}s", flush=True)
         diff = max(difference(ws, f"p1-{r}", f"p2-{r}") for r in range(args.repeats))
     one, two = statistics.median(times[1]), statistics.median(times[2])

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from ..progress import ProgressCallback, Tracker
 from . import distributed
 from .base import SAE
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from .stream import StreamPosition
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -127,7 +130,7 @@ class Trainer:
                 self.acc[:-1].zero_()
         self.resumed_position = state.get("stream")
 
-    def stream_start(self, steps_per_epoch: int):
+    def stream_start(self, steps_per_epoch: int) -> StreamPosition:
         """Where a streamed run continues: the checkpoint's stream position, else the one the step count implies."""
         from .stream import StreamPosition
 
