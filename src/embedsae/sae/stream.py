@@ -42,7 +42,8 @@ class BatchStream:
     """Shuffled training batches of `batch_size` rows from a vector source, epoch after epoch.
 
     `heldout` are sorted row numbers left out (the validation split). Each epoch yields
-    `steps_per_epoch` batches; the last incomplete batch of an epoch is dropped.
+    `steps_per_epoch` batches; the last incomplete batch of an epoch is dropped. With `world_size` ranks,
+    each reads every buffer's rows but keeps and yields only its contiguous share of each global batch.
     """
 
     def __init__(
@@ -74,9 +75,6 @@ class BatchStream:
         self.steps_per_epoch = max(1, self.n_train // batch_size) if self.n_train >= batch_size else 1
         self.position = StreamPosition()
 
-    def __len__(self) -> int:
-        return self.steps_per_epoch * (self.epochs or 1)
-
     # ------------------------------------------------------------------ index arithmetic (no data read)
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, *key])
@@ -95,7 +93,8 @@ class BatchStream:
         return np.setdiff1d(rows, held, assume_unique=True) if len(held) else rows
 
     def _buffer(self, epoch: int, index: int, order: tuple[np.ndarray, np.ndarray]) -> Tensor:
-        """Buffer `index` of an epoch: its rows read block by block, then permuted."""
+        """Buffer `index` of an epoch: its rows read block by block, permuted, and (with several ranks) this
+        rank's share of each batch kept."""
         blocks, first = order
         a = index * self.buffer_rows
         b = min(a + self.buffer_rows, self.steps_per_epoch * self.batch_size)
@@ -111,8 +110,11 @@ class BatchStream:
                 a += len(rows)
             pos += 1
         data = torch.cat(parts) if len(parts) != 1 else parts[0]
-        perm = torch.from_numpy(self._rng(epoch, index, 1).permutation(len(data)))
-        out = data[perm]
+        perm = self._rng(epoch, index, 1).permutation(len(data))
+        if self.world_size > 1:  # buffers hold whole batches: keep this rank's columns of the (batch, row) grid
+            lo, hi = self._share()
+            perm = perm.reshape(-1, self.batch_size)[:, lo:hi].reshape(-1)
+        out = data[torch.from_numpy(perm)]
         return out.pin_memory() if self.pin_memory else out
 
     # ------------------------------------------------------------------ iteration
@@ -143,6 +145,7 @@ class BatchStream:
         thread = threading.Thread(target=produce, name="embedsae-batch-stream", daemon=True)
         thread.start()
         lo, hi = self._share()
+        rows = hi - lo  # of each batch in a buffer
         try:
             while True:
                 item = out.get()
@@ -157,9 +160,8 @@ class BatchStream:
                         break
                     if epoch == start.epoch and batch < start.batch:
                         continue
-                    x = data[j * self.batch_size : (j + 1) * self.batch_size]
                     self.position = _next(epoch, batch, self.steps_per_epoch)
-                    yield x[lo:hi]
+                    yield data[j * rows : (j + 1) * rows]
         finally:
             stop.set()
             while thread.is_alive():  # unblock a producer waiting to put
