@@ -76,7 +76,7 @@ def encode_array(
     indices = values = None
     total = sum(-(-(hi - lo) // batch_size) for lo, hi in source.shard_bounds())
     for start, block in track(iter_chunks(source, batch_size), progress, "encode", total=total, unit="batch"):
-        x = torch.from_numpy(block).to(sae.device)
+        x = torch.from_numpy(np.array(block, dtype=np.float32)).to(sae.device)  # blocks may be read-only map views
         with torch.no_grad():
             code = sae.encode_sparse(x, k)
         if indices is None:
