@@ -18,6 +18,7 @@ from ._io import read_json, save_npy, write_json
 from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
 from .data.embedding import EmbedSettings, embed_to_store
 from .data.readers import read_corpus
+from .data.vectors import VectorSource, as_source
 from .errors import InputError, ModelMismatchError, WorkspaceError
 from .progress import ProgressCallback
 from .workspace import Workspace, corpus_fingerprint
@@ -147,7 +148,7 @@ def train(
     architecture: str | None = None,
     name: str | None = None,
     pursuit: int | None = None,
-    train_vectors: np.ndarray | None = None,
+    train_vectors: VectorSource | np.ndarray | None = None,
     resume: bool = False,
     progress: ProgressCallback | None = None,
     evaluate: bool = True,
@@ -158,9 +159,10 @@ def train(
     Work happens in a hidden folder holding checkpoints; only a finished SAE is moved into place, so a
     killed run leaves the previous SAE of that name intact and `resume=True` continues it. `k`, `latents`
     (n_latents), `architecture` and `pursuit` are SAEConfig settings, `train_kwargs` TrainConfig ones; those
-    not given keep their defaults.
+    not given keep their defaults. Started by torchrun with several processes, they train one SAE data-parallel
+    (see sae/distributed.py); rank 0 writes it.
     """
-    from .sae import SAEConfig
+    from .sae import SAEConfig, distributed
     from .sae.trainer import TrainConfig
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
@@ -172,11 +174,13 @@ def train(
     tcfg = TrainConfig(**train_kwargs)
     name = name or default_sae_name(cfg.architecture, cfg.k, cfg.n_latents)
     _check_name(name)
-    vectors = np.asarray(ws.embeddings if train_vectors is None else train_vectors, dtype=np.float32)
+    vectors = ws.vectors if train_vectors is None else as_source(train_vectors)
     if vectors.shape[1] != ws.dim:
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
     if resume:
         _check_resumable(layout.partial_folder(ws.path, name), cfg)
+    if distributed.init_from_env(tcfg.device) and distributed.rank() != 0:  # rank 0 holds the lock and writes
+        return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
     with ws.stage_lock(f"train-{name}"):
         return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
 
@@ -196,12 +200,19 @@ def _check_resumable(work: Path, cfg: Any) -> None:
         )
 
 
-def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: np.ndarray, own_vectors: bool,
+def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: VectorSource, own_vectors: bool,
                   resume: bool, progress: ProgressCallback | None, evaluate: bool):
-    from .sae import create_sae
+    from .sae import create_sae, distributed
     from .sae.trainer import config_dict, train_on_array
 
     work = layout.partial_folder(ws.path, name)
+    if distributed.rank() != 0:  # a data-parallel helper: trains once rank 0 has readied the folder, writes nothing
+        distributed.barrier()
+        import torch
+
+        torch.manual_seed(tcfg.seed)
+        sae, _, _ = train_on_array(create_sae(cfg), vectors, tcfg, out_dir=work, resume=resume)
+        return sae.cpu()
     if not resume and work.exists():
         if (work / layout.CHECKPOINT).is_file():
             logger.info(f"discarding the unfinished run of '{name}' (resume it instead by setting `resume`)")
@@ -210,13 +221,14 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: np.nda
         logger.info(f"no unfinished run of '{name}' to resume; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)
     write_json(work / layout.TRAIN_CONFIG, {"sae": cfg.to_dict(), "train": config_dict(tcfg)})
-    logger.info(f"training {cfg.architecture} SAE '{name}': k={cfg.k}, {cfg.n_latents} latents, {len(vectors)} vectors "
+    logger.info(f"training {cfg.architecture} SAE '{name}': k={cfg.k}, {cfg.n_latents} latents, {vectors.shape[0]} vectors "
                 f"of dim {ws.dim}")
     t0 = time.perf_counter()
     import torch
 
     torch.manual_seed(tcfg.seed)
     sae = create_sae(cfg)
+    distributed.barrier()
     sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
     seconds = time.perf_counter() - t0
     sae.save(work)
@@ -260,7 +272,7 @@ def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, 
         val = None  # trained on other vectors than these
     # small corpora: encode every document once, store the codes for later stages and evaluate on them
     codes = workspace_codes(ws, name, model=sae, save=True) if ws.n_documents <= EVAL_ROWS else stored_codes(ws, name)
-    metrics = _evaluate(sae, ws.embeddings, val_indices=val, neighbours=neighbours, codes=codes)
+    metrics = _evaluate(sae, ws.vectors, val_indices=val, neighbours=neighbours, codes=codes)
     metrics["sae"] = name
     write_json(folder / layout.METRICS, metrics)
     plot_density_histogram(metrics, folder / layout.DENSITY_PNG, title=name)

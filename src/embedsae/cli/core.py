@@ -85,7 +85,7 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
         add_settings_args(p, SAEConfig, only=("k", "n_latents"), flags={"n_latents": "--latents"})
     add_settings_args(p, SAEConfig, only=("architecture", "pursuit"))
     add_settings_args(p, TrainConfig, only=("epochs", "batch_size", "lr", "seed", "noise", "init", "device",
-                                            "checkpoint_every"))
+                                            "checkpoint_every", "in_memory_bytes", "shuffle_buffer"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -141,9 +141,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_vectors = None
     if args.train_on:
         other = Workspace.open(args.train_on, expect_model=ws.model_id, expect_dim=ws.dim)
-        train_vectors = other.embeddings
+        train_vectors = other.vectors
+    from ..sae import distributed
+
     pipeline.train(ws, name=args.name, train_vectors=train_vectors, resume=args.resume,
                    progress=progress_callback(args.quiet), **_train_kwargs(args))
+    helper = distributed.rank() != 0  # data-parallel helpers (torchrun) train; rank 0 reports
+    distributed.finish()
+    if helper:
+        return 0
     _print_metrics(pipeline.load_metrics(ws, ws.resolve_sae(args.name)))
     return 0
 

@@ -58,7 +58,15 @@ class ForwardOutput(NamedTuple):
 
 
 def nmse(x: Tensor, x_hat: Tensor, mean: Tensor | None = None) -> Tensor:
-    """Normalised MSE: ||x - x_hat||^2 / ||x - mean(x)||^2 over the batch."""
+    """Normalised MSE: ||x - x_hat||^2 / ||x - mean(x)||^2 over the batch.
+
+    In data-parallel training the batch is the global one: this process's share of the NMSE is returned
+    (its squared error over the global spread), and the shares add up to the NMSE of the global batch.
+    """
+    from . import distributed
+
+    if mean is None and distributed.active():
+        return (x_hat - x).pow(2).sum() / distributed.batch_spread(x).clamp_min(1e-12)
     mu = x.mean(0) if mean is None else mean
     return (x_hat - x).pow(2).sum() / (x - mu).pow(2).sum().clamp_min(1e-12)
 

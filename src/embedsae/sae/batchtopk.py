@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import distributed
 from .base import SAE, ForwardOutput, SAEConfig, SparseCode, nmse, register_architecture
 
 
@@ -39,6 +40,9 @@ class BatchTopKSAE(SAE):
         with torch.no_grad():
             top = pre.detach().topk(cap, dim=1, sorted=False)
             flat = top.values.flatten()
+            if distributed.active():  # the cut-off of the global batch: its largest k x batch values
+                b *= distributed.world_size()
+                flat = distributed.all_cat(flat.topk(min(b * k, flat.numel()), sorted=False).values)
             kth = flat.topk(min(b * k, flat.numel()), sorted=False).values.min()
             keep = (top.values >= kth) & (top.values > 0)
             self.threshold.lerp_(kth.clamp_min(0), 0.01)

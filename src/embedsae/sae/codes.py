@@ -15,6 +15,7 @@ from .._io import atomic_path
 from ..progress import ProgressCallback, track
 
 if TYPE_CHECKING:
+    from ..data.vectors import VectorSource
     from .base import SAE
 
 
@@ -61,24 +62,32 @@ class Codes:
 
 
 def encode_array(
-    sae: SAE, vectors: np.ndarray, *, k: int | None = None, batch_size: int = 4096,
+    sae: SAE, vectors: VectorSource | np.ndarray, *, k: int | None = None, batch_size: int = 4096,
     progress: ProgressCallback | None = None,
 ) -> Codes:
-    """Sparse codes of every row of `vectors` (batched, on the SAE's device)."""
+    """Sparse codes of every row of `vectors` (read `batch_size` rows at a time, encoded on the SAE's device)."""
     import torch
 
+    from ..data.vectors import as_source, iter_chunks
+
+    source = as_source(vectors)
+    n = source.shape[0]
     sae.eval()
-    idx_parts, val_parts = [], []
-    for i in track(range(0, len(vectors), batch_size), progress, "encode", unit="batch"):
-        x = torch.from_numpy(np.array(vectors[i : i + batch_size], dtype=np.float32)).to(sae.device)
+    indices = values = None
+    total = sum(-(-(hi - lo) // batch_size) for lo, hi in source.shard_bounds())
+    for start, block in track(iter_chunks(source, batch_size), progress, "encode", total=total, unit="batch"):
+        x = torch.from_numpy(np.array(block, dtype=np.float32)).to(sae.device)  # blocks may be read-only map views
         with torch.no_grad():
             code = sae.encode_sparse(x, k)
-        idx_parts.append(code.indices.to(torch.int32).cpu().numpy())
-        val_parts.append(code.values.float().cpu().numpy())
-    kk = k or (idx_parts[0].shape[1] if idx_parts else sae.cfg.k)
-    if not idx_parts:
+        if indices is None:
+            indices = np.empty((n, code.indices.shape[1]), np.int32)
+            values = np.empty((n, code.indices.shape[1]), np.float32)
+        indices[start : start + len(block)] = code.indices.to(torch.int32).cpu().numpy()
+        values[start : start + len(block)] = code.values.float().cpu().numpy()
+    if indices is None:
+        kk = k or sae.cfg.k
         return Codes(np.zeros((0, kk), np.int32), np.zeros((0, kk), np.float32), sae.cfg.n_latents)
-    return Codes(np.concatenate(idx_parts), np.concatenate(val_parts), sae.cfg.n_latents)
+    return Codes(indices, values, sae.cfg.n_latents)
 
 
 def reconstruct_array(sae: SAE, vectors: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
@@ -147,7 +156,7 @@ def workspace_codes(ws, sae: str | None = None, *, save: bool = False, progress:
     codes = stored_codes(ws, name)
     if codes is not None:
         return codes
-    codes = encode_array(model or ws.load_sae(name), ws.embeddings, progress=progress)
+    codes = encode_array(model or ws.load_sae(name), ws.vectors, progress=progress)
     if save:
         codes.save(ws.sae_file(name, layout.CODES), key=codes_key(ws, name))
     return codes

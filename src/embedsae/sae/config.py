@@ -110,6 +110,13 @@ class TrainConfig(Settings):
     abstracts (k 32, 3,072 latents) data starts give top-k features that are easier to name (mean label AUC
     0.81 -> 0.92) and a lower held-out NMSE (0.235 -> 0.225; BatchTopK 0.377 -> 0.334); a ReLU SAE keeps more
     latents alive from data starts (100 % vs 81 %) but reconstructs held-out vectors worse (0.074 vs 0.050)."""
+    in_memory_bytes: int = 2 * 1024**3
+    """Training vectors up to this many bytes (rows x dimension x 4) are copied into memory (on the training
+    device) and shuffled there, the fastest way; larger training sets stream from the vector source through a
+    shuffle buffer with bounded memory (see sae/stream.py). 0 always streams."""
+    shuffle_buffer: int = 32768
+    """When streaming: vectors per shuffle buffer (rounded down to whole batches), read from 16 blocks of
+    consecutive rows in an order shuffled every epoch; two buffers are held at a time."""
     device: str = "auto"
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
     bf16: bool = True
@@ -132,6 +139,8 @@ class TrainConfig(Settings):
         check(self.dead_after is None or self.dead_after >= 1, f"dead_after must be at least 1, got {self.dead_after}")
         check(self.log_every >= 1 and self.val_every >= 1, "log_every and val_every must be at least 1")
         check(self.checkpoint_every >= 0, f"checkpoint_every must be 0 or more, got {self.checkpoint_every}")
+        check(self.in_memory_bytes >= 0, f"in_memory_bytes must be 0 or more, got {self.in_memory_bytes}")
+        check(self.shuffle_buffer >= 1, f"shuffle_buffer must be at least 1, got {self.shuffle_buffer}")
         check(self.noise >= 0, f"noise must be 0 (off) or positive, got {self.noise}")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith(("cuda", "mps")),
               f"unknown device '{self.device}': use auto, cpu, cuda or cuda:N")

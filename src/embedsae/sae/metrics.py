@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..data.embedders import l2_normalise
+from ..data.vectors import VectorSource, as_source
 from .base import SAE
 from .codes import Codes, decode_codes, encode_array
 
@@ -67,17 +68,19 @@ NEIGHBOUR_QUERIES = 2000
 
 
 def evaluate_sae(
-    sae: SAE, vectors: np.ndarray, *, val_indices: np.ndarray | None = None, neighbours: bool = True,
+    sae: SAE, vectors: VectorSource | np.ndarray, *, val_indices: np.ndarray | None = None, neighbours: bool = True,
     codes: Codes | None = None, max_rows: int = EVAL_ROWS, seed: int = 0,
 ) -> dict[str, Any]:
     """All quality figures of an SAE on a set of vectors (held-out NMSE when validation rows are given).
 
     `codes`, when given, are the codes of all of `vectors` and are reused instead of encoding again. Above
-    `max_rows` vectors, every figure is computed on a seeded uniform sample of `max_rows` of them.
+    `max_rows` vectors, every figure is computed on a seeded uniform sample of `max_rows` of them (the only
+    rows read, so memory stays bounded however large the source).
     """
-    n = len(vectors)
+    source = as_source(vectors)
+    n = source.shape[0]
     rows = None if n <= max_rows else np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
-    x = np.asarray(vectors if rows is None else vectors[rows], dtype=np.float32)
+    x = source.read(0, n) if rows is None else source.take(rows)
     if codes is not None and len(codes) == n:
         if rows is not None:
             codes = Codes(codes.indices[rows], codes.values[rows], codes.n_latents)

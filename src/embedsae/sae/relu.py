@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import distributed
 from .base import SAE, ForwardOutput, SparseCode, nmse, register_architecture
 
 
@@ -36,7 +37,9 @@ class ReLUSAE(SAE):
         z = F.relu(self.pre_activations(x))
         x_hat = self.decode(z)
         main = nmse(x, x_hat)
-        l1 = (z * self.W_dec.norm(dim=1)).sum(1).mean()
+        l1 = (z * self.W_dec.norm(dim=1)).sum(1)
+        # in data-parallel training the mean over the global batch, of which this process adds its share
+        l1 = l1.sum() / (len(z) * distributed.world_size()) if distributed.active() else l1.mean()
         loss = main + self.cfg.l1_coef * l1
         top = z.detach().topk(self.cfg.k, dim=1)
         return ForwardOutput(x_hat, SparseCode(top.indices, top.values), loss, {"nmse": main.detach(), "l1": l1.detach()})

@@ -11,8 +11,10 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,10 +22,15 @@ from torch import Tensor
 
 from .. import layout
 from .._io import atomic_path, write_bytes
+from ..data.vectors import VectorSource, as_source
 from ..errors import InputError
 from ..progress import ProgressCallback, Tracker
+from . import distributed
 from .base import SAE
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from .stream import StreamPosition
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -57,8 +64,9 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.dead_after_steps = max(1, dead_after_steps)
         self.val_data = val_data.to(self.device) if val_data is not None else None
-        self.progress = progress
-        self.on_log = on_log
+        self.lead = distributed.rank() == 0  # in data-parallel training, the process that reports and writes
+        self.progress = progress if self.lead else None
+        self.on_log = on_log if self.lead else None
         cuda = self.device.type == "cuda"
         self.graphed = cuda and cfg.cuda_graphs
         # a graphed optimizer step reads the learning rate from a device tensor that the scheduler refills
@@ -78,6 +86,8 @@ class Trainer:
         self._graphed_step = None
         self.fused = cfg.fused_update and sae.unit_norm_decoder and cuda and importlib.util.find_spec("triton") is not None
         self.shadows: tuple[Tensor, Tensor] | None = None  # bf16 weight copies the fused update keeps current
+        self.stream = None  # the BatchStream being trained on, whose position checkpoints record
+        self.resumed_position: dict[str, int] | None = None
 
     def _lr_factor(self, step: int) -> float:
         warm = min(self.cfg.warmup_steps, max(1, int(0.05 * self.total_steps)))
@@ -99,6 +109,7 @@ class Trainer:
             "noise_gen": self.noise_gen.get_state(),
             "any_dead": self.any_dead,
             "log": self.log,
+            **({"stream": self.stream.position.to_dict()} if self.stream is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -113,14 +124,30 @@ class Trainer:
         self.noise_gen.set_state(state["noise_gen"].cpu())  # RNG states are CPU byte tensors, whatever the device
         self.any_dead = bool(state["any_dead"])
         self.log = list(state["log"])
+        if "acc" in state:  # the loss sums since the last log row (checkpoints before them restart the sums)
+            self.acc.copy_(state["acc"])
+            if not self.lead:  # the stored sums are those of all processes: rank 0 carries them on
+                self.acc[:-1].zero_()
+        self.resumed_position = state.get("stream")
+
+    def stream_start(self, steps_per_epoch: int) -> StreamPosition:
+        """Where a streamed run continues: the checkpoint's stream position, else the one the step count implies."""
+        from .stream import StreamPosition
+
+        if self.resumed_position is not None:
+            return StreamPosition(**self.resumed_position)
+        return StreamPosition(self.step // steps_per_epoch, self.step % steps_per_epoch)
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_dir is None:
             return
+        acc = self._global_acc()  # collective: every process takes part, rank 0 writes
+        if not self.lead:
+            return
         import io
 
         buffer = io.BytesIO()  # serialised in memory, so a full disk is an OSError (ENOSPC), not torch's message
-        torch.save(self.state_dict(), buffer)
+        torch.save({**self.state_dict(), "acc": acc.cpu()}, buffer)
         write_bytes(self.checkpoint_dir / layout.CHECKPOINT, buffer.getvalue())
 
     def try_resume(self) -> bool:
@@ -158,7 +185,7 @@ class Trainer:
                     break
                 x = x.to(dev, non_blocking=True, dtype=torch.float32)
                 if self.noise_scale > 0:
-                    x = x + self.noise_scale * torch.randn(x.shape, device=dev, generator=self.noise_gen)
+                    x = x + self.noise_scale * self._noise(x)
                 step_fn(x, self.any_dead)
                 self.sched.step()
                 self.step += 1
@@ -195,10 +222,15 @@ class Trainer:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and cfg.bf16, cache_enabled=False):
             out = sae.training_forward(x, dead)
         out.loss.backward()
+        if distributed.active():  # each loss is this process's share of the global one: gradients add up
+            for p in sae.parameters():
+                if p.grad is not None:
+                    distributed.all_sum(p.grad)
         self._update()
         fired = torch.zeros_like(self.steps_since_fired).scatter_add_(
             0, out.code.indices.flatten(), (out.code.values > 0).flatten().long()
         )
+        distributed.all_sum(fired)
         self.steps_since_fired.add_(1).masked_fill_(fired > 0, 0)
         self.acc += torch.stack([*(out.losses[n].float() for n in self.loss_names), torch.ones((), device=dev)])
 
@@ -215,8 +247,22 @@ class Trainer:
         self.opt.step()
         self.sae.normalise_decoder()
 
+    def _noise(self, x: Tensor) -> Tensor:
+        """Input noise for batch x; in data-parallel training this process's rows of the global batch's noise."""
+        n, w = len(x), distributed.world_size()
+        if w == 1:
+            return torch.randn(x.shape, device=x.device, generator=self.noise_gen)
+        r = distributed.rank()
+        return torch.randn((n * w, x.shape[1]), device=x.device, generator=self.noise_gen)[r * n : (r + 1) * n]
+
+    def _global_acc(self) -> Tensor:
+        """The loss sums since the last log row, over all processes (the step count is everyone's)."""
+        acc = self.acc.clone()
+        distributed.all_sum(acc[:-1])
+        return acc
+
     def _write_log(self, acc: Tensor, bar: Tracker) -> None:
-        a = acc.tolist()
+        a = self._global_acc().tolist()
         row: dict[str, Any] = {
             "step": self.step,
             "lr": float(self.sched.get_last_lr()[0]),
@@ -251,13 +297,15 @@ def validation_nmse(sae: SAE, x: Tensor, batch: int = 8192) -> float:
 
 # ---------------------------------------------------------------------- arrays -> batches
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train / validation split of n rows."""
+    """Seeded train / validation split of n rows: (training rows, held-out rows as int64), both ascending."""
     if n < 2:
         raise InputError(f"need at least 2 vectors to train an SAE, got {n}")
-    perm = np.random.default_rng(seed).permutation(n)
+    # the same permutation as permutation(n), in half the memory while row numbers fit in 32 bits
+    perm = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+    np.random.default_rng(seed).shuffle(perm)
     n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
     n_val = min(max(n_val, 1 if val_fraction > 0 else 0), n - 1)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val]).astype(np.int64)
 
 
 def epoch_batches(data: Tensor, batch_size: int, epochs: int, seed: int) -> Iterator[Tensor]:
@@ -276,64 +324,141 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 INIT_SAMPLE = 65536
 """Training vectors the initialisation looks at (median for b_pre, starting points for latents)."""
+VAL_LOG_ROWS = 16384
+"""Held-out vectors the training log's validation NMSE uses when streaming (a seeded sample; in memory: all)."""
+
+
+@dataclass
+class Prepared:
+    """A training run ready to fit: the trainer (initialised or resumed) and how the data is cut."""
+
+    trainer: Trainer
+    source: VectorSource
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    in_memory: bool
+
+
+def fits_in_memory(n_rows: int, dim: int, cfg: TrainConfig) -> bool:
+    """Whether the training vectors are copied into (device) memory rather than streamed (`in_memory_bytes`)."""
+    return n_rows * dim * 4 <= cfg.in_memory_bytes
+
+
+def prepare_training(
+    sae: SAE, vectors: VectorSource | np.ndarray, cfg: TrainConfig, *, out_dir: str | os.PathLike | None = None,
+    resume: bool = False, progress: ProgressCallback | None = None, in_memory: bool | None = None,
+) -> Prepared:
+    """Split the rows, size the run, set the noise scale and initialise the SAE (or load its checkpoint).
+
+    Reads only a bounded sample of the vectors (`INIT_SAMPLE` training rows, and the held-out rows the
+    training log evaluates on); `in_memory` (default: `fits_in_memory`) chooses how `fit_prepared` reads them.
+    """
+    source = as_source(vectors)
+    n, dim = source.shape
+    if n == 0:
+        raise InputError("no vectors to train on: the corpus is empty")
+    data_init = cfg.init == "data" or (cfg.init == "auto" and sae.default_init == "data")
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+    n_train = len(train_idx)
+    in_memory = fits_in_memory(n_train, dim, cfg) if in_memory is None else in_memory
+    batch_size = min(cfg.batch_size, n_train)
+    world = distributed.world_size()
+    if batch_size % world:
+        raise InputError(f"the batch of {batch_size} vectors does not split evenly over {world} processes; set "
+                         f"`batch_size` to a multiple of {world}")
+    spe = steps_per_epoch(n_train, batch_size)
+    epochs = cfg.epochs if cfg.epochs is not None else max(30, math.ceil(cfg.min_steps / spe))
+    dead_vectors = cfg.dead_after or min(n_train, 10_000_000)
+    val_rows = val_idx
+    if not in_memory and len(val_idx) > VAL_LOG_ROWS:
+        val_rows = np.sort(np.random.default_rng(cfg.seed + 1).choice(val_idx, VAL_LOG_ROWS, replace=False))
+    val = torch.from_numpy(source.take(val_rows)) if len(val_rows) else None
+    trainer = Trainer(
+        sae, cfg, spe * epochs, checkpoint_dir=out_dir, dead_after_steps=math.ceil(dead_vectors / batch_size),
+        val_data=val, progress=progress,
+    )
+    if cfg.noise > 0:
+        head = torch.from_numpy(source.take(train_idx[:INIT_SAMPLE])).to(device)
+        trainer.noise_scale = cfg.noise * float(head.norm(dim=1).mean()) / math.sqrt(dim)
+        del head
+    if not (resume and trainer.try_resume()):
+        rows = train_idx
+        if n_train > INIT_SAMPLE:  # a seeded random subset, not the first rows (corpora may be sorted by topic)
+            rows = train_idx[np.sort(np.random.default_rng(cfg.seed).choice(n_train, INIT_SAMPLE, replace=False))]
+        sample = torch.from_numpy(source.take(rows)).to(device)
+        sae.to(device).init_from_data(sample, rows=data_init, seed=cfg.seed)
+    return Prepared(trainer, source, train_idx, val_idx, batch_size, spe, epochs, in_memory)
+
+
+def fit_prepared(run: Prepared, *, stop_after: int | None = None) -> Trainer:
+    """Fit a prepared run: from an in-memory copy of the training rows, or streamed from the source."""
+    trainer, cfg = run.trainer, run.trainer.cfg
+    total = run.steps_per_epoch * run.epochs
+    if run.in_memory:
+        data = torch.from_numpy(run.source.take(run.train_idx)).to(trainer.device)
+        batches: Iterator[Tensor] = epoch_batches(data, run.batch_size, run.epochs, cfg.seed)
+        if distributed.active():  # this process's share of each global batch
+            per, r = run.batch_size // distributed.world_size(), distributed.rank()
+            batches = (b[r * per : (r + 1) * per] for b in batches)
+        skip = True
+    else:
+        from .stream import BatchStream
+
+        trainer.stream = BatchStream(run.source, run.batch_size, heldout=run.val_idx, seed=cfg.seed,
+                                     buffer_rows=cfg.shuffle_buffer, epochs=run.epochs,
+                                     rank=distributed.rank(), world_size=distributed.world_size(),
+                                     pin_memory=trainer.device.type == "cuda")
+        batches = trainer.stream.batches(trainer.stream_start(run.steps_per_epoch))
+        skip = False
+    if stop_after is not None:
+        batches = _take(batches, stop_after)
+    with closing(batches):
+        trainer.fit(batches, skip_done=skip,
+                    checkpoint_at=range(run.steps_per_epoch, total + 1, run.steps_per_epoch) if trainer.checkpoint_dir else ())
+    return trainer
 
 
 def train_on_array(
     sae: SAE,
-    vectors: np.ndarray,
+    vectors: VectorSource | np.ndarray,
     cfg: TrainConfig,
     *,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: ProgressCallback | None = None,
     stop_after: int | None = None,
+    in_memory: bool | None = None,
 ) -> tuple[SAE, Trainer, np.ndarray]:
-    """Train on an in-memory array with a held-out split; returns (sae, trainer, validation indices).
+    """Train on an array or vector source with a held-out split; returns (sae, trainer, validation indices).
 
-    With `out_dir`, checkpoints go there (every `checkpoint_every` steps and at each epoch's end) and the
-    training log is written as `train_log.jsonl`. `stop_after` ends early after that many steps (as if killed).
+    Training rows up to `cfg.in_memory_bytes` are copied into memory and shuffled there; larger ones are
+    streamed from the source through a shuffle buffer (see stream.py), with memory bounded by the buffer.
+    `in_memory` overrides the choice. With `out_dir`, checkpoints go there (every `checkpoint_every` steps and
+    at each epoch's end) and the training log is written as `train_log.jsonl`. `stop_after` ends early after
+    that many steps (as if killed).
     """
-    if len(vectors) == 0:
-        raise InputError("no vectors to train on: the corpus is empty")
-    data_init = cfg.init == "data" or (cfg.init == "auto" and sae.default_init == "data")
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    train_idx, val_idx = split_indices(len(vectors), cfg.val_fraction, cfg.seed)
-    data = torch.from_numpy(np.ascontiguousarray(vectors[train_idx], dtype=np.float32)).to(device)
-    val = torch.from_numpy(np.ascontiguousarray(vectors[val_idx], dtype=np.float32)) if len(val_idx) else None
-    batch_size = min(cfg.batch_size, len(data))
-    spe = steps_per_epoch(len(data), batch_size)
-    epochs = cfg.epochs if cfg.epochs is not None else max(30, math.ceil(cfg.min_steps / spe))
-    total = spe * epochs
-    dead_vectors = cfg.dead_after or min(len(data), 10_000_000)
-    trainer = Trainer(
-        sae, cfg, total, checkpoint_dir=out_dir, dead_after_steps=math.ceil(dead_vectors / batch_size),
-        val_data=val, progress=progress,
-    )
-    if cfg.noise > 0:
-        mean_norm = float(data[:INIT_SAMPLE].norm(dim=1).mean())
-        trainer.noise_scale = cfg.noise * mean_norm / math.sqrt(data.shape[1])
-    resumed = resume and trainer.try_resume()
-    if not resumed:
-        sample = data
-        if len(data) > INIT_SAMPLE:  # a seeded random subset, not the first rows (corpora may be sorted by topic)
-            pick = np.random.default_rng(cfg.seed).choice(len(data), INIT_SAMPLE, replace=False)
-            sample = data[torch.from_numpy(np.sort(pick)).to(device)]
-        sae.to(device).init_from_data(sample, rows=data_init, seed=cfg.seed)
-    batches = epoch_batches(data, batch_size, epochs, cfg.seed)
-    if stop_after is not None:
-        batches = _take(batches, stop_after)
-    trainer.fit(batches, checkpoint_at=range(spe, total + 1, spe) if out_dir else ())
-    if out_dir is not None:
+    run = prepare_training(sae, vectors, cfg, out_dir=out_dir, resume=resume, progress=progress, in_memory=in_memory)
+    trainer = fit_prepared(run, stop_after=stop_after)
+    if out_dir is not None and trainer.lead:
         write_log(Path(out_dir) / layout.TRAIN_LOG, trainer.log)
-    return trainer.sae, trainer, val_idx
+    return trainer.sae, trainer, run.val_idx
 
 
 def _take(it: Iterator[Tensor], n: int) -> Iterator[Tensor]:
-    for i, x in enumerate(it):
-        if i >= n:
-            return
-        yield x
+    try:
+        for i, x in enumerate(it):
+            if i >= n:
+                return
+            yield x
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 def write_log(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -309,7 +309,7 @@ class ConceptRetriever(Retriever):
 
         model = ctx.cache.get("sae") or ctx.ws.load_sae(ctx.sae)
         settings = ctx.concept
-        codes = encode_array(model, ctx.ws.embeddings, k=min(settings.doc_k, model.cfg.n_latents))
+        codes = encode_array(model, ctx.ws.vectors, k=min(settings.doc_k, model.cfg.n_latents))
         norms = doc_norms(model, codes.indices, codes.values)
         path = concept_path(ctx.ws, ctx.sae)
         if ctx.backend == "milvus":
