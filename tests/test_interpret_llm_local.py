@@ -37,6 +37,12 @@ from embedsae.interpret.llm_prompts import (
     ("The topic is: Bayesian inference", "Bayesian inference"),
     ("Reasoning about the texts...\nFINAL: black holes", "black holes"),
     ("Answer: 'Reinforcement learning'", "Reinforcement learning"),
+    # SmolLM2-135M's answers on arXiv features
+    ('The topic they share is "Phoneme Level Language Models".', "Phoneme Level Language Models"),
+    ("The topic they share is non-commutative time-frequency analysis.", "non-commutative time-frequency analysis"),
+    ('They share a topic called "Optimizing Monte Carlo Tree Search"', "Optimizing Monte Carlo Tree Search"),
+    ("This document discusses a novel low-complexity beam search decoder.", "novel low-complexity beam search decoder"),
+    ("This topic is focused on the tracking of multiple objects.", "tracking of multiple objects"),
 ])
 def test_small_label_parser(answer, label):
     assert parse_small_label(answer) == label
@@ -153,6 +159,9 @@ def test_local_client_answers_greedily_and_in_batches(smollm2):
 
 @pytest.mark.slow
 def test_local_llm_labels_and_scores_real_features(smollm2, cranfield_ws, tmp_path, capsys):
+    import json
+    from pathlib import Path
+
     from embedsae import pipeline
     from embedsae.cli import main
     from embedsae.interpret.store import FeatureStore, db_path
@@ -161,14 +170,14 @@ def test_local_llm_labels_and_scores_real_features(smollm2, cranfield_ws, tmp_pa
     dst = tmp_path / "ws"
     shutil.copytree(cranfield_ws.path, dst)
     pipeline.train(Workspace.open(dst), k=8, latents=64, epochs=3)
-    args = ["interpret", str(dst), "--labeller", "llm", "--llm-model", smollm2, "--features", "4", "--quiet", "--json"]
+    args = ["interpret", str(dst), "--labeller", "llm", "--llm-model", smollm2, "--features", "3",
+            "--llm-n-examples", "3", "--llm-n-detect", "4", "--quiet", "--json"]  # short prompts: a modest runtime
     assert main(args) == 0
-    import json
-
     s = json.loads(capsys.readouterr().out)
-    assert s["labeller"] == "llm:" + smollm2.rsplit("/", 1)[-1]
-    assert s["interpreted"] + s["failed"] == 4 and s["interpreted"] >= 3
-    assert s["llm_usage"]["requests"] >= 4 + 3 * 10  # a label per feature, 10 ratings per labelled feature
+    assert s["labeller"] == "llm:" + Path(smollm2).name
+    assert s["interpreted"] + s["failed"] == 3 and s["interpreted"] >= 2, s
+    # one label prompt per feature, one yes/no prompt per held-out document (4 firing + 4 not) of a labelled one
+    assert s["llm_usage"]["requests"] == 3 + 8 * s["interpreted"]
     ws = Workspace.open(dst)
     with FeatureStore(db_path(ws.sae_dir(ws.resolve_sae()))) as store:
         t = store.table()
@@ -176,12 +185,13 @@ def test_local_llm_labels_and_scores_real_features(smollm2, cranfield_ws, tmp_pa
     assert len(done) == s["interpreted"]
     assert all(0 < len(lab.split()) <= SMALL_LABEL_WORDS and "FINAL" not in lab for lab in done["label"])
     assert done["embedding_auc"].between(0, 1).all()
-    r = done["llm_pearson"].dropna()
-    assert len(r) >= 1 and all(math.isfinite(v) and -1 <= v <= 1 for v in r)  # ratings that varied give an r
+    # the ratings are probabilities of "yes": graded, so r is defined for every scored feature
+    assert done["llm_pearson"].notna().all() and all(math.isfinite(v) and -1 <= v <= 1 for v in done["llm_pearson"])
     assert done["llm_f1"].notna().all()
 
-    # a second run asks the model nothing: every feature is done
+    # a second run asks the model nothing more for the labelled features
     assert main(args) == 0
     s2 = json.loads(capsys.readouterr().out)
-    assert s2["skipped"] == s["interpreted"] and s2["llm_usage"]["requests"] == (4 - s["interpreted"]) * 1 + 0 * 0 or \
-        s2["llm_usage"]["requests"] <= 4 - s["interpreted"] + 10 * (4 - s["interpreted"])
+    assert s2["skipped"] == s["interpreted"]
+    if s["failed"] == 0:
+        assert s2["llm_usage"]["requests"] == 0

@@ -1,8 +1,8 @@
 """The LLM labeller and detection scorer, over an OpenAI-compatible chat-completions endpoint (OpenAI, vLLM,
 Ollama, llama.cpp server) or a local model run in-process with `transformers` (`llm_local`).
 
-Both backends are chat clients with one interface, `complete_many(conversations)`: the labeller and the
-scorer do not know which one answers. Endpoint requests run concurrently in threads; transient failures
+Both backends are chat clients with one interface (`complete_many` for answers, `rate_many` for yes/no
+ratings): the labeller and the scorer do not know which one answers. Endpoint requests run concurrently in threads; transient failures
 (connection errors, timeouts, HTTP 429/5xx, unreadable bodies) are retried with exponential backoff. Answers
 are cached by a hash of the request in the feature store, so a repeated run asks nothing twice; tokens are
 counted. Prompts and parsers come in two profiles (`llm_prompts`): "full" for capable models, "small" for
@@ -178,7 +178,7 @@ Answer = tuple[str, int, int, int]
 
 class CachingClient:
     """The chat-client interface: answers to conversations, cached in a FeatureStore when one is given.
-    Backends implement `_answer_all`; `complete_many` is what the labeller and the scorer call."""
+    Backends implement `_answer_all`; `complete_many` and `rate_many` are what the labeller and scorer call."""
 
     model_id: str = ""
     """Identifies the model in cache keys."""

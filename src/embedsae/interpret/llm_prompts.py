@@ -102,19 +102,25 @@ def small_label_prompt(texts_pos: Sequence[str], chars: int) -> list[dict]:
     return [{"role": "system", "content": SMALL_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
 
-_PREFIX = re.compile(
-    r"^(?:(?:the\s+)?(?:short\s+)?(?:label|topic|answer|concept|theme|title)\s*(?:is|would be)?\s*[:\-–]?\s*"
-    r"|(?:the\s+)?(?:shared|common|main)\s+(?:topic|theme|concept)\s+(?:of\s+(?:these|the)\s+texts\s+)?"
-    r"(?:is|would be)\s*:?\s*"
-    r"|(?:these|the|all)\s+(?:texts|documents)\s+(?:all\s+)?(?:share|discuss|are about|cover)\s+(?:the\s+topic\s+(?:of\s+)?)?:?\s*)",
-    re.IGNORECASE)
+_LEAD = [re.compile(p, re.IGNORECASE) for p in (
+    r"^(?:answer|label|topic|title)\s*:\s*",  # "Label: X"
+    # "The topic they share is X", "They share a topic called X", "The shared theme of these texts is: X"
+    r"^.{0,50}?\b(?:topic|theme|concept|label|subject)s?\b.{0,40}?(?:\bis\b|\bare\b|\bcalled\b|\bnamed\b|:)\s*:?\s*",
+    # "These texts discuss X", "This document is about X", "They all share X"
+    r"^(?:this|these|the|all|they)\s+(?:(?:documents?|texts?|abstracts?|papers?)\s+)?(?:all\s+)?"
+    r"(?:discuss(?:es)?|describes?|is about|are about|shares?|covers?|focus(?:es)? on|deals? with)\s+",
+    r"^(?:focused on|about|on|(?:the\s+)?(?:topic|theme|subject)\s+of)\s+",
+    r"^(?:the|an?)\s+(?=\S+\s+\S)",  # a leading article, unless the label is one word
+)]
+_QUOTED = re.compile(r"[\"“]([^\"“”]{3,80})[\"”]")
 _BULLET = re.compile(r"^\s*(?:[-*•#>]+|\d+[.)])\s*")
 
 
 def parse_small_label(answer: str) -> str:
     """A label from a small model's answer: the last `FINAL:` line if there is one, otherwise the first
-    non-empty line without bullets, quotes, "Label:"-style prefixes and a closing sentence, cut to
-    `SMALL_LABEL_WORDS` words; MalformedAnswer when nothing is left."""
+    non-empty line; from it a quoted phrase if there is one, otherwise the line without bullets, "Label:" or
+    "The topic they share is" lead-ins and anything after its first sentence; cut to `SMALL_LABEL_WORDS`
+    words. MalformedAnswer when no word is left."""
     found = _FINAL.findall(answer or "")
     if found:
         line = found[-1]
@@ -124,9 +130,13 @@ def parse_small_label(answer: str) -> str:
             raise MalformedAnswer("empty answer")
         line = lines[0]
     line = _BULLET.sub("", line.replace("**", "")).strip()
-    for _ in range(2):  # "Answer: The topic is X"
-        line = _PREFIX.sub("", line.strip().strip("\"'`“”‘’")).strip()
-    line = re.split(r"(?<=[a-z0-9)])[.;!?](?:\s|$)", line, maxsplit=1)[0]  # the first sentence only
+    quoted = _QUOTED.search(line)
+    if quoted:
+        line = quoted.group(1)
+    else:
+        for lead in _LEAD:
+            line = lead.sub("", line.strip().strip("\"'`“”‘’")).strip()
+        line = re.split(r"(?<=[a-z0-9)])[.;!?](?:\s|$)", line, maxsplit=1)[0]  # the first sentence only
     label = _clean(line, SMALL_LABEL_WORDS)
     if not re.search(r"[A-Za-z]", label):
         raise MalformedAnswer(f"no label in the answer {answer[:80]!r}")
