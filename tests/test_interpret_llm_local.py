@@ -119,7 +119,8 @@ def test_a_file_that_is_no_model_is_refused(tmp_path):
     pytest.importorskip("transformers")
     (tmp_path / "broken.gguf").write_bytes(b"GGUF but not really")
     with pytest.raises(InputError, match="cannot load the local LLM"):
-        make_chat_client(LLMConfig(local_model=str(tmp_path / "broken.gguf"))).check()
+        make_chat_client(LLMConfig(local_model=str(tmp_path / "broken.gguf"))).complete_many([[{"role": "user",
+                                                                                                 "content": "Hi"}]])
 
 
 def test_cli_refuses_an_endpoint_and_a_local_model_together(tmp_path, capsys):

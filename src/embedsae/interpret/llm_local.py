@@ -5,6 +5,7 @@ tokens, prompts of similar length generated together in batches. Needs the `loca
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +30,9 @@ def _import_transformers():
     return transformers
 
 
-def load_local_model(path: str | Path):
-    """(tokenizer, model) of a local model: a Hugging Face folder (config.json) or a .gguf file; InputError
-    naming what is wrong otherwise."""
+def model_source(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Where `transformers` loads a local model from, and how: a Hugging Face folder (config.json) or a .gguf
+    file; InputError naming what is wrong otherwise (checked without loading anything)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"the local LLM '{path}' does not exist: give the path of a Hugging Face model folder or "
@@ -50,6 +51,21 @@ def load_local_model(path: str | Path):
             raise InputError(f"'{path}' is not a Hugging Face model folder (it has no config.json); give such a "
                              "folder or a .gguf file")
         where, kwargs = path, {"local_files_only": True}
+    _import_transformers()
+    return where, kwargs
+
+
+def load_local_model(path: str | Path):
+    """(tokenizer, model) of a local model (see `model_source`), ready for batched greedy generation. The last
+    model loaded is kept, so that runs in one process load it once."""
+    path = Path(path).expanduser().resolve()
+    return _load(str(path), path.stat().st_mtime if path.exists() else 0.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _load(path_text: str, mtime: float):
+    path = Path(path_text)
+    where, kwargs = model_source(path)
     transformers = _import_transformers()
     try:
         tok = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
@@ -87,8 +103,8 @@ class LocalChatClient(CachingClient):
         self._loaded = None
 
     def check(self) -> None:
-        """Load the model now, so that a bad path fails before any work."""
-        self._model()
+        """Fail at once on a path that is no model or missing packages (the model loads on first use)."""
+        model_source(self.path)
 
     def _model(self):
         if self._loaded is None:
