@@ -33,6 +33,7 @@ def main() -> None:
     from embedsae.interpret.keywords import PhraseEmbeddings
     from embedsae.interpret.labellers import LabelContext, make_labeller
     from embedsae.interpret.llm import LLMConfig, LLMLabeller, llm_detection, make_chat_client
+    from embedsae.interpret.llm_local import load_local_model
     from embedsae.interpret.scorers import embedding_scores
     from embedsae.interpret.stage import feature_stats
     from embedsae.sae.codes import workspace_codes
@@ -62,7 +63,7 @@ def main() -> None:
     cfg = LLMConfig(local_model=path)
     client = make_chat_client(cfg)
     t = time.perf_counter()
-    client.check()
+    load_local_model(path)  # kept for the process: the client below uses it
     load_s = time.perf_counter() - t
 
     keywords = make_labeller("keywords", ctx)

@@ -79,7 +79,7 @@ class LLMConfig(Settings):
     local_model: str | None = None
     """Path of a local model run in-process with transformers, no server: a Hugging Face model folder or a .gguf file (needs embedsae[local-llm])."""
     profile: Literal["auto", "full", "small"] = "auto"
-    """Prompts and parsing: full (reasoning, a FINAL: line, one detection prompt per feature), small (short prompts, one-line answers read leniently, one detection prompt per document), auto (small for local models, full for endpoints)."""
+    """Prompts and parsing: full (reasoning, a FINAL: line, one detection prompt per feature), small (short prompts, one-line answers read leniently, a yes/no question per detection document), auto (small for local models, full for endpoints)."""
     api_key_env: str = DEFAULT_KEY_ENV
     """Environment variable holding the API key (OPENAI_API_KEY is used when this one is unset)."""
     concurrency: int = 4
