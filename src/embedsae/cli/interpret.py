@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     add_settings_args(p, InterpretSettings, flags={"max_features": "--features"})
-    add_settings_args(p.add_argument_group("LLM endpoint (for --labeller llm and the LLM detection scorer)"),
+    add_settings_args(p.add_argument_group("LLM: an endpoint or a local model (for --labeller llm and the LLM detection scorer)"),
                       LLMConfig, prefix="llm", flags={"api_key_env": "--llm-key-env"})
     add_settings_args(p.add_argument_group("examples shown to the labeller and held out for scoring"),
                       ExampleConfig, prefix="examples")
@@ -60,8 +60,9 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     llm_kw = settings_kwargs(LLMConfig, args, prefix="llm")
     llm = None
     if settings.labeller == "llm" or llm_kw:
-        if not llm_kw.get("base_url") or not llm_kw.get("model"):
-            raise InputError("the LLM labeller and scorer need both --llm-base-url URL and --llm-model NAME")
+        if not llm_kw.get("model") and not llm_kw.get("local_model"):
+            raise InputError("the LLM labeller and scorer need --llm-base-url URL and --llm-model NAME (an endpoint), "
+                             "or --llm-model PATH alone (a local model: a Hugging Face folder or a .gguf file)")
         llm = LLMConfig(**llm_kw)
     s = interpret(args.workspace, args.sae, settings, llm=llm,
                   examples=ExampleConfig(**settings_kwargs(ExampleConfig, args, prefix="examples")),

@@ -53,11 +53,11 @@ class LabelContext:
     phrase_emb: PhraseEmbeddings
     """Embeddings of phrases and labels, shared with the scorers (each phrase embedded once)."""
     llm: LLMConfig | None = None
-    """The chat endpoint, for labellers and scorers that need one."""
+    """The chat model (an endpoint or a local model), for labellers and scorers that need one."""
     store: Any = None
     """The run's FeatureStore (LLM labellers cache responses in it)."""
     chat: Any = None
-    """The run's `llm.ChatClient` when an LLM endpoint is configured (shared by labeller and scorer)."""
+    """The run's chat client (`llm.make_chat_client`) when an LLM is configured (shared by labeller and scorer)."""
     progress: ProgressCallback | None = None
     options: dict[str, Any] = field(default_factory=dict)
     """Labeller-specific options passed to `interpret(..., labeller_options=)`."""

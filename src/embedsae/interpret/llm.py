@@ -1,9 +1,12 @@
-"""The LLM labeller and detection scorer, over any OpenAI-compatible chat-completions endpoint
-(OpenAI, vLLM, Ollama, llama.cpp server).
+"""The LLM labeller and detection scorer, over an OpenAI-compatible chat-completions endpoint (OpenAI, vLLM,
+Ollama, llama.cpp server) or a local model run in-process with `transformers` (`llm_local`).
 
-Requests run concurrently in threads; transient failures (connection errors, timeouts, HTTP 429/5xx,
-unreadable bodies) are retried with exponential backoff; responses are cached by a hash of the request in
-the feature store, so a repeated run sends nothing twice; tokens are counted from the `usage` field.
+Both backends are chat clients with one interface (`complete_many` for answers, `rate_many` for yes/no
+ratings): the labeller and the scorer do not know which one answers. Endpoint requests run concurrently in threads; transient failures
+(connection errors, timeouts, HTTP 429/5xx, unreadable bodies) are retried with exponential backoff. Answers
+are cached by a hash of the request in the feature store, so a repeated run asks nothing twice; tokens are
+counted. Prompts and parsers come in two profiles (`llm_prompts`): "full" for capable models, "small" for
+small local ones.
 """
 
 from __future__ import annotations
@@ -17,70 +20,142 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..errors import EmbedSAEError, InputError
+from ..progress import ProgressCallback, Tracker
 from ..settings import Settings, check
+from .llm_prompts import (
+    MalformedAnswer,
+    detection_prompt,
+    label_prompt,
+    parse_label,
+    parse_ratings,
+    parse_small_label,
+    parse_small_rating,
+    small_detection_prompt,
+    small_label_prompt,
+)
 from .scorers import f1_score, pearson
+
+__all__ = ["LLMConfig", "ChatClient", "LLMEndpointError", "MalformedAnswer", "LLMLabeller", "make_chat_client",
+           "llm_detection", "label_prompt", "parse_label", "detection_prompt", "parse_ratings", "parse_small_label",
+           "parse_small_rating"]
 
 DEFAULT_KEY_ENV = "EMBEDSAE_LLM_API_KEY"
 
 
 class LLMEndpointError(EmbedSAEError):
-    """The chat endpoint cannot be used (down, refusing the key, unknown model, or failing after retries)."""
+    """The chat model cannot be used (an endpoint down, refusing the key, unknown model, or failing after
+    retries; a local model failing to generate)."""
 
 
-class MalformedAnswer(Exception):
-    """The model answered, but not in the format asked for."""
+@dataclass(frozen=True)
+class Profile:
+    """What a profile shows the model and how long it may answer."""
+
+    small: bool
+    n_examples: int
+    n_negatives: int
+    n_detect: int
+    chars: int
+    label_tokens: int
+    detect_tokens: int
 
 
 @dataclass
 class LLMConfig(Settings):
-    """Where and how to call the chat endpoint."""
+    """Which chat model labels and scores features: an endpoint (base_url and model) or a local model."""
 
-    base_url: str
-    """Base URL of the OpenAI-compatible API, e.g. http://localhost:11434/v1 (Ollama) or https://api.openai.com/v1."""
-    model: str
-    """Model name the endpoint knows."""
+    base_url: str | None = None
+    """Base URL of an OpenAI-compatible API, e.g. http://localhost:11434/v1 (Ollama) or https://api.openai.com/v1; unset: a local model runs in-process."""
+    model: str | None = None
+    """Model name the endpoint knows; without base_url, the path of a local model (as local_model)."""
+    local_model: str | None = None
+    """Path of a local model run in-process with transformers, no server: a Hugging Face model folder or a .gguf file (needs embedsae[local-llm])."""
+    profile: Literal["auto", "full", "small"] = "auto"
+    """Prompts and parsing: full (reasoning, a FINAL: line, one detection prompt per feature), small (short prompts, one-line answers read leniently, a yes/no question per detection document), auto (small for local models, full for endpoints)."""
     api_key_env: str = DEFAULT_KEY_ENV
     """Environment variable holding the API key (OPENAI_API_KEY is used when this one is unset)."""
     concurrency: int = 4
-    """Requests in flight at once."""
+    """Requests in flight at once (endpoint)."""
     timeout: float = 60.0
-    """Seconds to wait for one response."""
+    """Seconds to wait for one response (endpoint)."""
     retries: int = 3
-    """Further attempts after a transient failure."""
+    """Further attempts after a transient failure (endpoint)."""
     backoff: float = 1.0
-    """Seconds before the first retry; doubled each time (with jitter)."""
+    """Seconds before the first retry; doubled each time, with jitter (endpoint)."""
     temperature: float = 0.0
-    """Sampling temperature (0: the most likely answer, repeatable and cacheable)."""
-    max_tokens: int = 512
-    """Longest answer, in tokens."""
-    n_examples: int = 10
-    """Top activating documents shown in the labelling prompt."""
-    n_negatives: int = 5
-    """Non-activating documents shown in the labelling prompt."""
-    n_detect: int = 10
-    """Held-out activating (and as many non-activating) documents per detection prompt."""
-    chars: int = 500
-    """Characters of each document shown."""
+    """Sampling temperature of an endpoint (0: the most likely answer, repeatable and cacheable); local models always decode greedily."""
+    max_tokens: int | None = None
+    """Longest answer, in tokens (default 512; small profile: 24 for a label, 6 for a rating)."""
+    batch_size: int = 8
+    """Prompts a local model answers together."""
+    threads: int | None = None
+    """CPU threads of a local model (default: torch's setting)."""
+    n_examples: int | None = None
+    """Top activating documents shown in the labelling prompt (default 10; small profile 5)."""
+    n_negatives: int | None = None
+    """Non-activating documents shown in the labelling prompt (default 5; small profile 0)."""
+    n_detect: int | None = None
+    """Held-out activating (and as many non-activating) documents rated per feature by the detection scorer (default 10; small profile 5)."""
+    chars: int | None = None
+    """Characters of each document shown (default 500; small profile 200)."""
+
+    @property
+    def local(self) -> bool:
+        """Whether a local model runs in-process (no endpoint)."""
+        return not self.base_url
+
+    @property
+    def local_path(self) -> Path:
+        """The local model's path (a folder or a .gguf file)."""
+        return Path(str(self.local_model or self.model)).expanduser()
+
+    @property
+    def name(self) -> str:
+        """The model's name as stored with its labels: the endpoint's model name, or the local file or folder name."""
+        return str(self.model) if not self.local else self.local_path.name
+
+    def settings(self) -> Profile:
+        """The profile in force, with the settings left unset filled from its defaults."""
+        small = self.profile == "small" or (self.profile == "auto" and self.local)
+        d = (5, 0, 5, 200, 24, 6) if small else (10, 5, 10, 500, 512, 512)
+
+        def pick(value: int | None, default: int) -> int:
+            return default if value is None else value
+
+        return Profile(small, pick(self.n_examples, d[0]), pick(self.n_negatives, d[1]), pick(self.n_detect, d[2]),
+                       pick(self.chars, d[3]), pick(self.max_tokens, d[4]), pick(self.max_tokens, d[5]))
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
 
     def validate(self) -> None:
         super().validate()
-        check(bool(re.match(r"^https?://", self.base_url or "")),
-              f"the LLM endpoint's base_url must start with http:// or https://, got '{self.base_url}' "
-              "(for example http://localhost:11434/v1)")
-        check(bool(self.model), "the LLM endpoint needs a model name (setting 'model')")
-        for name in ("concurrency", "max_tokens", "n_examples", "n_detect", "chars"):
-            check(getattr(self, name) >= 1, f"LLM setting '{name}' must be at least 1, got {getattr(self, name)}")
+        if self.base_url:
+            check(not self.local_model,
+                  f"give either an endpoint (base_url '{self.base_url}') or a local model (local_model "
+                  f"'{self.local_model}'), not both")
+            check(bool(re.match(r"^https?://", self.base_url)),
+                  f"the LLM endpoint's base_url must start with http:// or https://, got '{self.base_url}' "
+                  "(for example http://localhost:11434/v1)")
+            check(bool(self.model), "the LLM endpoint needs a model name (setting 'model')")
+        else:
+            check(bool(self.local_model or self.model),
+                  "the LLM needs either an endpoint (settings 'base_url' and 'model') or a local model (setting "
+                  "'local_model': the path of a Hugging Face model folder or a .gguf file)")
+        for name in ("concurrency", "max_tokens", "batch_size", "threads", "n_examples", "n_detect", "chars"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"LLM setting '{name}' must be at least 1, got {value}")
         for name in ("timeout", "retries", "backoff", "temperature", "n_negatives"):
-            check(getattr(self, name) >= 0, f"LLM setting '{name}' must not be negative, got {getattr(self, name)}")
+            value = getattr(self, name)
+            check(value is None or value >= 0, f"LLM setting '{name}' must not be negative, got {value}")
 
 
 @dataclass
@@ -97,25 +172,126 @@ class Usage:
         return dict(self.__dict__)
 
 
-@dataclass
-class ChatClient:
-    """Sends chat requests to the endpoint; caches responses in a FeatureStore when one is given."""
+Answer = tuple[str, int, int, int]
+"""A model's answer: (content, prompt tokens, completion tokens, retries used)."""
 
-    cfg: LLMConfig
-    store: object | None = None
-    usage: Usage = field(default_factory=Usage)
 
-    def _key(self, messages: list[dict]) -> str:
-        body = json.dumps({"model": self.cfg.model, "messages": messages, "temperature": self.cfg.temperature,
-                           "max_tokens": self.cfg.max_tokens}, sort_keys=True)
+class CachingClient:
+    """The chat-client interface: answers to conversations, cached in a FeatureStore when one is given.
+    Backends implement `_answer_all`; `complete_many` and `rate_many` are what the labeller and scorer call."""
+
+    model_id: str = ""
+    """Identifies the model in cache keys."""
+
+    def __init__(self, cfg: LLMConfig, store: object | None = None, progress: ProgressCallback | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.progress = progress
+        self.usage = Usage()
+
+    def check(self) -> None:
+        """Fail at once when the model cannot be used (before a batch of many requests)."""
+
+    def _answer_all(self, conversations: list[list[dict]], max_tokens: int,
+                    done: Callable[[int, Answer | Exception], None]) -> None:
+        """Answer every conversation, calling `done(i, answer or exception)` as each one finishes."""
+        raise NotImplementedError
+
+    def _key(self, messages: list[dict], extra: dict) -> str:
+        body = json.dumps({"model": self.model_id, "messages": messages, "temperature": self.cfg.temperature, **extra},
+                          sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
-    def _post(self, messages: list[dict]) -> tuple[str, int, int, int]:
+    def complete_many(
+        self, conversations: Sequence[list[dict]], validate: Callable[[str], object] | None = None,
+        max_tokens: int | None = None,
+    ) -> list[str | Exception]:
+        """Answers to many conversations (cached ones first); failures as exceptions, in order.
+
+        Only answers that pass `validate` (which raises MalformedAnswer otherwise) are cached. `max_tokens`
+        bounds each answer (default: the profile's bound for a label).
+        """
+        n = max_tokens or self.cfg.settings().label_tokens
+        return self._cached(conversations, validate, {"max_tokens": n},
+                            lambda convs, done: self._answer_all(convs, n, done))
+
+    def rate_many(self, conversations: Sequence[list[dict]]) -> list[float | Exception]:
+        """Ratings 0–10 of yes/no questions (10: yes), read from the answers (a number, or yes/no); failures as
+        exceptions. A local model overrides this with the probability of "yes" (see `LocalChatClient`)."""
+        answers = self.complete_many(conversations, validate=parse_small_rating,
+                                     max_tokens=self.cfg.settings().detect_tokens)
+        return [a if isinstance(a, Exception) else parse_small_rating(a) for a in answers]
+
+    def _cached(self, conversations: Sequence[list[dict]], validate: Callable[[str], object] | None, extra: dict,
+                answer_all: Callable[[list[list[dict]], Callable[[int, Answer | Exception], None]], None],
+                ) -> list[str | Exception]:
+        """Cached answers, and `answer_all` for the rest; valid new answers are cached and counted."""
+        out: list[str | Exception | None] = [None] * len(conversations)
+        keys = [self._key(m, extra) for m in conversations]
+        todo = []
+        for i, key in enumerate(keys):
+            hit = self.store.cache_get(key) if self.store is not None else None
+            if hit is not None:
+                out[i] = hit[0]
+                self.usage.cache_hits += 1
+            else:
+                todo.append(i)
+        if not todo:
+            return out  # type: ignore[return-value]
+        tracker = Tracker(self.progress, "llm", len(todo), unit="prompt")
+
+        def done(j: int, result: Answer | Exception) -> None:
+            i = todo[j]
+            tracker.update(1)
+            if isinstance(result, Exception):  # kept per request; the caller decides
+                out[i] = result
+                return
+            content, pt, ct, retries = result
+            self.usage.requests += 1
+            self.usage.prompt_tokens += pt
+            self.usage.completion_tokens += ct
+            self.usage.retries += retries
+            if validate is not None:
+                try:
+                    validate(content)
+                except MalformedAnswer as exc:
+                    out[i] = exc
+                    return
+            out[i] = content
+            if self.store is not None:
+                self.store.cache_put(keys[i], content, pt, ct)
+
+        try:
+            answer_all([conversations[i] for i in todo], done)
+        finally:
+            tracker.close()
+        return out  # type: ignore[return-value]
+
+
+class ChatClient(CachingClient):
+    """Sends chat requests to an OpenAI-compatible endpoint, concurrently, with retries."""
+
+    def __init__(self, cfg: LLMConfig, store: object | None = None, progress: ProgressCallback | None = None) -> None:
+        super().__init__(cfg, store, progress)
+        self.model_id = str(cfg.model)
+
+    def _answer_all(self, conversations: list[list[dict]], max_tokens: int,
+                    done: Callable[[int, Answer | Exception], None]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
+            futures = {pool.submit(self._post, m, max_tokens): j for j, m in enumerate(conversations)}
+            for fut in as_completed(futures):
+                try:
+                    result: Answer | Exception = fut.result()
+                except Exception as exc:
+                    result = exc
+                done(futures[fut], result)
+
+    def _post(self, messages: list[dict], max_tokens: int) -> tuple[str, int, int, int]:
         """One request with retries; returns (content, prompt tokens, completion tokens, retries used)."""
         cfg = self.cfg
         url = cfg.base_url.rstrip("/") + "/chat/completions"
         payload = json.dumps({"model": cfg.model, "messages": messages, "temperature": cfg.temperature,
-                              "max_tokens": cfg.max_tokens}).encode()
+                              "max_tokens": max_tokens}).encode()
         headers = {"Content-Type": "application/json"}
         if cfg.api_key():
             headers["Authorization"] = f"Bearer {cfg.api_key()}"
@@ -170,108 +346,16 @@ class ChatClient:
             raise LLMEndpointError(f"cannot reach the chat endpoint {self.cfg.base_url} ({reason}); check that it is "
                                    "running and reachable") from exc
 
-    def complete_many(
-        self, conversations: Sequence[list[dict]], validate: Callable[[str], object] | None = None
-    ) -> list[str | Exception]:
-        """Answers to many conversations (cached ones first, the rest concurrently); failures as exceptions.
-
-        Only answers that pass `validate` (which raises MalformedAnswer otherwise) are cached.
-        """
-        out: list[str | Exception | None] = [None] * len(conversations)
-        keys = [self._key(m) for m in conversations]
-        todo = []
-        for i, key in enumerate(keys):
-            hit = self.store.cache_get(key) if self.store is not None else None
-            if hit is not None:
-                out[i] = hit[0]
-                self.usage.cache_hits += 1
-            else:
-                todo.append(i)
-        if todo:
-            with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-                futures = {i: pool.submit(self._post, conversations[i]) for i in todo}
-                for i, fut in futures.items():
-                    try:
-                        content, pt, ct, retries = fut.result()
-                    except Exception as exc:  # kept per request; the caller decides
-                        out[i] = exc
-                        continue
-                    self.usage.requests += 1
-                    self.usage.prompt_tokens += pt
-                    self.usage.completion_tokens += ct
-                    self.usage.retries += retries
-                    if validate is not None:
-                        try:
-                            validate(content)
-                        except MalformedAnswer as exc:
-                            out[i] = exc
-                            continue
-                    out[i] = content
-                    if self.store is not None:
-                        self.store.cache_put(keys[i], content, pt, ct)
-        return out  # type: ignore[return-value]
 
 
-# ---------------------------------------------------------------------------- prompts
-SYSTEM = ("You are a meticulous researcher interpreting one feature of a sparse autoencoder trained on text "
-          "embeddings. A feature fires on documents that share a concept.")
+def make_chat_client(cfg: LLMConfig, store: object | None = None,
+                     progress: ProgressCallback | None = None) -> CachingClient:
+    """The chat client of a config: an endpoint's, or a local model's (loaded on `check()` or first use)."""
+    if cfg.local:
+        from .llm_local import LocalChatClient
 
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def label_prompt(texts_pos: Sequence[str], acts: Sequence[float], texts_neg: Sequence[str], chars: int) -> list[dict]:
-    """The seed's labelling prompt: top examples with activations, some non-activating ones, step-by-step
-    reasoning, and the label on a final `FINAL:` line."""
-    lines = ["Documents on which the feature fires, strongest first (activation in brackets):"]
-    lines += [f"{i + 1}. [{a:.3f}] {_clip(t, chars)}" for i, (t, a) in enumerate(zip(texts_pos, acts))]
-    if texts_neg:
-        lines.append("\nDocuments on which it does NOT fire:")
-        lines += [f"- {_clip(t, chars)}" for t in texts_neg]
-    lines.append(
-        "\nThink step by step about what the firing documents share that the others lack. Then end your answer "
-        "with one line of the form\nFINAL: <label>\nwhere <label> is a short phrase of 2 to 6 words naming the "
-        "concept (no quotes).")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
-
-
-_FINAL = re.compile(r"^\s*\**\s*FINAL\s*\**\s*:\s*\**\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-
-
-def parse_label(answer: str) -> str:
-    """The label on the answer's last `FINAL:` line, cleaned; MalformedAnswer when there is none."""
-    found = _FINAL.findall(answer or "")
-    if not found:
-        raise MalformedAnswer("no 'FINAL: <label>' line in the answer")
-    label = found[-1].strip().strip("*\"'`“”").rstrip(".").strip()
-    words = label.split()
-    if not words:
-        raise MalformedAnswer("empty label after 'FINAL:'")
-    return " ".join(words[:8])
-
-
-def detection_prompt(label: str, texts: Sequence[str], chars: int) -> list[dict]:
-    """The seed's detection prompt: rate, for each document, how well it matches the label (0–10)."""
-    lines = [f"Feature label: {label}", "", "Rate each document from 0 (unrelated) to 10 (clearly about this "
-             "concept). Answer with exactly one line per document in the form `<number>: <rating>`.", ""]
-    lines += [f"{i + 1}. {_clip(t, chars)}" for i, t in enumerate(texts)]
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
-
-
-_RATING = re.compile(r"^\s*(?:document\s*)?(\d+)\s*[:.)\-]\s*(\d+(?:\.\d+)?)", re.IGNORECASE | re.MULTILINE)
-
-
-def parse_ratings(answer: str, n: int) -> np.ndarray:
-    """Ratings 0–10 for documents 1..n; MalformedAnswer unless every document got one."""
-    got: dict[int, float] = {}
-    for num, rating in _RATING.findall(answer or ""):
-        got.setdefault(int(num), float(rating))
-    missing = [i for i in range(1, n + 1) if i not in got]
-    if missing:
-        raise MalformedAnswer(f"no rating for documents {missing[:5]}")
-    return np.clip(np.asarray([got[i] for i in range(1, n + 1)]), 0, 10)
+        return LocalChatClient(cfg, store, progress)
+    return ChatClient(cfg, store, progress)
 
 
 def detection_documents(ex, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -294,23 +378,28 @@ def detection_scores(ratings: np.ndarray, acts: np.ndarray) -> dict[str, float |
 
 # ---------------------------------------------------------------------------- labeller and scorer of a run
 class LLMLabeller:
-    """The LLM labeller: the seed's prompt with top and non-activating documents, one request per feature."""
+    """The LLM labeller: one prompt per feature with its top (and, in the full profile, non-activating)
+    documents."""
 
-    def __init__(self, client: ChatClient) -> None:
+    def __init__(self, client: CachingClient) -> None:
         self.client = client
-        self.name = f"llm:{client.cfg.model}"
+        self.name = f"llm:{client.cfg.name}"
 
     def label_batch(self, examples: Sequence, context) -> list:
-        """Labels of a batch; failures of single features are recorded, an endpoint failure stops the run
+        """Labels of a batch; failures of single features are recorded, a model failure stops the run
         (`LabellingStopped`) after the features that did get an answer."""
         from .labellers import LabellingStopped
 
-        cfg, texts = self.client.cfg, context.texts
-        prompts = [label_prompt([texts[d] for d in ex.top[: cfg.n_examples]], ex.top_act[: cfg.n_examples],
-                                [texts[d] for d in ex.shown_neg[: cfg.n_negatives]], cfg.chars) for ex in examples]
+        p, texts = self.client.cfg.settings(), context.texts
+        if p.small:
+            prompts = [small_label_prompt([texts[d] for d in ex.top[: p.n_examples]], p.chars) for ex in examples]
+        else:
+            prompts = [label_prompt([texts[d] for d in ex.top[: p.n_examples]], ex.top_act[: p.n_examples],
+                                    [texts[d] for d in ex.shown_neg[: p.n_negatives]], p.chars) for ex in examples]
+        parse = parse_small_label if p.small else parse_label
         made: list = []
         error = None
-        for ans in self.client.complete_many(prompts, validate=parse_label):
+        for ans in self.client.complete_many(prompts, validate=parse, max_tokens=p.label_tokens):
             if isinstance(ans, LLMEndpointError):
                 error = error or ans
                 made.append(None)  # not attempted to the end: left for the next run
@@ -319,7 +408,7 @@ class LLMLabeller:
             elif isinstance(ans, Exception):
                 made.append((None, {"error": str(ans)}))
             else:
-                made.append((parse_label(ans), {"answer": ans[-2000:]}))  # validated: parses
+                made.append((parse(ans), {"answer": ans[-2000:]}))  # validated: parses
         if error is not None:
             raise LabellingStopped(made, error)
         return made
@@ -328,31 +417,42 @@ class LLMLabeller:
 def make_llm_labeller(context) -> LLMLabeller:
     """The registered factory of the "llm" labeller."""
     if context.chat is None:
-        raise InputError("the LLM labeller needs an endpoint: give an LLMConfig with the base_url and model of an "
-                         "OpenAI-compatible chat API")
+        raise InputError("the LLM labeller needs a model: give an LLMConfig with the base_url and model of an "
+                         "OpenAI-compatible chat API, or the path of a local model")
     return LLMLabeller(context.chat)
 
 
-def llm_detection(client: ChatClient, cfg: LLMConfig, exs: Sequence, labels: dict, texts: Sequence[str]
+def llm_detection(client: CachingClient, cfg: LLMConfig, exs: Sequence, labels: dict, texts: Sequence[str]
                   ) -> tuple[dict[int, dict], Exception | None]:
-    """LLM detection scores (Pearson, F1) for labelled features of a batch, and the endpoint error that stopped
-    it, if any."""
-    docs = [detection_documents(ex, cfg.n_detect) for ex in exs]
-    prompts = [detection_prompt(labels[ex.feature][0], [texts[d] for d in d_], cfg.chars)
-               for ex, (d_, _) in zip(exs, docs)]
-    answers = client.complete_many(prompts, validate=lambda a: parse_ratings(a, 1))
+    """LLM detection scores (Pearson, F1) for labelled features of a batch, and the model error that stopped
+    it, if any. The full profile rates a feature's documents in one prompt, the small one each in its own."""
+    p = cfg.settings()
+    docs = [detection_documents(ex, p.n_detect) for ex in exs]
+    if p.small:
+        prompts = [small_detection_prompt(labels[ex.feature][0], texts[d], p.chars) for ex, (d_, _) in zip(exs, docs)
+                   for d in d_]
+        answers = client.rate_many(prompts)
+        bounds = np.cumsum([0] + [len(d_) for d_, _ in docs])
+        per_feature = [answers[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    else:
+        prompts = [detection_prompt(labels[ex.feature][0], [texts[d] for d in d_], p.chars)
+                   for ex, (d_, _) in zip(exs, docs)]
+        per_feature = [[a] for a in client.complete_many(prompts, validate=lambda a: parse_ratings(a, 1),
+                                                          max_tokens=p.detect_tokens)]
     out: dict[int, dict] = {}
     error = None
-    for ex, (d_, acts), ans in zip(exs, docs, answers):
-        if isinstance(ans, LLMEndpointError):
-            error = error or ans
+    for ex, (d_, acts), got in zip(exs, docs, per_feature):
+        stop = next((a for a in got if isinstance(a, LLMEndpointError)), None)
+        if stop is not None:
+            error = error or stop
             continue
-        if isinstance(ans, Exception):
+        if any(isinstance(a, Exception) for a in got):
             continue
         try:
-            out[ex.feature] = detection_scores(parse_ratings(ans, len(d_)), acts)
+            ratings = np.asarray(got, dtype=float) if p.small else parse_ratings(got[0], len(d_))
         except MalformedAnswer:
             continue
+        out[ex.feature] = detection_scores(ratings, acts)
     return out, error
 
 

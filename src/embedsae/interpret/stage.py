@@ -50,9 +50,9 @@ class InterpretSettings(Settings):
     """Which labeller runs and on how many features."""
 
     labeller: str = "keywords"
-    """Name of a registered labeller: keywords (offline) or llm (an OpenAI-compatible chat endpoint)."""
+    """Name of a registered labeller: keywords (offline) or llm (an OpenAI-compatible chat endpoint or a local model)."""
     llm_score: bool = True
-    """Run the LLM detection scorer too, when an LLM endpoint is configured."""
+    """Run the LLM detection scorer too, when an LLM is configured."""
     max_features: int | None = None
     """Interpret only the first N alive features (default: all)."""
     batch_size: int = 128
@@ -117,9 +117,9 @@ def interpret(
                 phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
                 options=dict(labeller_options or {}))
             if llm is not None:
-                from .llm import ChatClient
+                from .llm import make_chat_client
 
-                context.chat = ChatClient(llm, store=store)
+                context.chat = make_chat_client(llm, store=store, progress=progress)
                 context.chat.check()
             labeller = make_labeller(cfg.labeller, context)
             store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
