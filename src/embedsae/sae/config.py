@@ -112,7 +112,7 @@ class TrainConfig(Settings):
     latents alive from data starts (100 % vs 81 %) but reconstructs held-out vectors worse (0.074 vs 0.050)."""
     in_memory_bytes: int = 2 * 1024**3
     """Training vectors up to this many bytes (rows x dimension x 4) are copied into memory (on the training
-    device) and shuffled there, the fastest way; larger training sets stream from the vector source through a
+    device) and shuffled there, with no transfer per step on a GPU; larger training sets stream from the vector source through a
     shuffle buffer with bounded memory (see sae/stream.py). 0 always streams."""
     shuffle_buffer: int = 32768
     """When streaming: vectors per shuffle buffer (rounded down to whole batches), read from 16 blocks of
