@@ -147,15 +147,18 @@ def smollm2() -> str:
 
 
 def test_local_client_answers_greedily_and_in_batches(smollm2):
-    cfg = LLMConfig(local_model=smollm2, batch_size=3)
+    cfg = LLMConfig(local_model=smollm2, batch_size=2)
     client = LocalChatClient(cfg)
     convs = [[{"role": "user", "content": f"Name one {w}. Reply with one word."}] for w in
-             ("colour", "fruit", "animal", "planet")]
-    first = client.complete_many(convs, max_tokens=8)
-    again = client.complete_many(convs[::-1], max_tokens=8)  # other batches, other padding
+             ("colour", "fruit", "planet, like Mars or Venus")]
+    first = client.complete_many(convs, max_tokens=6)
+    again = client.complete_many(convs[::-1], max_tokens=6)  # other batches, other padding
     assert all(isinstance(a, str) and a for a in first)
     assert again[::-1] == first  # greedy: the same answer whatever the batch
-    assert client.usage.requests == 8 and 0 < client.usage.completion_tokens <= 8 * 8
+    assert client.usage.requests == 6 and 0 < client.usage.completion_tokens <= 6 * 6
+    yes_no = [[{"role": "user", "content": f"Is {x} a planet? Answer yes or no."}] for x in ("Mars", "a banana")]
+    ratings = client.rate_many(yes_no)
+    assert all(0 <= r <= 10 for r in ratings) and ratings[0] != ratings[1]  # graded, not one constant
 
 
 @pytest.mark.slow
