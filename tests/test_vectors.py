@@ -30,3 +30,25 @@ def test_as_source_wraps_arrays_and_refuses_bad_shapes() -> None:
         ArraySource(np.zeros(4))
     with pytest.raises(InputError, match="at least 1"):
         list(iter_chunks(src, 0))
+
+
+def test_unit_rows_reads_only_what_is_asked() -> None:
+    from embedsae.data.vectors import UnitRows, blocks, unit, unit_rows
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((23, 4)).astype(np.float32)
+    x[5] = 0.0
+    expected = unit(x)
+    assert np.allclose(np.linalg.norm(expected[np.arange(23) != 5], axis=1), 1) and not expected[5].any()
+    lazy = unit_rows(ArraySource(x, shard_rows=7), in_memory_bytes=0)
+    assert isinstance(lazy, UnitRows) and lazy.shape == (23, 4)
+    np.testing.assert_array_equal(lazy[np.array([9, 2, 9])], expected[[9, 2, 9]])
+    np.testing.assert_array_equal(lazy[3:11], expected[3:11])
+    np.testing.assert_array_equal(lazy[4], expected[4])
+    lazy.chunk_rows = 5
+    starts = [s for s, _ in blocks(lazy)]
+    assert starts == [0, 5, 7, 12, 14, 19, 21]  # blocks never cross a shard
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks(lazy)]), expected)
+    in_memory = unit_rows(x)
+    assert isinstance(in_memory, np.ndarray)
+    np.testing.assert_array_equal(in_memory, expected)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from ..progress import ProgressCallback, Tracker
+from .vectors import unit
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,5 @@ def validate_vectors(
     return vectors
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm as float32 (zero rows stay zero)."""
-    x = np.asarray(vectors, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+l2_normalise = unit
+"""Rows scaled to unit L2 norm as float32 (zero rows stay zero); the name the rest of the package uses."""

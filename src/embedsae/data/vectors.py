@@ -82,3 +82,66 @@ def iter_chunks(source: VectorSource, rows: int) -> Iterator[tuple[int, np.ndarr
     for lo, hi in source.shard_bounds():
         for start in range(lo, hi, rows):
             yield start, source.read(start, min(start + rows, hi))
+
+
+IN_MEMORY_BYTES = 2 * 1024**3
+"""Unit document vectors up to this many bytes are normalised into memory at once; larger sets are read on demand."""
+
+
+class UnitRows:
+    """The rows of a vector source scaled to unit length, read when asked for (never the whole corpus at once).
+
+    Indexing with row numbers (or a slice, or one row) reads and normalises just those rows; `chunks()` walks
+    every row block by block, for whole-corpus passes (a covariance, a nearest-document search).
+    """
+
+    def __init__(self, source: VectorSource, chunk_rows: int = 65536) -> None:
+        self.source = source
+        self.chunk_rows = chunk_rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.source.shape
+
+    def __len__(self) -> int:
+        return self.source.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            return unit(self.source.read(start, stop)[::step] if step != 1 else self.source.read(start, stop))
+        if np.isscalar(rows):
+            return unit(self.source.take(np.array([int(rows)])))[0]
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        return unit(self.source.take(rows.reshape(-1))).reshape(*rows.shape, self.shape[1])
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(start row, unit block) over every row, in order."""
+        for start, block in iter_chunks(self.source, self.chunk_rows):
+            yield start, unit(block)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm as float32 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def unit_rows(vectors: VectorSource | np.ndarray, in_memory_bytes: int = IN_MEMORY_BYTES) -> np.ndarray | UnitRows:
+    """Unit document vectors: normalised into one array when they fit in `in_memory_bytes`, else read on demand."""
+    source = as_source(vectors)
+    n, dim = source.shape
+    if n * dim * 4 <= in_memory_bytes:
+        return unit(source.read(0, n))
+    return UnitRows(source)
+
+
+def blocks(vectors: np.ndarray | UnitRows, rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+    """(start row, block) over every row of an array or of `UnitRows`."""
+    if isinstance(vectors, UnitRows):
+        yield from vectors.chunks()
+        return
+    for start in range(0, len(vectors), rows):
+        yield start, np.asarray(vectors[start : start + rows], dtype=np.float32)

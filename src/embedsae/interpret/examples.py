@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.vectors import UnitRows, blocks
 from ..settings import Settings, check
 
 
@@ -111,7 +112,7 @@ def _quantile_pick(n_avail: int, n: int) -> np.ndarray:
 def select_examples(
     codes_csc,
     features: np.ndarray,
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | UnitRows,
     cfg: ExampleConfig | None = None,
 ) -> list[FeatureExamples]:
     """Examples for each feature in `features`, from the documents x latents CSC matrix of codes.
@@ -151,24 +152,17 @@ def select_examples(
     return out
 
 
-def _add_hard_negatives(per: list[dict], embeddings: np.ndarray, cfg: ExampleConfig) -> None:
+def _add_hard_negatives(per: list[dict], embeddings: np.ndarray | UnitRows, cfg: ExampleConfig) -> None:
     """Hard negatives: non-activating documents most similar to the mean of each feature's top documents."""
     n_hard = cfg.n_hard_neg + cfg.n_heldout_hard
     if not per or n_hard == 0:
         for p in per:
             p["hard_neg"] = p["heldout_hard"] = np.zeros(0, np.int64)
         return
-    emb = np.asarray(embeddings, dtype=np.float32)
-    means = np.stack([emb[p["top"]].mean(0) if len(p["top"]) else np.zeros(emb.shape[1], np.float32) for p in per])
-    sims = emb @ means.T  # docs x features
-    for j, p in enumerate(per):
-        col = sims[:, j].copy()
-        col[p["active"]] = -np.inf
-        col[p["random_neg"]] = -np.inf
-        col[p["heldout_neg"]] = -np.inf
-        take = min(n_hard, int(np.isfinite(col).sum()))
-        best = np.argpartition(-col, take - 1)[:take] if take else np.zeros(0, np.int64)
-        best = best[np.argsort(-col[best])]
+    dim = embeddings.shape[1]
+    means = np.stack([np.asarray(embeddings[p["top"]], np.float32).mean(0) if len(p["top"]) else np.zeros(dim, np.float32)
+                      for p in per])
+    for p, best in zip(per, _nearest(per, embeddings, means, n_hard)):
         # alternate so shown and held-out hard negatives are equally hard
         rng = np.random.default_rng([cfg.seed, p["feature"], 1])
         perm = rng.permutation(len(best))
@@ -176,3 +170,30 @@ def _add_hard_negatives(per: list[dict], embeddings: np.ndarray, cfg: ExampleCon
         held_mask[perm[: min(cfg.n_heldout_hard, len(best))]] = True
         p["hard_neg"] = best[~held_mask][: cfg.n_hard_neg]
         p["heldout_hard"] = best[held_mask]
+
+
+def _excluded(p: dict) -> np.ndarray:
+    return np.unique(np.concatenate([p["active"], p["random_neg"], p["heldout_neg"]]).astype(np.int64))
+
+
+def _nearest(per: list[dict], docs: np.ndarray | UnitRows, means: np.ndarray, n_hard: int) -> list[np.ndarray]:
+    """Per feature j, its `n_hard` documents most similar to `means[j]` outside its excluded ones, best first;
+    the documents are read block by block, so memory stays bounded by a block whatever the corpus size."""
+    excluded = [_excluded(p) for p in per]
+    best_rows = [np.zeros(0, np.int64) for _ in per]
+    best_sims = [np.zeros(0, np.float32) for _ in per]
+    for start, block in blocks(docs):
+        sims = block @ means.T
+        for j in range(len(per)):
+            col = sims[:, j].copy()
+            lo, hi = np.searchsorted(excluded[j], [start, start + len(block)])
+            col[excluded[j][lo:hi] - start] = -np.inf
+            take = min(n_hard, int(np.isfinite(col).sum()))
+            if not take:
+                continue
+            top = np.argpartition(-col, take - 1)[:take]
+            rows = np.concatenate([best_rows[j], top + start])
+            vals = np.concatenate([best_sims[j], col[top]])
+            keep = np.argsort(-vals, kind="stable")[:n_hard]
+            best_rows[j], best_sims[j] = rows[keep], vals[keep]
+    return best_rows

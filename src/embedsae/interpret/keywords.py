@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..data.vectors import UnitRows
 from .phrases import PhraseVocabulary, build_vocabulary, stop_words
 
 __all__ = ["KeywordLabeller", "PhraseEmbeddings", "PhraseVocabulary", "build_vocabulary", "stop_words"]
@@ -103,13 +104,16 @@ class KeywordLabeller:
         triples: bool = True,
     ) -> None:
         self.vocab = vocab
-        self.docs = np.asarray(doc_vectors, dtype=np.float32)
+        self.docs = doc_vectors if isinstance(doc_vectors, UnitRows) else np.asarray(doc_vectors, dtype=np.float32)
         self.phrase_emb = phrase_emb
         self.name = "keywords"
         self.n_candidates, self.n_pairs, self.pairs, self.triples = n_candidates, n_pairs, pairs, triples
-        self.mean = self.docs.mean(0)
-        centred = self.docs - self.mean
-        self.cov = (centred.T @ centred / max(len(centred), 1)).astype(np.float32)
+        if isinstance(self.docs, UnitRows):  # read block by block: the corpus need not fit in memory
+            self.mean, self.cov = _mean_cov(self.docs)
+        else:
+            self.mean = self.docs.mean(0)
+            centred = self.docs - self.mean
+            self.cov = (centred.T @ centred / max(len(centred), 1)).astype(np.float32)
         self.cov_dirs = _unit(np.asarray(encoder, dtype=np.float32) @ self.cov)  # unit Σw per feature
         self._doc_phrases = vocab.matrix.tocsr()
         n, dim = len(vocab.phrases), self.docs.shape[1]
@@ -243,3 +247,15 @@ def title_keyword_labels(titles: Sequence[str], codes_csc, *, top_docs: int = 10
         if score[best] > 0:
             labels[int(f)] = vocab.display[best]
     return labels
+
+
+def _mean_cov(docs: UnitRows) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the rows, accumulated in float64 one block at a time."""
+    n, dim = docs.shape
+    total, outer = np.zeros(dim), np.zeros((dim, dim))
+    for _, block in docs.chunks():
+        b = block.astype(np.float64)
+        total += b.sum(0)
+        outer += b.T @ b
+    mean = total / max(n, 1)
+    return mean.astype(np.float32), (outer / max(n, 1) - np.outer(mean, mean)).astype(np.float32)

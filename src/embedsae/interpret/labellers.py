@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import InputError
 
 if TYPE_CHECKING:
+    from ..data.vectors import UnitRows
     from ..progress import ProgressCallback
     from ..workspace import Workspace
     from .examples import FeatureExamples
@@ -48,8 +49,8 @@ class LabelContext:
     sae: str
     texts: list[str]
     """The corpus texts, by document row."""
-    doc_vectors: np.ndarray
-    """Unit-norm document embeddings, by document row."""
+    doc_vectors: np.ndarray | UnitRows
+    """Unit-norm document embeddings, by document row (read block by block when the corpus is large)."""
     phrase_emb: PhraseEmbeddings
     """Embeddings of phrases and labels, shared with the scorers (each phrase embedded once)."""
     llm: LLMConfig | None = None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.embedders import l2_normalise
+from ..data.vectors import IN_MEMORY_BYTES, unit_rows
 from ..progress import ProgressCallback, Tracker
 from ..settings import Settings, check
 from ..workspace import Workspace
@@ -57,10 +57,14 @@ class InterpretSettings(Settings):
     """Interpret only the first N alive features (default: all)."""
     batch_size: int = 128
     """Features labelled and committed to the feature store together."""
+    in_memory_bytes: int = IN_MEMORY_BYTES
+    """Unit document vectors up to this many bytes (rows x dimension x 4) are held in memory; larger corpora are
+    read block by block from the workspace's vectors (0: always by block)."""
 
     def validate(self) -> None:
         super().validate()
         check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        check(self.in_memory_bytes >= 0, f"in_memory_bytes must be 0 or more, got {self.in_memory_bytes}")
         check(self.max_features is None or self.max_features >= 1,
               f"max_features must be positive, got {self.max_features}")
 
@@ -113,7 +117,7 @@ def interpret(
         try:
             embedder = ws.embedder(batch_size=256)
             context = LabelContext(
-                ws=ws, sae=name, texts=ws.corpus["text"].astype(str).tolist(), doc_vectors=l2_normalise(ws.embeddings),
+                ws=ws, sae=name, texts=ws.corpus["text"].astype(str).tolist(), doc_vectors=unit_rows(ws.vectors, cfg.in_memory_bytes),
                 phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
                 options=dict(labeller_options or {}))
             if llm is not None:
