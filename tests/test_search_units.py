@@ -30,6 +30,25 @@ def test_dense_exact_matches_brute_force_across_chunks(cran_vectors):
     assert rows[0, 0] == 3 and rows[1, 0] == 500 and rows[2, 0] == 1399
 
 
+def test_dense_search_reads_shards_block_by_block(cran_vectors):
+    """Larger than `in_memory_bytes`, the vectors stay in their source and are read shard by shard; same hits,
+    also for unnormalised vectors."""
+    from embedsae.data.vectors import ArraySource
+
+    queries = cran_vectors[[3, 500, 1399]] + 0.01
+    scaled = cran_vectors * np.linspace(0.5, 2.0, len(cran_vectors), dtype=np.float32)[:, None]
+    for vectors, normalized in ((cran_vectors, True), (scaled, False)):
+        streamed = DenseIndex(ArraySource(vectors, shard_rows=300), normalized=normalized, in_memory_bytes=0,
+                              chunk_rows=128)
+        assert streamed.vectors is None and len(streamed) == 1400
+        rows, scores = streamed.search(queries, 10)
+        want_rows, want_scores = DenseIndex(vectors, normalized=normalized).search(queries, 10)
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(streamed.scores(queries), DenseIndex(vectors, normalized=normalized).scores(queries),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_dense_cosine_when_vectors_are_not_normalised(cran_vectors):
     scaled = cran_vectors * np.linspace(0.5, 3.0, len(cran_vectors), dtype=np.float32)[:, None]
     rows, scores = DenseIndex(scaled, normalized=False).search(cran_vectors[7], 5)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..data.embedders import l2_normalise
+from ..data.vectors import VectorSource, as_source, iter_chunks
 from ..errors import InputError, WorkspaceError, require
 from .retriever import BuildContext, Query, Retriever
 
@@ -26,29 +27,45 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DenseIndex:
-    """Exact cosine search over a (docs x dim) float32 matrix (memory-mapped is fine)."""
+    """Exact cosine search over (docs x dim) float32 vectors: an array, or a vector source read block by block
+    when it is larger than `in_memory_bytes`."""
 
     def __init__(
-        self, vectors: np.ndarray, *, normalized: bool = True, chunk_rows: int = 65536, in_memory_bytes: int = 2**31
+        self, vectors: np.ndarray | VectorSource, *, normalized: bool = True, chunk_rows: int = 65536,
+        in_memory_bytes: int = 2**31,
     ) -> None:
-        if isinstance(vectors, np.memmap) or not vectors.flags.c_contiguous:
-            if vectors.nbytes <= in_memory_bytes:  # read once; a memmap would be re-read per chunk and query
-                vectors = np.ascontiguousarray(vectors, np.float32)
-        self.vectors = vectors
+        self.source = as_source(vectors)
+        n, dim = self.source.shape
+        self.vectors: np.ndarray | None = None
+        if isinstance(vectors, np.ndarray) and not isinstance(vectors, np.memmap) and vectors.flags.c_contiguous:
+            self.vectors = vectors
+        elif n * dim * 4 <= in_memory_bytes:  # read once; a memory map would be re-read per chunk and query
+            self.vectors = self.source.read(0, n)
+        self.shape = (n, dim)
         self.normalized = normalized
         self.chunk_rows = chunk_rows
-        self._inv_norms = None if normalized else 1.0 / np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+        self._inv_norms = None
+        if not normalized:
+            norms = np.concatenate([np.linalg.norm(b, axis=1) for _, b in self._blocks()] or [np.zeros(0, np.float32)])
+            self._inv_norms = 1.0 / np.maximum(norms, 1e-12)
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self.shape[0]
+
+    def _blocks(self):
+        """(start row, float32 block) over every document."""
+        if self.vectors is None:
+            yield from iter_chunks(self.source, self.chunk_rows)
+            return
+        for a in range(0, len(self.vectors), self.chunk_rows):
+            yield a, np.asarray(self.vectors[a : a + self.chunk_rows], np.float32)
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine of each query with every document, (queries x docs)."""
         q = l2_normalise(np.atleast_2d(queries))
         self._check_dim(q)
-        out = np.empty((len(q), len(self.vectors)), np.float32)
-        for a in range(0, len(self.vectors), self.chunk_rows):
-            block = np.asarray(self.vectors[a : a + self.chunk_rows], np.float32)
+        out = np.empty((len(q), len(self)), np.float32)
+        for a, block in self._blocks():
             out[:, a : a + len(block)] = q @ block.T
         if self._inv_norms is not None:
             out *= self._inv_norms
@@ -60,8 +77,7 @@ class DenseIndex:
         self._check_dim(q)
         best_i = np.zeros((len(q), 0), np.int64)
         best_s = np.zeros((len(q), 0), np.float32)
-        for a in range(0, len(self.vectors), self.chunk_rows):
-            block = np.asarray(self.vectors[a : a + self.chunk_rows], np.float32)
+        for a, block in self._blocks():
             s = q @ block.T
             if self._inv_norms is not None:
                 s *= self._inv_norms[a : a + len(block)]
@@ -73,8 +89,8 @@ class DenseIndex:
         return best_i, best_s
 
     def _check_dim(self, q: np.ndarray) -> None:
-        if q.shape[1] != self.vectors.shape[1]:
-            raise InputError(f"query vectors are {q.shape[1]}-d but the index holds {self.vectors.shape[1]}-d vectors")
+        if q.shape[1] != self.shape[1]:
+            raise InputError(f"query vectors are {q.shape[1]}-d but the index holds {self.shape[1]}-d vectors")
 
 
 class AnnIndex:
@@ -84,11 +100,13 @@ class AnnIndex:
         self.index = index
 
     @classmethod
-    def build(cls, vectors: np.ndarray, *, connectivity: int = 16, dtype: str = "f16") -> AnnIndex:
-        """Build an HNSW index over the rows of `vectors` (keys = row numbers)."""
+    def build(cls, vectors: np.ndarray | VectorSource, *, connectivity: int = 16, dtype: str = "f16") -> AnnIndex:
+        """Build an HNSW index over the rows of `vectors` (keys = row numbers), added block by block."""
         usearch_index = require("usearch.index", "the approximate dense index", "ann")
-        index = usearch_index.Index(ndim=vectors.shape[1], metric="cos", dtype=dtype, connectivity=connectivity)
-        index.add(np.arange(len(vectors), dtype=np.uint64), np.ascontiguousarray(vectors, np.float32))
+        source = as_source(vectors)
+        index = usearch_index.Index(ndim=source.shape[1], metric="cos", dtype=dtype, connectivity=connectivity)
+        for start, block in iter_chunks(source, 65536):
+            index.add(np.arange(start, start + len(block), dtype=np.uint64), np.ascontiguousarray(block, np.float32))
         return cls(index)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -126,7 +144,7 @@ class DenseRetriever(Retriever):
         info: dict = {"kind": "exact cosine (embeddings.npy)", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
         if ctx.ann:
             path = index_dir(ctx.ws) / "dense.usearch"
-            AnnIndex.build(ctx.ws.embeddings).save(path)
+            AnnIndex.build(ctx.ws.vectors).save(path)
             info["ann"] = {"file": "index/dense.usearch", "bytes": path.stat().st_size}
         return info
 
@@ -147,7 +165,7 @@ class DenseRetriever(Retriever):
             self.index = AnnIndex.load(index_dir(ws) / "dense.usearch")
             self._bytes = (index_dir(ws) / "dense.usearch").stat().st_size
         else:
-            self.index = DenseIndex(ws.embeddings, normalized=bool(ws.manifest["model"].get("normalized", True)))
+            self.index = DenseIndex(ws.vectors, normalized=bool(ws.manifest["model"].get("normalized", True)))
             self._bytes = int(ws.n_documents * ws.dim * 4)
 
     def rank(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
