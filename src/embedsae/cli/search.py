@@ -100,7 +100,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"  milvus   collection '{c['collection']}' at {c['uri']}: {c['documents']:,} documents, concept terms"
               + (" and dense vectors" if c["dense"] else ""))
     elif "dense" in info:
-        print(f"  dense    exact cosine over embeddings.npy: {info['dense']['bytes']:,} bytes (float32)")
+        print(f"  dense    exact cosine over the workspace's vectors: {info['dense']['bytes']:,} bytes (float32)")
         if "ann" in info["dense"]:
             print(f"  ann      {info['dense']['ann']['bytes']:,} bytes (usearch)")
     if "concept" in info and info.get("backend") != "milvus":

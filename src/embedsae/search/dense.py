@@ -141,7 +141,7 @@ class DenseRetriever(Retriever):
 
         if ctx.backend == "milvus":  # the concept part writes the vectors into its collection
             return {"kind": "Milvus collection (the concept index's)", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
-        info: dict = {"kind": "exact cosine (embeddings.npy)", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
+        info: dict = {"kind": "exact cosine over the workspace's vectors", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
         if ctx.ann:
             path = index_dir(ctx.ws) / "dense.usearch"
             AnnIndex.build(ctx.ws.vectors).save(path)
