@@ -11,7 +11,9 @@ per-call limits from concurrent threads would restore each other's settings out 
 is reference-counted under a lock: the first query in sets one thread, the last one out restores the
 setting. It is set through `openblas_set_num_threads_local` where the library has it, because OpenBLAS
 ignores `openblas_set_num_threads` called from a thread other than the one that started its pool (what
-threadpoolctl calls), which is every thread of a threaded server; otherwise through threadpoolctl.
+threadpoolctl calls), which is every thread of a threaded server; otherwise through threadpoolctl (older
+OpenBLAS builds loaded by other packages, e.g. faiss's, then obey only their pool's thread; embedsae's linear
+algebra runs on numpy's and scipy's, which have the local setter).
 While any query runs, other BLAS work in the same process runs on one thread too.
 
 `torch_single_thread` does the same for torch's intra-op threads (the rounds of the pursuit encoder: their
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,39 +57,48 @@ class _OneThread:
 
 
 _setters: list[Callable[[int], int]] | None = None
+_modules_seen = -1
 
 
 def _limit_to_one() -> Callable[[], None]:
-    setters = _local_setters()
-    if setters:
-        previous = [fn(1) for fn in setters]
-        return lambda: [fn(p) for fn, p in zip(setters, previous)] and None
+    setters = _blas_setters()
+    if not setters:
+        return lambda: None
+    previous = [fn(1) for fn in setters]
+    return lambda: [fn(p) for fn, p in zip(setters, previous)] and None
+
+
+def _blas_setters() -> list[Callable[[int], int]]:
+    """One thread-count setter (returning the previous count) per loaded BLAS library: OpenBLAS's
+    `openblas_set_num_threads_local` where the library has it, else threadpoolctl's control of that library.
+    Looked up again whenever modules were imported since (a new module may bring its own BLAS, e.g. faiss's)."""
+    global _setters, _modules_seen
+    if _setters is not None and len(sys.modules) == _modules_seen:
+        return _setters
+    found: list[Callable[[int], int]] = []
     try:
         from threadpoolctl import ThreadpoolController
 
-        return ThreadpoolController().limit(limits=1, user_api="blas").restore_original_limits
+        for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+            fn = getattr(lib.dynlib, "openblas_set_num_threads_local", None) if lib.internal_api == "openblas" else None
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+                found.append(fn)
+            else:
+                found.append(_controller_setter(lib))
     except Exception as exc:  # threadpoolctl missing or unable to inspect the process: no limit
         logger.debug(f"no BLAS thread control: {exc}")
-        return lambda: None
+    _setters, _modules_seen = found, len(sys.modules)
+    return found
 
 
-def _local_setters() -> list[Callable[[int], int]]:
-    """`openblas_set_num_threads_local` of each loaded OpenBLAS that has it (looked up once)."""
-    global _setters
-    if _setters is None:
-        found = []
-        try:
-            from threadpoolctl import ThreadpoolController
+def _controller_setter(lib) -> Callable[[int], int]:
+    def set_threads(n: int) -> int:
+        previous = lib.get_num_threads()
+        lib.set_num_threads(n)
+        return previous
 
-            for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
-                fn = getattr(lib.dynlib, "openblas_set_num_threads_local", None)
-                if fn is not None:
-                    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
-                    found.append(fn)
-        except Exception as exc:
-            logger.debug(f"no OpenBLAS thread control: {exc}")
-        _setters = found
-    return _setters
+    return set_threads
 
 
 def _torch_limit_to_one() -> Callable[[], None]:
