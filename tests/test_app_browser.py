@@ -1,6 +1,7 @@
 """The web app in a real browser: Debian's Chromium driven by Playwright against a real `embedsae serve` process on a
 free loopback port. Every request must stay on the machine; the console must stay free of errors. The screenshots
-are written to docs/ (the README shows them)."""
+are written to a temporary folder, or to docs/ (the README shows them) when EMBEDSAE_UPDATE_DOCS=1, so running the
+suite never changes the repository."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,7 +20,8 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = (Path(__file__).resolve().parents[1] / "docs" if os.environ.get("EMBEDSAE_UPDATE_DOCS") == "1"
+        else Path(tempfile.mkdtemp(prefix="embedsae-screens-")))
 
 pytestmark = pytest.mark.slow
 
