@@ -1,4 +1,5 @@
-"""The batched Cholesky pursuit gives the codes of the first (re-solving) pursuit, on real Cranfield vectors."""
+"""The batched Cholesky pursuit (compiled per-vector loop on CPU, tensor rounds elsewhere) gives the codes of the
+first (re-solving) pursuit, on real Cranfield vectors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedsae.sae import SAEConfig, create_sae
+from embedsae.sae import SAEConfig, create_sae, pursuit_kernel
 from embedsae.sae import pursuit as pursuit_mod
 
 from .pursuit_reference import agreement, reference_pursuit
@@ -52,6 +53,24 @@ def test_pursuit_without_the_full_gram_gives_the_same_codes(cran_sae, monkeypatc
     sae._gram_cache = None
     same, diff = agreement(without, with_gram)
     assert same >= 0.99 and diff <= 1e-4, (same, diff)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_rounds_give_the_tensor_rounds_codes(cran_sae, monkeypatch, threads):
+    assert pursuit_kernel.available(), "numba is a dependency: the compiled rounds must be available on CPU"
+    sae, x = cran_sae
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            compiled = sae.encode_sparse(x, 48)
+            monkeypatch.setattr(pursuit_kernel, "available", lambda: False)
+            tensor = sae.encode_sparse(x, 48)
+    finally:
+        torch.set_num_threads(before)
+    same, diff = agreement(compiled, tensor)
+    assert same >= 0.999 and diff <= 1e-4, (threads, same, diff)
+    assert (compiled.values >= 0).all() and (compiled.values[:, :-1] >= compiled.values[:, 1:]).all()
 
 
 def test_decoder_gram_follows_weight_changes():

@@ -12,10 +12,11 @@ orthogonal matching pursuit among the encoder's 4k strongest candidates, reaches
    their decoder rows (Gram matrix + 1e-6 I), clip negatives to zero, update the residual;
 3. return the k latents sorted by value (largest first), like `topk`.
 
-Every round is a handful of batched tensor operations over a chunk of vectors: the least-squares refit
-extends a Cholesky factor (kept as its inverse) by one row instead of solving again, and the Gram rows of
-the chosen latents come from the decoder's full Gram matrix (`decoder_gram`, computed once per set of
-weights) when it fits in memory. Only torch operations, on the SAE's device, in float32.
+The least-squares refit extends a Cholesky factor (kept as its inverse) by one row instead of solving again,
+and the Gram rows of the chosen latents come from the decoder's full Gram matrix (`decoder_gram`, computed
+once per set of weights) when it fits in memory. On CPU the rounds run as one compiled loop per vector
+(`pursuit_kernel`, numba); elsewhere, or without the full Gram matrix, every round is a handful of batched
+tensor operations over a chunk of vectors. float32 throughout.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..threads import torch_single_thread
+from . import pursuit_kernel
 
 GRAM_MAX_BYTES = 512 * 2**20
 """Largest full decoder Gram matrix (n_latents^2 float32) `decoder_gram` builds; above it (more than ~11,500
@@ -59,8 +61,11 @@ def candidate_pursuit(
     if k > m:
         raise ValueError(f"pursuit needs at least k={k} candidates per row, got {m}")
     if chunk is None:  # per row: the chosen latents' Gram rows (k x m), or the candidates' Gram (m x m) and rows (m x d)
-        per_row = k * m if gram is not None else m * (m + W_dec.shape[1])
-        chunk = max(1, min(1024, 4_000_000 // per_row))
+        if gram is not None and x.device.type == "cpu" and pursuit_kernel.available():
+            per_row, most = W_dec.shape[0], 8192  # the kernel keeps no per-chunk buffer: only c0 (n_latents per row)
+        else:
+            per_row, most = (k * m if gram is not None else m * (m + W_dec.shape[1])), 1024
+        chunk = max(1, min(most, 4_000_000 // per_row))
     if b == 0:
         return candidates.new_zeros((0, k)), x.new_zeros((0, k))
     idx_parts, val_parts = [], []
@@ -95,6 +100,10 @@ def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor
 
     if dev.type != "cpu":
         return _rounds(c0, cand, k, gram_row)
+    if gram is not None and pursuit_kernel.available():  # one compiled loop per vector, rows over threads
+        idx, vals = pursuit_kernel.pursuit_rounds(c0.contiguous().numpy(), cand.contiguous().numpy(),
+                                                  gram.contiguous().numpy(), k, RIDGE, torch.get_num_threads())
+        return torch.from_numpy(idx), torch.from_numpy(vals)
     # The rounds' small batched operations lose more to thread hand-offs than they gain (k 64, 6,144 latents on a
     # busy 2-core machine: 242 vectors/s on one thread, 12 on two); the limit is safe under concurrent callers.
     with torch_single_thread():
