@@ -146,7 +146,7 @@ def test_killed_run_resumes_without_redoing(arxiv_trained, copy_ws):
     ws = copy_ws(arxiv_trained)
     db = ws.sae_dir(ws.resolve_sae()) / "features.db"
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "embedsae", "interpret", str(ws.path), "--features", "300", "--batch-size", "30",
+    cmd = [sys.executable, "-m", "embedsae", "interpret", str(ws.path), "--features", "150", "--batch-size", "15",
            "--quiet"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done_before = 0
@@ -160,7 +160,7 @@ def test_killed_run_resumes_without_redoing(arxiv_trained, copy_ws):
                         done_before = con.execute("SELECT COUNT(*) FROM features WHERE status = 'done'").fetchone()[0]
                 except sqlite3.OperationalError:
                     continue
-                if done_before >= 60:
+                if done_before >= 30:
                     break
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
         proc.send_signal(signal.SIGKILL)
@@ -172,13 +172,13 @@ def test_killed_run_resumes_without_redoing(arxiv_trained, copy_ws):
         proc.stderr.close()
     with sqlite3.connect(db) as con:
         first = dict(con.execute("SELECT id, run FROM features WHERE status = 'done'").fetchall())
-    assert 60 <= len(first) < 300 and set(first.values()) == {1}
+    assert 30 <= len(first) < 150 and set(first.values()) == {1}
 
     from embedsae.interpret.stage import interpret
 
-    s = interpret(ws, max_features=300, batch_size=30)
-    assert s["skipped"] == len(first) and s["interpreted"] == 300
+    s = interpret(ws, max_features=150, batch_size=15)
+    assert s["skipped"] == len(first) and s["interpreted"] == 150
     with sqlite3.connect(db) as con:
         after = dict(con.execute("SELECT id, run FROM features WHERE status = 'done'").fetchall())
     assert all(after[f] == 1 for f in first)  # finished features were not redone
-    assert sum(r == 2 for r in after.values()) == 300 - len(first)
+    assert sum(r == 2 for r in after.values()) == 150 - len(first)

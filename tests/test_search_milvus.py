@@ -52,11 +52,11 @@ def test_milvus_index_is_written_and_the_embedded_one_removed(pair):
 
 @pytest.mark.parametrize("mode", ["concept", "dense", "hybrid"])
 def test_milvus_gives_the_embedded_top_10(pair, queries, embedder, mode):
-    """Every Cranfield query: the same top-10 documents, in the same order, with the same scores."""
+    """Every third Cranfield query (75): the same top-10 documents, in the same order, with the same scores."""
     ws, mws, _ = pair
     a, b = Searcher(ws, embedder=embedder), Searcher(mws, embedder=embedder)
     assert type(b.retriever("concept").index).__name__ == "MilvusConceptIndex"
-    texts, vectors = queries
+    texts, vectors = queries[0][::3], queries[1][::3]
     same = 0
     for text, q in zip(texts, vectors):
         ra, sa = a.rank(mode, q, text, 10)

@@ -137,12 +137,12 @@ def test_partial_run_of_another_job_is_discarded(tmp_path, minilm, caplog):
 
 
 @pytest.mark.slow
-def test_killed_embed_resumes_at_the_first_missing_shard(tmp_path, minilm):
+def test_killed_embed_resumes_at_the_first_missing_shard(tmp_path, embedder):
     """SIGKILL a real `embedsae embed` after a few shards, run it again: it embeds only the other shards, and the
     vectors equal an uninterrupted embedding of the same texts."""
     src = shared_path("cranfield", "corpus.jsonl")
     out = tmp_path / "ws"
-    argv = [sys.executable, "-m", "embedsae", "embed", str(src), "-o", str(out), "--limit", "200", "--shard-rows", "20",
+    argv = [sys.executable, "-m", "embedsae", "embed", str(src), "-o", str(out), "--limit", "100", "--shard-rows", "10",
             "--backend", "torch", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     partial = out / layout.SHARDS_PARTIAL
@@ -166,17 +166,17 @@ def test_killed_embed_resumes_at_the_first_missing_shard(tmp_path, minilm):
     ws = Workspace.open(out)
     for name, mtime in kept.items():  # the first run's shards were moved into place, not rewritten
         assert (ws.path / layout.SHARDS / name).stat().st_mtime_ns == mtime
-    assert ws.vectors.verify() == [] and ws.n_documents == 200
-    reference = minilm.embed(ws.corpus["text"].tolist())
-    assert _cosines(ws.vectors.read(0, 200), reference).min() >= 0.9999
+    assert ws.vectors.verify() == [] and ws.n_documents == 100
+    reference = embedder.embed(ws.corpus["text"].tolist())
+    assert _cosines(ws.vectors.read(0, 100), reference).min() >= 0.9999
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_give_the_vectors_of_one(tmp_path, minilm):
+def test_two_cpu_processes_give_the_vectors_of_one(tmp_path, embedder):
     table = _cranfield(120)
     ws = pipeline.embed(table, tmp_path / "ws", backend="torch", settings=EmbedSettings(devices=["cpu,cpu"], shard_rows=50))
     assert ws.manifest["stages"]["embed"]["settings"]["devices"] == ["cpu", "cpu"]
-    reference = minilm.embed(ws.corpus["text"].tolist())
+    reference = embedder.embed(ws.corpus["text"].tolist())
     got = ws.vectors.read(0, 120)
     assert _cosines(got, reference).min() >= 0.9999
     np.testing.assert_allclose(got, reference, atol=1e-5)
@@ -190,13 +190,13 @@ def test_ray_engine_needs_its_extra(tmp_path, minilm, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside Ray Data's own context code
-def test_ray_actors_give_the_vectors_of_the_plain_path(tmp_path, minilm):
+def test_ray_actors_give_the_vectors_of_the_plain_path(tmp_path, embedder):
     pytest.importorskip("ray.data", reason="the ray engine needs pip install 'embedsae[ray]'")
     table = _cranfield(120)
     ws = pipeline.embed(table, tmp_path / "ws", backend="torch",
                         settings=EmbedSettings(engine="ray", ray_actors=2, shard_rows=50))
     assert ws.vectors.shard_bounds() == [(0, 50), (50, 100), (100, 120)]
-    reference = minilm.embed(ws.corpus["text"].tolist())
+    reference = embedder.embed(ws.corpus["text"].tolist())
     got = ws.vectors.read(0, 120)
     assert _cosines(got, reference).min() >= 0.9999
     np.testing.assert_allclose(got, reference, atol=1e-5)
