@@ -25,6 +25,7 @@ import numpy as np
 from .. import layout
 from .._io import read_json, save_npy, write_json
 from ..errors import WorkspaceError
+from .vectors import gather_rows
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +124,7 @@ class ShardedVectors:
         which = np.searchsorted(self.starts, rows, side="right") - 1
         for number in np.unique(which):
             sel = np.flatnonzero(which == number)
-            local = rows[sel] - self.starts[number]
-            order = np.argsort(local, kind="stable")  # memory maps read fastest in ascending order
-            out[sel[order]] = self.shard(int(number))[local[order]]
+            out[sel] = gather_rows(self.shard(int(number)), rows[sel] - self.starts[number])
         return out
 
     def to_array(self) -> np.ndarray:

@@ -63,11 +63,15 @@ class ArraySource:
         return np.asarray(self.array[start:stop], dtype=np.float32)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable")  # memory maps read fastest in ascending order
-        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
-        out[order] = self.array[rows[order]]
-        return out
+        return gather_rows(self.array, np.asarray(rows, dtype=np.int64))
+
+
+def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """array[rows] as float32, read in ascending row order (memory maps read fastest so), returned in the given order."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), array.shape[1]), dtype=np.float32)
+    out[order] = array[rows[order]]
+    return out
 
 
 def as_source(vectors: VectorSource | np.ndarray) -> VectorSource:

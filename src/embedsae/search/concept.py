@@ -73,6 +73,12 @@ class ConceptSettings(Settings):
               f"`feedback_docs` and `feedback_weight` must be >= 0 (got {self.feedback_docs}, {self.feedback_weight})")
 
 
+def bm25_weight(tf: np.ndarray, idf: np.ndarray, doc_len: np.ndarray, avg_len: float, k1: float, b: float) -> np.ndarray:
+    """BM25 weight of a latent in a document: its idf times its activation saturated by k1, normalised by the
+    document's code mass (doc_len, the sum of its activations) against the corpus mean `avg_len`."""
+    return idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doc_len / max(avg_len, 1e-9)))
+
+
 class ConceptIndex:
     """Posting lists per latent, the forward codes per document, and what scoring needs."""
 
@@ -159,7 +165,7 @@ class ConceptIndex:
             dl = self.doc_lengths[self.doc_ids]
             avg = float(self.doc_lengths.mean()) if self.n_docs else 1.0
             lat = np.repeat(np.arange(self.n_latents), np.diff(self.indptr))
-            self._bm25 = self.idf[lat] * tf * (s.k1 + 1) / (tf + s.k1 * (1 - s.b + s.b * dl / max(avg, 1e-9)))
+            self._bm25 = bm25_weight(tf, self.idf[lat], dl, avg, s.k1, s.b)
         return self._bm25
 
     def _term_weights(self) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..data.embedders import l2_normalise
-from ..data.vectors import VectorSource, as_source, iter_chunks
+from ..data.vectors import VectorSource, as_source, blocks, iter_chunks
 from ..errors import InputError, WorkspaceError, require
 from .retriever import BuildContext, Query, Retriever
 
@@ -56,9 +56,8 @@ class DenseIndex:
         """(start row, float32 block) over every document."""
         if self.vectors is None:
             yield from iter_chunks(self.source, self.chunk_rows)
-            return
-        for a in range(0, len(self.vectors), self.chunk_rows):
-            yield a, np.asarray(self.vectors[a : a + self.chunk_rows], np.float32)
+        else:
+            yield from blocks(self.vectors, self.chunk_rows)
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Cosine of each query with every document, (queries x docs)."""

@@ -34,7 +34,7 @@ from .._io import read_json, write_json
 from ..errors import InputError, WorkspaceError, require
 from ..progress import Tracker
 from ..settings import Settings, check
-from .concept import ConceptQuery, ConceptSettings
+from .concept import ConceptQuery, ConceptSettings, bm25_weight
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -128,8 +128,7 @@ def bm25_values(indices: np.ndarray, values: np.ndarray, n_latents: int, setting
     avg = float(dl.mean()) if len(dl) else 1.0
     df = np.bincount(indices[keep].astype(np.int64), minlength=n_latents).astype(np.float64)
     idf = np.log1p((len(indices) - df + 0.5) / (df + 0.5)).astype(np.float32)
-    k1, b = settings.k1, settings.b
-    w = idf[indices.astype(np.int64)] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl[:, None] / max(avg, 1e-9)))
+    w = bm25_weight(tf, idf[indices.astype(np.int64)], dl[:, None], avg, settings.k1, settings.b)
     return np.where(keep, w, 0.0).astype(np.float32)
 
 
