@@ -2,12 +2,15 @@
 
     python benchmarks/embed_speed.py [--corpus ../shared/data/arxiv/abstracts.jsonl] [--rows 256] [--rounds 3]
                                      [--all] [--reference TORCH_VECTORS.npy] [--cranfield ../shared/data/cranfield]
+                                     [--int8]
 
 Speed: `--rows` documents of the corpus (spread over the file) embedded by each backend in turn, `--rounds`
 times, alternated; medians and the ratio to torch. Agreement: the minimum cosine to torch's vectors over those
 rows, or with `--all` over every document of the corpus (`--reference`: torch's vectors of the whole corpus,
 e.g. a workspace's embeddings.npy, instead of embedding it again). `--cranfield`: dense retrieval nDCG@10
-on that BEIR folder with each backend's document and query vectors.
+on that BEIR folder with each backend's document and query vectors. `--int8`: also ONNX Runtime on the exported
+model with int8 dynamic quantisation of its MatMuls (per channel, 7-bit range, the variant that kept the most
+accuracy on CPUs without VNNI), which embedsae does not offer: it shows what quantisation would buy and cost.
 """
 
 from __future__ import annotations
@@ -40,6 +43,24 @@ def ndcg_at_10(emb, folder: str) -> float:
     return float(evaluate(Qrels({q: d for q, d in qrels.items() if d}), Run(run), "ndcg@10", make_comparable=True))
 
 
+def int8_embedder(onnx_embedder):
+    """A copy of an ONNX-backend embedder whose session runs the int8-quantised export."""
+    import copy
+    import tempfile
+
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = Path(tempfile.mkdtemp()) / "model-int8.onnx"
+    quantize_dynamic(onnx_embedder._runner.path, out, op_types_to_quantize=["MatMul"], per_channel=True,
+                     reduce_range=True, weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    emb = copy.copy(onnx_embedder)
+    emb._runner = copy.copy(onnx_embedder._runner)
+    emb._runner._forward = lambda feed: session.run(None, feed)[0]
+    return emb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "arxiv" / "abstracts.jsonl"))
@@ -49,6 +70,7 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="minimum cosine over every document of the corpus")
     ap.add_argument("--reference", help="torch's vectors of the whole corpus (.npy), for --all")
     ap.add_argument("--cranfield", help="BEIR folder for dense nDCG@10 per backend")
+    ap.add_argument("--int8", action="store_true", help="add int8-quantised ONNX Runtime (needs the onnx backend)")
     args = ap.parse_args()
 
     from embedsae.data.backends import backend_available
@@ -63,6 +85,9 @@ def main() -> None:
         t0 = time.perf_counter()
         embedders[b] = SentenceTransformerEmbedder(backend=b)
         print(f"{b}: loaded in {time.perf_counter() - t0:.1f} s (ONNX export included the first time)")
+    if args.int8 and "onnx" in embedders:
+        embedders["onnx-int8"] = int8_embedder(embedders["onnx"])
+        names.append("onnx-int8")
     times: dict[str, list[float]] = {b: [] for b in names}
     vecs = {}
     for _ in range(args.rounds):

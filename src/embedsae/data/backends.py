@@ -147,7 +147,7 @@ class ExportedRunner:
         self.model = model
         self.backend = backend
         self.names = _input_names(model[0])
-        path = exported_onnx(model, location)
+        path = self.path = exported_onnx(model, location)
         if backend == "onnx":
             import onnxruntime as ort
 
