@@ -72,7 +72,10 @@ def cmd_interpret(args: argparse.Namespace) -> int:
         return 0
     print(f"SAE {s['sae']}: {s['interpreted']} features interpreted by {s['labeller']} "
           f"({s['skipped']} from earlier runs, {s['failed']} failed), {s['alive']} alive of {s['features']}")
-    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}   (median {_fmt(s.get('median_embedding_auc'))})")
+    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}   (median {_fmt(s.get('median_embedding_auc'))}); "
+          f"against hard negatives {_fmt(s.get('mean_embedding_auc_hard'))}")
+    if s.get("single_phrase") is not None:
+        print(f"  single phrases      {s['single_phrase']:.1%} of labels   ({s['mixtures']} features are mixtures)")
     if s.get("mean_llm_f1") is not None:
         print(f"  mean LLM F1         {_fmt(s['mean_llm_f1'])}")
     if s.get("mean_category_f1") is not None:
@@ -86,8 +89,8 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _open_table(args):
@@ -131,10 +134,12 @@ def cmd_features(args: argparse.Namespace) -> int:
         return 0
     if args.export:
         return 0
-    print(f"{'id':>5}  {'density':>8}  {'act_mean':>8}  {'AUC':>5}  {'clean':>5}  label")
+    print(f"{'id':>5}  {'density':>8}  {'act_mean':>8}  {'AUC':>5}  {'hard':>5}  {'coh':>5}  {'mix':>3}  {'clean':>5}  label")
     for r in t.itertuples(index=False):
-        auc = "-" if r.embedding_auc != r.embedding_auc else f"{r.embedding_auc:.2f}"
-        print(f"{r.id:>5}  {r.density:>8.4f}  {r.act_mean:>8.4f}  {auc:>5}  {'yes' if r.clean else '':>5}  {r.label or ''}")
+        auc, hard, coh = (_fmt(None if v != v else v, 2) for v in (r.embedding_auc, r.embedding_auc_hard, r.coherence))
+        mix = "yes" if r.mixture == 1 else ""
+        print(f"{r.id:>5}  {r.density:>8.4f}  {r.act_mean:>8.4f}  {auc:>5}  {hard:>5}  {coh:>5}  {mix:>3}  "
+              f"{'yes' if r.clean else '':>5}  {r.label or ''}")
     print(f"{len(t)} features", file=sys.stderr)
     return 0
 
