@@ -125,7 +125,9 @@ def test_search_hits_with_explanations(searcher):
         shares = [c["share"] for c in h["concepts"]]
         assert all(0 < s <= 1 for s in shares) and sum(shares) <= 1.0001
         assert shares == sorted(shares, reverse=True)
-        assert all(c["label"] == f"feature {c['feature']}" for c in h["concepts"])  # not interpreted yet
+        # not interpreted yet: the quick keyword labels every view shows (embedsae.interpret.feature_labels)
+        assert all(c["label"] == searcher.labels.get(c["feature"], f"feature {c['feature']}") for c in h["concepts"])
+        assert searcher.labels.source == "keywords"
     text = " ".join(searcher.ws.corpus.set_index("id").loc[h["id"], "text"] for h in res.hits[:3]).lower()
     assert "flutter" in text
 

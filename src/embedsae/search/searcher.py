@@ -132,8 +132,10 @@ class Searcher:
         return np.asarray(self._embedder.embed(list(texts), progress=False), np.float32)
 
     def steering(self, specs: Sequence[str], form: str = "residual") -> Steering:
-        """A Steering object from specs (ID=VALUE or "label"=VALUE), labels resolved against this SAE."""
-        return Steering.from_specs(specs, self.sae, labels=self.labels, embed=self.embed, form=form)
+        """A Steering object from specs (ID=VALUE or "label"=VALUE), labels resolved against this SAE's
+        interpreted labels (not the quick keyword labels of an SAE never interpreted)."""
+        labels = self.labels if getattr(self.labels, "interpreted", True) else {}
+        return Steering.from_specs(specs, self.sae, labels=labels, embed=self.embed, form=form)
 
     # ------------------------------------------------------------------ ranking
     def single_thread(self):
