@@ -52,9 +52,11 @@ def test_every_feature_gets_a_readable_label(interpreted):
     labels = feature_labels(ws)
     assert len(labels) == N_FEATURES
     for label in labels.values():
-        words = label.split()
-        assert 2 <= len(words) <= 6, label
+        for part in label.removeprefix("mixed: ").split(" / "):
+            assert 1 <= len(part.split()) <= 6, label
         assert "_" not in label and label == label.strip()
+    # one phrase, "mixed: A / B" only for features whose documents form two groups
+    assert s["single_phrase"] >= 0.8
     # labels are mostly distinct: a labeller that says the same thing everywhere fails this
     assert len(set(labels.values())) >= 0.8 * N_FEATURES
 
@@ -72,7 +74,11 @@ def test_embedding_scores_mean_something(interpreted):
     assert done["embedding_auc"].between(0, 1).all()
     # the bar; over all 3,072 features of the default SAE labels reach 0.92 (0.81 before training started
     # latents at data points, see TrainConfig.init)
-    assert s["mean_embedding_auc"] >= 0.85
+    assert s["mean_embedding_auc"] >= 0.82
+    # against hard negatives (the nearest documents it does not fire on) the list labels of the earlier labeller
+    # reached 0.475 on all features; one precise phrase does better
+    assert s["mean_embedding_auc_hard"] >= 0.55
+    assert done["coherence"].between(-1, 1).all() and done["mixture"].isin([0, 1]).all()
     assert done["embedding_auc"].mean() == pytest.approx(s["mean_embedding_auc"], abs=1e-3)
     # control: shift labels by one feature and score them on the held-out examples of the wrong feature
     emb = ws.embedder()
@@ -103,7 +109,7 @@ def test_category_scores_and_clean_filter(interpreted):
     clean = clean_features(ws)
     assert clean and len(clean) < len(t)
     c = t[t["id"].isin(clean)]
-    assert (c["density"] < 0.2).all() and (c["embedding_auc"] >= 0.8).all()
+    assert (c["density"] < 0.2).all() and (c["embedding_auc"] >= 0.8).all() and (c["embedding_auc_hard"] >= 0.6).all()
     assert c["label"].str.lower().is_unique
 
 
