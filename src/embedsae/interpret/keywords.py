@@ -39,6 +39,8 @@ TARGET_SHOWN_WEIGHT = 0.25
 """Weight of the shown documents' mean (as a unit vector) next to the unit Σw in the target direction."""
 PRIOR_WEIGHT = 0.6
 """Weight of a candidate's relative d' next to its two AUCs on the shown examples."""
+HARD_WEIGHT = 1.0
+"""Weight of the AUC against the shown hard negatives next to the AUC against random and corpus documents."""
 MIXED_MARGIN = 0.2
 """How much more (in the sum of the two shown AUCs) a "mixed: A / B" label must reach than the best phrase."""
 MIXED_PREFIX = "mixed: "
@@ -96,13 +98,14 @@ class KeywordLabeller:
         mixed: bool = True,
         prior_weight: float = PRIOR_WEIGHT,
         mixed_margin: float = MIXED_MARGIN,
+        hard_weight: float = HARD_WEIGHT,
     ) -> None:
         self.name = "keywords"
         self.vocab = vocab
         self.docs = doc_vectors if isinstance(doc_vectors, UnitRows) else np.asarray(doc_vectors, dtype=np.float32)
         self.phrase_emb = phrase_emb
         self.n_candidates, self.n_contrastive, self.mixed = n_candidates, n_contrastive, mixed
-        self.prior_weight, self.mixed_margin = prior_weight, mixed_margin
+        self.prior_weight, self.mixed_margin, self.hard_weight = prior_weight, mixed_margin, hard_weight
         if isinstance(self.docs, UnitRows):  # read block by block: the corpus need not fit in memory
             self.mean, self.cov = _mean_cov(self.docs)
         else:
@@ -178,7 +181,7 @@ class KeywordLabeller:
         neg = np.concatenate([ex.random_neg, self._sample[~np.isin(self._sample, held)]])
         a_rand = auc_matrix(pos, vecs @ self.docs[neg].T)
         a_hard = auc_matrix(pos, vecs @ self.docs[ex.hard_neg].T) if len(ex.hard_neg) else a_rand
-        return a_rand + a_hard
+        return a_rand + self.hard_weight * a_hard
 
     def label_batch(self, examples: Sequence, context=None) -> list[tuple[str | None, dict]]:
         """Labels for a batch of features (FeatureExamples), each with details (candidates, scores)."""
