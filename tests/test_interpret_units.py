@@ -163,6 +163,20 @@ def test_keyword_labeller_names_what_discriminates():
     assert lab.label_batch([blind], None)[0][0] == label
 
 
+def test_keyword_labeller_weighs_the_shown_hard_negatives():
+    import dataclasses
+
+    from embedsae.interpret.scorers import auc_matrix
+
+    lab, ex = _toy_labeller()
+    ex = dataclasses.replace(ex, hard_neg=ex.random_neg[:8])
+    vecs = lab.phrase_emb.get(["quantum chaos", "common method", "galaxy clusters"])
+    a_hard = auc_matrix(vecs @ lab.docs[ex.shown_pos].T, vecs @ lab.docs[ex.hard_neg].T)
+    base = lab.shown_criteria(vecs, ex)
+    lab.hard_weight = 3.0
+    assert np.allclose(lab.shown_criteria(vecs, ex) - base, 2.0 * a_hard)
+
+
 def test_category_scores_by_hand():
     # 6 documents, feature 0 fires on 0,1,2; categories: a on 0,1,3; b on 2,4,5
     codes = sp.csr_matrix(np.array([[1, 0], [1, 0], [1, 1], [0, 1], [0, 0], [0, 0]], np.float32))
