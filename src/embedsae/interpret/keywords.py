@@ -12,8 +12,9 @@ hard negatives. The labeller chooses by the same criteria on the examples it is 
    contrastive c-TF-IDF: (share of shown activating documents containing the phrase - share of shown hard
    negatives containing it) x idf. Each phrase is embedded once, whichever feature asks first.
 2. Each candidate is scored on the shown examples: AUC against the shown random negatives and a sample of the
-   corpus (the feature's held-out documents left out) plus AUC against the shown hard negatives, plus `PRIOR_WEIGHT` x its d' relative to the best candidate's (the prior keeps the
-   choice stable where a handful of shown examples cannot decide).
+   corpus (the feature's held-out documents left out), plus `hard_weight` x its AUC against the shown hard
+   negatives, plus `PRIOR_WEIGHT` x its d' relative to the best candidate's (the prior keeps the choice stable
+   where a handful of shown examples cannot decide).
 3. When the shown activating documents form two groups (`scorers.is_mixture`), the pairs "mixed: A / B" of the
    best candidates are scored the same way and one wins only by `MIXED_MARGIN`.
 
