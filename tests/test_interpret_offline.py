@@ -52,9 +52,11 @@ def test_every_feature_gets_a_readable_label(interpreted):
     labels = feature_labels(ws)
     assert len(labels) == N_FEATURES
     for label in labels.values():
-        words = label.split()
-        assert 2 <= len(words) <= 6, label
+        for part in label.removeprefix("mixed: ").split(" / "):
+            assert 1 <= len(part.split()) <= 6, label
         assert "_" not in label and label == label.strip()
+    # one phrase, "mixed: A / B" only for features whose documents form two groups
+    assert s["single_phrase"] >= 0.9  # 98 % on all 3,072 features
     # labels are mostly distinct: a labeller that says the same thing everywhere fails this
     assert len(set(labels.values())) >= 0.8 * N_FEATURES
 
@@ -70,9 +72,15 @@ def test_embedding_scores_mean_something(interpreted):
     t = _table(ws)
     done = t[t["status"] == "done"]
     assert done["embedding_auc"].between(0, 1).all()
-    # the bar; over all 3,072 features of the default SAE labels reach 0.92 (0.81 before training started
-    # latents at data points, see TrainConfig.init)
-    assert s["mean_embedding_auc"] >= 0.85
+    # one phrase per feature: these 240 features reach 0.835 against random documents (all 3,072: 0.836; the
+    # three-part lists of the earlier labeller reached 0.916 here, 0.921 on all) ...
+    assert s["mean_embedding_auc"] >= 0.80
+    # ... and 0.496 against hard negatives, the nearest documents it does not fire on (all 3,072: 0.521); the
+    # earlier list labels reached 0.467 here (0.470 on all), the mean of the top documents as a label about 0.2
+    assert s["mean_embedding_auc_hard"] >= 0.48
+    # features with fewer than 2 (coherence) or 4 (mixture) shown documents have none
+    assert done["coherence"].dropna().between(-1, 1).all() and done["mixture"].dropna().isin([0, 1]).all()
+    assert done["mixture"].notna().mean() > 0.9
     assert done["embedding_auc"].mean() == pytest.approx(s["mean_embedding_auc"], abs=1e-3)
     # control: shift labels by one feature and score them on the held-out examples of the wrong feature
     emb = ws.embedder()
@@ -103,7 +111,7 @@ def test_category_scores_and_clean_filter(interpreted):
     clean = clean_features(ws)
     assert clean and len(clean) < len(t)
     c = t[t["id"].isin(clean)]
-    assert (c["density"] < 0.2).all() and (c["embedding_auc"] >= 0.8).all()
+    assert (c["density"] < 0.2).all() and (c["embedding_auc"] >= 0.8).all() and (c["embedding_auc_hard"] >= 0.6).all()
     assert c["label"].str.lower().is_unique
 
 
@@ -114,8 +122,8 @@ def test_cli_lists_cards_and_exports(interpreted, capsys, tmp_path):
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) >= N_FEATURES
     scored = [r for r in recs if r["scores"]["embedding_auc"] is not None]
-    keys = [(r["scores"]["embedding_auc"], r["n_active"]) for r in scored]
-    assert keys == sorted(keys, reverse=True)  # by score, ties by the number of documents
+    keys = [(r["scores"].get("embedding_auc_combined", r["scores"]["embedding_auc"]), r["n_active"]) for r in scored]
+    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives), ties by documents
     for key in ("id", "label", "density", "act_mean", "scores"):
         assert key in recs[0]
     word = scored[0]["label"].split()[0]

@@ -154,12 +154,27 @@ def test_keyword_labeller_names_what_discriminates():
     lab, ex = _toy_labeller()
     (label, detail), = lab.label_batch([ex], None)
     assert label is not None and "quantum chaos" in label.lower() and "common" not in label.lower()
-    assert 2 <= len(label.split()) <= 6 and detail["rank_score"] == max(detail["options"].values())
+    assert 1 <= len(label.split()) <= 6 and detail["rank_score"] == max(detail["candidates"].values())
+    assert not label.startswith("mixed:")  # the activating documents are one group
     # the held-out examples play no part in the choice
     import dataclasses
 
     blind = dataclasses.replace(ex, heldout_pos=np.zeros(0, np.int64), heldout_pos_act=np.zeros(0))
     assert lab.label_batch([blind], None)[0][0] == label
+
+
+def test_keyword_labeller_weighs_the_shown_hard_negatives():
+    import dataclasses
+
+    from embedsae.interpret.scorers import auc_matrix
+
+    lab, ex = _toy_labeller()
+    ex = dataclasses.replace(ex, hard_neg=ex.random_neg[:8])
+    vecs = lab.phrase_emb.get(["quantum chaos", "common method", "galaxy clusters"])
+    a_hard = auc_matrix(vecs @ lab.docs[ex.shown_pos].T, vecs @ lab.docs[ex.hard_neg].T)
+    base = lab.shown_criteria(vecs, ex)
+    lab.hard_weight = 3.0
+    assert np.allclose(lab.shown_criteria(vecs, ex) - base, 2.0 * a_hard)
 
 
 def test_category_scores_by_hand():
@@ -219,3 +234,55 @@ def test_feature_stats_with_dead_latents_at_both_ends():
     np.testing.assert_allclose(density, [0, 2 / 3, 2 / 3, 0])
     np.testing.assert_allclose(act_mean, [0, 0.375, 1.5, 0])
     np.testing.assert_allclose(act_max, [0, 0.5, 2.0, 0])
+
+
+
+def test_coherence_and_mixture_by_hand():
+    from embedsae.interpret.scorers import coherence, is_mixture
+
+    e = np.eye(4, dtype=np.float32)
+    close = _unit_rows(np.array([[1, 0.1, 0, 0], [1, -0.1, 0, 0], [1, 0, 0.1, 0], [1, 0, -0.1, 0]]))
+    assert coherence(close, np.arange(4)) > 0.95 and coherence(close, np.arange(1)) is None
+    assert coherence(e, np.arange(4)) == pytest.approx(0.0)
+    two = _unit_rows(np.array([[1, 0.1, 0, 0], [1, -0.1, 0, 0], [1, 0, 0.1, 0],
+                               [0, 0, 0.1, 1], [0, 0, -0.1, 1], [0, 0.1, 0, 1]]))
+    assert is_mixture(two, np.arange(6)) and not is_mixture(close, np.arange(4))
+    lopsided = np.concatenate([close, two[3:4]])  # one stray document is no second group
+    assert not is_mixture(lopsided, np.arange(5))
+
+
+def _unit_rows(x):
+    x = np.asarray(x, np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_embedding_scores_against_hard_negatives():
+    from embedsae.interpret.examples import FeatureExamples
+    from embedsae.interpret.scorers import embedding_scores
+
+    # positives along x, random negatives along z, hard negatives between (closer to the label than random ones
+    # but less close than positives for one label direction, closer for another)
+    docs = _unit_rows(np.array([[1, 0.1, 0], [1, 0.2, 0], [0, 0, 1], [0, 0.1, 1], [1, 1, 0], [1, 1.2, 0]]))
+    none = np.zeros(0, np.int64)
+    ex = FeatureExamples(0, none, np.zeros(0), none, np.zeros(0), none, none, heldout_pos=np.array([0, 1]),
+                         heldout_pos_act=np.ones(2), heldout_neg=np.array([2, 3]), heldout_hard=np.array([4, 5]))
+    s = embedding_scores(np.array([1, 0, 0.0]), docs, ex)
+    assert s["embedding_auc"] == 1.0 and s["embedding_auc_hard"] == 1.0 and s["embedding_auc_combined"] == 1.0
+    s = embedding_scores(np.array([1, 1, 0.0]), docs, ex)  # on topic but not precise: the hard negatives win
+    assert s["embedding_auc"] == 1.0 and s["embedding_auc_hard"] == 0.0 and s["embedding_auc_combined"] == 0.5
+
+
+def test_clean_filter_uses_the_hard_negative_auc(tmp_path):
+    from embedsae.interpret.stage import CleanConfig, apply_clean_filter
+
+    with FeatureStore(tmp_path / "features.db") as st:
+        st.write_stats([(f, 0.01, 0.5, 0.9, 20) for f in range(3)])
+        st.write_batch(labels={f: (f"label {f}", "keywords", {}) for f in range(3)},
+                       scores={0: {"embedding_auc": 0.95, "embedding_auc_hard": 0.8},
+                               1: {"embedding_auc": 0.95, "embedding_auc_hard": 0.3},
+                               2: {"embedding_auc": 0.95}})
+        assert apply_clean_filter(st, CleanConfig()) == 2
+        assert set(st.table().query("clean")["id"]) == {0, 2}  # 1 is on topic but not precise
+        assert apply_clean_filter(st, CleanConfig(min_embedding_auc_hard=0.0)) == 3
+    with pytest.raises(InputError, match="min_embedding_auc_hard"):
+        CleanConfig(min_embedding_auc_hard=1.5)

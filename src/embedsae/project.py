@@ -199,8 +199,9 @@ class Project:
                  limit: int | None = None) -> FeaturePage:
         """The interpreted features that fire, filtered by label text and the clean filter, sorted and paged.
 
-        `sort`: "id", "density" (most frequent first) or "score" (embedding AUC; ties go to the feature that
-        fires on more documents)."""
+        `sort`: "id", "density" (most frequent first) or "score" (the combined embedding AUC, random and hard
+        negatives, where stored, else the AUC against random documents; ties go to the feature that fires on more
+        documents)."""
         from .interpret.store import feature_records
 
         if sort not in FEATURE_SORTS:
@@ -221,7 +222,9 @@ class Project:
         if sort == "density":
             t = t.sort_values("density", ascending=False, kind="stable")
         elif sort == "score":
-            t = t.sort_values(["embedding_auc", "n_active"], ascending=[False, False], na_position="last", kind="stable")
+            combined = "embedding_auc_combined" in t and t["embedding_auc_combined"].notna().any()
+            score = "embedding_auc_combined" if combined else "embedding_auc"
+            t = t.sort_values([score, "n_active"], ascending=[False, False], na_position="last", kind="stable")
         page = t.iloc[offset:] if limit is None else t.iloc[offset : offset + limit]
         return FeaturePage(total=int(len(t)), offset=offset, items=feature_records(page), table=page)
 

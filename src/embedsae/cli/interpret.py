@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--search", metavar="TEXT", help="only features whose label contains TEXT")
     p.add_argument("--sort", choices=["id", "density", "score"], default="id",
-                   help="order (score: embedding AUC, ties by how many documents the feature fires on)")
+                   help="order (score: embedding AUC, combined over random and hard negatives where stored; ties by how many documents the feature fires on)")
     p.add_argument("--clean", action="store_true", help="only features passing the clean-feature filter")
     p.add_argument("--limit", type=int, help="show at most N features")
     p.add_argument("--export", metavar="FILE", help="write the table to FILE (.csv, .json or .parquet)")
@@ -73,7 +73,10 @@ def cmd_interpret(args: argparse.Namespace) -> int:
         return 0
     print(f"SAE {s['sae']}: {s['interpreted']} features interpreted by {s['labeller']} "
           f"({s['skipped']} from earlier runs, {s['failed']} failed), {s['alive']} alive of {s['features']}")
-    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}   (median {_fmt(s.get('median_embedding_auc'))})")
+    print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}   (median {_fmt(s.get('median_embedding_auc'))}); "
+          f"against hard negatives {_fmt(s.get('mean_embedding_auc_hard'))}")
+    if s.get("single_phrase") is not None:
+        print(f"  single phrases      {s['single_phrase']:.1%} of labels   ({s['mixtures']} features are mixtures)")
     if s.get("mean_llm_f1") is not None:
         print(f"  mean LLM F1         {_fmt(s['mean_llm_f1'])}")
     if s.get("mean_category_f1") is not None:
@@ -87,8 +90,8 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _project(args):
@@ -111,12 +114,13 @@ def cmd_features(args: argparse.Namespace) -> int:
         return 0
     if args.export:
         return 0
-    print(f"{'id':>5}  {'density':>8}  {'act_mean':>8}  {'AUC':>5}  {'clean':>5}  label")
+    print(f"{'id':>5}  {'density':>8}  {'act_mean':>8}  {'AUC':>5}  {'hard':>5}  {'coh':>5}  {'mix':>3}  {'clean':>5}  label")
     for r in page.items:
-        auc = r["scores"].get("embedding_auc")
-        auc_text = "-" if auc is None else f"{auc:.2f}"
-        print(f"{r['id']:>5}  {r['density']:>8.4f}  {r['act_mean']:>8.4f}  {auc_text:>5}  {'yes' if r['clean'] else '':>5}  "
-              f"{r['label'] or ''}")
+        sc = r["scores"]
+        auc, hard, coh = (_fmt(sc.get(k), 2) for k in ("embedding_auc", "embedding_auc_hard", "coherence"))
+        mix = "yes" if sc.get("mixture") == 1 else ""
+        print(f"{r['id']:>5}  {r['density']:>8.4f}  {r['act_mean']:>8.4f}  {auc:>5}  {hard:>5}  {coh:>5}  {mix:>3}  "
+              f"{'yes' if r['clean'] else '':>5}  {r['label'] or ''}")
     print(f"{len(page.items)} features", file=sys.stderr)
     return 0
 

@@ -64,9 +64,19 @@ def render_card(card: dict[str, Any]) -> str:
     lines.append(f"  density      {card['density']:.4f} ({card['n_active']} documents)")
     if card.get("act_mean") is not None:
         lines.append(f"  activation   mean {card['act_mean']:.4f}, max {card.get('act_max') or 0:.4f}")
-    for k, v in (card.get("scores") or {}).items():
-        if v is not None:
-            lines.append(f"  {k:<12} {v:.3f}")
+    scores = {k: v for k, v in (card.get("scores") or {}).items() if v is not None}
+    if scores.get("embedding_auc") is not None:
+        hard = scores.pop("embedding_auc_hard", None)
+        comb = scores.pop("embedding_auc_combined", None)
+        lines.append(f"  AUC          {scores.pop('embedding_auc'):.3f} against random documents"
+                     + (f", {hard:.3f} against hard negatives (combined {comb:.3f})" if hard is not None else ""))
+    if scores.get("coherence") is not None:
+        mix = scores.pop("mixture", None)
+        lines.append(f"  coherence    {scores.pop('coherence'):.3f}"
+                     + ("   mixture: its top documents form two separate groups" if mix == 1 else ""))
+    scores.pop("mixture", None)
+    for k, v in scores.items():
+        lines.append(f"  {k:<12} {v:.3f}")
     if card.get("category"):
         lines.append(f"  category     {card['category']}")
     counts = card["histogram"]["counts"]

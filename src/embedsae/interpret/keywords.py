@@ -1,27 +1,27 @@
-"""The offline labeller: the 2–6-word phrase, or list of two or three phrases ("A and B", "A, B and C"), whose
-embedding best tells where the feature fires.
+"""The offline labeller: one phrase of 1–6 words that separates a feature's activating documents from the
+documents nearest to them that it does not fire on (hard negatives) and from the rest of the corpus; "mixed: A / B"
+only when the activating documents form two separate groups and two phrases do clearly better than one.
 
 The scorer (`scorers.embedding_scores`) ranks documents by the cosine between their embedding x and the label's
-embedding v, so a label is good when v·x is high on the feature's documents and low elsewhere. Everything common
-to all documents, or to all phrases, does not help; what does is the direction in which the feature's documents
-differ from the rest. The SAE gives that direction: the feature fires where its encoder row w has a large
-projection w·x. If document vectors were Gaussian with covariance Σ (about the corpus mean μ), documents with a
-large w·x would sit at μ + c·Σw, and a label vector v would separate them from the rest with a d' proportional
-to v·Σw / sqrt(vᵀΣv): the correlation, over the corpus, between the label's score and the feature's pre-activation.
-The labeller scores phrases by v·t / sqrt(vᵀΣv), with the target t the unit Σw plus a quarter of the unit
-difference between the mean of the shown activating documents and μ (which adds what the Gaussian picture
-misses). It uses only the SAE's weights, the corpus mean and covariance and the shown examples, never the
-held-out ones.
+embedding v and reports the AUC of held-out activating documents against held-out random and against held-out
+hard negatives. The labeller chooses by the same criteria on the examples it is shown, never the held-out ones:
 
 1. Candidates: phrases of the vocabulary (`phrases.build_vocabulary`) that stand alone as names and occur in at
-   least one shown activating document; each is embedded once, whichever feature asks first.
-2. The best `n_candidates` by the score above; label options are those of 2–6 words, the pairs "A and B" and
-   (with `triples`) the lists "A, B and C" of candidates that share no word, at most 6 words in all. Composites
-   are ranked by the score of the normalised sum of their parts' embeddings, and the best `n_pairs` are
-   embedded for real.
-3. The label is the option with the best score on its real embedding; a composite counts only when it scores
-   `COMPOSITE_MARGIN` above each of its parts (and a triple above each of its pairs that was embedded), so every
-   part adds clear separation.
+   least one shown activating document. Two rankings pick the ones worth embedding: the best `n_candidates` by
+   the d' of the phrase's cosine along the feature's direction (below), and the best `n_contrastive` by
+   contrastive c-TF-IDF: (share of shown activating documents containing the phrase - share of shown hard
+   negatives containing it) x idf. Each phrase is embedded once, whichever feature asks first.
+2. Each candidate is scored on the shown examples: AUC against the shown random negatives and a sample of the
+   corpus (the feature's held-out documents left out), plus `hard_weight` x its AUC against the shown hard
+   negatives, plus `PRIOR_WEIGHT` x its d' relative to the best candidate's (the prior keeps the choice stable
+   where a handful of shown examples cannot decide).
+3. When the shown activating documents form two groups (`scorers.is_mixture`), the pairs "mixed: A / B" of the
+   best candidates are scored the same way and one wins only by `MIXED_MARGIN`.
+
+The d' of a phrase: the feature fires where its encoder row w has a large projection w·x. If document vectors
+were Gaussian with covariance Σ (about the corpus mean μ), documents with a large w·x would sit at μ + c·Σw, and a
+label vector v would separate them from the rest with a d' proportional to v·t / sqrt(vᵀΣv), with the target t the
+unit Σw plus a quarter of the unit difference between the mean of the shown activating documents and μ.
 """
 
 from __future__ import annotations
@@ -32,15 +32,21 @@ import numpy as np
 
 from ..data.vectors import UnitRows
 from .phrases import PhraseVocabulary, build_vocabulary, stop_words
+from .scorers import auc_matrix, is_mixture
 
 __all__ = ["KeywordLabeller", "PhraseEmbeddings", "PhraseVocabulary", "build_vocabulary", "stop_words"]
 
 TARGET_SHOWN_WEIGHT = 0.25
 """Weight of the shown documents' mean (as a unit vector) next to the unit Σw in the target direction."""
-COMPOSITE_MARGIN = 0.05
-"""A composite must beat the best of its parts (and sub-lists) by this share of that score: a list is longer and
-harder to read than a phrase, so it has to earn its place (costs 0.001 AUC, turns a quarter of the triples into
-pairs or phrases)."""
+PRIOR_WEIGHT = 0.6
+"""Weight of a candidate's relative d' next to its two AUCs on the shown examples."""
+HARD_WEIGHT = 1.0
+"""Weight of the AUC against the shown hard negatives next to the AUC against random and corpus documents."""
+MIXED_MARGIN = 0.2
+"""How much more (in the sum of the two shown AUCs) a "mixed: A / B" label must reach than the best phrase."""
+MIXED_PREFIX = "mixed: "
+CORPUS_SAMPLE = 400
+"""Corpus documents the label must also separate the activating documents from (besides the shown negatives)."""
 
 
 class PhraseEmbeddings:
@@ -70,16 +76,6 @@ def _words(s: str) -> set[str]:
     return {w[:5] for w in s.lower().split()}
 
 
-def _join(parts: Sequence[str]) -> str:
-    """'A and B', 'A, B and C'."""
-    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
-
-
-def _drop_one(parts: Sequence[str]) -> list[tuple[str, ...]]:
-    """The sub-tuples with one part left out (for a triple: its three pairs)."""
-    return [tuple(p for j, p in enumerate(parts) if j != i) for i in range(len(parts))] if len(parts) > 2 else []
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -98,16 +94,19 @@ class KeywordLabeller:
         encoder: np.ndarray,
         phrase_emb: PhraseEmbeddings,
         *,
-        n_candidates: int = 16,
-        n_pairs: int = 6,
-        pairs: bool = True,
-        triples: bool = True,
+        n_candidates: int = 12,
+        n_contrastive: int = 12,
+        mixed: bool = True,
+        prior_weight: float = PRIOR_WEIGHT,
+        mixed_margin: float = MIXED_MARGIN,
+        hard_weight: float = HARD_WEIGHT,
     ) -> None:
+        self.name = "keywords"
         self.vocab = vocab
         self.docs = doc_vectors if isinstance(doc_vectors, UnitRows) else np.asarray(doc_vectors, dtype=np.float32)
         self.phrase_emb = phrase_emb
-        self.name = "keywords"
-        self.n_candidates, self.n_pairs, self.pairs, self.triples = n_candidates, n_pairs, pairs, triples
+        self.n_candidates, self.n_contrastive, self.mixed = n_candidates, n_contrastive, mixed
+        self.prior_weight, self.mixed_margin, self.hard_weight = prior_weight, mixed_margin, hard_weight
         if isinstance(self.docs, UnitRows):  # read block by block: the corpus need not fit in memory
             self.mean, self.cov = _mean_cov(self.docs)
         else:
@@ -116,6 +115,9 @@ class KeywordLabeller:
             self.cov = (centred.T @ centred / max(len(centred), 1)).astype(np.float32)
         self.cov_dirs = _unit(np.asarray(encoder, dtype=np.float32) @ self.cov)  # unit Σw per feature
         self._doc_phrases = vocab.matrix.tocsr()
+        self._idf = np.log(vocab.n_docs / np.maximum(vocab.df, 1)).astype(np.float32)
+        rng = np.random.default_rng(0)
+        self._sample = np.sort(rng.choice(len(self.docs), min(len(self.docs), CORPUS_SAMPLE), replace=False))
         n, dim = len(vocab.phrases), self.docs.shape[1]
         self._vec = np.zeros((n, dim), np.float32)  # vocabulary phrase embeddings, filled as phrases are needed
         self._sd = np.full(n, np.nan, np.float32)  # and their sqrt(vᵀΣv)
@@ -139,76 +141,95 @@ class KeywordLabeller:
             t += TARGET_SHOWN_WEIGHT * _unit(self.docs[ex.shown_pos].mean(0) - self.mean)
         return t
 
-    def score(self, vecs: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """v·t / sqrt(vᵀΣv) for each row v of `vecs`: the d' of the label's cosine under the Gaussian picture."""
-        return (vecs @ target) / self._spread(vecs)
-
-    def _candidates(self, ex) -> np.ndarray:
+    def _grounded(self, ex) -> np.ndarray:
         """Ids of standalone phrases occurring in at least one shown activating document."""
         if len(ex.shown_pos) == 0:
             return np.zeros(0, np.int64)
         ids = np.unique(self._doc_phrases[ex.shown_pos].indices)
         return ids[self.vocab.standalone[ids]]
 
+    def contrastive(self, ex, ids: np.ndarray) -> np.ndarray:
+        """Contrastive c-TF-IDF of phrases `ids`: (share of shown activating documents containing each - share of
+        shown hard negatives containing it) x idf."""
+        share = np.asarray(self._doc_phrases[ex.shown_pos][:, ids].mean(0)).ravel()
+        if len(ex.hard_neg):
+            share = share - np.asarray(self._doc_phrases[ex.hard_neg][:, ids].mean(0)).ravel()
+        return share * self._idf[ids]
+
+    def _pool(self, ex) -> tuple[np.ndarray, np.ndarray]:
+        """The grounded phrases, ranked by contrastive c-TF-IDF: the best `n_contrastive`, and a wider pool
+        whose d' is looked at (it needs their embeddings)."""
+        ids = self._grounded(ex)
+        if len(ids) == 0:
+            return ids, ids
+        order = ids[np.argsort(-self.contrastive(ex, ids), kind="stable")]
+        return order[: self.n_contrastive], order[: max(4 * self.n_candidates, self.n_contrastive)]
+
+    def _candidates(self, ex, by_ctf: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """The best `n_contrastive` by c-TF-IDF and the best `n_candidates` of the pool by the d' prior."""
+        if len(pool) == 0:
+            return pool
+        t = self.target(ex)
+        by_prior = pool[np.argsort(-((self._vec[pool] @ t) / self._sd[pool]), kind="stable")[: self.n_candidates]]
+        return np.unique(np.concatenate([by_prior, by_ctf]))
+
+    def shown_criteria(self, vecs: np.ndarray, ex) -> np.ndarray:
+        """Per row of `vecs` (unit label embeddings): AUC of the shown activating documents against the shown
+        random negatives and a sample of the corpus (never the feature's held-out documents), plus AUC against
+        the shown hard negatives (the first again when there are none)."""
+        pos = vecs @ self.docs[ex.shown_pos].T
+        held = np.concatenate([ex.shown_pos, ex.heldout_pos, ex.heldout_neg, ex.heldout_hard])
+        neg = np.concatenate([ex.random_neg, self._sample[~np.isin(self._sample, held)]])
+        a_rand = auc_matrix(pos, vecs @ self.docs[neg].T)
+        a_hard = auc_matrix(pos, vecs @ self.docs[ex.hard_neg].T) if len(ex.hard_neg) else a_rand
+        return a_rand + self.hard_weight * a_hard
+
     def label_batch(self, examples: Sequence, context=None) -> list[tuple[str | None, dict]]:
-        """Labels for a batch of features (FeatureExamples), each with details (candidates, options, score)."""
+        """Labels for a batch of features (FeatureExamples), each with details (candidates, scores)."""
         disp = self.vocab.display
-        cand_ids = [self._candidates(ex) for ex in examples]
-        if cand_ids:
-            self._ensure(np.concatenate(cand_ids))
+        pools = [self._pool(ex) for ex in examples]
+        if pools:
+            self._ensure(np.concatenate([p for _, p in pools]))  # one embedding call per batch
         plans = []
-        for ex, ids in zip(examples, cand_ids):
+        for ex, (by_ctf, pool) in zip(examples, pools):
+            ids = self._candidates(ex, by_ctf, pool)
             if len(ids) == 0:
                 plans.append(None)
                 continue
-            t = self.target(ex)
-            s = (self._vec[ids] @ t) / self._sd[ids]
-            top = ids[np.argsort(-s, kind="stable")[: self.n_candidates]]
-            plans.append((t, [disp[i] for i in top]))
-        pair_opts = [self._pair_options(p[1], p[0]) if p is not None and self.pairs else [] for p in plans]
-        self.phrase_emb.add([o for opts in pair_opts for o, _ in opts])
-        return [self._choose(plan, pairs) for plan, pairs in zip(plans, pair_opts)]
+            vecs = self._vec[ids]
+            prior = (vecs @ self.target(ex)) / self._sd[ids]
+            crit = self.shown_criteria(vecs, ex) + self.prior_weight * prior / max(float(prior.max()), 1e-6)
+            order = np.argsort(-crit, kind="stable")
+            cands = [(disp[ids[i]], float(crit[i])) for i in order]
+            mixed = self.mixed and is_mixture(self.docs, ex.shown_pos)
+            plans.append((ex, cands, self._mixed_options(cands) if mixed else []))
+        self.phrase_emb.add([m for plan in plans if plan for m, _ in plan[2]])
+        return [self._choose(plan) for plan in plans]
 
-    def _pair_options(self, cands: list[str], target: np.ndarray) -> list[tuple[str, tuple[str, str]]]:
-        """The best `n_pairs` pairs "A and B" of candidates sharing no word, by the score of their summed
-        embeddings (the real embedding of the pair is taken afterwards)."""
-        pairs = []
-        for a in range(len(cands)):
-            for b in range(a + 1, len(cands)):
-                A, B = cands[a], cands[b]
-                if not (_words(A) & _words(B)) and len(A.split()) + len(B.split()) <= 5:
-                    pairs.append((A, B))
-                    if self.triples:
-                        for c in range(b + 1, len(cands)):
-                            C = cands[c]
-                            if not (_words(C) & (_words(A) | _words(B))) and len(f"{A} {B} {C}".split()) <= 5:
-                                pairs.append((A, B, C))
-        if not pairs:
-            return []
-        vecs = np.stack([self.phrase_emb.get(list(ab)).sum(0) for ab in pairs])
-        approx = self.score(_unit(vecs), target)
-        best = np.argsort(-approx, kind="stable")[: self.n_pairs]
-        return [(_join(pairs[i]), pairs[i]) for i in best]
+    @staticmethod
+    def _mixed_options(cands: list[tuple[str, float]], n: int = 4) -> list[tuple[str, float]]:
+        """ "mixed: A / B" labels of the best `n` candidates that share no word."""
+        top = [c for c, _ in cands[:n]]
+        return [(f"{MIXED_PREFIX}{a} / {b}", 0.0) for i, a in enumerate(top) for b in top[i + 1 :]
+                if not (_words(a) & _words(b))]
 
-    def _choose(self, plan, pairs: list[tuple[str, tuple[str, str]]]) -> tuple[str | None, dict]:
+    def _choose(self, plan) -> tuple[str | None, dict]:
         if plan is None:
             return None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"}
-        target, cands = plan
-        cand_score = dict(zip(cands, self.score(self.phrase_emb.get(cands), target)))
-        options = {c: float(v) for c, v in cand_score.items() if 2 <= len(c.split()) <= 6}
-        if pairs:
-            pairs = sorted(pairs, key=lambda p: len(p[1]))  # pairs before the triples that contain them
-            pair_score = self.score(self.phrase_emb.get([p for p, _ in pairs]), target)
-            for (p, parts), v in zip(pairs, pair_score):
-                sub = [cand_score[x] for x in parts] + [options.get(_join(q), -np.inf) for q in _drop_one(parts)]
-                best_sub = max(sub)
-                if v > best_sub + COMPOSITE_MARGIN * abs(best_sub) or not options:
-                    options[p] = float(v)
-        if not options:  # only one-word candidates and no pair of them: join the two best anyway
-            options[f"{cands[0]} and {cands[1]}" if len(cands) > 1 else f"{cands[0]} documents"] = 0.0
-        label = max(options, key=options.get)
-        return label, {"candidates": cands, "options": {k: round(v, 4) for k, v in options.items()},
-                       "rank_score": round(options[label], 4)}
+        ex, cands, mixed = plan
+        label, best = cands[0]
+        detail: dict = {"candidates": {c: round(v, 4) for c, v in cands[:12]}}
+        if mixed:
+            names = [m for m, _ in mixed]
+            crit = self.shown_criteria(self.phrase_emb.get(names), ex)
+            detail["mixed"] = {m: round(float(v), 4) for m, v in zip(names, crit)}
+            j = int(np.argmax(crit))
+            # the candidates' criteria include the prior (at most PRIOR_WEIGHT): compare AUCs with AUCs
+            best_aucs = float(self.shown_criteria(self.phrase_emb.get([label]), ex)[0])
+            if crit[j] > best_aucs + self.mixed_margin:
+                label, best = names[j], float(crit[j])
+        detail["rank_score"] = round(best, 4)
+        return label, detail
 
 
 def make_keyword_labeller(context) -> KeywordLabeller:

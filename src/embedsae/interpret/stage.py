@@ -15,6 +15,7 @@ from ..progress import ProgressCallback, Tracker
 from ..settings import Settings, check
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
+from .keywords import MIXED_PREFIX
 from .labellers import LabelContext, Labeller
 from .store import FeatureStore, db_path
 
@@ -30,6 +31,8 @@ class CleanConfig(Settings):
 
     min_embedding_auc: float = 0.8
     """Least embedding AUC against random non-activating documents."""
+    min_embedding_auc_hard: float = 0.6
+    """Least embedding AUC against hard negatives (non-activating documents nearest to the activating ones)."""
     max_density: float = 0.2
     """Features firing on this share of documents or more are not clean."""
     min_llm_f1: float = 0.5
@@ -39,9 +42,9 @@ class CleanConfig(Settings):
 
     def validate(self) -> None:
         super().validate()
-        check(0 <= self.min_embedding_auc <= 1, f"min_embedding_auc must be in [0, 1], got {self.min_embedding_auc}")
+        for name in ("min_embedding_auc", "min_embedding_auc_hard", "min_llm_f1"):
+            check(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
         check(0 < self.max_density <= 1, f"max_density must be in (0, 1], got {self.max_density}")
-        check(0 <= self.min_llm_f1 <= 1, f"min_llm_f1 must be in [0, 1], got {self.min_llm_f1}")
         check(self.min_active >= 1, f"min_active must be at least 1, got {self.min_active}")
 
 
@@ -145,6 +148,9 @@ def interpret(
         "interpreted": int(len(done_now)), "skipped": int(len(chosen) - len(todo)),
         "failed": int((table["id"].isin(chosen) & (table["status"] == "failed")).sum()),
         "mean_embedding_auc": _mean(done_now["embedding_auc"]),
+        "mean_embedding_auc_hard": _mean(done_now["embedding_auc_hard"]),
+        "single_phrase": _share(done_now["label"], lambda x: not x.startswith(MIXED_PREFIX)),
+        "mixtures": int((done_now["mixture"] == 1).sum()),
         "median_embedding_auc": _mean(done_now["embedding_auc"], median=True), "mean_llm_f1": _mean(done_now["llm_f1"]),
         "mean_category_f1": _mean(done_now["category_f1"]), "clean": n_clean,
         "seconds": round(time.perf_counter() - t0, 2),
@@ -155,6 +161,11 @@ def interpret(
               "clean": clean_cfg.to_dict()}
     ws.record_stage(f"interpret:{name}", record, summary=summary)
     return summary
+
+
+def _share(col, pred) -> float | None:
+    vals = col.dropna()
+    return round(float(np.mean([pred(v) for v in vals])), 4) if len(vals) else None
 
 
 def _mean(col, median: bool = False) -> float | None:
@@ -181,7 +192,7 @@ class _Run:
 def _process(r: _Run, todo: np.ndarray) -> None:
     """Label and score the features in `todo`, one committed batch at a time."""
     from .labellers import LabellingStopped
-    from .scorers import category_scores, document_categories, embedding_scores
+    from .scorers import category_scores, document_categories, embedding_scores, quality_scores
 
     ctx = r.context
     cats = document_categories(ctx.ws.corpus)
@@ -202,6 +213,7 @@ def _process(r: _Run, todo: np.ndarray) -> None:
             f = ex.feature
             labels[f] = (label, r.labeller.name, detail)
             s = embedding_scores(ctx.phrase_emb.get([label])[0], ctx.doc_vectors, ex) if label else {}
+            s.update(quality_scores(ctx.doc_vectors, ex))
             cs = cat_scores.get(f, {})
             categories[f] = cs.get("category")
             s.update({k: v for k, v in cs.items() if k != "category"})
@@ -228,10 +240,11 @@ def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
     ok = (t["status"] == "done") & t["label"].notna() & (t["n_active"] >= cfg.min_active)
     ok &= t["density"] < cfg.max_density
     ok &= t["embedding_auc"].fillna(0) >= cfg.min_embedding_auc
+    ok &= t["embedding_auc_hard"].isna() | (t["embedding_auc_hard"] >= cfg.min_embedding_auc_hard)
     ok &= t["llm_f1"].isna() | (t["llm_f1"] >= cfg.min_llm_f1)
     cand = t[ok].copy()
     cand["key"] = cand["label"].str.lower().str.strip()
-    cand["rank"] = cand["llm_f1"].fillna(0) + cand["embedding_auc"].fillna(0)
+    cand["rank"] = cand["llm_f1"].fillna(0) + cand["embedding_auc_combined"].fillna(cand["embedding_auc"].fillna(0))
     best = cand.sort_values(["rank", "id"], ascending=[False, True]).drop_duplicates("key")
     store.set_clean(best["id"].tolist())
     return int(len(best))

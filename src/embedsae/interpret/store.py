@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 """
 
 SCORE_NAMES = ("embedding_auc", "embedding_auc_hard", "llm_f1", "llm_pearson", "category_f1", "category_precision",
-               "category_recall")
+               "category_recall", "embedding_auc_combined", "coherence", "mixture")
 
 
 def db_path(sae_dir: str | os.PathLike) -> Path:
