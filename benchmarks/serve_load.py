@@ -93,6 +93,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=1600, help="requests in all (the loop's bound)")
     ap.add_argument("--warmup", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--think", type=float, default=0.0, metavar="SECONDS",
+                    help="mean think time of each client between requests (exponential; 0: a closed loop with none)")
     args = ap.parse_args()
     if args.prepare and not args.workspace.exists():
         prepare(args.workspace, args.prepare, args.k, args.latents)
@@ -137,9 +139,12 @@ def run(args, host: str, port: int) -> int:
     errors: list[str] = []
     todo = iter(plan)
 
-    def worker():
+    def worker(seed: int):
         cl = Client(host, port)
+        think = random.Random(seed)
         while True:
+            if args.think > 0:
+                time.sleep(think.expovariate(1 / args.think))
             with lock:
                 kind = next(todo, None)
                 req = request(kind) if kind else None
@@ -159,15 +164,15 @@ def run(args, host: str, port: int) -> int:
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
+    threads = [threading.Thread(target=worker, args=(args.seed * 1000 + i,)) for i in range(args.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
     print(f"workspace {ws}: {args.requests} requests, {args.clients} clients, {wall:.1f} s, "
-          f"{args.requests / wall:.1f} requests/s, {len(errors)} errors; load average before {load:.1f} "
-          f"on {os.cpu_count()} CPUs")
+          f"{args.requests / wall:.1f} requests/s, {len(errors)} errors; think time {args.think * 1000:.0f} ms; "
+          f"load average before {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'kind':<11}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for k in kinds:
         xs = sorted(lat[k])
