@@ -50,6 +50,10 @@ def main() -> None:
         with torch.no_grad():
             s.sae.encode(x)
 
+    def explain():
+        with s.single_thread():
+            s._hits(np.arange(10), np.ones(10), vec)
+
     steps = {
         "embed 1 query": lambda: model.embed([q()]),
         "embed 16 queries (1 pass)": lambda: model.embed([q() for _ in range(16)]),
@@ -57,7 +61,7 @@ def main() -> None:
         "SAE encode 1 vector, 1 thread": single_encode,
         **{f"rank {m} (top 100)": (lambda m=m: s.rank(m, vec, "dark matter halos survey", 100)) for m in parts},
         "rank hybrid (top 10)": lambda: s.rank("hybrid", vec, "dark matter halos survey", 10),
-        "explain 10 hits": lambda: s._hits(np.arange(10), np.ones(10), vec),
+        "explain 10 hits": explain,
         "hybrid search, vector given": lambda: p.search("dark matter halos survey", mode="hybrid", vector=vec),
         "hybrid search, new text": lambda: p.search(q(), mode="hybrid"),
         "steered dense search, vector given": lambda: p.search("dark matter halos survey", mode="dense", vector=vec,
