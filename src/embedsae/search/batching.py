@@ -2,10 +2,11 @@
 that is waiting when it becomes free (micro-batching).
 
 A threaded server embeds one short query per search. Alone, each pays the model's whole per-call overhead; at
-once, they contend for the same cores. Batched, the texts waiting at one moment share one call: with
-all-MiniLM-L6-v2 on ONNX Runtime / OpenVINO, 16 five-word queries in one call took 7 to 8 times one query's
-time, not 16 times (benchmarks/serve_load.py's note). A caller alone waits for no one: the worker takes what is
-there and starts at once. Vectors equal the unbatched ones to float rounding (padding is masked out).
+once, they contend for the same cores (and OpenVINO's compiled model takes one call at a time per infer
+request). Batched, the texts waiting at one moment share one call: with all-MiniLM-L6-v2 on OpenVINO, 16
+five-word queries in one call took 2.3 to 5 times one query's time, not 16 times (benchmarks/search_breakdown.py,
+shared 2-core machine). A caller alone waits for no one: the worker takes what is there and starts at once.
+Vectors equal the unbatched ones to float rounding (padding is masked out).
 """
 
 from __future__ import annotations
