@@ -1,5 +1,5 @@
 """Where one search's time goes, in one process on one thread (the service time a server's request pays): query
-embedding (alone and 16 at once), the SAE's encoding of one query vector (torch's own threads against one),
+embedding (alone and 16 at once), the SAE's encoding of one query vector as a serving Searcher does it (torch's own threads against one),
 each hybrid part's ranking, explanations, the whole search, and the cheap reads (feature card, neighbours).
 
     python benchmarks/search_breakdown.py WS [--rounds 40]
@@ -36,6 +36,8 @@ def main() -> None:
     features = [f["id"] for f in p.features(sort="density", limit=200).items]
     vec = s.embed(["dark matter halos survey"])[0]
     x = torch.from_numpy(vec[None, :].copy())
+    for _ in range(2):  # a serving Searcher's state: the SAE as queries are encoded with (`Searcher.query_sae`)
+        s.query_sae()
     parts = s.retriever("hybrid").parts()
     counter = iter(range(10**9))
 

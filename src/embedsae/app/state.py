@@ -97,7 +97,7 @@ class Served:
         if vecs is None:
             vecs = self.embed(project, texts)
         with torch.no_grad(), project.searcher.single_thread():
-            z = project.searcher.sae.encode(torch.from_numpy(vecs)).numpy()  # the searcher's SAE is kept for queries
+            z = project.searcher.query_sae().encode(torch.from_numpy(vecs)).numpy()
         labels = project.labels
         out = []
         for text, row in zip(texts, z):

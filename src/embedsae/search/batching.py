@@ -11,7 +11,6 @@ Vectors equal the unbatched ones to float rounding (padding is masked out).
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -19,8 +18,6 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 """Most texts one forward pass takes (later callers wait for the next pass)."""

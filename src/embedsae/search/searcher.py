@@ -66,6 +66,7 @@ class Searcher:
         self._sae_name = sae
         self._embedder = embedder
         self._batcher = None
+        self._query_encodes = 0
         self._cache: dict[str, Any] = {}
         self._retrievers: dict[str, Retriever] = {}
         self._lock = threading.RLock()
@@ -86,18 +87,21 @@ class Searcher:
 
     @property
     def sae(self):
-        """The SAE, with what encoding one query at a time needs kept (see `_load_sae`)."""
-        return self._cached("sae", self._load_sae)
+        return self._cached("sae", lambda: self.ws.load_sae(self.sae_name))
 
-    def _load_sae(self):
-        """The SAE; a pursuit encoder's decoder Gram matrix is built now when it is small (QUERY_GRAM_MAX_BYTES):
-        the encoder builds it only for large batches, and without it each query computes its candidates' Gram
-        (with the compiled pursuit kernel, one arXiv query vector (k 32, 3,072 latents): 24-46 ms without the
-        kept Gram matrix, 1.1-1.3 ms with it, same code)."""
-        sae = self.ws.load_sae(self.sae_name)
+    def query_sae(self):
+        """The SAE for encoding query vectors one at a time (steering, activations of texts). From a Searcher's
+        second such use on, a pursuit encoder keeps its decoder Gram matrix when it is small
+        (QUERY_GRAM_MAX_BYTES): the encoder builds it only for large batches, and without it each query computes
+        its candidates' Gram (with the compiled pursuit kernel, one arXiv query vector, k 32 / 3,072 latents:
+        24-46 ms without it, 1.1-1.5 ms with it, same code). A one-off query does not pay for building it."""
+        sae = self.sae
+        self._query_encodes += 1
         n = int(sae.cfg.n_latents)
-        if getattr(sae.cfg, "pursuit", 0) and hasattr(sae, "decoder_gram") and n * n * 4 <= QUERY_GRAM_MAX_BYTES:
-            sae.decoder_gram(build=True)
+        if (self._query_encodes >= 2 and getattr(sae.cfg, "pursuit", 0) and hasattr(sae, "decoder_gram")
+                and n * n * 4 <= QUERY_GRAM_MAX_BYTES):
+            with self._lock:
+                sae.decoder_gram(build=True)  # built once; later calls find it current
         return sae
 
     def retriever(self, mode: str) -> Retriever:
@@ -232,7 +236,7 @@ class Searcher:
         report = None
         if steer:
             with self.single_thread():
-                res = steer.apply(self.sae, vector, self.labels)
+                res = steer.apply(self.query_sae(), vector, self.labels)
             vector, report = res.vector, res.to_dict()
             self._add_typical(report["changes"])
         rows, scores = self.rank(mode, vector, text, top)
