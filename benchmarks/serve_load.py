@@ -6,7 +6,9 @@ requests per second and errors.
     python benchmarks/serve_load.py WS --prepare ../shared/data/arxiv/abstracts.jsonl   # build WS first (k 32, 3072)
 
 Targets (arXiv workspace, 16 clients, a quiet 2-core machine): p50 <= 50 ms hybrid search, <= 20 ms feature card.
-Latencies depend on the machine's load: report the load with the figures.
+Latencies depend on the machine's load: report the load with the figures. `--think SECONDS` gives each client an
+exponential think time between requests (interactive users); report it next to the closed loop (no think time),
+never instead of it.
 """
 
 from __future__ import annotations
@@ -70,17 +72,38 @@ def start_server(ws: Path) -> tuple[subprocess.Popen, str, int]:
 
 
 class Client:
+    IDLE_RECONNECT = 2.0
+    """A keep-alive connection idle this long may have been closed by the server (uvicorn closes after 5 s): a
+    request that finds it closed is sent again once on a new connection (counted in `reconnects`)."""
+
     def __init__(self, host: str, port: int) -> None:
-        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+        self.host, self.port, self.reconnects = host, port, 0
+        self._connect()
+
+    def _connect(self) -> None:
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         self.conn.connect()
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.last = time.monotonic()
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data else {}
-        self.conn.request(method, path, body=data, headers=headers)
-        r = self.conn.getresponse()
-        return r.status, r.read()
+        idle = time.monotonic() - self.last
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            r = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if idle < self.IDLE_RECONNECT:
+                raise
+            self.conn.close()
+            self._connect()
+            self.reconnects += 1
+            self.conn.request(method, path, body=data, headers=headers)
+            r = self.conn.getresponse()
+        out = r.status, r.read()
+        self.last = time.monotonic()
+        return out
 
 
 def main() -> int:
@@ -93,6 +116,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=1600, help="requests in all (the loop's bound)")
     ap.add_argument("--warmup", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--think", type=float, default=0.0, metavar="SECONDS",
+                    help="mean think time of each client between requests (exponential; 0: a closed loop with none)")
     args = ap.parse_args()
     if args.prepare and not args.workspace.exists():
         prepare(args.workspace, args.prepare, args.k, args.latents)
@@ -135,21 +160,28 @@ def run(args, host: str, port: int) -> int:
     lock = threading.Lock()
     lat: dict[str, list[float]] = {k: [] for k in kinds}
     errors: list[str] = []
+    reconnects = [0]
     todo = iter(plan)
 
-    def worker():
+    def worker(seed: int):
         cl = Client(host, port)
+        think = random.Random(seed)
         while True:
+            if args.think > 0:
+                time.sleep(think.expovariate(1 / args.think))
             with lock:
                 kind = next(todo, None)
                 req = request(kind) if kind else None
             if kind is None:
+                with lock:
+                    reconnects[0] += cl.reconnects
                 return
             t0 = time.perf_counter()
             try:
                 status, body = cl.call(*req)
             except Exception as exc:  # noqa: BLE001 - counted as an error
                 status, body = 0, str(exc).encode()
+                reconnects[0] += cl.reconnects
                 cl = Client(host, port)
             dt = time.perf_counter() - t0
             with lock:
@@ -159,15 +191,16 @@ def run(args, host: str, port: int) -> int:
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
+    threads = [threading.Thread(target=worker, args=(args.seed * 1000 + i,)) for i in range(args.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
     print(f"workspace {ws}: {args.requests} requests, {args.clients} clients, {wall:.1f} s, "
-          f"{args.requests / wall:.1f} requests/s, {len(errors)} errors; load average before {load:.1f} "
-          f"on {os.cpu_count()} CPUs")
+          f"{args.requests / wall:.1f} requests/s, {len(errors)} errors ({reconnects[0]} idle connections reopened); "
+          f"think time {args.think * 1000:.0f} ms; "
+          f"load average before {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'kind':<11}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for k in kinds:
         xs = sorted(lat[k])

@@ -6,7 +6,9 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import embedsae  # noqa: E402
 from embedsae import layout  # noqa: E402
 from embedsae.app import create_app  # noqa: E402
 from embedsae.app.schemas import MAX_EDITS, MAX_PAGE, MAX_QUERY_CHARS, MAX_TEXT_CHARS, MAX_TOP  # noqa: E402
+from embedsae.app.state import SEARCH_THREADS  # noqa: E402
 from embedsae.cli import main as cli_main  # noqa: E402
 
 APP_DIR = Path(embedsae.__file__).parent / "app"
@@ -175,6 +178,39 @@ def test_search_modes_and_explanations(client):
     assert any(h.get("concepts") for h in hits)
     got = client.get(f"{API}/search", params={"q": "boundary layer transition", "mode": "hybrid"}).json()["hits"]
     assert [h["id"] for h in got] == [h["id"] for h in hits]
+
+
+def test_a_feature_page_is_answered_while_searches_wait(app_ws):
+    """Searches run in the app's bounded search pool: with every search thread busy, a search waits there while
+    a feature card and neighbours are answered at once; the search is answered when a thread frees."""
+    with TestClient(create_app([app_ws.path])) as c:
+        state = c.app.state.embedsae
+        searched = threading.Event()
+
+        class Pool(ThreadPoolExecutor):
+            def submit(self, fn, /, *args, **kwargs):
+                if fn is not gate.wait:
+                    searched.set()  # the search's query is embedded; it is queued behind the busy threads
+                return super().submit(fn, *args, **kwargs)
+
+        gate = threading.Event()
+        state.searches = Pool(SEARCH_THREADS)
+        busy = [state.searches.submit(gate.wait, 120) for _ in range(SEARCH_THREADS)]
+        answer = {}
+        body = {"query": "wing flutter at transonic speed", "mode": "hybrid"}
+        t = threading.Thread(target=lambda: answer.setdefault("search", c.post(f"{API}/search", json=body)))
+        t.start()
+        try:
+            assert searched.wait(120)
+            card = c.get(f"{API}/features/3")
+            neighbours = c.get(f"{API}/features/3/neighbours")
+            assert card.status_code == 200 and card.json()["id"] == 3 and neighbours.status_code == 200
+            assert t.is_alive() and "search" not in answer  # the search still waits for a thread
+        finally:
+            gate.set()
+        t.join(120)
+        assert all(b.result() for b in busy)
+        assert answer["search"].status_code == 200 and len(answer["search"].json()["hits"]) == 10
 
 
 def test_structured_steering_changes_the_ranking(client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 import pytest
@@ -40,6 +41,36 @@ def test_exported_backend_gives_torchs_vectors_on_abstracts(backend, abstracts, 
     assert cosine.min() >= 0.999, cosine.min()
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     assert (backends.cache_dir() / "onnx").is_dir(), "exported once into the cache folder"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_backend_serves_many_threads_at_once(backend, abstracts, export_cache):
+    """A server embeds queries from many threads: each gets its own vectors (OpenVINO's shared infer request
+    once answered "Infer Request is busy" to all but one)."""
+    if not backends.backend_available(backend):
+        pytest.skip(f"the {backend} backend's package is not installed")
+    fast = SentenceTransformerEmbedder(backend=backend)
+    texts = abstracts[:16]
+    want = fast.embed(texts)
+    got: list = [None] * len(texts)
+    start = threading.Barrier(len(texts))
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            got[i] = fast.embed([texts[i]])[0]
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            got[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    errors = [g for g in got if not isinstance(g, np.ndarray)]
+    assert not errors, errors[:2]
+    cosine = (np.stack(got) * want).sum(1)
+    assert cosine.min() >= 0.9999, cosine.min()
 
 
 def test_auto_picks_an_installed_fast_backend_on_cpu(export_cache):

@@ -2,7 +2,9 @@
 
 Every handler calls `embedsae.Project` (through `state.Served`); none holds logic of its own beyond shaping
 the answer. Handlers are plain functions, so FastAPI runs them in its thread pool: reads go on concurrently and
-never wait for a running job."""
+never wait for a running job. Searches and text activations are the exception: they await their query
+embedding (one worker batches the texts of concurrent requests), then run in the app's bounded search pool
+(`AppState.searches`), so feature pages and other cheap reads never queue behind them."""
 
 from __future__ import annotations
 
@@ -162,11 +164,13 @@ def get_neighbours(request: Request, ws: WsName, feature: FeatureId, sae: SaePar
 
 
 @router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts")
-def text_activations(request: Request, ws: WsName, body: ActivationsRequest) -> dict[str, Any]:
+async def text_activations(request: Request, ws: WsName, body: ActivationsRequest) -> dict[str, Any]:
     """Embeds each text with the workspace's model and encodes it with the SAE."""
     s = served(request, ws)
     p = s.project(body.sae)
-    return {"sae": p.sae_name, "results": s.activations(p, body.texts, body.features, body.top)}
+    vecs = await s.embed_async(p, body.texts)
+    results = await app_state(request).run_search_work(s.activations, p, body.texts, body.features, body.top, vecs)
+    return {"sae": p.sae_name, "results": results}
 
 
 def check_feature(p, feature: int) -> None:
@@ -207,13 +211,21 @@ def get_families(request: Request, ws: WsName, sae: SaeParam = None) -> dict[str
 
 # ---------------------------------------------------------------------------- search
 @router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered")
-def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str, Any]:
+async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str, Any]:
     """Ranked hits with the concepts that explain each; steering edits change query features before ranking."""
     s = served(request, ws)
-    return run_search(s, body)
+    vector = await query_vector(s, body)
+    return await app_state(request).run_search_work(run_search, s, body, vector)
 
 
-def run_search(s: Served, body: SearchRequest) -> dict[str, Any]:
+async def query_vector(s: Served, body: SearchRequest) -> np.ndarray | None:
+    """The query's vector when the search reads it (embedded by the shared worker), else None."""
+    if not s.workspace.can_embed or (body.mode == "bm25" and not body.explain and not body.query_features):
+        return None
+    return (await s.embed_async(s.project(body.sae), [body.query]))[0]
+
+
+def run_search(s: Served, body: SearchRequest, vector: np.ndarray | None = None) -> dict[str, Any]:
     p = s.project(body.sae)
     n = int(p.sae_config["n_latents"])
     for e in body.steer:
@@ -221,7 +233,7 @@ def run_search(s: Served, body: SearchRequest) -> dict[str, Any]:
             raise InputError(f"steering edit on feature {e.feature}: it does not exist "
                              f"(SAE '{p.sae_name}' has {n} features, 0..{n - 1})")
     result = p.search(body.query, mode=body.mode, top=body.top, steer=[e.spec() for e in body.steer] or None,
-                      explain=body.explain)
+                      explain=body.explain, vector=vector)
     out = {"sae": p.sae_name, **result.to_dict()}
     if body.query_features:
         out["query_features"] = s.query_features(p, body.query)
@@ -229,12 +241,12 @@ def run_search(s: Served, body: SearchRequest) -> dict[str, Any]:
 
 
 @router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)")
-def search_get(request: Request, ws: WsName,
+async def search_get(request: Request, ws: WsName,
                q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$",
                                        description="The query text.")],
                mode: Literal["dense", "concept", "hybrid", "bm25"] = "dense",
                top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10, sae: SaeParam = None) -> dict[str, Any]:
-    return run_search(served(request, ws), SearchRequest(query=q, mode=mode, top=top, sae=sae))
+    return await search(request, ws, SearchRequest(query=q, mode=mode, top=top, sae=sae))
 
 
 # ---------------------------------------------------------------------------- map

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -16,6 +19,11 @@ from ..errors import InputError, WorkspaceError
 from ..project import Project
 from ..workspace import Workspace
 from .jobs import JobRunner
+
+T = TypeVar("T")
+SEARCH_THREADS = max(1, min(4, os.cpu_count() or 1))
+"""Threads of the search pool: one per core, at most 4 (a search's ranking is short CPU work that holds the GIL
+for much of its time; more threads only queue inside the process)."""
 
 
 class NotFound(LookupError):
@@ -51,33 +59,45 @@ class Served:
 
     def embed(self, project: Project, texts: list[str]) -> np.ndarray:
         """Query vectors for texts (the workspace's model through the project's searcher), the last 256 kept."""
-        out, todo = [None] * len(texts), []
-        for i, t in enumerate(texts):
-            v = self._query_cache.get(t)
-            if v is None:
-                todo.append(i)
-            else:
-                out[i] = v
+        out, todo = self._lookup(texts)
         if todo:
-            vecs = project.searcher.embed([texts[i] for i in todo])
-            for i, v in zip(todo, vecs):
-                out[i] = v
-                self._query_cache[texts[i]] = v
-            while len(self._query_cache) > 256:
-                self._query_cache.popitem(last=False)
+            self._fill(out, texts, todo, project.searcher.embed([texts[i] for i in todo]))
         return np.stack(out).astype(np.float32)
 
-    def activations(self, project: Project, texts: list[str], features: list[int], top: int) -> list[dict[str, Any]]:
-        """For each text: its top features (id, label, activation) and the activations of `features`."""
+    async def embed_async(self, project: Project, texts: list[str]) -> np.ndarray:
+        """`embed` awaited without holding a thread: the searcher's embedding worker batches concurrent queries."""
+        out, todo = self._lookup(texts)
+        if todo:
+            vecs = await asyncio.wrap_future(project.searcher.submit_embed([texts[i] for i in todo]))
+            self._fill(out, texts, todo, vecs)
+        return np.stack(out).astype(np.float32)
+
+    def _lookup(self, texts: list[str]) -> tuple[list[np.ndarray | None], list[int]]:
+        with self._lock:
+            out = [self._query_cache.get(t) for t in texts]
+        return out, [i for i, v in enumerate(out) if v is None]
+
+    def _fill(self, out: list[np.ndarray | None], texts: list[str], todo: list[int], vecs: np.ndarray) -> None:
+        with self._lock:
+            for i, v in zip(todo, vecs):
+                out[i] = self._query_cache[texts[i]] = v
+            while len(self._query_cache) > 256:
+                self._query_cache.popitem(last=False)
+
+    def activations(self, project: Project, texts: list[str], features: list[int], top: int,
+                    vecs: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """For each text: its top features (id, label, activation) and the activations of `features` (`vecs`:
+        the texts' vectors when already embedded)."""
         import torch
 
         n = int(project.sae_config["n_latents"])
         bad = [f for f in features if f >= n]
         if bad:
             raise NotFound(f"feature {bad[0]} does not exist (SAE '{project.sae_name}' has {n} features, 0..{n - 1})")
-        vecs = self.embed(project, texts)
-        with torch.no_grad():
-            z = project.sae.encode(torch.from_numpy(vecs)).numpy()
+        if vecs is None:
+            vecs = self.embed(project, texts)
+        with torch.no_grad(), project.searcher.single_thread():
+            z = project.searcher.query_sae().encode(torch.from_numpy(vecs)).numpy()
         labels = project.labels
         out = []
         for text, row in zip(texts, z):
@@ -112,6 +132,13 @@ class AppState:
             self.workspaces[name] = Served(name, path)
         self.token = token
         self.jobs = JobRunner()
+        self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="embedsae-search")
+        """Searches and text activations run here (their query embedding is awaited before, off any thread),
+        so at most SEARCH_THREADS of them compete with the cheap reads that FastAPI runs in its own pool."""
+
+    async def run_search_work(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the search pool, awaited."""
+        return await asyncio.wrap_future(self.searches.submit(fn, *args))
 
     def served(self, name: str) -> Served:
         try:

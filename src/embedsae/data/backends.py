@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,15 @@ class ExportedRunner:
             import openvino as ov
 
             compiled = ov.Core().compile_model(str(path), "CPU")
-            self._forward = lambda feed: compiled(feed)[0]
+            local = threading.local()
+
+            def forward(feed):  # one infer request per thread: a shared one answers "Infer Request is busy"
+                request = getattr(local, "request", None)
+                if request is None:
+                    request = local.request = compiled.create_infer_request()
+                return request.infer(feed)[0]
+
+            self._forward = forward
 
     def embed(self, texts: list[str], dim: int, batch_size: int,
               progress: ProgressCallback | None = None) -> np.ndarray:

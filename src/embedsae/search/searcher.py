@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,9 @@ from ..workspace import Workspace
 from .hybrid import HybridSettings
 from .retriever import Query, Retriever, retriever_class, retriever_names
 from .steering import Steering
+
+QUERY_GRAM_MAX_BYTES = 128 * 2**20
+"""Largest decoder Gram matrix (n_latents^2 float32, ~5,800 latents) a Searcher keeps for encoding queries."""
 
 
 @dataclass
@@ -60,6 +65,8 @@ class Searcher:
         self.ann = ann
         self._sae_name = sae
         self._embedder = embedder
+        self._batcher = None
+        self._query_encodes = 0
         self._cache: dict[str, Any] = {}
         self._retrievers: dict[str, Retriever] = {}
         self._lock = threading.RLock()
@@ -81,6 +88,21 @@ class Searcher:
     @property
     def sae(self):
         return self._cached("sae", lambda: self.ws.load_sae(self.sae_name))
+
+    def query_sae(self):
+        """The SAE for encoding query vectors one at a time (steering, activations of texts). From a Searcher's
+        second such use on, a pursuit encoder keeps its decoder Gram matrix when it is small
+        (QUERY_GRAM_MAX_BYTES): the encoder builds it only for large batches, and without it each query computes
+        its candidates' Gram (with the compiled pursuit kernel, one arXiv query vector, k 32 / 3,072 latents:
+        24-46 ms without it, 1.1-1.5 ms with it, same code). A one-off query does not pay for building it."""
+        sae = self.sae
+        self._query_encodes += 1
+        n = int(sae.cfg.n_latents)
+        if (self._query_encodes >= 2 and getattr(sae.cfg, "pursuit", 0) and hasattr(sae, "decoder_gram")
+                and n * n * 4 <= QUERY_GRAM_MAX_BYTES):
+            with self._lock:
+                sae.decoder_gram(build=True)  # built once; later calls find it current
+        return sae
 
     def retriever(self, mode: str) -> Retriever:
         """The loaded retriever of a mode (loading its index on first use)."""
@@ -137,12 +159,19 @@ class Searcher:
         return self.retriever("concept").encode(vector)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Query vectors, made by the workspace's embedding model."""
-        if self._embedder is None:
+        """Query vectors, made by the workspace's embedding model; concurrent callers share forward passes
+        (`embedsae.search.batching`)."""
+        return self.submit_embed(texts).result()
+
+    def submit_embed(self, texts: Sequence[str]) -> Future:
+        """A future of `embed(texts)`, for callers that wait without holding a thread (e.g. an async server)."""
+        if self._batcher is None:
             with self._lock:
-                if self._embedder is None:
-                    self._embedder = self.ws.embedder()
-        return np.asarray(self._embedder.embed(list(texts)), np.float32)
+                if self._batcher is None:
+                    from .batching import BatchingEmbedder
+
+                    self._batcher = BatchingEmbedder(lambda: self._embedder or self.ws.embedder())
+        return self._batcher.submit(texts)
 
     def steering(self, specs: Sequence[str], form: str = "residual") -> Steering:
         """A Steering object from specs (ID=VALUE or "label"=VALUE), labels resolved against this SAE's
@@ -151,11 +180,15 @@ class Searcher:
         return Steering.from_specs(specs, self.sae, labels=labels, embed=self.embed, form=form)
 
     # ------------------------------------------------------------------ ranking
-    def single_thread(self):
-        """A context in which BLAS runs on one thread (see `embedsae.threads`): every ranking runs in it."""
-        from ..threads import blas_single_thread
+    @contextmanager
+    def single_thread(self) -> Iterator[None]:
+        """A context in which BLAS and torch run on one thread (see `embedsae.threads`): every ranking and every
+        SAE encoding of a query runs in it (the pursuit encoder of one query vector: 102 ms with torch's two
+        threads on a busy 2-core machine, 26 ms on one)."""
+        from ..threads import blas_single_thread, torch_single_thread
 
-        return blas_single_thread()
+        with blas_single_thread(), torch_single_thread():
+            yield
 
     def rank(self, mode: str, vector: np.ndarray | None, text: str | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and scores for one query (the vector for dense/concept, the text for BM25)."""
@@ -176,8 +209,11 @@ class Searcher:
         steer: Steering | Sequence[str] | None = None,
         steer_form: str = "residual",
         explain: bool = True,
+        vector: np.ndarray | None = None,
     ) -> SearchResult:
-        """Ranked hits for a query text (or vector), optionally steered, each hit with its shared concepts."""
+        """Ranked hits for a query text (or vector), optionally steered, each hit with its shared concepts.
+
+        `vector`: the text's query vector when the caller has embedded it already (`embed`)."""
         if top <= 0:
             raise InputError(f"the number of hits, `top`, must be positive, got {top}")
         cls = retriever_class(mode)
@@ -193,17 +229,14 @@ class Searcher:
             raise InputError(f"steering edits SAE features of the query vector; {mode} search reads only the text: "
                              f"search in a mode that reads the vector ({', '.join(vector_modes)})")
         t0 = time.perf_counter()
-        vector = None
-        if text is None:
-            vector = np.asarray(query, np.float32).reshape(-1)
-            if vector.shape != (self.ws.dim,) or not np.isfinite(vector).all():
-                raise InputError(f"a query vector must hold {self.ws.dim} finite numbers (the workspace's dimension); "
-                                 f"got shape {vector.shape}")
+        if text is None or vector is not None:
+            vector = self._check_vector(query if text is None else vector)
         elif cls.needs_vector or (explain and self.ws.can_embed):
             vector = self.embed([text])[0]  # a workspace of precomputed vectors explains text queries without it
         report = None
         if steer:
-            res = steer.apply(self.sae, vector, self.labels)
+            with self.single_thread():
+                res = steer.apply(self.query_sae(), vector, self.labels)
             vector, report = res.vector, res.to_dict()
             self._add_typical(report["changes"])
         rows, scores = self.rank(mode, vector, text, top)
@@ -211,6 +244,13 @@ class Searcher:
         with self.single_thread():
             hits = self._hits(rows, scores, vector if explain else None)
         return SearchResult(text if text is not None else "<vector>", mode, hits, report, seconds)
+
+    def _check_vector(self, query: Any) -> np.ndarray:
+        vector = np.asarray(query, np.float32).reshape(-1)
+        if vector.shape != (self.ws.dim,) or not np.isfinite(vector).all():
+            raise InputError(f"a query vector must hold {self.ws.dim} finite numbers (the workspace's dimension); "
+                             f"got shape {vector.shape}")
+        return vector
 
     def _add_typical(self, changes: list[dict[str, Any]]) -> None:
         """Each changed feature's largest activation over the documents, the scale for edit values."""
