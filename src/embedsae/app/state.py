@@ -21,9 +21,11 @@ from ..workspace import Workspace
 from .jobs import JobRunner
 
 T = TypeVar("T")
-SEARCH_THREADS = max(1, min(4, os.cpu_count() or 1))
-"""Threads of the search pool: one per core, at most 4 (a search's ranking is short CPU work that holds the GIL
-for much of its time; more threads only queue inside the process)."""
+SEARCH_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
+"""Threads of the search pool: one per core but one, at most 4, so a core stays free for the cheap reads (a
+search's ranking is short CPU work that holds the GIL for much of its time; more threads only queue inside the
+process). On 2 cores, 16 clients: feature-card p50 28-35 ms with one search thread against 54-94 ms with two, at
+the same requests/s (benchmarks/serve_load.py, two alternated pairs)."""
 
 
 class NotFound(LookupError):
