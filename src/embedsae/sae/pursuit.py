@@ -60,8 +60,9 @@ def candidate_pursuit(
     b, m = candidates.shape
     if k > m:
         raise ValueError(f"pursuit needs at least k={k} candidates per row, got {m}")
+    compiled = gram is not None and x.device.type == "cpu" and pursuit_kernel.available()
     if chunk is None:  # per row: the chosen latents' Gram rows (k x m), or the candidates' Gram (m x m) and rows (m x d)
-        if gram is not None and x.device.type == "cpu" and pursuit_kernel.available():
+        if compiled:
             per_row, most = W_dec.shape[0], 8192  # the kernel keeps no per-chunk buffer: only c0 (n_latents per row)
         else:
             per_row, most = (k * m if gram is not None else m * (m + W_dec.shape[1])), 1024
@@ -73,18 +74,24 @@ def candidate_pursuit(
         W = W_dec.float()
         target = x.float() - b_pre.float()
         for i in range(0, b, chunk):
-            idx, vals = _pursuit_chunk(W, target[i : i + chunk], candidates[i : i + chunk], k, gram)
+            idx, vals = _pursuit_chunk(W, target[i : i + chunk], candidates[i : i + chunk], k, gram, compiled)
             idx_parts.append(idx)
             val_parts.append(vals)
     return torch.cat(idx_parts), torch.cat(val_parts).to(x.dtype)
 
 
-def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor | None) -> tuple[Tensor, Tensor]:
+def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor | None,
+                   compiled: bool) -> tuple[Tensor, Tensor]:
+    """One chunk's codes: the compiled rounds (CPU, full Gram: `compiled`) or the tensor rounds."""
     b, m = cand.shape
     dev = target.device
     if gram is not None:
         cand = cand.sort(dim=1).values  # ascending latent ids: each round's Gram lookups walk one row in order
         c0 = (target @ W.T).gather(1, cand)  # (b, m) <target, candidate row>: one GEMM, then a gather
+        if compiled:  # one compiled loop per vector, rows over torch's thread count
+            idx, vals = pursuit_kernel.pursuit_rounds(c0.contiguous().numpy(), cand.contiguous().numpy(),
+                                                      gram.contiguous().numpy(), k, RIDGE, torch.get_num_threads())
+            return torch.from_numpy(idx), torch.from_numpy(vals)
         n = gram.shape[0]
 
         def gram_row(pick: Tensor) -> Tensor:  # Gram entries of each row's picked candidate with all its candidates
@@ -100,10 +107,6 @@ def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor
 
     if dev.type != "cpu":
         return _rounds(c0, cand, k, gram_row)
-    if gram is not None and pursuit_kernel.available():  # one compiled loop per vector, rows over threads
-        idx, vals = pursuit_kernel.pursuit_rounds(c0.contiguous().numpy(), cand.contiguous().numpy(),
-                                                  gram.contiguous().numpy(), k, RIDGE, torch.get_num_threads())
-        return torch.from_numpy(idx), torch.from_numpy(vals)
     # The rounds' small batched operations lose more to thread hand-offs than they gain (k 64, 6,144 latents on a
     # busy 2-core machine: 242 vectors/s on one thread, 12 on two); the limit is safe under concurrent callers.
     with torch_single_thread():
