@@ -198,11 +198,12 @@ class KeywordLabeller:
                 continue
             vecs = self._vec[ids]
             prior = (vecs @ self.target(ex)) / self._sd[ids]
-            crit = self.shown_criteria(vecs, ex) + self.prior_weight * prior / max(float(prior.max()), 1e-6)
+            aucs = self.shown_criteria(vecs, ex)
+            crit = aucs + self.prior_weight * prior / max(float(prior.max()), 1e-6)
             order = np.argsort(-crit, kind="stable")
             cands = [(disp[ids[i]], float(crit[i])) for i in order]
             mixed = self.mixed and is_mixture(self.docs, ex.shown_pos)
-            plans.append((ex, cands, self._mixed_options(cands) if mixed else []))
+            plans.append((ex, cands, self._mixed_options(cands) if mixed else [], float(aucs[order[0]])))
         self.phrase_emb.add([m for plan in plans if plan for m, _ in plan[2]])
         return [self._choose(plan) for plan in plans]
 
@@ -216,7 +217,7 @@ class KeywordLabeller:
     def _choose(self, plan) -> tuple[str | None, dict]:
         if plan is None:
             return None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"}
-        ex, cands, mixed = plan
+        ex, cands, mixed, best_aucs = plan  # best_aucs: the best candidate's shown AUCs, without the prior
         label, best = cands[0]
         detail: dict = {"candidates": {c: round(v, 4) for c, v in cands[:12]}}
         if mixed:
@@ -224,9 +225,7 @@ class KeywordLabeller:
             crit = self.shown_criteria(self.phrase_emb.get(names), ex)
             detail["mixed"] = {m: round(float(v), 4) for m, v in zip(names, crit)}
             j = int(np.argmax(crit))
-            # the candidates' criteria include the prior (at most PRIOR_WEIGHT): compare AUCs with AUCs
-            best_aucs = float(self.shown_criteria(self.phrase_emb.get([label]), ex)[0])
-            if crit[j] > best_aucs + self.mixed_margin:
+            if crit[j] > best_aucs + self.mixed_margin:  # AUCs against AUCs: the candidates' criteria add the prior
                 label, best = names[j], float(crit[j])
         detail["rank_score"] = round(best, 4)
         return label, detail
