@@ -15,13 +15,22 @@ import pandas as pd
 
 from . import layout
 from ._io import read_json, save_npy, write_json
-from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
+from .data.corpus_store import ColumnReader, CorpusFile
+from .data.embedders import (
+    PACKAGED_NAMES,
+    Embedder,
+    check_vector_shape,
+    l2_normalise,
+    load_embedder,
+    load_vectors,
+    validate_vectors,
+)
 from .data.embedding import EmbedSettings, embed_to_store
-from .data.readers import read_corpus
+from .data.shards import write_array
 from .data.vectors import VectorSource, as_source
 from .errors import InputError, ModelMismatchError, WorkspaceError
-from .progress import ProgressCallback
-from .workspace import Workspace, corpus_fingerprint
+from .progress import ProgressCallback, Tracker
+from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -59,29 +68,71 @@ def embed(
     settings = settings or EmbedSettings()
     if limit is not None and limit < 1:
         raise InputError(f"the record limit must be at least 1, got {limit}")
-    if isinstance(corpus, pd.DataFrame):
-        from .data.readers import normalise_corpus
+    out = Path(out)
+    staged = _stage_corpus(corpus, out, text_field=text_field, title_field=title_field, id_field=id_field,
+                           limit=limit, progress=progress)
+    try:
+        return _embed_staged(staged, out, "dataframe" if isinstance(corpus, pd.DataFrame) else str(corpus), model=model,
+                             vectors=vectors, normalize=normalize, batch_size=batch_size, backend=backend,
+                             overwrite=overwrite, embedder=embedder, embedder_options=embedder_options,
+                             settings=settings, progress=progress)
+    finally:
+        staged.path.unlink(missing_ok=True)
 
-        table = normalise_corpus(corpus, text_field=text_field, title_field=title_field, id_field=id_field)
-        if limit is not None:
-            table = table.iloc[:limit].reset_index(drop=True)
+
+def _stage_corpus(corpus: str | os.PathLike | pd.DataFrame, out: Path, *, limit: int | None,
+                  progress: ProgressCallback | None, **fields: str | None) -> CorpusFile:
+    """The corpus read chunk by chunk, checked and written as Parquet in a hidden file beside the workspace."""
+    from .data.corpus_store import write_corpus
+    from .data.readers import iter_corpus, normalise_corpus
+
+    if isinstance(corpus, pd.DataFrame):  # in memory already: no progress to report
+        table = normalise_corpus(corpus, **fields)
+        chunks: Any = [table.iloc[:limit].reset_index(drop=True) if limit is not None else table]
+        progress = None
     else:
-        table = read_corpus(corpus, text_field=text_field, title_field=title_field, id_field=id_field, limit=limit)
-    ids = table["id"].tolist()
+        chunks = iter_corpus(corpus, limit=limit, **fields)
+    tracker = Tracker(progress, "read", None, unit="doc")
+    staged = write_corpus(chunks, out.parent / f".{out.name}.corpus-{os.getpid()}.parquet", on_rows=tracker.update)
+    tracker.close()
+    return staged
 
+
+def _embed_staged(staged: CorpusFile, out: Path, source: str, *, model: str | None, vectors: Any,
+                  normalize: bool | None, batch_size: int, backend: str, overwrite: bool, embedder: Embedder | None,
+                  embedder_options: dict[str, Any] | None, settings: EmbedSettings,
+                  progress: ProgressCallback | None) -> Workspace:
+    ids = ColumnReader(staged.path, "id")
     if vectors is not None:
         if isinstance(vectors, np.ndarray):
-            arr, source, model_id = vectors, "the vectors given", model or "precomputed"
+            arr, where, model_id = vectors, "the vectors given", model or "precomputed"
         else:
-            arr, source = load_vectors(vectors), f"vectors from {vectors}"
+            arr, where = load_vectors(vectors), f"vectors from {vectors}"
             model_id = model or f"precomputed:{Path(vectors).name}"
-        arr = validate_vectors(arr, ids, expected_rows=len(table), source=source)
+        check_vector_shape(arr, expected_rows=staged.rows, source=where)
         normalized = bool(normalize)
-        if normalized:
-            arr = l2_normalise(arr)
         _check_existing(out, model_id, arr.shape[1], overwrite)
-        record = {"source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe", "vectors": source, "normalize": normalized}
-        return Workspace.create(out, table, arr, model_id=model_id, normalized=normalized, shard_rows=settings.shard_rows,
+        seen = {"nonzero": False}
+
+        def prepare(start: int, block: np.ndarray) -> np.ndarray:
+            block = validate_vectors(block, ids[start : start + len(block)], source=where, all_zero=False)
+            seen["nonzero"] = seen["nonzero"] or bool(np.any(block))
+            return l2_normalise(block) if normalized else block
+
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        tracker = Tracker(progress, "vectors", staged.rows, unit="vector")
+        try:
+            store = write_array(out, arr, model_id=model_id, shard_rows=settings.shard_rows, prepare=prepare,
+                                on_rows=tracker.update)
+            if not seen["nonzero"]:
+                raise InputError(f"{where} are all zero; they carry no information to train on")
+        except BaseException:  # bad vectors found part way: leave nothing behind
+            shutil.rmtree(out if created else out / layout.SHARDS_PARTIAL, ignore_errors=True)
+            raise
+        tracker.close()
+        record = {"source": source, "vectors": where, "normalize": normalized}
+        return Workspace.create(out, staged, store, model_id=model_id, normalized=normalized,
                                 settings={**record, "shard_rows": settings.shard_rows})
 
     normalized = True if normalize is None else normalize
@@ -94,29 +145,28 @@ def embed(
                 f"workspace {out} was embedded with '{ws.model_id}', not '{wanted}'; embed into a new workspace "
                 "or set `overwrite` to replace it"
             )
-        if ws.manifest.get("corpus_fingerprint") == corpus_fingerprint(table) and ws.manifest["model"].get("normalized") == normalized:
+        if ws.manifest.get("corpus_fingerprint") == staged.fingerprint and ws.manifest["model"].get("normalized") == normalized:
             logger.info(f"workspace {out} already holds {ws.n_documents} vectors of {ws.model_id} for this corpus; not re-embedding")
             return ws
     options = {**(embedder_options or {}), **({"backend": backend} if backend is not None else {})}
     emb = embedder or load_embedder(model, batch_size=batch_size, normalize=normalized, **options)
     if Workspace.exists(out) and not overwrite:
         _check_existing(out, emb.model_id, emb.dim, overwrite)
-    logger.info(f"embedding {len(table)} documents with {emb.model_id} ({emb.dim}-d, {getattr(emb, 'backend', 'its own')} "
+    logger.info(f"embedding {staged.rows} documents with {emb.model_id} ({emb.dim}-d, {getattr(emb, 'backend', 'its own')} "
                 "backend)")
     t0 = time.perf_counter()
-    job = {"model": emb.model_id, "normalized": normalized, "corpus_fingerprint": corpus_fingerprint(table)}
+    job = {"model": emb.model_id, "normalized": normalized, "corpus_fingerprint": staged.fingerprint}
     actor_options = {"batch_size": batch_size, "normalize": normalized, **options}
-    Path(out).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     with Workspace(out, {}).stage_lock("embed"):  # a second embed into the same folder is refused, not interleaved
-        store = embed_to_store(out, table["text"].tolist(), emb, job, settings, ids=ids, model_options=actor_options,
-                               progress=progress)
+        store = embed_to_store(out, ColumnReader(staged.path, "text"), emb, job, settings, ids=ids,
+                               model_options=actor_options, progress=progress)
         record = {
-            "source": str(corpus) if not isinstance(corpus, pd.DataFrame) else "dataframe",
-            "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
+            "source": source, "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),
             **{k: v for k, v in settings.to_dict().items() if k in ("shard_rows", "devices", "engine")},
             **({"usage": dict(emb.usage)} if getattr(emb, "usage", None) else {}),
         }
-        return Workspace.create(out, table, store, model_id=emb.model_id, normalized=normalized, settings=record,
+        return Workspace.create(out, staged, store, model_id=emb.model_id, normalized=normalized, settings=record,
                                 model_options=getattr(emb, "reopen", None))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,30 +19,19 @@ import pandas as pd
 from . import __version__, layout
 from ._io import atomic_path, read_json, write_json
 from .data import shards
+from .data.corpus_store import CORPUS_ROW_GROUP, ColumnReader, CorpusFile, corpus_fingerprint, parquet_safe
 from .data.shards import SHARD_ROWS, ShardedVectors
-from .data.vectors import ArraySource, VectorSource
+from .data.vectors import ArraySource, RowView, VectorSource
 from .errors import ModelMismatchError, NotAWorkspaceError, StageMissingError, WorkspaceBusyError, WorkspaceError
 
 MANIFEST = layout.MANIFEST
 FORMAT_VERSION = 1
-CORPUS_ROW_GROUP = 65_536
-"""Rows per row group of corpus.parquet, and per block when a stage reads only some columns (ids, titles)."""
+__all__ = ["CORPUS_ROW_GROUP", "Workspace", "corpus_fingerprint", "now_iso"]
 
 
 def now_iso() -> str:
     """The current UTC time as an ISO-8601 string."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def corpus_fingerprint(corpus: pd.DataFrame) -> str:
-    """A short hash of the corpus ids and texts (decides whether stored vectors can be reused)."""
-    h = hashlib.sha256()
-    for i, t in zip(corpus["id"], corpus["text"]):
-        h.update(str(i).encode())
-        h.update(b"\x00")
-        h.update(str(t).encode())
-        h.update(b"\x01")
-    return h.hexdigest()[:16]
 
 
 class Workspace:
@@ -53,7 +41,7 @@ class Workspace:
         self.path = Path(path)
         self.manifest = manifest
         self._corpus: pd.DataFrame | None = None
-        self._embeddings: np.ndarray | None = None
+        self._embeddings: np.ndarray | RowView | None = None
         self._vectors: ShardedVectors | None = None
 
     # ---------------------------------------------------------------- creation / opening
@@ -61,7 +49,7 @@ class Workspace:
     def create(
         cls,
         path: str | os.PathLike,
-        corpus: pd.DataFrame,
+        corpus: pd.DataFrame | CorpusFile,
         vectors: np.ndarray | ShardedVectors,
         *,
         model_id: str,
@@ -72,7 +60,8 @@ class Workspace:
     ) -> Workspace:
         """Write a new workspace (or replace the corpus and vectors of an existing one) atomically per file.
 
-        The vectors are an array (cut into shards of `shard_rows` rows) or a store finished in the workspace's
+        The corpus is a table or a Parquet file written by `data.corpus_store.CorpusWriter` (moved into place). The
+        vectors are an array (cut into shards of `shard_rows` rows) or a store finished in the workspace's
         partial folder by `data.shards.ShardJob` (moved into place). `model_options` are what `load_embedder`
         needs besides the model id to embed queries the same way.
         """
@@ -82,10 +71,14 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         old = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
         if isinstance(vectors, np.ndarray):
-            vectors = shards.write_array(path, np.asarray(vectors, dtype=np.float32), model_id=model_id,
-                                         shard_rows=shard_rows)
-        with atomic_path(path / layout.CORPUS) as tmp:
-            _corpus_for_parquet(corpus).to_parquet(tmp, index=False, row_group_size=CORPUS_ROW_GROUP)
+            vectors = shards.write_array(path, vectors, model_id=model_id, shard_rows=shard_rows)
+        if isinstance(corpus, CorpusFile):
+            os.replace(corpus.path, path / layout.CORPUS)
+            n_docs, fingerprint, columns = corpus.rows, corpus.fingerprint, corpus.columns
+        else:
+            with atomic_path(path / layout.CORPUS) as tmp:
+                parquet_safe(corpus).to_parquet(tmp, index=False, row_group_size=CORPUS_ROW_GROUP)
+            n_docs, fingerprint, columns = len(corpus), corpus_fingerprint(corpus), [str(c) for c in corpus.columns]
         shards.install(path)
         manifest = {
             "format": FORMAT_VERSION,
@@ -93,9 +86,9 @@ class Workspace:
             "created": old["created"] if old else now_iso(),
             "model": {"id": model_id, "dim": int(vectors.shape[1]), "normalized": bool(normalized),
                       **({"options": model_options} if model_options else {})},
-            "counts": {"documents": int(len(corpus))},
-            "corpus_fingerprint": corpus_fingerprint(corpus),
-            "columns": [str(c) for c in corpus.columns],
+            "counts": {"documents": int(n_docs)},
+            "corpus_fingerprint": fingerprint,
+            "columns": columns,
             "stages": {"embed": {"settings": settings or {}, "finished": now_iso()}},
             "latest_sae": None,
         }
@@ -249,6 +242,11 @@ class Workspace:
         finally:
             f.close()
 
+    def column(self, name: str, convert=str) -> ColumnReader:
+        """One column of the corpus table by row number (`texts = ws.column("text"); texts[[5, 900_000]]`), read
+        a row group at a time: the whole table is never loaded."""
+        return ColumnReader(self.path / layout.CORPUS, name, convert)
+
     @property
     def ids(self) -> list[str]:
         """The document ids, read from the corpus table's id column alone."""
@@ -260,12 +258,14 @@ class Workspace:
         return (self.path / layout.SHARDS / layout.SHARDS_INDEX).is_file()
 
     @property
-    def embeddings(self) -> np.ndarray:
-        """All document vectors as one read-only array: memory-mapped for a single-file or one-shard store, a copy
-        in memory for a store of several shards (stages that may meet large corpora read `vectors` instead)."""
+    def embeddings(self) -> np.ndarray | RowView:
+        """All document vectors, read like a read-only array: a memory map for a single-file or one-shard store, a
+        `RowView` over the shards otherwise (indexing reads only the rows asked for; never a copy of the whole
+        store). Stages that pass over every row read `vectors` block by block instead."""
         if self._embeddings is None:
             if self.sharded:
-                arr = self.vectors.to_array()  # type: ignore[attr-defined]
+                store = self.vectors
+                arr = store.shard(0) if len(store.files) == 1 else RowView(store)  # type: ignore[attr-defined]
             else:
                 try:
                     arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
@@ -280,7 +280,7 @@ class Workspace:
     def vectors(self) -> VectorSource:
         """The document vectors as a source that stages read shard by shard (see `data.vectors`)."""
         if not self.sharded:
-            return ArraySource(self.embeddings)
+            return ArraySource(self.embeddings)  # type: ignore[arg-type]
         if self._vectors is None:
             store = ShardedVectors(self.path / layout.SHARDS)
             self._check_shape(store.shape)
@@ -396,14 +396,3 @@ class Workspace:
 def _first_line(text: str, width: int = 100) -> str:
     line = str(text).strip().split("\n", 1)[0]
     return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def _corpus_for_parquet(corpus: pd.DataFrame) -> pd.DataFrame:
-    """Make metadata columns Parquet-safe (lists stay lists; mixed objects become strings)."""
-    out = corpus.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            kinds = {type(v) for v in out[col] if v is not None and not (isinstance(v, float) and np.isnan(v))}
-            if kinds and not kinds <= {str} and not kinds <= {list} and not kinds <= {int, float}:
-                out[col] = out[col].map(lambda v: None if v is None else (v if isinstance(v, str) else str(v)))
-    return out

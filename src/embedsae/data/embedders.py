@@ -167,7 +167,8 @@ def load_embedder(model: str | None = None, **kwargs) -> Embedder:
 
 
 def load_vectors(path: str | os.PathLike) -> np.ndarray:
-    """Load precomputed vectors from a .npy file (or the first array of a .npz) as float32."""
+    """Precomputed vectors from a .npy file (memory-mapped: rows are read when used) or the first array of a .npz,
+    in their stored floating-point type (convert blocks to float32 as they are read)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"vectors file not found: {path}")
@@ -181,14 +182,12 @@ def load_vectors(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"vectors in {path} must be a 2-D array (rows x dimension), got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise InputError(f"vectors in {path} must be floating point, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float32)
+    return arr
 
 
-def validate_vectors(
-    vectors: np.ndarray, ids: Sequence[str] | None = None, *, expected_rows: int | None = None,
-    expected_dim: int | None = None, source: str = "vectors",
-) -> np.ndarray:
-    """Check shape and finiteness; raise InputError naming the bad rows by id. Returns float32 vectors."""
+def check_vector_shape(vectors: np.ndarray, *, expected_rows: int | None = None, expected_dim: int | None = None,
+                       source: str = "vectors") -> None:
+    """Raise InputError unless `vectors` is 2-D with the expected rows and dimension (nothing is read)."""
     if vectors.ndim != 2:
         raise InputError(f"{source} must be 2-D (rows x dimension), got shape {vectors.shape}")
     if expected_rows is not None and vectors.shape[0] != expected_rows:
@@ -200,6 +199,16 @@ def validate_vectors(
         raise InputError(f"{source} have dimension {vectors.shape[1]}, expected {expected_dim}")
     if vectors.shape[1] == 0:
         raise InputError(f"{source} have dimension 0")
+
+
+def validate_vectors(
+    vectors: np.ndarray, ids: Sequence[str] | None = None, *, expected_rows: int | None = None,
+    expected_dim: int | None = None, source: str = "vectors", all_zero: bool = True,
+) -> np.ndarray:
+    """Check shape and finiteness; raise InputError naming the bad rows by id. Returns float32 vectors.
+
+    `all_zero=False` skips the check that not every row is zero (for one block of a larger set)."""
+    check_vector_shape(vectors, expected_rows=expected_rows, expected_dim=expected_dim, source=source)
     vectors = np.asarray(vectors, dtype=np.float32)
     finite = np.isfinite(vectors).all(axis=1)
     if not finite.all():
@@ -209,8 +218,7 @@ def validate_vectors(
             f"{source} contain NaN or infinite values in {len(bad)} row(s) (ids: {', '.join(names)}"
             f"{', ...' if len(bad) > 5 else ''}); remove those records or fix their vectors"
         )
-    zero = ~np.any(vectors != 0, axis=1)
-    if zero.all():
+    if all_zero and not np.any(vectors):
         raise InputError(f"{source} are all zero; they carry no information to train on")
     return vectors
 

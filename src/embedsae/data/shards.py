@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,19 +128,6 @@ class ShardedVectors:
             out[sel] = gather_rows(self.shard(int(number)), rows[sel] - self.starts[number])
         return out
 
-    def to_array(self) -> np.ndarray:
-        """All vectors as one array: the shard's memory map when there is one shard, else a copy in memory."""
-        if len(self.files) == 1:
-            return self.shard(0)
-        size = len(self) * self.dim * 4
-        if size > 1 << 30:
-            logger.warning("reading all %d vectors of %d shards into memory (%.1f GiB); stages that read the "
-                           "vectors shard by shard (`Workspace.vectors`) need no such copy", len(self), len(self.files),
-                           size / 2**30)
-        out = self.read(0, len(self))
-        out.flags.writeable = False
-        return out
-
     def verify(self) -> list[str]:
         """The shard files whose sha256 differs from the index's (an empty list when all are intact)."""
         entries = self.index["shards"]
@@ -234,8 +222,11 @@ def _entry(path: Path, rows: int) -> dict[str, Any]:
 
 
 def write_array(workspace: str | os.PathLike, vectors: np.ndarray, *, model_id: str, shard_rows: int = SHARD_ROWS,
-                job: dict[str, Any] | None = None) -> ShardedVectors:
-    """Cut an array into shards in the workspace's partial folder (nothing is resumed: the vectors are at hand)."""
+                job: dict[str, Any] | None = None, prepare: Callable[[int, np.ndarray], np.ndarray] | None = None,
+                on_rows: Callable[[int], None] | None = None) -> ShardedVectors:
+    """Cut an array (in memory or memory-mapped) into shards in the workspace's partial folder, one shard in memory
+    at a time (nothing is resumed: the vectors are at hand). `prepare(start_row, block)` may check or transform
+    each block before it is written; `on_rows(n)` is told of every shard written."""
     folder = Path(workspace) / layout.SHARDS_PARTIAL
     if folder.exists():
         shutil.rmtree(folder)
@@ -243,7 +234,10 @@ def write_array(workspace: str | os.PathLike, vectors: np.ndarray, *, model_id: 
             "dim": int(vectors.shape[1])}
     writer = ShardJob(workspace, spec)
     for number, (start, stop) in enumerate(writer.bounds):
-        writer.write(number, vectors[start:stop])
+        block = np.asarray(vectors[start:stop], dtype=np.float32)
+        writer.write(number, prepare(start, block) if prepare is not None else block)
+        if on_rows is not None:
+            on_rows(stop - start)
     return writer.finish(vectors.shape[1], model_id)
 
 

@@ -66,6 +66,50 @@ class ArraySource:
         return gather_rows(self.array, np.asarray(rows, dtype=np.int64))
 
 
+class RowView:
+    """A vector source read like a read-only 2-D array: `view[i]`, `view[a:b]`, `view[[3, 7]]` read just those
+    rows; `np.asarray(view)` reads every row (the one operation that copies the whole source into memory)."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, source: VectorSource) -> None:
+        self.source = source
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.source.shape
+
+    def __len__(self) -> int:
+        return self.source.shape[0]
+
+    def __getitem__(self, key):
+        cols = None
+        if isinstance(key, tuple):
+            key, cols = key[0], key[1:]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            out = self.source.read(start, stop) if step == 1 else self.source.take(np.arange(start, stop, step))
+        elif np.ndim(key) == 0:
+            row = int(key) + (len(self) if int(key) < 0 else 0)
+            if not 0 <= row < len(self):
+                raise IndexError(f"row {key} out of range 0..{len(self) - 1}")
+            out = self.source.read(row, row + 1)[0]
+        else:
+            rows = np.asarray(key)
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+            rows = np.where(rows < 0, rows + len(self), rows)
+            out = self.source.take(rows.reshape(-1)).reshape(*rows.shape, self.shape[1])
+        return out[(slice(None), *cols)] if cols and out.ndim == 2 else (out[cols] if cols else out)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.source.read(0, len(self))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __matmul__(self, other):
+        return np.asarray(self) @ other
+
+
 def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """array[rows] as float32, read in ascending row order (memory maps read fastest so), returned in the given order."""
     order = np.argsort(rows, kind="stable")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import layout
-from .._io import atomic_path
+from .._io import atomic_path, load_npz
 from ..progress import ProgressCallback, track
 
 if TYPE_CHECKING:
@@ -57,8 +58,9 @@ class Codes:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Codes:
-        with np.load(Path(path)) as z:
-            return cls(z["indices"], z["values"], int(z["n_latents"]))
+        """Codes written by `save`, memory-mapped: rows are read from disk when used, never all at once."""
+        z = load_npz(Path(path))
+        return cls(z["indices"], z["values"], int(z["n_latents"]))
 
 
 def encode_array(
@@ -131,17 +133,19 @@ def codes_key(ws, name: str, k: int | None = None) -> str:
 
 
 def stored_codes(ws, name: str) -> Codes | None:
-    """The stored codes of an SAE when they are present and still match its weights and the vectors, else None."""
+    """The stored codes of an SAE when they are present and still match its weights and the vectors, else None.
+
+    Memory-mapped (see `Codes.load`): a stage that reads some rows (an evaluation sample) reads only those."""
     path = ws.sae_file(name, layout.CODES)
     if not path.is_file():
         return None
     try:
-        with np.load(path) as z:
-            key = str(z["key"]) if "key" in z.files else None
-            if key != codes_key(ws, name) or len(z["indices"]) != ws.n_documents:
-                return None
-            return Codes(z["indices"], z["values"], int(z["n_latents"]))
-    except (OSError, ValueError, KeyError):
+        z = load_npz(path)
+        key = str(z["key"]) if "key" in z else None
+        if key != codes_key(ws, name) or len(z["indices"]) != ws.n_documents:
+            return None
+        return Codes(z["indices"], z["values"], int(z["n_latents"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # unreadable: recomputed
 
 
