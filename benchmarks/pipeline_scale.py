@@ -267,9 +267,12 @@ def main() -> int:
     ap.add_argument("--max-rss", type=float, default=8.0, help="GB: a stage whose process tree passes it is killed")
     ap.add_argument("--keep", action="store_true", help="keep the workspace (the corpus files are always kept)")
     ap.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    ap.add_argument("--corpus-only", action="store_true", help="build the corpus files and stop")
     args = ap.parse_args()
     folder = args.dir or CACHE / f"run-{args.n}"
     build_corpus(args.n, folder)
+    if args.corpus_only:
+        return 0
     ws = folder / "ws"
     stages = args.stages or [s for s in STAGES if s != "embed-parquet"] + ["embed-parquet"]
     limit = int(args.max_rss * 1e9)

@@ -292,7 +292,8 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
     from .plots import plot_training_log
 
     plot_training_log(trainer.log, final / layout.TRAIN_LOG_PNG, title=name)
-    ws.record_stage(f"train:{name}", {"sae": cfg.to_dict(), "train": config_dict(tcfg)}, seconds=round(seconds, 2))
+    ws.record_stage(f"train:{name}", {"sae": cfg.to_dict(), "train": config_dict(tcfg)}, seconds=round(seconds, 2),
+                    resolved=trainer.resolved)
     ws.set_latest_sae(name)
     logger.info(f"trained '{name}' in {seconds:.1f}s ({trainer.step} steps)")
     if evaluate:

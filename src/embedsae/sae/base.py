@@ -127,6 +127,10 @@ class SAE(nn.Module):
         """Sparse codes (indices and values, zeros where fewer than k latents fire)."""
         raise NotImplementedError
 
+    def encode_plain(self, x: Tensor, k: int | None = None) -> SparseCode:
+        """Sparse codes from the encoder alone (no pursuit refinement): what training optimises."""
+        return self.encode_sparse(x, k)
+
     def encode(self, x: Tensor, k: int | None = None) -> Tensor:
         """Dense codes (batch, n_latents)."""
         code = self.encode_sparse(x, k)

@@ -78,12 +78,18 @@ class TrainConfig(Settings):
 
     lr: float = 1e-3
     """Adam learning rate."""
-    batch_size: int = 256
-    """Vectors per step (the seed used 1024 on millions of vectors; smaller batches suit corpora of thousands)."""
+    batch_size: int | None = None
+    """Vectors per step; default chosen from the corpus: 256 below 50,000 training vectors (small batches suit
+    corpora of thousands), 1,024 from there on (as the seed recipe on millions: per-step costs dominate small
+    batches at scale)."""
     epochs: int | None = None
-    """Passes over the training vectors (train_on_array only); default 30, more for small corpora (see min_steps)."""
+    """Passes over the training vectors (train_on_array only); default 30, more for small corpora (see
+    min_steps), fewer for large ones (see budget_vectors), at least 1."""
     min_steps: int = 500
     """With the default epochs, train at least this many steps (small corpora need more passes)."""
+    budget_vectors: int = 3_000_000
+    """With the default epochs, as many passes as show the trainer about this many vectors when 30 would show
+    more (a corpus of 1,000,000 vectors trains 3 epochs; up to 100,000 keep 30)."""
     warmup_steps: int = 50
     """Linear learning-rate warm-up (capped at 5% of the steps)."""
     decay_fraction: float = 0.2
@@ -99,7 +105,9 @@ class TrainConfig(Settings):
     log_every: int = 10
     """Steps between host-side metric reads (progress bar and log)."""
     val_every: int = 100
-    """Steps between held-out NMSE evaluations in the log (rounded up to a log step; always at the end)."""
+    """Steps between held-out NMSE evaluations in the log (rounded up to a log step; always at the end). The log's
+    held-out NMSE is the plain encoder's (the one being trained) on at most 16,384 held-out vectors; the SAE's own
+    (with pursuit) is in metrics.json."""
     checkpoint_every: int = 0
     """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
     noise: float = 0.3
@@ -124,12 +132,14 @@ class TrainConfig(Settings):
     cuda_graphs: bool = True
     """On CUDA, capture each training step once and replay it as a CUDA graph (see sae/graphs.py)."""
     fused_update: bool = True
-    """On CUDA with Triton, do projection, clipping, Adam and renormalisation in two kernels (sae/fused_update.py)."""
+    """Do projection, clipping, Adam and renormalisation in two passes over the weights: two Triton kernels on CUDA
+    (sae/fused_update.py), two compiled loops on CPU (sae/cpu_update.py)."""
 
     def validate(self) -> None:
         super().validate()
         check(self.lr > 0, f"the learning rate must be positive, got {self.lr}")
-        check(self.batch_size >= 1, f"the batch size must be at least 1, got {self.batch_size}")
+        check(self.batch_size is None or self.batch_size >= 1, f"the batch size must be at least 1, got {self.batch_size}")
+        check(self.budget_vectors >= 1, f"budget_vectors must be at least 1, got {self.budget_vectors}")
         check(self.epochs is None or self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         check(self.min_steps >= 1, f"min_steps must be at least 1, got {self.min_steps}")
         check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")

@@ -45,6 +45,19 @@ class _SparseCodec(torch.autograd.Function):
         b, k = idx.shape
         n = W_dec.shape[0]
         g_xhat = g_xhat.contiguous()
+        if _compiled(g_xhat, W_dec, W_enc, x):
+            from . import cpu_codec
+
+            d_vals = cpu_codec.value_gradients(g_xhat, W_dec, idx)
+            if g_vals is not None:
+                d_vals = d_vals + g_vals
+            d_pre = d_vals * (vals > 0)
+            g_W_dec, g_W_enc, g_b_lat = cpu_codec.latent_gradients(idx, vals.contiguous(), d_pre,
+                                                                  g_xhat, (x - b_pre).contiguous(), n)
+            g_b_pre = -(g_b_lat @ W_enc)
+            if ctx.add_bias:
+                g_b_pre = g_b_pre + g_xhat.sum(0)
+            return None, g_W_enc, g_b_lat, g_W_dec, g_b_pre, None, None, None
         crow = torch.arange(0, b * k + 1, k, device=idx.device)
         col = idx.reshape(-1)
         pattern = torch.sparse_csr_tensor(crow, col, torch.zeros(b * k, dtype=g_xhat.dtype, device=idx.device), (b, n))
@@ -65,6 +78,15 @@ class _SparseCodec(torch.autograd.Function):
         if ctx.add_bias:
             g_b_pre = g_b_pre + g_xhat.sum(0)
         return None, g_W_enc, g_b_lat, g_W_dec, g_b_pre, None, None, None
+
+
+def _compiled(*tensors: Tensor) -> bool:
+    """Whether the compiled CPU backward (cpu_codec) applies: float32 CPU tensors and numba available."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return False
+    from . import cpu_codec
+
+    return cpu_codec.available()
 
 
 def _argsort_small_ints(values: Tensor, upper: int) -> Tensor:

@@ -30,6 +30,10 @@ class TopKSAE(SAE):
             return SparseCode(top.indices, F.relu(top.values))
         return self.encode_pursuit(x, k, m)
 
+    def encode_plain(self, x: Tensor, k: int | None = None) -> SparseCode:
+        top = self.pre_activations(self._check_input(x)).topk(k or self.cfg.k, dim=1)
+        return SparseCode(top.indices, F.relu(top.values))
+
     def encode_pursuit(self, x: Tensor, k: int, candidates: int) -> SparseCode:
         """Codes chosen by matching pursuit among the encoder's `candidates` strongest latents (see pursuit.py)."""
         from .pursuit import candidate_pursuit

@@ -71,7 +71,8 @@ class Trainer:
         self.graphed = cuda and cfg.cuda_graphs
         # a graphed optimizer step reads the learning rate from a device tensor that the scheduler refills
         lr: float | Tensor = torch.tensor(cfg.lr, device=self.device) if self.graphed else cfg.lr
-        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=cuda, foreach=None if cuda else True,
+        # torch's fused Adam on CPU too: its for-each and per-tensor steps cost ~30x more there
+        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=self.device.type in ("cpu", "cuda"),
                                     capturable=self.graphed)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step = 0
@@ -85,8 +86,10 @@ class Trainer:
         self.acc = torch.zeros(len(self.loss_names) + 1, device=self.device)
         self._graphed_step = None
         self.fused = cfg.fused_update and sae.unit_norm_decoder and cuda and importlib.util.find_spec("triton") is not None
+        self.cpu_fused = cfg.fused_update and sae.unit_norm_decoder and self.device.type == "cpu" and _cpu_update_ok(sae)
         self.shadows: tuple[Tensor, Tensor] | None = None  # bf16 weight copies the fused update keeps current
         self.stream = None  # the BatchStream being trained on, whose position checkpoints record
+        self.resolved: dict[str, int] = {}  # the batch size, epochs and steps of the run (defaults chosen from the corpus)
         self.resumed_position: dict[str, int] | None = None
 
     def _lr_factor(self, step: int) -> float:
@@ -236,10 +239,15 @@ class Trainer:
 
     def _update(self) -> None:
         """The parameter update after backward: decoder-gradient projection, clipping, Adam, renormalisation."""
-        if self.fused:
-            from .fused_update import fused_update
+        if self.fused or self.cpu_fused:
+            if self.fused:
+                from .fused_update import fused_update
 
-            fused_update(self.sae, self.opt, self.cfg.grad_clip, self.shadows)
+                fused_update(self.sae, self.opt, self.cfg.grad_clip, self.shadows)
+            else:
+                from .cpu_update import cpu_update
+
+                cpu_update(self.sae, self.opt, self.cfg.grad_clip)
             self.opt._opt_called = True  # the scheduler checks that the optimizer stepped before it does
             return
         self.sae.remove_parallel_gradient()
@@ -279,9 +287,20 @@ class Trainer:
             self.on_log(row)
 
 
+def _cpu_update_ok(sae: SAE) -> bool:
+    """Whether the compiled CPU update applies: float32 weights and biases, and numba available."""
+    from . import cpu_update
+
+    params = (sae.W_enc, sae.W_dec, sae.b_lat, sae.b_pre)
+    return all(p.dtype == torch.float32 and p.is_contiguous() for p in params) and cpu_update.available()
+
+
 @torch.no_grad()
 def validation_nmse(sae: SAE, x: Tensor, batch: int = 8192) -> float:
-    """NMSE of the SAE's reconstruction of x (against the mean of x)."""
+    """NMSE of the reconstruction of x by the SAE's plain encoder, the one being trained (against the mean of x).
+
+    Cheap enough for every log step at any corpus size: one matrix product per batch, no pursuit (an SAE's own
+    held-out NMSE, with its pursuit encoder, is what `metrics.evaluate_sae` reports)."""
     was_training = sae.training
     sae.eval()
     mu = x.mean(0)
@@ -289,7 +308,8 @@ def validation_nmse(sae: SAE, x: Tensor, batch: int = 8192) -> float:
     den = x.new_zeros(())
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
-        num += (sae.reconstruct(xb) - xb).pow(2).sum()
+        code = sae.encode_plain(xb)
+        num += (sae.decode_sparse(code.indices, code.values) - xb).pow(2).sum()
         den += (xb - mu).pow(2).sum()
     sae.train(was_training)
     return float(num / den.clamp_min(1e-12))
@@ -322,10 +342,28 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size) if n >= batch_size else 1
 
 
+LARGE_BATCH_FROM = 50_000
+"""Training vectors from which the default batch is 1,024 instead of 256 (TrainConfig.batch_size)."""
+DEFAULT_EPOCHS = 30
+
+
+def default_batch_size(n_train: int) -> int:
+    """The default batch for a corpus of `n_train` training vectors (see TrainConfig.batch_size)."""
+    return 256 if n_train < LARGE_BATCH_FROM else 1024
+
+
+def default_epochs(n_train: int, steps: int, cfg: TrainConfig) -> int:
+    """The default passes (see TrainConfig.epochs): 30, more when that is fewer than `min_steps` steps, fewer when
+    30 passes would show more than `budget_vectors` vectors."""
+    if n_train * DEFAULT_EPOCHS > cfg.budget_vectors:
+        return max(1, round(cfg.budget_vectors / n_train))
+    return max(DEFAULT_EPOCHS, math.ceil(cfg.min_steps / steps))
+
+
 INIT_SAMPLE = 65536
 """Training vectors the initialisation looks at (median for b_pre, starting points for latents)."""
 VAL_LOG_ROWS = 16384
-"""Held-out vectors the training log's validation NMSE uses when streaming (a seeded sample; in memory: all)."""
+"""Held-out vectors the training log's validation NMSE uses (a seeded sample when there are more)."""
 
 
 @dataclass
@@ -366,22 +404,23 @@ def prepare_training(
     train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
     n_train = len(train_idx)
     in_memory = fits_in_memory(n_train, dim, cfg) if in_memory is None else in_memory
-    batch_size = min(cfg.batch_size, n_train)
+    batch_size = min(default_batch_size(n_train) if cfg.batch_size is None else cfg.batch_size, n_train)
     world = distributed.world_size()
     if batch_size % world:
         raise InputError(f"the batch of {batch_size} vectors does not split evenly over {world} processes; set "
                          f"`batch_size` to a multiple of {world}")
     spe = steps_per_epoch(n_train, batch_size)
-    epochs = cfg.epochs if cfg.epochs is not None else max(30, math.ceil(cfg.min_steps / spe))
+    epochs = cfg.epochs if cfg.epochs is not None else default_epochs(n_train, spe, cfg)
     dead_vectors = cfg.dead_after or min(n_train, 10_000_000)
     val_rows = val_idx
-    if not in_memory and len(val_idx) > VAL_LOG_ROWS:
+    if len(val_idx) > VAL_LOG_ROWS:
         val_rows = np.sort(np.random.default_rng(cfg.seed + 1).choice(val_idx, VAL_LOG_ROWS, replace=False))
     val = torch.from_numpy(source.take(val_rows)) if len(val_rows) else None
     trainer = Trainer(
         sae, cfg, spe * epochs, checkpoint_dir=out_dir, dead_after_steps=math.ceil(dead_vectors / batch_size),
         val_data=val, progress=progress,
     )
+    trainer.resolved = {"batch_size": batch_size, "epochs": epochs, "steps": spe * epochs}
     if cfg.noise > 0:
         head = torch.from_numpy(source.take(train_idx[:INIT_SAMPLE])).to(device)
         trainer.noise_scale = cfg.noise * float(head.norm(dim=1).mean()) / math.sqrt(dim)
