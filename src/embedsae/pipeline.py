@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import layout
 from ._io import read_json, save_npy, write_json
-from .data.corpus_store import ColumnReader, CorpusFile
+from .data.corpus_store import ColumnReader, CorpusFile, TextStore
 from .data.embedders import (
     PACKAGED_NAMES,
     Embedder,
@@ -77,7 +77,7 @@ def embed(
                              overwrite=overwrite, embedder=embedder, embedder_options=embedder_options,
                              settings=settings, progress=progress)
     finally:
-        staged.path.unlink(missing_ok=True)
+        staged.remove()
 
 
 def _stage_corpus(corpus: str | os.PathLike | pd.DataFrame, out: Path, *, limit: int | None,
@@ -159,7 +159,7 @@ def _embed_staged(staged: CorpusFile, out: Path, source: str, *, model: str | No
     actor_options = {"batch_size": batch_size, "normalize": normalized, **options}
     out.mkdir(parents=True, exist_ok=True)
     with Workspace(out, {}).stage_lock("embed"):  # a second embed into the same folder is refused, not interleaved
-        store = embed_to_store(out, ColumnReader(staged.path, "text"), emb, job, settings, ids=ids,
+        store = embed_to_store(out, TextStore(staged.texts), emb, job, settings, ids=ids,
                                model_options=actor_options, progress=progress)
         record = {
             "source": source, "batch_size": batch_size, "normalize": normalized, "seconds": round(time.perf_counter() - t0, 2),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ import pandas as pd
 from . import __version__, layout
 from ._io import atomic_path, read_json, write_json
 from .data import shards
-from .data.corpus_store import CORPUS_ROW_GROUP, ColumnReader, CorpusFile, corpus_fingerprint, parquet_safe
+from .data.corpus_store import (
+    CORPUS_ROW_GROUP,
+    ColumnReader,
+    CorpusFile,
+    TextStore,
+    corpus_fingerprint,
+    parquet_safe,
+)
 from .data.shards import SHARD_ROWS, ShardedVectors
 from .data.vectors import ArraySource, RowView, VectorSource
 from .errors import ModelMismatchError, NotAWorkspaceError, StageMissingError, WorkspaceBusyError, WorkspaceError
@@ -75,10 +83,15 @@ class Workspace:
         if isinstance(corpus, CorpusFile):
             os.replace(corpus.path, path / layout.CORPUS)
             n_docs, fingerprint, columns = corpus.rows, corpus.fingerprint, corpus.columns
+            texts = corpus.texts
         else:
             with atomic_path(path / layout.CORPUS) as tmp:
                 parquet_safe(corpus).to_parquet(tmp, index=False, row_group_size=CORPUS_ROW_GROUP)
             n_docs, fingerprint, columns = len(corpus), corpus_fingerprint(corpus), [str(c) for c in corpus.columns]
+            texts = path / ".texts-new"
+            shutil.rmtree(texts, ignore_errors=True)
+            TextStore.write(texts, [corpus["text"]])
+        _replace_folder(texts, path / layout.TEXTS)
         shards.install(path)
         manifest = {
             "format": FORMAT_VERSION,
@@ -242,6 +255,23 @@ class Workspace:
         finally:
             f.close()
 
+    @property
+    def texts(self) -> TextStore | ColumnReader:
+        """The document texts by row (`ws.texts[5]`, `ws.texts[rows]`, `for t in ws.texts`), never all in memory: the
+        memory-mapped text store, or for a workspace made before it existed, the corpus table's text column."""
+        if (self.path / layout.TEXTS / layout.TEXTS_OFFSETS).is_file():
+            return TextStore(self.path / layout.TEXTS)
+        return self.column("text")
+
+    def ensure_texts(self) -> TextStore:
+        """The text store, written from the corpus table first when the workspace predates it (for stages)."""
+        if not (self.path / layout.TEXTS / layout.TEXTS_OFFSETS).is_file():
+            tmp = self.path / ".texts-new"
+            shutil.rmtree(tmp, ignore_errors=True)
+            TextStore.write(tmp, (part["text"] for part in self.corpus_batches(["text"])))
+            _replace_folder(tmp, self.path / layout.TEXTS)
+        return TextStore(self.path / layout.TEXTS)
+
     def column(self, name: str, convert=str) -> ColumnReader:
         """One column of the corpus table by row number (`texts = ws.column("text"); texts[[5, 900_000]]`), read
         a row group at a time: the whole table is never loaded."""
@@ -391,6 +421,18 @@ class Workspace:
         from .search import search
 
         return search(self, query, mode, top, **kwargs)
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Move folder `new` onto `target`, replacing what was there."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _first_line(text: str, width: int = 100) -> str:

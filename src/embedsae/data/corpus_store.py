@@ -61,12 +61,71 @@ def parquet_safe(corpus: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class CorpusFile:
-    """A corpus table written as Parquet: where, how many rows, its columns and its fingerprint."""
+    """A corpus table written as Parquet: where, how many rows, its columns and its fingerprint; `texts` is the
+    folder of its text store (`TextStore`)."""
 
     path: Path
     rows: int
     columns: list[str]
     fingerprint: str
+    texts: Path | None = None
+
+    def remove(self) -> None:
+        """Delete the files (what was not moved into a workspace)."""
+        self.path.unlink(missing_ok=True)
+        if self.texts is not None:
+            shutil.rmtree(self.texts, ignore_errors=True)
+
+
+class TextStore(Sequence):
+    """The corpus texts for reading by row: one UTF-8 file of all texts back to back and their byte offsets, both
+    memory-mapped (`texts[5]`, `texts[[3, 900_000]]`, `for t in texts`): a document costs one read of its bytes."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        from .. import layout
+
+        self.folder = Path(folder)
+        self.offsets = np.load(self.folder / layout.TEXTS_OFFSETS, mmap_mode="r")
+        size = int(self.offsets[-1])
+        self.blob = np.memmap(self.folder / layout.TEXTS_BLOB, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def _one(self, r: int) -> str:
+        return bytes(self.blob[int(self.offsets[r]) : int(self.offsets[r + 1])]).decode("utf-8")
+
+    def __getitem__(self, rows):  # type: ignore[override]
+        if isinstance(rows, slice):
+            return [self._one(r) for r in range(*rows.indices(len(self)))]
+        if np.ndim(rows) == 0:
+            r = int(rows) + (len(self) if int(rows) < 0 else 0)
+            if not 0 <= r < len(self):
+                raise IndexError(f"row {rows} out of range 0..{len(self) - 1}")
+            return self._one(r)
+        return [self._one(int(r)) for r in np.asarray(rows).reshape(-1)]
+
+    def __iter__(self) -> Iterator[str]:
+        for r in range(len(self)):
+            yield self._one(r)
+
+    @staticmethod
+    def write(folder: str | os.PathLike, texts: Iterable[Iterable[Any]]) -> None:
+        """Write the store of texts given in chunks (str() of each value) into `folder`."""
+        from .. import layout
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        offsets = [np.zeros(1, np.int64)]
+        end = 0
+        with open(folder / layout.TEXTS_BLOB, "wb") as f:
+            for chunk in texts:
+                data = [str(t).encode("utf-8") for t in chunk]
+                f.write(b"".join(data))
+                lengths = np.fromiter((len(b) for b in data), np.int64, len(data))
+                offsets.append(end + np.cumsum(lengths))
+                end += int(lengths.sum())
+        np.save(folder / layout.TEXTS_OFFSETS, np.concatenate(offsets))
 
 
 class CorpusWriter:
@@ -80,6 +139,7 @@ class CorpusWriter:
         self._dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self._parts: list[Path] = []
         self._schemas: list[Any] = []
+        self._texts: list[Path] = []
         self.rows = 0
         self.fingerprint = Fingerprint()
 
@@ -89,6 +149,11 @@ class CorpusWriter:
         import pyarrow.parquet as pq
 
         self.fingerprint.update(chunk["id"], chunk["text"])
+        blob = self._dir / f"texts-{len(self._texts):05d}.bin"
+        data = [str(t).encode("utf-8") for t in chunk["text"]]
+        blob.write_bytes(b"".join(data))
+        np.save(blob.with_suffix(".npy"), np.fromiter((len(b) for b in data), np.int64, len(data)))
+        self._texts.append(blob)
         table = pa.Table.from_pandas(parquet_safe(chunk), preserve_index=False)
         part = self._dir / f"part-{len(self._parts):05d}.parquet"
         pq.write_table(table, part, row_group_size=CORPUS_ROW_GROUP)
@@ -100,7 +165,19 @@ class CorpusWriter:
         """Write the file (one part is moved into place; several are joined under their unified schema)."""
         import pyarrow.parquet as pq
 
+        from .. import layout
+
+        texts = self.path.with_name(self.path.name + ".texts")
+        shutil.rmtree(texts, ignore_errors=True)
+        texts.mkdir()
         try:
+            with open(texts / layout.TEXTS_BLOB, "wb") as out:
+                for blob in self._texts:
+                    with open(blob, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 22)
+                    blob.unlink()
+            lengths = [np.load(b.with_suffix(".npy")) for b in self._texts]
+            np.save(texts / layout.TEXTS_OFFSETS, np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64))
             if len(self._parts) == 1:
                 os.replace(self._parts[0], self.path)
                 schema = self._schemas[0]
@@ -111,14 +188,18 @@ class CorpusWriter:
                         t = pq.read_table(part)
                         w.write_table(_conform(t, schema), row_group_size=CORPUS_ROW_GROUP)
                         part.unlink()
+        except BaseException:
+            shutil.rmtree(texts, ignore_errors=True)
+            raise
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
         return CorpusFile(self.path, self.rows, [str(n) for n in schema.names if n != "__index_level_0__"],
-                          self.fingerprint.hexdigest())
+                          self.fingerprint.hexdigest(), texts)
 
     def abort(self) -> None:
         """Remove what was written."""
         shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self.path.with_name(self.path.name + ".texts"), ignore_errors=True)
         self.path.unlink(missing_ok=True)
 
 

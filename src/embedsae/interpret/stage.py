@@ -60,9 +60,9 @@ class InterpretSettings(Settings):
     """Interpret only the first N alive features (default: all)."""
     batch_size: int = 128
     """Features labelled and committed to the feature store together."""
-    in_memory_bytes: int = IN_MEMORY_BYTES
-    """Unit document vectors up to this many bytes (rows x dimension x 4) are held in memory; larger corpora are
-    read block by block from the workspace's vectors (0: always by block)."""
+    in_memory_bytes: int = IN_MEMORY_BYTES // 4
+    """Unit document vectors up to this many bytes (rows x dimension x 4; 512 MiB: 350,000 384-d vectors) are held in
+    memory; larger corpora are read when needed from the workspace's memory-mapped vectors (0: always so)."""
 
     def validate(self) -> None:
         super().validate()
@@ -120,7 +120,7 @@ def interpret(
         try:
             embedder = ws.embedder(batch_size=256)
             context = LabelContext(
-                ws=ws, sae=name, texts=ws.corpus["text"].astype(str).tolist(), doc_vectors=unit_rows(ws.vectors, cfg.in_memory_bytes),
+                ws=ws, sae=name, texts=ws.ensure_texts(), doc_vectors=unit_rows(ws.vectors, cfg.in_memory_bytes),
                 phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
                 options=dict(labeller_options or {}))
             if llm is not None:
@@ -195,7 +195,7 @@ def _process(r: _Run, todo: np.ndarray) -> None:
     from .scorers import category_scores, document_categories, embedding_scores, quality_scores
 
     ctx = r.context
-    cats = document_categories(ctx.ws.corpus)
+    cats = _categories(ctx.ws, document_categories)
     cat_scores = category_scores(r.csr, cats, todo) if cats else {}
     tracker = Tracker(ctx.progress, "interpret", len(todo), unit="feature")
     for start in range(0, len(todo), r.batch_size):
@@ -231,6 +231,17 @@ def _process(r: _Run, todo: np.ndarray) -> None:
             tracker.close()
             raise error
     tracker.close()
+
+
+def _categories(ws: Workspace, parse) -> list[list[str]] | None:
+    """Per document its categories (`scorers.document_categories`), the corpus's category column read block by
+    block; None when the corpus has none."""
+    if "categories" not in ws.manifest.get("columns", []):
+        return None
+    out: list[list[str]] = []
+    for part in ws.corpus_batches(["categories"]):
+        out += parse(part) or [[] for _ in range(len(part))]
+    return out if any(out) else None
 
 
 def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
