@@ -157,3 +157,29 @@ def test_blas_limit_is_safe_under_concurrent_searches():
         t.join()
     assert inside == [[1] * len(default)] * 4
     assert threads.holders() == 0 and count() == default
+
+
+def test_bm25_built_chunk_by_chunk_scores_as_bm25s(tmp_path):
+    """The lexical index built from chunks of texts (bounded memory) gives bm25s's own scores for every
+    Cranfield query, also after saving and loading (memory-mapped)."""
+    import bm25s
+
+    from embedsae.data.readers import read_beir
+    from embedsae.search.lexical import LexicalIndex
+    from tests.conftest import shared_path
+
+    with pytest.warns(UserWarning):
+        beir = read_beir(shared_path("cranfield"))
+    texts = beir.corpus["text"].astype(str).tolist()
+    ref = bm25s.BM25(k1=1.5, b=0.75)
+    ref.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    seen = []
+    ours = LexicalIndex.build((texts[i : i + 300] for i in range(0, len(texts), 300)), chunked=True,
+                              on_docs=seen.append)
+    assert seen == [300, 300, 300, 300, 200] and ours.n_docs == 1400
+    ours.save(tmp_path / "bm25")
+    loaded = LexicalIndex.load(tmp_path / "bm25")
+    for q in beir.queries["text"].tolist():
+        expected = LexicalIndex(ref, len(texts)).scores(q)
+        np.testing.assert_allclose(ours.scores(q), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(loaded.scores(q), expected, rtol=1e-5, atol=1e-5)

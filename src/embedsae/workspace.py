@@ -341,6 +341,15 @@ class Workspace:
                 out += [_first_line(x) for x in part["text"]]
         return out
 
+    def titles_of(self, rows: Any) -> list[str]:
+        """The display titles (see `titles`) of some documents, reading only the row groups that hold them."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        found: list[Any] = [None] * len(rows)
+        if "title" in self.manifest.get("columns", []):
+            found = self.column("title", convert=None).take(rows)
+        texts = self.texts
+        return [str(t) if isinstance(t, str) and t.strip() else _first_line(texts[int(r)]) for t, r in zip(found, rows)]
+
     def embedder(self, **kwargs: Any):
         """The embedding model that made this workspace's vectors (to embed queries the same way)."""
         from .data.embedders import load_embedder

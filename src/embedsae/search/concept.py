@@ -310,12 +310,15 @@ class ConceptRetriever(Retriever):
 
     @classmethod
     def build(cls, ctx: BuildContext) -> dict[str, Any]:
-        from ..sae.codes import encode_array
+        from ..sae.codes import encode_array, workspace_codes
         from .index import concept_path
 
         model = ctx.cache.get("sae") or ctx.ws.load_sae(ctx.sae)
         settings = ctx.concept
-        codes = encode_array(model, ctx.ws.vectors, k=min(settings.doc_k, model.cfg.n_latents))
+        k = min(settings.doc_k, model.cfg.n_latents)
+        # at the SAE's own k the documents' stored codes are these codes (encoded once for every stage)
+        codes = (workspace_codes(ctx.ws, ctx.sae, model=model, save=True, progress=ctx.progress) if k == model.cfg.k
+                 else encode_array(model, ctx.ws.vectors, k=k, progress=ctx.progress))
         norms = doc_norms(model, codes.indices, codes.values)
         path = concept_path(ctx.ws, ctx.sae)
         if ctx.backend == "milvus":

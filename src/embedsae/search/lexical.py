@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,51 @@ class LexicalIndex:
         self.n_docs = n_docs
 
     @classmethod
-    def build(cls, texts: list[str], *, k1: float = 1.5, b: float = 0.75) -> LexicalIndex:
-        """Tokenise (lower case, English stopwords) and index the texts."""
+    def build(cls, texts: Iterable[str] | Iterable[Sequence[str]], *, k1: float = 1.5, b: float = 0.75,
+              chunked: bool = False, on_docs: Callable[[int], None] | None = None) -> LexicalIndex:
+        """Tokenise (lower case, English stopwords, as bm25s does) and index the texts: a list, or with `chunked`
+        an iterable of lists read one at a time, so memory holds one chunk's tokens and the index's arrays, never
+        every document's tokens. The scores are bm25s's own (Lucene BM25); `on_docs(n)` is told of every chunk."""
         import bm25s
 
-        tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
+        vocab: dict[str, int] = {}
+        docs, terms, tfs, lengths = [], [], [], []
+        n = 0
+        for chunk in (texts if chunked else [texts]):
+            tokens = bm25s.tokenize(list(chunk), stopwords="en", show_progress=False, return_ids=False)
+            ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in tokens]
+            counts = np.fromiter((len(d) for d in ids), np.int64, len(ids))
+            flat = np.fromiter((t for d in ids for t in d), np.int64, int(counts.sum()))
+            doc = np.repeat(np.arange(n, n + len(ids), dtype=np.int64), counts)
+            key, tf = np.unique(doc << 32 | flat, return_counts=True)  # one entry per (document, term)
+            docs.append((key >> 32).astype(np.int32))
+            terms.append((key & 0xFFFFFFFF).astype(np.int32))
+            tfs.append(tf.astype(np.float32))
+            lengths.append(counts)
+            n += len(ids)
+            if on_docs is not None:
+                on_docs(len(ids))
         retriever = bm25s.BM25(k1=k1, b=b)
-        retriever.index(tokens, show_progress=False)
-        return cls(retriever, len(texts))
+        doc_len = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        doc_i, term_i, tf = (np.concatenate(a) if a else np.zeros(0, np.int32) for a in (docs, terms, tfs))
+        del docs, terms, tfs
+        df = np.bincount(term_i, minlength=len(vocab)).astype(np.float64)
+        idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)  # bm25s's Lucene idf
+        avg = float(doc_len.mean()) if n else 1.0
+        norm = (k1 * ((1 - b) + b * doc_len / avg)).astype(np.float32)
+        scores = idf[term_i] * (tf / (norm[doc_i] + tf))
+        del tf, norm
+        order = np.argsort(term_i, kind="stable")  # term-major (CSC over documents x terms), documents ascending
+        indptr = np.zeros(len(vocab) + 1, np.int64)
+        np.cumsum(np.bincount(term_i, minlength=len(vocab)), out=indptr[1:])
+        retriever.scores = {"data": scores[order].astype(np.float32), "indices": doc_i[order], "indptr": indptr,
+                            "num_docs": n}
+        if "" not in vocab:
+            vocab[""] = len(vocab)
+        retriever.vocab_dict = vocab
+        retriever.unique_token_ids_set = set(vocab.values())
+        retriever.nonoccurrence_array = None  # Lucene BM25 needs none
+        return cls(retriever, n)
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write the index into `folder` (built beside it, then renamed into place)."""
@@ -53,7 +91,9 @@ class LexicalIndex:
         folder = Path(folder)
         if not (folder / "n_docs.txt").is_file():
             raise WorkspaceError(f"no BM25 index at {folder}; build it with: embedsae index WORKSPACE")
-        return cls(bm25s.BM25.load(str(folder), show_progress=False), int((folder / "n_docs.txt").read_text()))
+        # memory-mapped: a query reads the postings of its own terms only
+        return cls(bm25s.BM25.load(str(folder), show_progress=False, mmap=True),
+                   int((folder / "n_docs.txt").read_text()))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for one query (zeros when no query word is in the vocabulary)."""
@@ -76,9 +116,13 @@ class BM25Retriever(Retriever):
 
     @classmethod
     def build(cls, ctx: BuildContext) -> dict:
+        from ..progress import Tracker
         from .index import folder_bytes, index_dir
 
-        LexicalIndex.build(ctx.ws.corpus["text"].astype(str).tolist()).save(index_dir(ctx.ws) / "bm25")
+        tracker = Tracker(ctx.progress, "bm25", ctx.ws.n_documents, unit="doc")
+        chunks = (part["text"].astype(str).tolist() for part in ctx.ws.corpus_batches(["text"]))
+        LexicalIndex.build(chunks, chunked=True, on_docs=tracker.update).save(index_dir(ctx.ws) / "bm25")
+        tracker.close()
         return {"folder": "index/bm25", "bytes": folder_bytes(index_dir(ctx.ws) / "bm25")}
 
     def load(self) -> None:

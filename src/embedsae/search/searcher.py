@@ -67,6 +67,7 @@ class Searcher:
         self._embedder = embedder
         self._batcher = None
         self._query_encodes = 0
+        self._searches = 0
         self._cache: dict[str, Any] = {}
         self._retrievers: dict[str, Retriever] = {}
         self._lock = threading.RLock()
@@ -263,7 +264,12 @@ class Searcher:
             c["doc_max"], c["doc_share"] = round(doc_max, 5), round(share, 5)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
-        ids, titles = self.ws.corpus["id"].astype(str), self._titles()
+        self._searches += 1
+        if self._searches == 1 and "titles" not in self._cache:  # one query: read the hits' rows only
+            ids, titles = self.ws.column("id").take(rows), self.ws.titles_of(rows)
+        else:  # a Searcher that serves many: every id and title, read once
+            ids, titles = self._ids(), self._titles()
+            ids, titles = [ids[r] for r in rows.tolist()], [titles[r] for r in rows.tolist()]
         cq = None
         if vector is not None:
             try:
@@ -272,7 +278,7 @@ class Searcher:
                 self._cache.setdefault("explain_error", str(exc))
         hits = []
         for rank, (r, s) in enumerate(zip(rows.tolist(), scores.tolist()), 1):
-            hit = {"rank": rank, "id": ids.iat[r], "title": titles[r], "score": round(float(s), 5)}
+            hit = {"rank": rank, "id": ids[rank - 1], "title": titles[rank - 1], "score": round(float(s), 5)}
             if cq is not None:
                 from .explain import explain_hit
 
@@ -282,3 +288,6 @@ class Searcher:
 
     def _titles(self) -> list[str]:
         return self._cached("titles", self.ws.titles)
+
+    def _ids(self) -> list[str]:
+        return self._cached("ids", lambda: self.ws.ids)
