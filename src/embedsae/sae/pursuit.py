@@ -80,6 +80,23 @@ def candidate_pursuit(
     return torch.cat(idx_parts), torch.cat(val_parts).to(x.dtype)
 
 
+@torch.no_grad()
+def pursuit_from_pre(W_dec: Tensor, b_pre: Tensor, x: Tensor, pre: Tensor, k: int, m: int, *,
+                     gram: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """`candidate_pursuit` over each row's `m` largest encoder pre-activations `pre` (batch, n_latents). On CPU with
+    the full Gram matrix, the candidate choice, their correlations with the target and the rounds run as one
+    compiled loop per row (`pursuit_kernel.pursuit_encode`: no top-k pass, no second matrix product)."""
+    if gram is not None and x.device.type == "cpu" and pursuit_kernel.available() and len(x):
+        with torch.autocast(x.device.type, enabled=False):
+            target = (x.float() - b_pre.float()).contiguous().numpy()
+            idx, vals = pursuit_kernel.pursuit_encode(pre.float().contiguous().numpy(), target,
+                                                      W_dec.float().contiguous().numpy(), gram.contiguous().numpy(),
+                                                      m, k, RIDGE, torch.get_num_threads())
+        return torch.from_numpy(idx), torch.from_numpy(vals).to(x.dtype)
+    cand = pre.topk(m, dim=1, sorted=False).indices
+    return candidate_pursuit(W_dec, b_pre, x, cand, k, gram=gram)
+
+
 def _pursuit_chunk(W: Tensor, target: Tensor, cand: Tensor, k: int, gram: Tensor | None,
                    compiled: bool) -> tuple[Tensor, Tensor]:
     """One chunk's codes: the compiled rounds (CPU, full Gram: `compiled`) or the tensor rounds."""

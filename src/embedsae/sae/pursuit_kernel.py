@@ -42,89 +42,121 @@ def _compile():
     import numba
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})  # FMAs, vectorised sums
-    def rounds(c0, cand, gram, k, ridge, out_idx, out_val):  # pragma: no cover - compiled
-        b, m = c0.shape
+    def one_row(row_c0, row_cand, gram, k, ridge, corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp,
+                out_idx, out_val):  # pragma: no cover - compiled
+        m = row_c0.shape[0]
         f0 = np.float32(0.0)
-        ridge = np.float32(ridge)
-        corr = np.empty(m, np.float32)
-        blocked = np.zeros(m, np.bool_)
-        chosen = np.empty(k, np.int64)
-        G_sel = np.empty((k, m), np.float32)
-        Linv = np.zeros((k, k), np.float32)
-        y = np.zeros(k, np.float32)
-        u = np.zeros(k, np.float32)
-        vals = np.zeros(k, np.float32)
-        w = np.zeros(k, np.float32)
-        new_row = np.zeros(k, np.float32)
-        gp = np.zeros(k, np.float32)
-        for r in range(b):
-            row_c0 = c0[r]
-            row_cand = cand[r]
+        for i in range(m):
+            corr[i] = row_c0[i]
+            blocked[i] = False
+        Linv[:, :] = f0
+        u[:] = f0
+        for j in range(k):
+            p = -1
+            best = -np.inf
+            for i in range(m):
+                if not blocked[i] and (p < 0 or corr[i] > best):
+                    best = corr[i]
+                    p = i
+            blocked[p] = True
+            chosen[j] = p
+            grow = gram[row_cand[p]]
+            for i in range(m):
+                G_sel[j, i] = grow[row_cand[i]]
+            c_p = row_c0[p]
+            diag = G_sel[j, p] + ridge
+            if j == 0:
+                ell = np.sqrt(diag)
+                y_j = c_p / ell
+            else:
+                for t in range(j):
+                    gp[t] = G_sel[j, chosen[t]]  # G[S, p]
+                ss = f0
+                for i in range(j):  # w = Linv[:j, :j] @ G[S, p] (Linv is lower triangular)
+                    s = f0
+                    for t in range(i + 1):
+                        s += Linv[i, t] * gp[t]
+                    w[i] = s
+                    ss += s * s
+                ell = np.sqrt(max(diag - ss, ridge))
+                for t in range(j):
+                    new_row[t] = f0
+                for i in range(j):  # new row = -(w @ Linv[:j, :j]) / ell, row by row
+                    wi = w[i]
+                    for t in range(i + 1):
+                        new_row[t] += wi * Linv[i, t]
+                s = f0
+                for i in range(j):
+                    s += w[i] * y[i]
+                y_j = (c_p - s) / ell
+                for t in range(j):
+                    nr = -new_row[t] / ell
+                    Linv[j, t] = nr
+                    u[t] += nr * y_j
+            Linv[j, j] = np.float32(1.0) / ell
+            y[j] = y_j
+            u[j] = y_j / ell
             for i in range(m):
                 corr[i] = row_c0[i]
-                blocked[i] = False
-            Linv[:, :] = f0
-            u[:] = f0
-            for j in range(k):
-                p = -1
-                best = -np.inf
-                for i in range(m):
-                    if not blocked[i] and (p < 0 or corr[i] > best):
-                        best = corr[i]
-                        p = i
-                blocked[p] = True
-                chosen[j] = p
-                grow = gram[row_cand[p]]
-                for i in range(m):
-                    G_sel[j, i] = grow[row_cand[i]]
-                c_p = row_c0[p]
-                diag = G_sel[j, p] + ridge
-                if j == 0:
-                    ell = np.sqrt(diag)
-                    y_j = c_p / ell
-                else:
-                    for t in range(j):
-                        gp[t] = G_sel[j, chosen[t]]  # G[S, p]
-                    ss = f0
-                    for i in range(j):  # w = Linv[:j, :j] @ G[S, p] (Linv is lower triangular)
-                        s = f0
-                        for t in range(i + 1):
-                            s += Linv[i, t] * gp[t]
-                        w[i] = s
-                        ss += s * s
-                    ell = np.sqrt(max(diag - ss, ridge))
-                    for t in range(j):
-                        new_row[t] = f0
-                    for i in range(j):  # new row = -(w @ Linv[:j, :j]) / ell, row by row
-                        wi = w[i]
-                        for t in range(i + 1):
-                            new_row[t] += wi * Linv[i, t]
-                    s = f0
-                    for i in range(j):
-                        s += w[i] * y[i]
-                    y_j = (c_p - s) / ell
-                    for t in range(j):
-                        nr = -new_row[t] / ell
-                        Linv[j, t] = nr
-                        u[t] += nr * y_j
-                Linv[j, j] = np.float32(1.0) / ell
-                y[j] = y_j
-                u[j] = y_j / ell
-                for i in range(m):
-                    corr[i] = row_c0[i]
-                for t in range(j + 1):
-                    v = max(u[t], f0)
-                    vals[t] = v
-                    if v != f0:
-                        g_t = G_sel[t]
-                        for i in range(m):
-                            corr[i] -= v * g_t[i]
-            order = np.argsort(-vals, kind="mergesort")
-            for t in range(k):
-                out_idx[r, t] = row_cand[chosen[order[t]]]
-                out_val[r, t] = vals[order[t]]
+            for t in range(j + 1):
+                v = max(u[t], f0)
+                vals[t] = v
+                if v != f0:
+                    g_t = G_sel[t]
+                    for i in range(m):
+                        corr[i] -= v * g_t[i]
+        order = np.argsort(-vals, kind="mergesort")
+        for t in range(k):
+            out_idx[t] = row_cand[chosen[order[t]]]
+            out_val[t] = vals[order[t]]
 
-    return rounds
+    @numba.njit(nogil=True, cache=True)
+    def buffers(m, k):  # pragma: no cover - compiled
+        return (np.empty(m, np.float32), np.zeros(m, np.bool_), np.empty(k, np.int64), np.empty((k, m), np.float32),
+                np.zeros((k, k), np.float32), np.zeros(k, np.float32), np.zeros(k, np.float32), np.zeros(k, np.float32),
+                np.zeros(k, np.float32), np.zeros(k, np.float32), np.zeros(k, np.float32))
+
+    @numba.njit(nogil=True, cache=True)
+    def rounds(c0, cand, gram, k, ridge, out_idx, out_val):  # pragma: no cover - compiled
+        b, m = c0.shape
+        ridge = np.float32(ridge)
+        corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp = buffers(m, k)
+        for r in range(b):
+            one_row(c0[r], cand[r], gram, k, ridge, corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp,
+                    out_idx[r], out_val[r])
+
+    @numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+    def encode(pre, target, W, gram, m, k, ridge, out_idx, out_val):  # pragma: no cover - compiled
+        b, n = pre.shape
+        d = target.shape[1]
+        ridge = np.float32(ridge)
+        corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp = buffers(m, k)
+        cand = np.empty(m, np.int64)
+        c0 = np.empty(m, np.float32)
+        for r in range(b):
+            row = pre[r]
+            thr = np.partition(row.copy(), n - m)[n - m]  # the m-th largest pre-activation
+            cnt = 0
+            for i in range(n):  # the candidates: above it, then equal to it, ascending latent ids
+                if row[i] > thr:
+                    cand[cnt] = i
+                    cnt += 1
+            for i in range(n):
+                if cnt < m and row[i] == thr:
+                    cand[cnt] = i
+                    cnt += 1
+            cand.sort()
+            x = target[r]
+            for i in range(m):  # <target, candidate decoder row>
+                wr = W[cand[i]]
+                s = np.float32(0.0)
+                for c in range(d):
+                    s += x[c] * wr[c]
+                c0[i] = s
+            one_row(c0, cand, gram, k, ridge, corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp,
+                    out_idx[r], out_val[r])
+
+    return rounds, encode
 
 
 def pursuit_rounds(c0: np.ndarray, cand: np.ndarray, gram: np.ndarray, k: int, ridge: float,
@@ -132,20 +164,35 @@ def pursuit_rounds(c0: np.ndarray, cand: np.ndarray, gram: np.ndarray, k: int, r
     """k rounds of non-negative OMP for each row: c0 (b, m) float32 target correlations of the candidates,
     cand (b, m) int64 latent ids (ascending per row), gram (n, n) float32 decoder Gram matrix. Returns the
     chosen latents (b, k) and their values (b, k), sorted by value, largest first."""
-    kernel = _kernel()
-    if kernel is None:
+    kernels = _kernel()
+    if kernels is None:
         raise RuntimeError("the compiled pursuit kernel is unavailable")
-    b = c0.shape[0]
+    return _split(kernels[0], c0.shape[0], k, threads, lambda s, e: (c0[s:e], cand[s:e], gram, k, ridge))
+
+
+def pursuit_encode(pre: np.ndarray, target: np.ndarray, W: np.ndarray, gram: np.ndarray, m: int, k: int,
+                   ridge: float, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The whole pursuit after the encoder's matrix product, per row in one compiled loop: the `m` largest
+    pre-activations (b, n) as candidates (ascending ids), their correlations with the target (b, d: x - b_pre)
+    from the decoder rows W (n, d), then the rounds of `pursuit_rounds`. Same codes as `pursuit_rounds` given
+    torch's top-m candidates and the matrix product's correlations (up to float rounding)."""
+    kernels = _kernel()
+    if kernels is None:
+        raise RuntimeError("the compiled pursuit kernel is unavailable")
+    return _split(kernels[1], pre.shape[0], k, threads, lambda s, e: (pre[s:e], target[s:e], W, gram, m, k, ridge))
+
+
+def _split(kernel, b: int, k: int, threads: int, args) -> tuple[np.ndarray, np.ndarray]:
+    """Run `kernel(*args(start, stop), out_idx[start:stop], out_val[start:stop])` over row ranges on threads."""
     out_idx = np.empty((b, k), np.int64)
     out_val = np.empty((b, k), np.float32)
     threads = max(1, min(threads, b // 64 or 1))
-    if threads == 1:
-        kernel(c0, cand, gram, k, ridge, out_idx, out_val)
-        return out_idx, out_val
     bounds = np.linspace(0, b, threads + 1).astype(int)
+    if threads == 1:
+        kernel(*args(0, b), out_idx, out_val)
+        return out_idx, out_val
     with ThreadPoolExecutor(threads) as pool:
-        jobs = [pool.submit(kernel, c0[s:e], cand[s:e], gram, k, ridge, out_idx[s:e], out_val[s:e])
-                for s, e in zip(bounds[:-1], bounds[1:])]
+        jobs = [pool.submit(kernel, *args(s, e), out_idx[s:e], out_val[s:e]) for s, e in zip(bounds[:-1], bounds[1:])]
         for job in jobs:
             job.result()
     return out_idx, out_val

@@ -36,14 +36,14 @@ class TopKSAE(SAE):
 
     def encode_pursuit(self, x: Tensor, k: int, candidates: int) -> SparseCode:
         """Codes chosen by matching pursuit among the encoder's `candidates` strongest latents (see pursuit.py)."""
-        from .pursuit import candidate_pursuit
+        from .pursuit import pursuit_from_pre
 
-        cand = self.pre_activations(x).topk(candidates, dim=1, sorted=False).indices
         # the full Gram pays when it is already there or cheaper than each row's candidate Gram (not for a small
         # validation batch during training, whose weights change between calls)
         build = x.shape[0] * candidates**2 >= self.cfg.n_latents**2
         gram = self.decoder_gram(build=build)
-        return SparseCode(*candidate_pursuit(self.W_dec.detach(), self.b_pre.detach(), x, cand, k, gram=gram))
+        return SparseCode(*pursuit_from_pre(self.W_dec.detach(), self.b_pre.detach(), x, self.pre_activations(x), k,
+                                            candidates, gram=gram))
 
     def decoder_gram(self, build: bool = True) -> Tensor | None:
         """The decoder's Gram matrix for pursuit, kept until the decoder weights change.
