@@ -158,20 +158,28 @@ class Watched:
             self.peak_sampled, self.peak_anon = max(self.peak_sampled, rss), max(self.peak_anon, anon)
             if rss > self.limit and not self.killed:
                 self.killed = True
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                self.kill()
             self._stop.wait(0.2)
 
     def wait(self) -> tuple[int, float, int]:
-        """(exit status, wall seconds, peak RSS bytes of the tree from wait4)."""
-        _, status, usage = os.wait4(self.proc.pid, 0)
+        """(exit status, wall seconds, peak RSS bytes of the tree from wait4); the process group is killed if
+        this process is interrupted while waiting."""
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        except BaseException:
+            self.kill()
+            raise
         wall = time.perf_counter() - self.t0
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._stop.set()
         self._watch.join()
         return self.proc.returncode, wall, max(usage.ru_maxrss * 1024, self.peak_sampled)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def stop(self) -> tuple[int, float, int]:
         if self.proc.poll() is None:
@@ -216,6 +224,30 @@ def get(host: str, port: int, path: str, body: dict | None = None) -> tuple[int,
     return r.status, dt, data
 
 
+def _serve_requests(host: str, port: int, name: str, repeats: int) -> list[dict]:
+    rows = []
+    status, _, body = get(host, port, f"/api/v1/workspaces/{name}/features?sort=density&limit=5")
+    feature = json.loads(body)["items"][0]["id"] if status == 200 and json.loads(body).get("items") else 0
+    pages = {
+        "serve: features screen": (f"/w/{name}/features", None),
+        "serve: feature page": (f"/w/{name}/features/{feature}", None),
+        "serve: hybrid search": (f"/api/v1/workspaces/{name}/search", {"query": QUERY, "mode": "hybrid", "top": 10}),
+    }
+    for label, (path, payload) in pages.items():  # a body means a POST
+        times, codes = [], []
+        for i in range(1 + repeats):  # a new query text each time: every search embeds its query
+            q = None if payload is None else {**payload, "query": f"{QUERY} {i}" if i else QUERY}
+            status, dt, _ = get(host, port, path, q)
+            codes.append(status)
+            times.append(dt)
+        ok = all(c == 200 for c in codes)
+        rows.append({"stage": label, "wall_s": round(times[0], 3), "peak_rss_gb": None, "peak_anon_gb": None, "ok": ok,
+                     "notes": f"first {times[0] * 1000:.0f} ms, then p50 {statistics.median(times[1:]) * 1000:.0f} ms "
+                              f"of {repeats}" + ("" if ok else f"; statuses {codes}")})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def run_serve(ws: Path, limit: int, log: Path, repeats: int = 5) -> list[dict]:
     """Start `embedsae serve`, time the features screen, a feature page and a hybrid search (first and warm)."""
     log.mkdir(parents=True, exist_ok=True)
@@ -229,28 +261,11 @@ def run_serve(ws: Path, limit: int, log: Path, repeats: int = 5) -> list[dict]:
     threading.Thread(target=lambda: shutil.copyfileobj(w.proc.stdout, open(log / "serve.log", "w")), daemon=True).start()
     host, port = m.group(1), int(m.group(2))
     start_s = time.perf_counter() - w.t0
-    name = ws.name
-    rows = []
-    status, _, body = get(host, port, f"/api/v1/workspaces/{name}/features?sort=density&limit=5")
-    feature = json.loads(body)["items"][0]["id"] if status == 200 and json.loads(body).get("items") else 0
-    pages = {
-        "serve: features screen": ("GET", f"/w/{name}/features", None),
-        "serve: feature page": ("GET", f"/w/{name}/features/{feature}", None),
-        "serve: hybrid search": ("POST", f"/api/v1/workspaces/{name}/search", {"query": QUERY, "mode": "hybrid", "top": 10}),
-    }
-    for label, (method, path, payload) in pages.items():
-        times, codes = [], []
-        for i in range(1 + repeats):  # a new query text each time: every search embeds its query
-            q = None if payload is None else {**payload, "query": f"{QUERY} {i}" if i else QUERY}
-            status, dt, _ = get(host, port, path, q)
-            codes.append(status)
-            times.append(dt)
-        ok = all(c == 200 for c in codes)
-        rows.append({"stage": label, "wall_s": round(times[0], 3), "peak_rss_gb": None, "peak_anon_gb": None, "ok": ok,
-                     "notes": f"first {times[0] * 1000:.0f} ms, then p50 {statistics.median(times[1:]) * 1000:.0f} ms "
-                              f"of {repeats}" + ("" if ok else f"; statuses {codes}")})
-        print(json.dumps(rows[-1]), flush=True)
-    code, wall, peak = w.stop()
+    rows: list[dict] = []
+    try:
+        rows = _serve_requests(host, port, ws.name, repeats)
+    finally:
+        code, wall, peak = w.stop()
     rows.insert(0, {"stage": "serve", "wall_s": round(start_s, 1), "peak_rss_gb": round(peak / 1e9, 2),
                     "peak_anon_gb": round(w.peak_anon / 1e9, 2), "ok": not w.killed,
                     "notes": "start-up until the URL is printed; RSS over the whole session"
