@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..search.steering import MAX_VALUE
+
 MAX_QUERY_CHARS = 1000
 """Longest search query, in characters."""
 MAX_TOP = 100
@@ -21,8 +23,8 @@ MAX_PAGE = 500
 """Largest page of the feature list."""
 MAX_GROUPS_CHARS = 20000
 """Longest concept-groups text."""
-MAX_STEER_VALUE = 100.0
-"""Largest absolute steering value."""
+MAX_STEER_VALUE = MAX_VALUE
+"""Largest absolute steering value (the library's bound, embedsae.search.steering.MAX_VALUE)."""
 
 SAE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
