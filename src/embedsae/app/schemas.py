@@ -141,6 +141,8 @@ class TrainJob(Strict):
     epochs: int | None = Field(None, ge=1, le=1000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     evaluate: bool = True
+    overwrite: bool = Field(False, description="Replace an SAE of the same name, with its labels, families and "
+                                               "concept index (without it, such a job is refused).")
 
     @model_validator(mode="after")
     def _k(self) -> TrainJob:
@@ -151,6 +153,12 @@ class TrainJob(Strict):
     def kwargs(self) -> dict:
         out = self.model_dump(exclude={"kind"})
         return {k: v for k, v in out.items() if v is not None}
+
+    def sae_name(self) -> str:
+        """The name of the SAE this job makes."""
+        from ..pipeline import default_sae_name
+
+        return self.name or default_sae_name(self.architecture, self.k, self.latents)
 
 
 class InterpretJob(Strict):
