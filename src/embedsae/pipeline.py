@@ -244,7 +244,12 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
     torch.manual_seed(tcfg.seed)
     sae = create_sae(cfg)
     distributed.barrier()
-    sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
+    try:
+        sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
+    except BaseException:
+        if not (work / layout.CHECKPOINT).is_file():  # nothing to resume: leave nothing behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - t0
     sae.save(work)
     if own_vectors:  # held-out rows of this workspace (trained on other vectors, all of its rows are)
