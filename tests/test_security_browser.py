@@ -27,8 +27,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 SAE = "topk-k8-n256"
-PAYLOAD = "<img src=x onerror=\"document.title='pwned';fetch('/api/v1/workspaces/cranfield/jobs',{method:'POST'," \
-          "headers:{'content-type':'application/json'},body:JSON.stringify({kind:'evaluate'})})\">"
+PAYLOAD = "<img src=x onerror=\"document.title='pwned'\">"
+"""Markup that runs a script wherever a page puts it back raw (no '/': a path segment keeps it whole)."""
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +60,7 @@ def attacker_pages(port: int) -> dict[str, str]:
                    {"kind": "train", "name": SAE, "k": "8", "latents": "256", "epochs": "1", "overwrite": "true"}.items())
     return {
         "/navigate.html": f"<script>location = {json.dumps(target + '/w/' + quote(PAYLOAD, safe='') + '/labels?label=x')};</script>",
+        "/labels-sae.html": f"<script>location = {json.dumps(target + '/w/cranfield/labels?label=x&sae=' + quote(PAYLOAD, safe=''))};</script>",
         "/search.html": f"<script>location = {json.dumps(target + '/w/cranfield/search?q=' + quote(PAYLOAD, safe='') + '&sae=' + quote(PAYLOAD, safe=''))};</script>",
         "/form.html": f'<form id="f" method="post" action="{target}/w/cranfield/jobs">{form}</form>'
                       '<script>document.getElementById("f").submit();</script>',
@@ -130,7 +131,7 @@ def visit(browser, url: str, wait: float = 3.0) -> tuple[str, list[str], str]:
     return title, seen, final
 
 
-@pytest.mark.parametrize("name", ["/navigate.html", "/search.html"])
+@pytest.mark.parametrize("name", ["/navigate.html", "/labels-sae.html", "/search.html"])
 def test_a_crafted_url_runs_no_script(served, attacker, browser, name):
     port, _ = served
     title, seen, final = visit(browser, attacker + name)
