@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,9 +57,13 @@ class Codes:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Codes:
-        """Codes written by `save`, memory-mapped: rows are read from disk when used, never all at once."""
-        z = load_npz(Path(path))
-        return cls(z["indices"], z["values"], int(z["n_latents"]))
+        """Codes written by `save`, memory-mapped: rows are read from disk when used, never all at once
+        (DamagedFileError when the file is damaged)."""
+        from ..integrity import reading
+
+        with reading(path):
+            z = load_npz(Path(path))
+            return cls(*_checked(z["indices"], z["values"]), int(z["n_latents"]))
 
 
 def encode_array(
@@ -139,14 +142,21 @@ def stored_codes(ws, name: str) -> Codes | None:
     path = ws.sae_file(name, layout.CODES)
     if not path.is_file():
         return None
-    try:
+    from ..integrity import reading
+
+    with reading(path):
         z = load_npz(path)
         key = str(z["key"]) if "key" in z else None
         if key != codes_key(ws, name) or len(z["indices"]) != ws.n_documents:
-            return None
-        return Codes(z["indices"], z["values"], int(z["n_latents"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # unreadable: recomputed
+            return None  # stale: recomputed
+        return Codes(*_checked(z["indices"], z["values"]), int(z["n_latents"]))
+
+
+def _checked(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored code arrays as read, or ValueError when they do not fit together."""
+    if indices.ndim != 2 or indices.shape != values.shape:
+        raise ValueError(f"indices {indices.shape} and values {values.shape} differ")
+    return indices, values
 
 
 def workspace_codes(ws, sae: str | None = None, *, save: bool = False, progress: ProgressCallback | None = None,
