@@ -4,8 +4,8 @@
     WS/.manifest.lock           lock file: manifest updates are read-modify-write under it
     WS/.lock-<stage>-<sae>      lock files of running writers (a second writer of the same part is refused)
     WS/corpus.parquet           id, text and metadata columns
-    WS/texts/                   the texts again for reading one document by row: texts.bin (UTF-8, back to back)
-                                and offsets.npy (documents + 1 byte offsets), both memory-mapped
+    WS/texts/                   texts, display titles and ids again, for reading one document by row: <name>.bin
+                                (UTF-8, back to back) and <name>.offsets.npy (byte offsets), memory-mapped
     WS/embeddings/              the document vectors as float32 .npy shards, opened memory-mapped:
         shards.json             index: dim, dtype, model id, rows per shard, and each shard's file, rows, bytes, sha256
         shard-00000.npy ...     consecutive row blocks (documents x dim), in corpus order
@@ -29,8 +29,6 @@ MANIFEST_LOCK = ".manifest.lock"
 STAGE_LOCK_PREFIX = ".lock-"
 CORPUS = "corpus.parquet"
 TEXTS = "texts"
-TEXTS_BLOB = "texts.bin"
-TEXTS_OFFSETS = "offsets.npy"
 EMBEDDINGS = "embeddings.npy"
 SHARDS = "embeddings"
 SHARDS_INDEX = "shards.json"

@@ -169,12 +169,19 @@ class Project:
         return self._part("table", (layout.FEATURES_DB, layout.FEATURES_DB + "-wal"), build)
 
     @property
-    def titles(self) -> list[str]:
-        return self._part("titles", (layout.CORPUS,), self.workspace.titles, sae_files=False)
+    def titles(self) -> Sequence[str]:
+        """Display titles by document row (memory-mapped; a list read once for workspaces without row stores)."""
+        return self._part("titles", (layout.CORPUS,), lambda: self._row_store("titles", self.workspace.titles),
+                          sae_files=False)
 
     @property
-    def ids(self) -> list[str]:
-        return self._part("ids", (layout.CORPUS,), lambda: self.workspace.ids, sae_files=False)
+    def ids(self) -> Sequence[str]:
+        """Document ids by row (memory-mapped; a list read once for workspaces without row stores)."""
+        return self._part("ids", (layout.CORPUS,), lambda: self._row_store("ids", lambda: self.workspace.ids),
+                          sae_files=False)
+
+    def _row_store(self, name: str, whole: Callable[[], list[str]]) -> Sequence[str]:
+        return self.workspace.row_store(name) if self.workspace.has_row_stores else whole()
 
     @property
     def searcher(self):

@@ -27,7 +27,9 @@ from .data.corpus_store import (
     CorpusFile,
     TextStore,
     corpus_fingerprint,
+    first_line,
     parquet_safe,
+    write_row_stores,
 )
 from .data.shards import SHARD_ROWS, ShardedVectors
 from .data.vectors import ArraySource, RowView, VectorSource
@@ -92,7 +94,7 @@ class Workspace:
             n_docs, fingerprint, columns = len(corpus), corpus_fingerprint(corpus), [str(c) for c in corpus.columns]
             texts = path / ".texts-new"
             shutil.rmtree(texts, ignore_errors=True)
-            TextStore.write(texts, [corpus["text"]])
+            write_row_stores(texts, [corpus])
         _replace_folder(texts, path / layout.TEXTS)
         shards.install(path)
         manifest = {
@@ -294,19 +296,35 @@ class Workspace:
     @property
     def texts(self) -> TextStore | ColumnReader:
         """The document texts by row (`ws.texts[5]`, `ws.texts[rows]`, `for t in ws.texts`), never all in memory: the
-        memory-mapped text store, or for a workspace made before it existed, the corpus table's text column."""
-        if (self.path / layout.TEXTS / layout.TEXTS_OFFSETS).is_file():
-            return TextStore(self.path / layout.TEXTS)
-        return self.column("text")
+        memory-mapped row store, or for a workspace made before it existed, the corpus table's text column."""
+        return self.row_store("texts")
+
+    @property
+    def has_row_stores(self) -> bool:
+        """Whether the texts, titles and ids can be read by row from memory-mapped stores (WS/texts/)."""
+        return TextStore.exists(self.path / layout.TEXTS, "ids")
+
+    def row_store(self, name: str) -> TextStore | ColumnReader:
+        """The texts, display titles or ids (`name`: texts, titles, ids) by row: the memory-mapped row store, or
+        for a workspace made before it existed, read from the corpus table a row group at a time."""
+        if TextStore.exists(self.path / layout.TEXTS, name):
+            return TextStore(self.path / layout.TEXTS, name)
+        if name == "titles":
+            return _TitlesFromTable(self)
+        return self.column("text" if name == "texts" else "id")
 
     def ensure_texts(self) -> TextStore:
         """The text store, written from the corpus table first when the workspace predates it (for stages)."""
-        if not (self.path / layout.TEXTS / layout.TEXTS_OFFSETS).is_file():
+        if not TextStore.exists(self.path / layout.TEXTS, "ids"):
             tmp = self.path / ".texts-new"
             shutil.rmtree(tmp, ignore_errors=True)
-            TextStore.write(tmp, (part["text"] for part in self.corpus_batches(["text"])))
+            write_row_stores(tmp, self.corpus_batches(self._table_columns(["id", "text", "title"])))
             _replace_folder(tmp, self.path / layout.TEXTS)
         return TextStore(self.path / layout.TEXTS)
+
+    def _table_columns(self, wanted: list[str]) -> list[str]:
+        have = self.manifest.get("columns") or list(self.corpus.columns)
+        return [c for c in wanted if c in have]
 
     def column(self, name: str, convert=str) -> ColumnReader:
         """One column of the corpus table by row number (`texts = ws.column("text"); texts[[5, 900_000]]`), read
@@ -369,20 +387,16 @@ class Workspace:
         out: list[str] = []
         for part in self.corpus_batches(["title", "text"] if has_title else ["text"]):
             if has_title:
-                out += [str(t) if isinstance(t, str) and t.strip() else _first_line(x)
+                out += [str(t) if isinstance(t, str) and t.strip() else first_line(x)
                         for t, x in zip(part["title"], part["text"])]
             else:
-                out += [_first_line(x) for x in part["text"]]
+                out += [first_line(x) for x in part["text"]]
         return out
 
     def titles_of(self, rows: Any) -> list[str]:
-        """The display titles (see `titles`) of some documents, reading only the row groups that hold them."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        found: list[Any] = [None] * len(rows)
-        if "title" in self.manifest.get("columns", []):
-            found = self.column("title", convert=None).take(rows)
-        texts = self.texts
-        return [str(t) if isinstance(t, str) and t.strip() else _first_line(texts[int(r)]) for t, r in zip(found, rows)]
+        """The display titles (see `titles`) of some documents, reading only those rows (or the row groups that
+        hold them, for a workspace without row stores)."""
+        return list(self.row_store("titles")[np.asarray(rows, dtype=np.int64).reshape(-1)])
 
     def embedder(self, **kwargs: Any):
         """The embedding model that made this workspace's vectors (to embed queries the same way)."""
@@ -466,6 +480,25 @@ class Workspace:
         return search(self, query, mode, top, **kwargs)
 
 
+class _TitlesFromTable:
+    """Display titles by row for a workspace without row stores, from the corpus table's title and text columns."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.title = ws.column("title", convert=None) if "title" in ws.manifest.get("columns", []) else None
+        self.text = ws.column("text")
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def __getitem__(self, rows):
+        many = np.ndim(rows) > 0 or isinstance(rows, slice)
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, np.int64).reshape(-1)
+        titles = self.title.take(rows) if self.title is not None else [None] * len(rows)
+        out = [str(t) if isinstance(t, str) and t.strip() else first_line(x)
+               for t, x in zip(titles, self.text.take(rows))]
+        return out if many else out[0]
+
+
 def _replace_folder(new: Path, target: Path) -> None:
     """Move folder `new` onto `target`, replacing what was there."""
     old = None
@@ -476,8 +509,3 @@ def _replace_folder(new: Path, target: Path) -> None:
     new.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _first_line(text: str, width: int = 100) -> str:
-    line = str(text).strip().split("\n", 1)[0]
-    return line if len(line) <= width else line[: width - 1] + "…"

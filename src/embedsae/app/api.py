@@ -191,7 +191,7 @@ def get_document(request: Request, ws: WsName, row: Annotated[int, Path(ge=0, le
     idx, vals = p.codes.indices[row], p.codes.values[row]
     order = np.argsort(-vals, kind="stable")
     labels = p.labels
-    text = str(s.workspace.corpus["text"].iat[row])
+    text = str(s.workspace.texts[row])
     return clean_json({"row": row, "id": p.ids[row], "title": p.titles[row], "text": text[:2000],
                        "features": [{"id": int(idx[i]), "label": labels.get(int(idx[i]), ""),
                                      "activation": round(float(vals[i]), 5)} for i in order if vals[i] > 0]})
@@ -283,7 +283,7 @@ def map_points(
     out["coords"] = np.round(np.asarray(coords, np.float64), 4).T.tolist()
     out["ids"] = s.workspace.ids
     if titles:
-        out["titles"] = (p.titles if p is not None else s.workspace.titles())
+        out["titles"] = (list(p.titles) if p is not None else s.workspace.titles())
     if color is not None:
         out["color"] = color
     return clean_json(out)

@@ -69,6 +69,7 @@ class CorpusFile:
     columns: list[str]
     fingerprint: str
     texts: Path | None = None
+    """The folder of its row stores (`TextStore`: texts, titles, ids)."""
 
     def remove(self) -> None:
         """Delete the files (what was not moved into a workspace)."""
@@ -77,17 +78,36 @@ class CorpusFile:
             shutil.rmtree(self.texts, ignore_errors=True)
 
 
+ROW_STORES = ("texts", "titles", "ids")
+"""The columns kept for reading by row in WS/texts/: the texts, the display titles and the ids."""
+
+
+def display_titles(chunk: pd.DataFrame) -> list[str]:
+    """A short title per document of a corpus table: its title, else the first line of its text."""
+    titles = chunk["title"] if "title" in chunk.columns else [None] * len(chunk)
+    return [str(t) if isinstance(t, str) and t.strip() else first_line(x) for t, x in zip(titles, chunk["text"])]
+
+
+def first_line(text: Any, width: int = 100) -> str:
+    """The first line of a text, cut at `width` characters."""
+    line = str(text).strip().split("\n", 1)[0]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 class TextStore(Sequence):
-    """The corpus texts for reading by row: one UTF-8 file of all texts back to back and their byte offsets, both
-    memory-mapped (`texts[5]`, `texts[[3, 900_000]]`, `for t in texts`): a document costs one read of its bytes."""
+    """One text column for reading by row: a UTF-8 file of all values back to back and their byte offsets, both
+    memory-mapped (`texts[5]`, `texts[[3, 900_000]]`, `for t in texts`): a document costs one read of its bytes.
+    `name` is one of ROW_STORES."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        from .. import layout
-
+    def __init__(self, folder: str | os.PathLike, name: str = "texts") -> None:
         self.folder = Path(folder)
-        self.offsets = np.load(self.folder / layout.TEXTS_OFFSETS, mmap_mode="r")
+        self.offsets = np.load(self.folder / f"{name}.offsets.npy", mmap_mode="r")
         size = int(self.offsets[-1])
-        self.blob = np.memmap(self.folder / layout.TEXTS_BLOB, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        self.blob = np.memmap(self.folder / f"{name}.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+
+    @staticmethod
+    def exists(folder: str | os.PathLike, name: str = "texts") -> bool:
+        return (Path(folder) / f"{name}.offsets.npy").is_file()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -109,23 +129,45 @@ class TextStore(Sequence):
         for r in range(len(self)):
             yield self._one(r)
 
-    @staticmethod
-    def write(folder: str | os.PathLike, texts: Iterable[Iterable[Any]]) -> None:
-        """Write the store of texts given in chunks (str() of each value) into `folder`."""
-        from .. import layout
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        offsets = [np.zeros(1, np.int64)]
-        end = 0
-        with open(folder / layout.TEXTS_BLOB, "wb") as f:
-            for chunk in texts:
-                data = [str(t).encode("utf-8") for t in chunk]
-                f.write(b"".join(data))
-                lengths = np.fromiter((len(b) for b in data), np.int64, len(data))
-                offsets.append(end + np.cumsum(lengths))
-                end += int(lengths.sum())
-        np.save(folder / layout.TEXTS_OFFSETS, np.concatenate(offsets))
+class RowStoreWriter:
+    """Writes the row stores (ROW_STORES) of a corpus into a folder, chunk by chunk of the corpus table."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._files = {name: open(self.folder / f"{name}.bin", "wb") for name in ROW_STORES}
+        self._lengths: dict[str, list[np.ndarray]] = {name: [] for name in ROW_STORES}
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        values = {"texts": chunk["text"], "titles": display_titles(chunk), "ids": chunk["id"]}
+        for name, column in values.items():
+            data = [str(v).encode("utf-8") for v in column]
+            self._files[name].write(b"".join(data))
+            self._lengths[name].append(np.fromiter((len(b) for b in data), np.int64, len(data)))
+
+    def finish(self) -> None:
+        for name, f in self._files.items():
+            f.close()
+            lengths = np.concatenate(self._lengths[name]) if self._lengths[name] else np.zeros(0, np.int64)
+            np.save(self.folder / f"{name}.offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+    def abort(self) -> None:
+        for f in self._files.values():
+            f.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def write_row_stores(folder: str | os.PathLike, chunks: Iterable[pd.DataFrame]) -> None:
+    """Write the row stores of a corpus given as corpus tables (id, text, title) into `folder`."""
+    writer = RowStoreWriter(folder)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 class CorpusWriter:
@@ -139,9 +181,11 @@ class CorpusWriter:
         self._dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self._parts: list[Path] = []
         self._schemas: list[Any] = []
-        self._texts: list[Path] = []
         self.rows = 0
         self.fingerprint = Fingerprint()
+        self.stores = self.path.with_name(self.path.name + ".texts")
+        shutil.rmtree(self.stores, ignore_errors=True)
+        self._rows = RowStoreWriter(self.stores)
 
     def write(self, chunk: pd.DataFrame) -> None:
         """Add the next rows of the corpus table."""
@@ -149,11 +193,7 @@ class CorpusWriter:
         import pyarrow.parquet as pq
 
         self.fingerprint.update(chunk["id"], chunk["text"])
-        blob = self._dir / f"texts-{len(self._texts):05d}.bin"
-        data = [str(t).encode("utf-8") for t in chunk["text"]]
-        blob.write_bytes(b"".join(data))
-        np.save(blob.with_suffix(".npy"), np.fromiter((len(b) for b in data), np.int64, len(data)))
-        self._texts.append(blob)
+        self._rows.write(chunk)
         table = pa.Table.from_pandas(parquet_safe(chunk), preserve_index=False)
         part = self._dir / f"part-{len(self._parts):05d}.parquet"
         pq.write_table(table, part, row_group_size=CORPUS_ROW_GROUP)
@@ -165,19 +205,8 @@ class CorpusWriter:
         """Write the file (one part is moved into place; several are joined under their unified schema)."""
         import pyarrow.parquet as pq
 
-        from .. import layout
-
-        texts = self.path.with_name(self.path.name + ".texts")
-        shutil.rmtree(texts, ignore_errors=True)
-        texts.mkdir()
         try:
-            with open(texts / layout.TEXTS_BLOB, "wb") as out:
-                for blob in self._texts:
-                    with open(blob, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 22)
-                    blob.unlink()
-            lengths = [np.load(b.with_suffix(".npy")) for b in self._texts]
-            np.save(texts / layout.TEXTS_OFFSETS, np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64))
+            self._rows.finish()
             if len(self._parts) == 1:
                 os.replace(self._parts[0], self.path)
                 schema = self._schemas[0]
@@ -189,17 +218,17 @@ class CorpusWriter:
                         w.write_table(_conform(t, schema), row_group_size=CORPUS_ROW_GROUP)
                         part.unlink()
         except BaseException:
-            shutil.rmtree(texts, ignore_errors=True)
+            shutil.rmtree(self.stores, ignore_errors=True)
             raise
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
         return CorpusFile(self.path, self.rows, [str(n) for n in schema.names if n != "__index_level_0__"],
-                          self.fingerprint.hexdigest(), texts)
+                          self.fingerprint.hexdigest(), self.stores)
 
     def abort(self) -> None:
         """Remove what was written."""
         shutil.rmtree(self._dir, ignore_errors=True)
-        shutil.rmtree(self.path.with_name(self.path.name + ".texts"), ignore_errors=True)
+        self._rows.abort()
         self.path.unlink(missing_ok=True)
 
 

@@ -67,7 +67,6 @@ class Searcher:
         self._embedder = embedder
         self._batcher = None
         self._query_encodes = 0
-        self._searches = 0
         self._cache: dict[str, Any] = {}
         self._retrievers: dict[str, Retriever] = {}
         self._lock = threading.RLock()
@@ -266,10 +265,9 @@ class Searcher:
             c["doc_max"], c["doc_share"] = round(doc_max, 5), round(share, 5)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
-        self._searches += 1
-        if self._searches == 1 and "titles" not in self._cache:  # one query: read the hits' rows only
-            ids, titles = self.ws.column("id").take(rows), self.ws.titles_of(rows)
-        else:  # a Searcher that serves many: every id and title, read once
+        if self.ws.has_row_stores:  # the hits' own rows, memory-mapped
+            ids, titles = self.ws.row_store("ids")[rows], self.ws.row_store("titles")[rows]
+        else:  # an older workspace: every id and title, read once
             ids, titles = self._ids(), self._titles()
             ids, titles = [ids[r] for r in rows.tolist()], [titles[r] for r in rows.tolist()]
         cq = None
