@@ -21,7 +21,12 @@ def _codes(rows: list[list[tuple[int, float]]], n_latents: int, k: int = 3) -> C
     return Codes(idx, val, n_latents)
 
 
-def test_cooccurrence_counts_match_dense_products():
+@pytest.mark.parametrize("block", [64, 65536])
+def test_cooccurrence_counts_match_dense_products(block, monkeypatch):
+    """Counts summed block by block of documents (64: four blocks, the last a partial one) equal the dense products."""
+    from embedsae.structure import cooccurrence as cooc_mod
+
+    monkeypatch.setattr(cooc_mod, "BLOCK_ROWS", block)
     rng = np.random.default_rng(1)
     rows = [[(int(f), float(rng.uniform(0.1, 2))) for f in rng.choice(12, 3, replace=False)] for _ in range(200)]
     codes = _codes(rows, 12)
@@ -39,6 +44,34 @@ def test_cooccurrence_counts_match_dense_products():
     assert np.all(np.diag(norm) == 0)
     corr = activation_correlation(codes, 4)
     np.testing.assert_allclose(corr, [np.corrcoef(dense[:, 4], dense[:, c])[0, 1] for c in range(12)], atol=1e-5)
+
+
+def test_stored_activation_statistics_and_counts_are_the_computed_ones(tmp_path):
+    """What the stages store for the app (feature-major codes, co-occurrence counts) reads back memory-mapped and
+    answers as the statistics computed from the codes do."""
+    from embedsae.structure.cooccurrence import ActivationStats, Cooccurrence
+
+    rng = np.random.default_rng(2)
+    rows = [[(int(f), float(rng.uniform(0.1, 2))) for f in rng.choice(12, 3, replace=False)] for _ in range(300)]
+    codes = _codes(rows, 12)
+    fresh = ActivationStats(codes)
+    fresh.save(tmp_path / "a.npz", "k")
+    from embedsae._io import load_npz
+
+    z = load_npz(tmp_path / "a.npz")
+    again = ActivationStats(codes, z["indptr"], z["docs"], z["acts"], z["sums"], z["sq"])
+    for f in range(12):
+        for a, b in zip(fresh.column(f), again.column(f)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(again.correlation(f), fresh.correlation(f), atol=1e-9)
+    co = cooccurrence(codes)
+    co.save(tmp_path / "c.npz", "k")
+    with np.load(tmp_path / "c.npz") as z:
+        import scipy.sparse as sp
+
+        back = Cooccurrence(sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=(12, 12)), z["freq"], int(z["n_docs"]))
+    np.testing.assert_array_equal(back.counts.toarray(), co.counts.toarray())
+    assert back.n_docs == 300 and np.array_equal(back.freq, co.freq)
 
 
 def test_tree_families_follow_the_seed_rules():

@@ -135,9 +135,10 @@ class Project:
     @property
     def activation_stats(self):
         """Per-feature activation columns and statistics (embedsae.structure.cooccurrence.ActivationStats)."""
-        from .structure.cooccurrence import ActivationStats
+        from .structure.cooccurrence import activation_stats
 
-        return self._part("stats", (layout.SAE_WEIGHTS, layout.CODES), lambda: ActivationStats(self.codes))
+        return self._part("stats", (layout.SAE_WEIGHTS, layout.CODES, layout.ACTIVATIONS),
+                          lambda: activation_stats(self.workspace, self.sae_name, self.codes))
 
     @property
     def labels(self) -> dict[int, str]:
@@ -195,10 +196,15 @@ class Project:
         from .structure.neighbours import NeighbourFinder
 
         def build():
-            labels, source = self._labels()
-            return NeighbourFinder(self.sae_name, self.sae, self.codes, labels, source)
+            from .structure.cooccurrence import feature_cooccurrence
 
-        return self._part("neighbours", (layout.SAE_WEIGHTS, layout.CODES, layout.FEATURES_DB), build)
+            labels, source = self._labels()
+            cooc = feature_cooccurrence(self.workspace, self.sae_name, self.codes)
+            return NeighbourFinder(self.sae_name, self.sae, self.codes, labels, source, cooc=cooc,
+                                   stats=self.activation_stats)
+
+        return self._part("neighbours", (layout.SAE_WEIGHTS, layout.CODES, layout.FEATURES_DB, layout.COOCCURRENCE,
+                                         layout.ACTIVATIONS), build)
 
     # ------------------------------------------------------------------ features
     def features(self, *, search: str | None = None, sort: str = "id", clean: bool = False, offset: int = 0,

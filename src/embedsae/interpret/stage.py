@@ -98,7 +98,10 @@ def interpret(
     the labeller registry (`embedsae.interpret.labellers`). With an `llm` config the LLM detection scorer runs
     too (unless `llm_score` is off), whichever labeller made the labels.
     """
+    import scipy.sparse as sp
+
     from ..sae.codes import workspace_codes
+    from ..structure.cooccurrence import activation_stats
     from .keywords import PhraseEmbeddings
     from .labellers import LabelContext, make_labeller
 
@@ -111,7 +114,8 @@ def interpret(
     with ws.sae_lock(name, "interpret"):  # no other stage writes the SAE meanwhile (a second interpret is refused)
         codes = workspace_codes(ws, name, progress=progress, save=True)
         csr = codes.to_csr()
-        csc = csr.tocsc()
+        stats = activation_stats(ws, name, codes, save=True)  # feature-major codes, kept for the app's cards
+        csc = sp.csc_matrix((stats.acts, stats.docs, stats.indptr), shape=csr.shape)
         n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)
         alive = np.flatnonzero(n_active > 0)
         chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive

@@ -34,6 +34,16 @@ class Cooccurrence:
         """Share of documents in which each feature fires."""
         return self.freq / max(self.n_docs, 1)
 
+    def save(self, path, key: str) -> None:
+        """Write the counts as .npz (atomically); `key` is the codes' (sae.codes.codes_key)."""
+        from .._io import atomic_path
+
+        c = self.counts
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, indptr=c.indptr, indices=c.indices, data=c.data.astype(np.float32), freq=self.freq,
+                         n_docs=np.int64(self.n_docs), key=np.str_(key))
+
     def normalised(self, features: np.ndarray | None = None, *, threshold: float = 0.0,
                    kind: str = "min") -> sp.csr_matrix:
         """Co-occurrence divided by feature frequency, symmetric, diagonal removed, entries below `threshold` dropped.
@@ -80,43 +90,141 @@ def binary_codes(codes: Codes) -> sp.csr_matrix:
     return mat
 
 
+BLOCK_ROWS = 65_536
+"""Documents whose codes are read at a time when counting co-occurrences."""
+
+
 def cooccurrence(codes: Codes) -> Cooccurrence:
-    """The feature co-occurrence counts of a set of sparse codes (Bᵀ B for the binary firing matrix B)."""
-    b = binary_codes(codes)
-    counts = (b.T @ b).tocsr()
+    """The feature co-occurrence counts of a set of sparse codes (Bᵀ B for the binary firing matrix B), summed
+    block by block of documents, so only one block's codes are in memory at a time (codes may be memory-mapped)."""
+    from ..sae.codes import Codes as _Codes
+
+    counts = None
+    freq = np.zeros(codes.n_latents, np.float64)
+    for start in range(0, len(codes), BLOCK_ROWS):
+        b = binary_codes(_Codes(np.asarray(codes.indices[start : start + BLOCK_ROWS]),
+                                np.asarray(codes.values[start : start + BLOCK_ROWS]), codes.n_latents))
+        part = (b.T @ b).tocsr()
+        counts = part if counts is None else counts + part
+        freq += np.asarray(b.sum(axis=0)).ravel()
+    if counts is None:
+        counts = sp.csr_matrix((codes.n_latents, codes.n_latents), dtype=np.float32)
     counts.data = np.rint(counts.data)
     counts.sort_indices()
-    freq = np.asarray(b.sum(axis=0)).ravel()
     return Cooccurrence(counts=counts, freq=freq, n_docs=len(codes))
 
 
 class ActivationStats:
-    """Per-feature activation sums over documents, kept to correlate one feature with all others quickly."""
+    """Per feature: the documents it fires on with its activations (feature-major, CSC arrays) and activation sums,
+    kept to show a feature's documents and to correlate one feature with all others quickly. The feature-major
+    arrays may be memory-mapped (`stored_stats`); correlations read the row-major `codes`."""
 
-    def __init__(self, codes: Codes) -> None:
-        self.csc = codes.to_csr().tocsc()
-        self.n = self.csc.shape[0]
-        sums = np.asarray(self.csc.sum(axis=0)).ravel().astype(np.float64)
-        sq = np.asarray(self.csc.multiply(self.csc).sum(axis=0)).ravel().astype(np.float64)
-        self.mean = sums / max(self.n, 1)
-        self.var = sq / max(self.n, 1) - self.mean**2
+    def __init__(self, codes: Codes, indptr: np.ndarray | None = None, docs: np.ndarray | None = None,
+                 acts: np.ndarray | None = None, sums: np.ndarray | None = None, sq: np.ndarray | None = None) -> None:
+        self.codes = codes
+        if indptr is None:
+            csc = codes.to_csr().tocsc()
+            indptr, docs, acts = csc.indptr, csc.indices, csc.data
+            sums = np.add.reduceat(acts.astype(np.float64), indptr[:-1]) if len(acts) else np.zeros(len(indptr) - 1)
+            sums[np.diff(indptr) == 0] = 0.0  # reduceat gives the next entry for an empty feature
+            sq = np.add.reduceat(acts.astype(np.float64) ** 2, indptr[:-1]) if len(acts) else np.zeros(len(indptr) - 1)
+            sq[np.diff(indptr) == 0] = 0.0
+        self.indptr, self.docs, self.acts = indptr, docs, acts
+        self.sums, self.sq = np.asarray(sums, np.float64), np.asarray(sq, np.float64)
+        self.n = len(codes)
+        self.mean = self.sums / max(self.n, 1)
+        self.var = self.sq / max(self.n, 1) - self.mean**2
 
     def column(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(documents, activations) where feature `i` fires."""
-        lo, hi = self.csc.indptr[i], self.csc.indptr[i + 1]
-        return self.csc.indices[lo:hi], self.csc.data[lo:hi]
+        lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
+        return np.asarray(self.docs[lo:hi]), np.asarray(self.acts[lo:hi])
 
     def correlation(self, i: int) -> np.ndarray:
         """Pearson correlation, over documents, between feature `i`'s activation and every feature's (NaN if constant)."""
         docs, acts = self.column(i)
-        cross = np.asarray(self.csc[docs].T @ acts.astype(np.float64)).ravel()
+        order = np.argsort(docs, kind="stable")  # rows read in ascending order (memory-mapped codes)
+        idx = np.asarray(self.codes.indices[docs[order]]).ravel()
+        val = np.asarray(self.codes.values[docs[order]], np.float64) * acts[order, None].astype(np.float64)
+        cross = np.bincount(idx, weights=val.ravel(), minlength=len(self.mean))
         cov = cross / self.n - self.mean * self.mean[i]
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = cov / np.sqrt(self.var * self.var[i])
         corr[self.var <= 1e-12] = np.nan
         return corr
 
+    def save(self, path, key: str) -> None:
+        """Write the feature-major arrays and sums as .npz (atomically); `key` is the codes' (sae.codes.codes_key)."""
+        from .._io import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, indptr=np.asarray(self.indptr, np.int64), docs=np.asarray(self.docs, np.int32),
+                         acts=np.asarray(self.acts, np.float32), sums=self.sums, sq=self.sq, key=np.str_(key))
+
 
 def activation_correlation(codes: Codes, i: int) -> np.ndarray:
     """Pearson correlation, over documents, between feature `i`'s activation and every feature's (NaN if constant)."""
     return ActivationStats(codes).correlation(i)
+
+
+def stored_stats(ws, name: str, codes: Codes) -> ActivationStats | None:
+    """The SAE's stored activation statistics (memory-mapped) when they are there and match its codes, else None."""
+    from .. import layout
+    from .._io import load_npz
+    from ..integrity import reading
+    from ..sae.codes import codes_key
+
+    path = ws.sae_file(name, layout.ACTIVATIONS)
+    if not path.is_file():
+        return None
+    with reading(path):
+        z = load_npz(path)
+        if str(z["key"]) != codes_key(ws, name) or len(z["indptr"]) != codes.n_latents + 1:
+            return None
+        return ActivationStats(codes, z["indptr"], z["docs"], z["acts"], z["sums"], z["sq"])
+
+
+def stored_cooccurrence(ws, name: str) -> Cooccurrence | None:
+    """The SAE's stored co-occurrence counts when they are there and match its codes, else None."""
+    from .. import layout
+    from ..integrity import reading
+    from ..sae.codes import codes_key
+
+    path = ws.sae_file(name, layout.COOCCURRENCE)
+    if not path.is_file():
+        return None
+    with reading(path), np.load(path) as z:
+        if str(z["key"]) != codes_key(ws, name):
+            return None
+        n = len(z["freq"])
+        counts = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=(n, n))
+        return Cooccurrence(counts=counts, freq=z["freq"], n_docs=int(z["n_docs"]))
+
+
+def feature_cooccurrence(ws, name: str, codes: Codes, *, save: bool = False) -> Cooccurrence:
+    """The co-occurrence counts of an SAE's codes: stored ones when they match, else counted (and written with
+    `save`: stages save, views never write)."""
+    from .. import layout
+    from ..sae.codes import codes_key
+
+    cooc = stored_cooccurrence(ws, name)
+    if cooc is None:
+        cooc = cooccurrence(codes)
+        if save:
+            cooc.save(ws.sae_file(name, layout.COOCCURRENCE), codes_key(ws, name))
+    return cooc
+
+
+def activation_stats(ws, name: str, codes: Codes, *, save: bool = False) -> ActivationStats:
+    """The activation statistics of an SAE's codes: stored ones when they match, else computed (and written with
+    `save`: stages save, views never write)."""
+    from .. import layout
+    from ..sae.codes import codes_key
+
+    stats = stored_stats(ws, name, codes)
+    if stats is None:
+        stats = ActivationStats(codes)
+        if save:
+            stats.save(ws.sae_file(name, layout.ACTIVATIONS), codes_key(ws, name))
+    return stats

@@ -32,14 +32,15 @@ class NeighbourFinder:
     """What a feature's neighbours are computed from, built once per SAE: decoder directions, co-occurrence,
     activation statistics and labels. `find` then answers in milliseconds."""
 
-    def __init__(self, sae_name: str, model, codes, labels: dict[int, str], label_source: str) -> None:
+    def __init__(self, sae_name: str, model, codes, labels: dict[int, str], label_source: str, *,
+                 cooc=None, stats=None) -> None:
         from .cooccurrence import ActivationStats, cooccurrence
 
         self.sae = sae_name
         self.n_latents = model.cfg.n_latents
         self.dirs = decoder_directions(model)
-        self.cooc = cooccurrence(codes)
-        self.stats = ActivationStats(codes)
+        self.cooc = cooc if cooc is not None else cooccurrence(codes)
+        self.stats = stats if stats is not None else ActivationStats(codes)
         self.labels = labels
         self.label_source = label_source
 

@@ -17,7 +17,7 @@ from .. import layout
 from .._io import write_json
 from ..progress import ProgressCallback
 from ..workspace import Workspace
-from .cooccurrence import Cooccurrence, cooccurrence
+from .cooccurrence import Cooccurrence, feature_cooccurrence
 from .families import Family, FamilySettings, family_stats, find_families
 from .labels import family_label, structure_labels
 
@@ -74,7 +74,7 @@ def build_families(
     settings = settings or FamilySettings()
     name = ws.resolve_sae(sae)
     codes = workspace_codes(ws, name, progress=progress, save=save_codes)
-    cooc = cooccurrence(codes)
+    cooc = feature_cooccurrence(ws, name, codes, save=save_codes)  # kept for the app's neighbour lists
     candidates, base = feature_sets(ws, name, cooc, settings)
     families = find_families(cooc, candidates, settings, progress=progress)
     labels, source = structure_labels(ws, name, codes)
