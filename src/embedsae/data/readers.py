@@ -61,11 +61,12 @@ def _suffix(path: Path) -> str:
     return "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
 
 
-def iter_records(path: str | os.PathLike, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def iter_records(path: str | os.PathLike, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """The raw records of a JSONL, JSON (list or mapping of objects), CSV/TSV or Parquet file, `chunk_rows` at a
     time, so a file of any size is read with bounded memory (a .json document is parsed whole: JSON cannot be
     read in parts)."""
     path = Path(path)
+    chunk_rows = chunk_rows or CHUNK_ROWS
     if not path.exists():
         raise InputError(f"corpus file not found: {path}")
     suffix = _suffix(path)
@@ -302,10 +303,10 @@ def iter_corpus(
     title_field: str | None = None,
     id_field: str | None = None,
     limit: int | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """A corpus file or BEIR folder as validated corpus tables of at most `chunk_rows` rows, in order: memory
-    stays bounded by a chunk whatever the file's size. The checks that need the whole corpus (unique ids, some
+    """A corpus file or BEIR folder as validated corpus tables of at most `chunk_rows` rows (default CHUNK_ROWS), in
+    order: memory stays bounded by a chunk whatever the file's size. The checks that need the whole corpus (unique ids, some
     text) run as the chunks go by; their errors are raised after the last chunk."""
     path = _corpus_file(path, limit)
     norm = CorpusNormaliser(text_field=text_field, title_field=title_field, id_field=id_field, source=str(path))
