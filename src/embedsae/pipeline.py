@@ -314,7 +314,7 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
     ws.set_latest_sae(name)
     logger.info(f"trained '{name}' in {seconds:.1f}s ({trainer.step} steps)")
     if evaluate:
-        _evaluate_locked(ws, name, True)
+        _evaluate_locked(ws, name, True, progress)
     return sae.cpu()
 
 
@@ -335,15 +335,17 @@ def _check_name(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------- evaluate
-def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, neighbours: bool = True) -> dict[str, Any]:
-    """Quality figures of an SAE on the workspace's vectors; written to saes/<name>/metrics.json."""
+def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, neighbours: bool = True,
+                 progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Quality figures of an SAE on the workspace's vectors (all of them up to 16,384, else a seeded sample of that
+    many: `sae.metrics.EVAL_ROWS`); written to saes/<name>/metrics.json."""
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     name = ws.resolve_sae(name)
     with ws.sae_lock(name, "evaluate"):
-        return _evaluate_locked(ws, name, neighbours)
+        return _evaluate_locked(ws, name, neighbours, progress)
 
 
-def _evaluate_locked(ws: Workspace, name: str, neighbours: bool) -> dict[str, Any]:
+def _evaluate_locked(ws: Workspace, name: str, neighbours: bool, progress: ProgressCallback | None = None) -> dict[str, Any]:
     from .plots import plot_density_histogram
     from .sae.codes import stored_codes, workspace_codes
     from .sae.metrics import EVAL_ROWS
@@ -360,8 +362,9 @@ def _evaluate_locked(ws: Workspace, name: str, neighbours: bool) -> dict[str, An
     if val is not None and len(val) and val.max() >= ws.n_documents:
         val = None  # trained on other vectors than these
     # small corpora: encode every document once, store the codes for later stages and evaluate on them
-    codes = workspace_codes(ws, name, model=sae, save=True) if ws.n_documents <= EVAL_ROWS else stored_codes(ws, name)
-    metrics = _evaluate(sae, ws.vectors, val_indices=val, neighbours=neighbours, codes=codes)
+    codes = (workspace_codes(ws, name, model=sae, save=True, progress=progress) if ws.n_documents <= EVAL_ROWS
+             else stored_codes(ws, name))
+    metrics = _evaluate(sae, ws.vectors, val_indices=val, neighbours=neighbours, codes=codes, progress=progress)
     metrics["sae"] = name
     write_json(folder / layout.METRICS, metrics)
     plot_density_histogram(metrics, folder / layout.DENSITY_PNG, title=name)

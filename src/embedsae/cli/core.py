@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     project = Project(args.workspace, args.sae)
     m = None if args.recompute else project.metrics()
     if m is None:
-        m = pipeline.evaluate_sae(project.workspace, project.sae_name)
+        m = pipeline.evaluate_sae(project.workspace, project.sae_name, progress=progress_callback(False))
     if args.json:
         print(json.dumps(m))
     else:

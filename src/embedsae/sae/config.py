@@ -118,10 +118,11 @@ class TrainConfig(Settings):
     abstracts (k 32, 3,072 latents) data starts give top-k features that are easier to name (mean label AUC
     0.81 -> 0.92) and a lower held-out NMSE (0.235 -> 0.225; BatchTopK 0.377 -> 0.334); a ReLU SAE keeps more
     latents alive from data starts (100 % vs 81 %) but reconstructs held-out vectors worse (0.074 vs 0.050)."""
-    in_memory_bytes: int = 2 * 1024**3
-    """Training vectors up to this many bytes (rows x dimension x 4) are copied into memory (on the training
-    device) and shuffled there, with no transfer per step on a GPU; larger training sets stream from the vector source through a
-    shuffle buffer with bounded memory (see sae/stream.py). 0 always streams."""
+    in_memory_bytes: int = 512 * 1024**2
+    """Training vectors up to this many bytes (rows x dimension x 4; 512 MiB: about 350,000 384-d vectors) are
+    copied into memory (on the training device) and shuffled there, with no transfer per step on a GPU; larger
+    training sets stream from the vector source through a shuffle buffer with bounded memory (see sae/stream.py),
+    as fast on CPU (README, Scaling). 0 always streams."""
     shuffle_buffer: int = 32768
     """When streaming: vectors per shuffle buffer (rounded down to whole batches), read from 16 blocks of
     consecutive rows in an order shuffled every epoch; two buffers are held at a time."""

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..data.embedders import l2_normalise
 from ..data.vectors import VectorSource, as_source
+from ..progress import ProgressCallback
 from .base import SAE
 from .codes import Codes, decode_codes, encode_array
 
@@ -69,7 +70,7 @@ NEIGHBOUR_QUERIES = 2000
 
 def evaluate_sae(
     sae: SAE, vectors: VectorSource | np.ndarray, *, val_indices: np.ndarray | None = None, neighbours: bool = True,
-    codes: Codes | None = None, max_rows: int = EVAL_ROWS, seed: int = 0,
+    codes: Codes | None = None, max_rows: int = EVAL_ROWS, seed: int = 0, progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """All quality figures of an SAE on a set of vectors (held-out NMSE when validation rows are given).
 
@@ -85,7 +86,7 @@ def evaluate_sae(
         if rows is not None:
             codes = Codes(codes.indices[rows], codes.values[rows], codes.n_latents)
     else:
-        codes = encode_array(sae, x)
+        codes = encode_array(sae, x, progress=progress)
     x_hat = decode_codes(sae, codes)
     out: dict[str, Any] = {"n_vectors": int(len(x)), "k": sae.cfg.k, "n_latents": sae.cfg.n_latents}
     out["sample"] = None if rows is None else {
