@@ -51,6 +51,8 @@ NOISE = 0.02
 BLOCK = 65_536
 MODES = ("dense", "concept", "hybrid", "bm25")
 QUERY = "sparse autoencoders for interpretable embeddings"
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+"""The vectors are this (packaged) model's, so the workspace embeds queries with it."""
 STAGES = ("embed", "embed-parquet", "train", "interpret", "families", "index", *(f"search-{m}" for m in MODES), "serve")
 
 
@@ -284,6 +286,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="also write the table as Markdown here")
     ap.add_argument("--corpus-only", action="store_true", help="build the corpus files and stop")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated benchmark kills its stage too
     folder = args.dir or CACHE / f"run-{args.n}"
     build_corpus(args.n, folder)
     if args.corpus_only:
@@ -297,9 +300,9 @@ def main() -> int:
           f"{os.cpu_count()} CPUs; memory limit {args.max_rss} GB", flush=True)
     plan = {
         "embed": ["embed", str(folder / "corpus.jsonl"), "-o", str(ws), "--vectors", str(folder / "vectors.npy"),
-                  "--overwrite"],
+                  "--model", MODEL, "--overwrite"],
         "embed-parquet": ["embed", str(folder / "corpus.parquet"), "-o", str(folder / "ws-parquet"), "--vectors",
-                          str(folder / "vectors.npy"), "--overwrite"],
+                          str(folder / "vectors.npy"), "--model", MODEL, "--overwrite"],
         "train": ["train", str(ws)],
         "interpret": ["interpret", str(ws)],
         "families": ["families", str(ws), "--top", "5"],
