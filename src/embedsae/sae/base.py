@@ -182,8 +182,15 @@ class SAE(nn.Module):
         """NMSE of the residual predicted from the top aux_k dead latents (no host sync)."""
         if dead is None:
             return x.new_zeros(())
-        idx = pre.detach().masked_fill(~dead, float("-inf")).topk(self.cfg.effective_aux_k, dim=1, sorted=False).indices
-        e_hat, _ = self._codec(x, pre, idx, add_bias=False, keep=dead[idx])
+        if pre.device.type == "cpu":  # the top-k over the dead latents' columns only (a host sync is free here)
+            cols = dead.nonzero().squeeze(1)
+            if len(cols) == 0:
+                return x.new_zeros(())
+            top = pre.detach()[:, cols].topk(min(self.cfg.effective_aux_k, len(cols)), dim=1, sorted=False).indices
+            e_hat, _ = self._codec(x, pre, cols[top], add_bias=False)
+        else:
+            idx = pre.detach().masked_fill(~dead, float("-inf")).topk(self.cfg.effective_aux_k, dim=1, sorted=False).indices
+            e_hat, _ = self._codec(x, pre, idx, add_bias=False, keep=dead[idx])
         return torch.nan_to_num(nmse((x - x_hat).detach(), e_hat), nan=0.0)
 
     @torch.no_grad()
