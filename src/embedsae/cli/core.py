@@ -92,7 +92,7 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     if not grid:
         add_settings_args(p, SAEConfig, only=("k", "n_latents"), flags={"n_latents": "--latents"})
     add_settings_args(p, SAEConfig, only=("architecture", "pursuit"))
-    add_settings_args(p, TrainConfig, only=("epochs", "batch_size", "lr", "seed", "noise", "init", "device",
+    add_settings_args(p, TrainConfig, only=("epochs", "batch_size", "budget_vectors", "lr", "seed", "noise", "init", "device",
                                             "checkpoint_every", "in_memory_bytes", "shuffle_buffer"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
