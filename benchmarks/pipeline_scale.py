@@ -305,7 +305,7 @@ def main() -> int:
                           str(folder / "vectors.npy"), "--model", MODEL, "--overwrite"],
         "train": ["train", str(ws)],
         "interpret": ["interpret", str(ws)],
-        "families": ["families", str(ws), "--top", "5"],
+        "families": ["families", str(ws), "--top", "5", "--rebuild"],
         "index": ["index", str(ws)],
         **{f"search-{m}": ["search", str(ws), QUERY, "--mode", m, "--top", "5"] for m in MODES},
     }

@@ -117,10 +117,15 @@ class Project:
 
     @property
     def sae_config(self) -> dict[str, Any]:
-        """The SAE's cfg.json (architecture, k, n_latents, ...), read without loading the model."""
-        from .sae.base import read_config
+        """The SAE's cfg.json (architecture, k, n_latents, ...), read without loading the model (nor torch: views
+        that show features start in a second; the model's own load checks the whole configuration)."""
+        from .integrity import read_json_object
 
-        return self._part("cfg", (layout.SAE_CONFIG,), lambda: read_config(self.workspace.sae_dir(self.sae_name)).to_dict())
+        def build() -> dict[str, Any]:
+            path = self.workspace.sae_file(self.sae_name, layout.SAE_CONFIG)
+            return read_json_object(path, required=("d_in", "n_latents", "k", "architecture"))
+
+        return self._part("cfg", (layout.SAE_CONFIG,), build)
 
     @property
     def codes(self):
@@ -196,12 +201,13 @@ class Project:
         from .structure.neighbours import NeighbourFinder
 
         def build():
+            from .sae.codes import read_decoder
             from .structure.cooccurrence import feature_cooccurrence
 
             labels, source = self._labels()
             cooc = feature_cooccurrence(self.workspace, self.sae_name, self.codes)
-            return NeighbourFinder(self.sae_name, self.sae, self.codes, labels, source, cooc=cooc,
-                                   stats=self.activation_stats)
+            return NeighbourFinder(self.sae_name, read_decoder(self.workspace, self.sae_name), self.codes, labels,
+                                   source, cooc=cooc, stats=self.activation_stats)
 
         return self._part("neighbours", (layout.SAE_WEIGHTS, layout.CODES, layout.FEATURES_DB, layout.COOCCURRENCE,
                                          layout.ACTIVATIONS), build)

@@ -135,6 +135,18 @@ def codes_key(ws, name: str, k: int | None = None) -> str:
     return h.hexdigest()[:32]
 
 
+def read_decoder(ws, name: str) -> np.ndarray:
+    """An SAE's decoder rows (n_latents x d, float32) read from its weights file without loading the model (no torch:
+    views that only need the feature directions start fast)."""
+    from safetensors import safe_open
+
+    from ..integrity import reading
+
+    path = ws.sae_file(name, layout.SAE_WEIGHTS)
+    with reading(path), safe_open(str(path), framework="numpy") as f:
+        return np.asarray(f.get_tensor("W_dec"), np.float32)
+
+
 def stored_codes(ws, name: str) -> Codes | None:
     """The stored codes of an SAE when they are present and still match its weights and the vectors, else None.
 

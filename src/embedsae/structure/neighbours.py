@@ -12,9 +12,9 @@ from ..workspace import Workspace
 
 
 def decoder_directions(sae) -> np.ndarray:
-    """The SAE's decoder rows as unit vectors (n_latents x d), float32 numpy."""
-    w = sae.W_dec.detach().float().cpu().numpy()
-    return l2_normalise(w)
+    """The SAE's decoder rows (of a model, or the rows themselves) as unit vectors (n_latents x d), float32 numpy."""
+    w = sae if isinstance(sae, np.ndarray) else sae.W_dec.detach().float().cpu().numpy()
+    return l2_normalise(np.asarray(w, np.float32))
 
 
 def check_feature(feature: int, n_latents: int, sae: str) -> int:
@@ -37,8 +37,8 @@ class NeighbourFinder:
         from .cooccurrence import ActivationStats, cooccurrence
 
         self.sae = sae_name
-        self.n_latents = model.cfg.n_latents
-        self.dirs = decoder_directions(model)
+        self.dirs = decoder_directions(model)  # a model, or its decoder rows (read without torch: `read_decoder`)
+        self.n_latents = len(self.dirs)
         self.cooc = cooc if cooc is not None else cooccurrence(codes)
         self.stats = stats if stats is not None else ActivationStats(codes)
         self.labels = labels
