@@ -171,9 +171,10 @@ def write_row_stores(folder: str | os.PathLike, chunks: Iterable[pd.DataFrame]) 
 
 
 class CorpusWriter:
-    """Writes corpus chunks into one Parquet file. Chunks whose columns or types differ (a field that only later
-    records have, a year that is missing in one chunk) are unified at the end: every column of any chunk, types
-    promoted where they can be, else written as text."""
+    """Writes corpus chunks into one Parquet file, one row group per chunk. Chunks of the same columns and types go
+    straight into the file; from the first chunk that differs (a field that only later records have, a year missing
+    in one chunk) the rest is kept as parts, and the whole is unified at the end (every column of any chunk, types
+    promoted where they can be, else written as text), a row group at a time."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -181,6 +182,7 @@ class CorpusWriter:
         self._dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self._parts: list[Path] = []
         self._schemas: list[Any] = []
+        self._direct: Any = None  # the ParquetWriter of the first part while every chunk fits its schema
         self.rows = 0
         self.fingerprint = Fingerprint()
         self.stores = self.path.with_name(self.path.name + ".texts")
@@ -195,18 +197,36 @@ class CorpusWriter:
         self.fingerprint.update(chunk["id"], chunk["text"])
         self._rows.write(chunk)
         table = pa.Table.from_pandas(parquet_safe(chunk), preserve_index=False)
-        part = self._dir / f"part-{len(self._parts):05d}.parquet"
-        pq.write_table(table, part, row_group_size=CORPUS_ROW_GROUP)
-        self._parts.append(part)
-        self._schemas.append(table.schema.remove_metadata())
+        schema = table.schema.remove_metadata()
+        table = table.replace_schema_metadata(None)
+        if self._direct is not None and schema.equals(self._schemas[0]):
+            self._direct.write_table(table, row_group_size=CORPUS_ROW_GROUP)
+        else:
+            self._close_direct()
+            part = self._dir / f"part-{len(self._parts):05d}.parquet"
+            if not self._parts:
+                self._direct = pq.ParquetWriter(part, schema)
+                self._direct.write_table(table, row_group_size=CORPUS_ROW_GROUP)
+            else:
+                pq.write_table(table, part, row_group_size=CORPUS_ROW_GROUP)
+            self._parts.append(part)
+            self._schemas.append(schema)
         self.rows += len(chunk)
+
+    def _close_direct(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
 
     def finish(self) -> CorpusFile:
         """Write the file (one part is moved into place; several are joined under their unified schema)."""
         import pyarrow.parquet as pq
 
         try:
+            self._close_direct()
             self._rows.finish()
+            if not self._parts:
+                raise ValueError("no corpus rows were written")
             if len(self._parts) == 1:
                 os.replace(self._parts[0], self.path)
                 schema = self._schemas[0]
@@ -214,8 +234,10 @@ class CorpusWriter:
                 schema = _unified(self._schemas)
                 with pq.ParquetWriter(self.path, schema) as w:
                     for part in self._parts:
-                        t = pq.read_table(part)
-                        w.write_table(_conform(t, schema), row_group_size=CORPUS_ROW_GROUP)
+                        f = pq.ParquetFile(part)
+                        for g in range(f.num_row_groups):
+                            w.write_table(_conform(f.read_row_group(g), schema), row_group_size=CORPUS_ROW_GROUP)
+                        f.close()
                         part.unlink()
         except BaseException:
             shutil.rmtree(self.stores, ignore_errors=True)
@@ -227,6 +249,7 @@ class CorpusWriter:
 
     def abort(self) -> None:
         """Remove what was written."""
+        self._close_direct()
         shutil.rmtree(self._dir, ignore_errors=True)
         self._rows.abort()
         self.path.unlink(missing_ok=True)
