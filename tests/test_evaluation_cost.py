@@ -42,7 +42,10 @@ def test_large_sets_are_evaluated_on_a_recorded_sample(sae_and_vectors):
     val = np.arange(0, len(x), 10)
     full = metrics_mod.evaluate_sae(sae, x, val_indices=val)
     part = metrics_mod.evaluate_sae(sae, x, val_indices=val, max_rows=700)
-    assert part["sample"]["rows"] == 700 and part["sample"]["of"] == len(x) and part["n_vectors"] == 700
-    assert 40 <= part["n_heldout"] <= 100, "held-out rows in the sample in proportion"
+    # 700 // 4 = 175 rows of each split: all 140 held-out rows, 175 of the others
+    assert part["sample"]["rows"] == 315 and part["sample"]["of"] == len(x) and part["n_vectors"] == 315
+    assert part["n_heldout"] == 140 and part["nmse"] == pytest.approx(full["nmse"], rel=1e-6)
     assert part["nmse_all"] == pytest.approx(full["nmse_all"], rel=0.1)
+    wide = metrics_mod.evaluate_sae(sae, x, val_indices=np.arange(0, len(x), 2), max_rows=700)
+    assert wide["n_heldout"] == 175 and wide["n_vectors"] == 350, "each split sampled alone"
     assert part == metrics_mod.evaluate_sae(sae, x, val_indices=val, max_rows=700), "seeded"
