@@ -99,6 +99,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+def advise_random(array: np.ndarray) -> np.ndarray:
+    """Tell the kernel a memory-mapped array is read at scattered rows (no read-ahead): a row read then brings in its
+    own pages, not the next megabytes of the file, so resident memory follows what is used. Returns the array."""
+    import mmap
+
+    m = getattr(array, "_mmap", None)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            m.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):  # not every file system supports it; read-ahead only costs memory
+            pass
+    return array
+
+
 def load_npz(path: str | os.PathLike, mmap: bool = True) -> dict[str, np.ndarray]:
     """The arrays of an .npz file by name; with `mmap`, the uncompressed ones (what `np.savez` writes) are
     memory-mapped read-only, so reading some rows of a large array reads only those rows from disk."""
@@ -125,6 +139,6 @@ def load_npz(path: str | os.PathLike, mmap: bool = True) -> dict[str, np.ndarray
             shape, fortran, dtype = read_header(f)
             if dtype.hasobject:
                 raise ValueError(f"{path}: member {name} holds Python objects")
-            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
-                                  order="F" if fortran else "C")
+            out[name] = advise_random(np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                                                order="F" if fortran else "C"))
     return out

@@ -101,9 +101,12 @@ class TextStore(Sequence):
 
     def __init__(self, folder: str | os.PathLike, name: str = "texts") -> None:
         self.folder = Path(folder)
-        self.offsets = np.load(self.folder / f"{name}.offsets.npy", mmap_mode="r")
+        from .._io import advise_random
+
+        self.offsets = advise_random(np.load(self.folder / f"{name}.offsets.npy", mmap_mode="r"))
         size = int(self.offsets[-1])
-        self.blob = np.memmap(self.folder / f"{name}.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        self.blob = (advise_random(np.memmap(self.folder / f"{name}.bin", dtype=np.uint8, mode="r")) if size
+                     else np.zeros(0, np.uint8))
 
     @staticmethod
     def exists(folder: str | os.PathLike, name: str = "texts") -> bool:

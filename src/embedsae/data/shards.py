@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import layout
-from .._io import read_json, save_npy, write_json
+from .._io import advise_random, read_json, save_npy, write_json
 from ..errors import WorkspaceError
 from .vectors import gather_rows
 
@@ -122,7 +122,7 @@ class ShardedVectors:
             if recorded:
                 check_digest(path, recorded)
             try:
-                arr = np.load(path, mmap_mode="r")
+                arr = advise_random(np.load(path, mmap_mode="r"))  # rows are taken scattered; blocks use `read`
             except (ValueError, OSError, EOFError) as exc:
                 raise WorkspaceError(f"embedding shard {path} is damaged ({exc}); embed the corpus again") from exc
             want = (int(self.starts[number + 1] - self.starts[number]), self.dim)
@@ -133,14 +133,25 @@ class ShardedVectors:
         return arr
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as a new float32 array, read with positioned reads (not through the memory maps: pages
+        read block by block then stay in the page cache, not in this process's resident memory)."""
         start, stop = max(0, start), min(stop, len(self))
         if stop <= start:
             return np.zeros((0, self.dim), np.float32)
+        out = np.empty((stop - start, self.dim), np.float32)
         first = int(np.searchsorted(self.starts, start, side="right")) - 1
         last = int(np.searchsorted(self.starts, stop, side="left")) - 1
-        parts = [self.shard(i)[max(start, self.starts[i]) - self.starts[i]: min(stop, self.starts[i + 1]) - self.starts[i]]
-                 for i in range(first, last + 1)]
-        return np.array(parts[0], dtype=np.float32) if len(parts) == 1 else np.concatenate(parts).astype(np.float32)
+        for i in range(first, last + 1):
+            lo, hi = max(start, int(self.starts[i])), min(stop, int(self.starts[i + 1]))
+            shard = self.shard(i)  # opened (and checked) once; its header gives the data's offset
+            view = out[lo - start : hi - start]
+            offset = int(shard.offset) + (lo - int(self.starts[i])) * self.dim * 4
+            with open(self.files[i], "rb") as f:
+                done = os.preadv(f.fileno(), [memoryview(view).cast("B")], offset)
+            if done != view.nbytes:
+                raise WorkspaceError(f"embedding shard {self.files[i]} is shorter than its index says; embed the "
+                                     "corpus again")
+        return out
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)

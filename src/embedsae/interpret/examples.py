@@ -122,6 +122,7 @@ def select_examples(
     cfg = cfg or ExampleConfig()
     n_docs = codes_csc.shape[0]
     per: list[dict] = []
+    firing = np.zeros(n_docs, bool)
     for f in features:
         f = int(f)
         lo, hi = codes_csc.indptr[f], codes_csc.indptr[f + 1]
@@ -138,7 +139,9 @@ def select_examples(
         # random negatives: draw from documents where the feature does not fire
         n_neg = cfg.n_random_neg + cfg.n_heldout_neg
         cand = rng.choice(n_docs, size=min(n_docs, n_neg * 2 + len(docs)), replace=False)
-        cand = cand[~np.isin(cand, docs)][:n_neg]
+        firing[docs] = True  # a lookup table instead of np.isin: two sorts per feature cost seconds at 1 M
+        cand = cand[~firing[cand]][:n_neg]
+        firing[docs] = False
         per.append(dict(
             feature=f, top=top, top_act=s_acts[: cfg.n_top], quantile=s_docs[q], quantile_act=s_acts[q],
             random_neg=cand[: cfg.n_random_neg], heldout_neg=cand[cfg.n_random_neg:],
