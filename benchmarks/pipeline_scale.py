@@ -146,6 +146,7 @@ class Watched:
     def __init__(self, cmd: list[str], limit: int, *, stdout=subprocess.PIPE, env: dict | None = None) -> None:
         self.limit = limit
         self.killed = False
+        self.cpu = 0.0
         self.peak_sampled = self.peak_anon = 0
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -165,13 +166,14 @@ class Watched:
 
     def wait(self) -> tuple[int, float, int]:
         """(exit status, wall seconds, peak RSS bytes of the tree from wait4); the process group is killed if
-        this process is interrupted while waiting."""
+        this process is interrupted while waiting. `self.cpu` is then the tree's user + system CPU seconds."""
         try:
             _, status, usage = os.wait4(self.proc.pid, 0)
         except BaseException:
             self.kill()
             raise
         wall = time.perf_counter() - self.t0
+        self.cpu = usage.ru_utime + usage.ru_stime
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._stop.set()
         self._watch.join()
@@ -205,7 +207,7 @@ def run_stage(name: str, args: list[str], limit: int, log: Path) -> dict:
     tail = (log / f"{name}.log").read_text(errors="replace").replace("\r", "\n").strip().splitlines()
     note = "" if code == 0 else (f"KILLED above {limit / 1e9:.1f} GB" if w.killed else f"exit {code}: "
                                  + (tail[-1][:150] if tail else ""))
-    row = {"stage": name, "wall_s": round(wall, 1), "peak_rss_gb": round(peak / 1e9, 2),
+    row = {"stage": name, "wall_s": round(wall, 1), "cpu_s": round(w.cpu, 1), "peak_rss_gb": round(peak / 1e9, 2),
            "peak_anon_gb": round(w.peak_anon / 1e9, 2), "ok": code == 0, "notes": note}
     print(json.dumps(row), flush=True)
     return row
@@ -258,8 +260,8 @@ def run_serve(ws: Path, limit: int, log: Path, repeats: int = 5) -> list[dict]:
     m = re.search(r"at http://(127\.0\.0\.1):(\d+)/", line)
     if not m:
         code, wall, peak = w.stop()
-        return [{"stage": "serve", "wall_s": round(wall, 1), "peak_rss_gb": round(peak / 1e9, 2), "peak_anon_gb": 0,
-                 "ok": False, "notes": f"no URL printed: {line.strip()[:150]}"}]
+        return [{"stage": "serve", "wall_s": round(wall, 1), "cpu_s": round(w.cpu, 1), "peak_rss_gb": round(peak / 1e9, 2),
+                 "peak_anon_gb": 0, "ok": False, "notes": f"no URL printed: {line.strip()[:150]}"}]
     threading.Thread(target=lambda: shutil.copyfileobj(w.proc.stdout, open(log / "serve.log", "w")), daemon=True).start()
     host, port = m.group(1), int(m.group(2))
     start_s = time.perf_counter() - w.t0
@@ -268,7 +270,7 @@ def run_serve(ws: Path, limit: int, log: Path, repeats: int = 5) -> list[dict]:
         rows = _serve_requests(host, port, ws.name, repeats)
     finally:
         code, wall, peak = w.stop()
-    rows.insert(0, {"stage": "serve", "wall_s": round(start_s, 1), "peak_rss_gb": round(peak / 1e9, 2),
+    rows.insert(0, {"stage": "serve", "wall_s": round(start_s, 1), "cpu_s": round(w.cpu, 1), "peak_rss_gb": round(peak / 1e9, 2),
                     "peak_anon_gb": round(w.peak_anon / 1e9, 2), "ok": not w.killed,
                     "notes": "start-up until the URL is printed; RSS over the whole session"
                              + (f"; KILLED above {limit / 1e9:.1f} GB" if w.killed else "")})
@@ -319,11 +321,14 @@ def main() -> int:
             shutil.rmtree(folder / "ws-parquet", ignore_errors=True)
     after = [r for r in rows if r["stage"] not in ("embed", "embed-parquet") and not r["stage"].startswith("serve:")]
     total = sum(r["wall_s"] for r in after if r["stage"] != "serve")
-    table = ["| stage | wall s | peak RSS GB | notes |", "| --- | --- | --- | --- |"]
+    cpu = sum(r.get("cpu_s") or 0 for r in after if r["stage"] != "serve")
+    table = ["| stage | wall s | CPU s | peak RSS GB (anonymous) | notes |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
-        rss = "" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f}"
-        table.append(f"| {r['stage']} | {r['wall_s']} | {rss} | {r['notes'] or ('ok' if r['ok'] else 'failed')} |")
-    table.append(f"| **after embed, in all** | **{total:.0f}** | | train + interpret + families + index + searches |")
+        rss = "" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f} ({r['peak_anon_gb']:.2f})"
+        table.append(f"| {r['stage']} | {r['wall_s']} | {r.get('cpu_s', '')} | {rss} | "
+                     f"{r['notes'] or ('ok' if r['ok'] else 'failed')} |")
+    table.append(f"| **after embed, in all** | **{total:.0f}** | **{cpu:.0f}** | | train + interpret + families + "
+                 "index + searches (CPU s / 2 cores: the wall time an idle machine would need at best) |")
     text = "\n".join(table)
     print(f"\n{args.n:,} documents; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}\n{text}")
     if args.out:
