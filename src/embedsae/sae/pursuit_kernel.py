@@ -126,35 +126,23 @@ def _compile():
                     out_idx[r], out_val[r])
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
-    def encode(pre, target, W, gram, m, k, ridge, out_idx, out_val):  # pragma: no cover - compiled
-        b, n = pre.shape
+    def correlations(cand, target, W, out):  # pragma: no cover - compiled
+        b, m = cand.shape
         d = target.shape[1]
-        ridge = np.float32(ridge)
-        corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp = buffers(m, k)
-        cand = np.empty(m, np.int64)
-        c0 = np.empty(m, np.float32)
-        for r in range(b):
-            row = pre[r]
-            thr = np.partition(row.copy(), n - m)[n - m]  # the m-th largest pre-activation
-            cnt = 0
-            for i in range(n):  # the candidates: above it, then equal to it, ascending latent ids
-                if row[i] > thr:
-                    cand[cnt] = i
-                    cnt += 1
-            for i in range(n):
-                if cnt < m and row[i] == thr:
-                    cand[cnt] = i
-                    cnt += 1
-            cand.sort()
+        for r in range(b):  # <target, candidate decoder row>, all rows first: the rounds then keep the cache
             x = target[r]
-            for i in range(m):  # <target, candidate decoder row>
-                wr = W[cand[i]]
+            for i in range(m):
+                wr = W[cand[r, i]]
                 s = np.float32(0.0)
                 for c in range(d):
                     s += x[c] * wr[c]
-                c0[i] = s
-            one_row(c0, cand, gram, k, ridge, corr, blocked, chosen, G_sel, Linv, y, u, vals, w, new_row, gp,
-                    out_idx[r], out_val[r])
+                out[r, i] = s
+
+    @numba.njit(nogil=True, cache=True)
+    def encode(cand, target, W, gram, k, ridge, out_idx, out_val):  # pragma: no cover - compiled
+        c0 = np.empty(cand.shape, np.float32)
+        correlations(cand, target, W, c0)
+        rounds(c0, cand, gram, k, ridge, out_idx, out_val)
 
     return rounds, encode
 
@@ -172,14 +160,22 @@ def pursuit_rounds(c0: np.ndarray, cand: np.ndarray, gram: np.ndarray, k: int, r
 
 def pursuit_encode(pre: np.ndarray, target: np.ndarray, W: np.ndarray, gram: np.ndarray, m: int, k: int,
                    ridge: float, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The whole pursuit after the encoder's matrix product, per row in one compiled loop: the `m` largest
-    pre-activations (b, n) as candidates (ascending ids), their correlations with the target (b, d: x - b_pre)
-    from the decoder rows W (n, d), then the rounds of `pursuit_rounds`. Same codes as `pursuit_rounds` given
-    torch's top-m candidates and the matrix product's correlations (up to float rounding)."""
+    """The whole pursuit after the encoder's matrix product: per row the `m` largest pre-activations (b, n) as
+    candidates (numpy's introselect, ascending ids), then in one compiled loop their correlations with the target
+    (b, d: x - b_pre) from the decoder rows W (n, d) and the rounds of `pursuit_rounds`. Same codes as
+    `pursuit_rounds` given torch's top-m candidates and the matrix product's correlations (up to float rounding)."""
     kernels = _kernel()
     if kernels is None:
         raise RuntimeError("the compiled pursuit kernel is unavailable")
-    return _split(kernels[1], pre.shape[0], k, threads, lambda s, e: (pre[s:e], target[s:e], W, gram, m, k, ridge))
+    n = pre.shape[1]
+    encode = kernels[1]
+
+    def rows(start: int, stop: int, out_idx: np.ndarray, out_val: np.ndarray) -> None:
+        cand = np.argpartition(pre[start:stop], n - m, axis=1)[:, n - m :]
+        cand.sort(axis=1)  # ascending ids: each round's Gram lookups walk one row in order
+        encode(cand, target[start:stop], W, gram, k, ridge, out_idx, out_val)
+
+    return _split(rows, pre.shape[0], k, threads, lambda s, e: (s, e))
 
 
 def _split(kernel, b: int, k: int, threads: int, args) -> tuple[np.ndarray, np.ndarray]:
