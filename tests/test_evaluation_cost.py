@@ -49,3 +49,39 @@ def test_large_sets_are_evaluated_on_a_recorded_sample(sae_and_vectors):
     wide = metrics_mod.evaluate_sae(sae, x, val_indices=np.arange(0, len(x), 2), max_rows=700)
     assert wide["n_heldout"] == 175 and wide["n_vectors"] == 350, "each split sampled alone"
     assert part == metrics_mod.evaluate_sae(sae, x, val_indices=val, max_rows=700), "seeded"
+
+
+def test_a_large_evaluation_reads_only_its_sample_of_the_stored_codes(sae_and_vectors, tmp_path, monkeypatch):
+    """Above the sample size the evaluation takes the sampled rows of the stored codes, never all of them; stored
+    codes load memory-mapped, so those rows are all that is read from disk."""
+    from embedsae import _io
+    from embedsae.sae.codes import Codes
+
+    monkeypatch.setattr(_io, "MMAP_MIN_BYTES", 0)  # this small set's codes are mapped as a large set's are
+    sae, x = sae_and_vectors
+    val = np.arange(0, len(x), 10)
+    stored = encode_array(sae, x)
+    stored.save(tmp_path / "codes.npz")
+    loaded = Codes.load(tmp_path / "codes.npz")
+    assert isinstance(loaded.indices, np.memmap) and isinstance(loaded.values, np.memmap)
+
+    class OnlyRows:
+        """An array that may only be read by lists of row numbers; remembers how many rows each read took."""
+
+        def __init__(self, a: np.ndarray) -> None:
+            self.a, self.reads = a, []
+
+        def __len__(self) -> int:
+            return len(self.a)
+
+        def __getitem__(self, rows):
+            rows = np.asarray(rows)
+            assert rows.ndim == 1 and rows.dtype.kind == "i", "codes are read by row numbers only"
+            self.reads.append(len(rows))
+            return self.a[rows]
+
+    guarded = Codes(OnlyRows(loaded.indices), OnlyRows(loaded.values), loaded.n_latents)
+    m = metrics_mod.evaluate_sae(sae, x, val_indices=val, codes=guarded, max_rows=700)
+    assert guarded.indices.reads == [m["n_vectors"]] == [315] and guarded.values.reads == [315]
+    plain = metrics_mod.evaluate_sae(sae, x, val_indices=val, codes=stored, max_rows=700)
+    assert m == plain

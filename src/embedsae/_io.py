@@ -113,6 +113,10 @@ def advise_random(array: np.ndarray) -> np.ndarray:
     return array
 
 
+MMAP_MIN_BYTES = 1 << 16
+"""Smaller .npz members are read into memory (a map costs more than it saves)."""
+
+
 def load_npz(path: str | os.PathLike, mmap: bool = True) -> dict[str, np.ndarray]:
     """The arrays of an .npz file by name; with `mmap`, the uncompressed ones (what `np.savez` writes) are
     memory-mapped read-only, so reading some rows of a large array reads only those rows from disk."""
@@ -122,7 +126,7 @@ def load_npz(path: str | os.PathLike, mmap: bool = True) -> dict[str, np.ndarray
     with zipfile.ZipFile(path) as z, open(path, "rb") as f:
         for info in z.infolist():
             name = info.filename.removesuffix(".npy")
-            if not (mmap and info.compress_type == zipfile.ZIP_STORED and info.file_size > 1 << 16):
+            if not (mmap and info.compress_type == zipfile.ZIP_STORED and info.file_size > MMAP_MIN_BYTES):
                 with z.open(info) as member:
                     out[name] = np.lib.format.read_array(member, allow_pickle=False)
                 continue
