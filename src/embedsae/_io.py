@@ -113,6 +113,19 @@ def advise_random(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def release(array: np.ndarray) -> None:
+    """Drop the pages of a read-only memory-mapped array from this process's resident memory (they stay in the page
+    cache): for a pass over a large file that is done with the part it read."""
+    import mmap
+
+    m = getattr(array, "_mmap", None)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            m.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
 MMAP_MIN_BYTES = 1 << 16
 """Smaller .npz members are read into memory (a map costs more than it saves)."""
 

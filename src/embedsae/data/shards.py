@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import layout
-from .._io import advise_random, read_json, save_npy, write_json
+from .._io import advise_random, read_json, release, save_npy, write_json
 from ..errors import WorkspaceError
 from .vectors import gather_rows
 
@@ -270,7 +270,8 @@ def write_array(workspace: str | os.PathLike, vectors: np.ndarray, *, model_id: 
             "dim": int(vectors.shape[1])}
     writer = ShardJob(workspace, spec)
     for number, (start, stop) in enumerate(writer.bounds):
-        block = np.asarray(vectors[start:stop], dtype=np.float32)
+        block = np.array(vectors[start:stop], dtype=np.float32)
+        release(vectors)  # a memory-mapped input file: its pages read so far leave this process's resident memory
         writer.write(number, prepare(start, block) if prepare is not None else block)
         if on_rows is not None:
             on_rows(stop - start)
