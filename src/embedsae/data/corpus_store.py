@@ -95,8 +95,8 @@ def first_line(text: Any, width: int = 100) -> str:
 
 
 class TextStore(Sequence):
-    """One text column for reading by row: a UTF-8 file of all values back to back and their byte offsets, both
-    memory-mapped (`texts[5]`, `texts[[3, 900_000]]`, `for t in texts`): a document costs one read of its bytes.
+    """One text column for reading by row: a UTF-8 file of all values back to back and their byte offsets (the offsets
+    memory-mapped; `texts[5]`, `texts[[3, 900_000]]`, `for t in texts`): a document costs one read of its bytes.
     `name` is one of ROW_STORES."""
 
     def __init__(self, folder: str | os.PathLike, name: str = "texts") -> None:
@@ -104,9 +104,8 @@ class TextStore(Sequence):
         from .._io import advise_random
 
         self.offsets = advise_random(np.load(self.folder / f"{name}.offsets.npy", mmap_mode="r"))
-        size = int(self.offsets[-1])
-        self.blob = (advise_random(np.memmap(self.folder / f"{name}.bin", dtype=np.uint8, mode="r")) if size
-                     else np.zeros(0, np.uint8))
+        self.path = self.folder / f"{name}.bin"
+        self._fd: int | None = None
 
     @staticmethod
     def exists(folder: str | os.PathLike, name: str = "texts") -> bool:
@@ -116,7 +115,15 @@ class TextStore(Sequence):
         return len(self.offsets) - 1
 
     def _one(self, r: int) -> str:
-        return bytes(self.blob[int(self.offsets[r]) : int(self.offsets[r + 1])]).decode("utf-8")
+        """One value, read with a positioned read (no memory map: what is read stays out of resident memory)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        start, stop = int(self.offsets[r]), int(self.offsets[r + 1])
+        return os.pread(self._fd, stop - start, start).decode("utf-8") if stop > start else ""
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
 
     def __getitem__(self, rows):  # type: ignore[override]
         if isinstance(rows, slice):
