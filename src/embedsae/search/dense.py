@@ -27,20 +27,26 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DenseIndex:
-    """Exact cosine search over (docs x dim) float32 vectors: an array, or a vector source read block by block
-    when it is larger than `in_memory_bytes`."""
+    """Exact cosine search over (docs x dim) float32 vectors: an array, or a vector source read block by block.
+
+    A source of up to `in_memory_bytes` is read into memory once it serves a second search (a long-lived searcher
+    then scans memory, not the files, per query); a single search, as the command line makes, streams the blocks
+    and never holds them all."""
 
     def __init__(
         self, vectors: np.ndarray | VectorSource, *, normalized: bool = True, chunk_rows: int = 65536,
         in_memory_bytes: int = 2**31,
     ) -> None:
+        import threading
+
         self.source = as_source(vectors)
         n, dim = self.source.shape
         self.vectors: np.ndarray | None = None
         if isinstance(vectors, np.ndarray) and not isinstance(vectors, np.memmap) and vectors.flags.c_contiguous:
             self.vectors = vectors
-        elif n * dim * 4 <= in_memory_bytes:  # read once; a memory map would be re-read per chunk and query
-            self.vectors = self.source.read(0, n)
+        self._keep = n * dim * 4 <= in_memory_bytes
+        self._searches = 0
+        self._lock = threading.Lock()
         self.shape = (n, dim)
         self.normalized = normalized
         self.chunk_rows = chunk_rows
@@ -54,6 +60,11 @@ class DenseIndex:
 
     def _blocks(self):
         """(start row, float32 block) over every document."""
+        self._searches += 1
+        if self.vectors is None and self._keep and self._searches > 1:
+            with self._lock:  # read once, by the first of concurrent searches
+                if self.vectors is None:
+                    self.vectors = self.source.read(0, self.shape[0])
         if self.vectors is None:
             yield from iter_chunks(self.source, self.chunk_rows)
         else:
