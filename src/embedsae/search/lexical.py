@@ -28,6 +28,7 @@ class LexicalIndex:
         an iterable of lists read one at a time, so memory holds one chunk's tokens and the index's arrays, never
         every document's tokens. The scores are bm25s's own (Lucene BM25); `on_docs(n)` is told of every chunk."""
         import bm25s
+        import scipy.sparse as sp
 
         vocab: dict[str, int] = {}
         docs, terms, tfs, lengths = [], [], [], []
@@ -54,13 +55,12 @@ class LexicalIndex:
         idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)  # bm25s's Lucene idf
         avg = float(doc_len.mean()) if n else 1.0
         norm = (k1 * ((1 - b) + b * doc_len / avg)).astype(np.float32)
-        scores = idf[term_i] * (tf / (norm[doc_i] + tf))
+        scores = (idf[term_i] * (tf / (norm[doc_i] + tf))).astype(np.float32)
         del tf, norm
-        order = np.argsort(term_i, kind="stable")  # term-major (CSC over documents x terms), documents ascending
-        indptr = np.zeros(len(vocab) + 1, np.int64)
-        np.cumsum(np.bincount(term_i, minlength=len(vocab)), out=indptr[1:])
-        retriever.scores = {"data": scores[order].astype(np.float32), "indices": doc_i[order], "indptr": indptr,
-                            "num_docs": n}
+        # term-major (CSC over documents x terms), documents ascending within a term (entries come in document order)
+        csc = sp.csc_matrix((scores, (doc_i, term_i)), shape=(n, len(vocab)))
+        del scores, doc_i, term_i
+        retriever.scores = {"data": csc.data, "indices": csc.indices, "indptr": csc.indptr, "num_docs": n}
         if "" not in vocab:
             vocab[""] = len(vocab)
         retriever.vocab_dict = vocab
