@@ -157,7 +157,9 @@ class ExportedRunner:
         else:
             import openvino as ov
 
-            compiled = ov.Core().compile_model(str(path), "CPU")
+            # f32 throughout: on CPUs with native bf16 (AVX512_BF16 / AMX) OpenVINO otherwise infers in bf16, whose
+            # vectors differ from torch's by up to 1e-3 and change which latents an SAE picks
+            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             local = threading.local()
 
             def forward(feed):  # one infer request per thread: a shared one answers "Infer Request is busy"
