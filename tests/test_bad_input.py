@@ -185,7 +185,7 @@ def test_a_read_only_workspace_is_fully_browsable(probe, tmp_path):
         with pytest.raises(OSError):
             (ro / "probe.txt").write_text("x")  # really read-only, even for root
         p = embedsae.open(ro)
-        assert p.feature(3)["n_active"] >= 0 and p.neighbours(3)["decoder_similar"]
+        assert p.feature(3).n_active >= 0 and p.neighbours(3)["decoder_similar"]
         assert p.search(np.asarray(p.workspace.embeddings[0]), mode="dense", top=3).hits[0]["rank"] == 1
         assert main(["info", str(ro)]) == 0 and main(["evaluate", str(ro)]) == 0
         assert main(["train", str(ro), "--k", "4", "--latents", "32", "--epochs", "1", "--quiet"]) == 2
