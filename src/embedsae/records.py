@@ -429,6 +429,17 @@ class IndexSummary(Record):
 
 
 @dataclass
+class FileCheck(Record):
+    """One file of a workspace and what reading it found."""
+
+    path: str
+    """The file, relative to the workspace."""
+    ok: bool
+    message: str = ""
+    """Why it is damaged and how to make it again (empty when it reads well)."""
+
+
+@dataclass
 class JobProgress(Record):
     stage: str = ""
     done: int = 0

@@ -48,7 +48,9 @@ STAGES: dict[str, StageSpec] = {
         own=(_own("name", str, None, "SAE name (default: architecture, k and latents, e.g. topk-k32-n3072).",
                   pattern=SAE_NAME_PATTERN),
              _own("evaluate", bool, True, "Evaluate the SAE after training (metrics.json, density plot).",
-                  optional=False)),
+                  optional=False),
+             _own("overwrite", bool, False, "Replace an SAE of the same name, with its labels, families and concept "
+                  "index (without it, such a job is refused).", optional=False)),
         on_sae=False),
     "interpret": StageSpec(
         "interpret", "Name, describe and score every alive feature of the SAE.",
@@ -99,6 +101,11 @@ def stage_fields(kind: str) -> tuple[FieldInfo, ...]:
         _own("sae", str, None, "The SAE to run on (default: the workspace's latest trained one).",
              pattern=SAE_NAME_PATTERN),)
     return tuple(f for _, f in _settings_fields(kind)) + spec.own + sae
+
+
+def stage_classes(kind: str) -> tuple[type, ...]:
+    """The Settings classes a stage takes, in order."""
+    return tuple(dict.fromkeys(cls for cls, _ in _settings_fields(kind)))
 
 
 def stage_settings(kind: str, values: dict[str, object]) -> dict[type, dict[str, object]]:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..registry import RETRIEVERS
+from ..search.steering import MAX_VALUE
 from ..stages import SAE_NAME_PATTERN
 
 MAX_QUERY_CHARS = 1000
@@ -24,8 +25,8 @@ MAX_PAGE = 500
 """Largest page of the feature list."""
 MAX_GROUPS_CHARS = 20000
 """Longest concept-groups text."""
-MAX_STEER_VALUE = 100.0
-"""Largest absolute steering value."""
+MAX_STEER_VALUE = MAX_VALUE
+"""Largest absolute steering value (the library's bound, embedsae.search.steering.MAX_VALUE)."""
 
 SAE_NAME = SAE_NAME_PATTERN
 

@@ -4,17 +4,18 @@ same functions as the JSON API (`api.py`), so everything a screen shows is also 
 from __future__ import annotations
 
 import bisect
+import html
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ..errors import EmbedSAEError
+from ..errors import EmbedSAEError, WorkspaceError
 from ..project import FeatureScores
 from ..registry import RETRIEVERS
 from ..stages import STAGES
@@ -38,9 +39,21 @@ def page(request: Request, template: str, ws: str | None = None, sae: str | None
         **context}, status_code=status)
 
 
+def error_status(exc: Exception) -> int:
+    return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
+
+
 def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy) else 400
-    return page(request, "error.html", ws, sae, status=status, message=str(exc))
+    """The error page: the message (workspaces named, not paths) escaped like every value a template shows."""
+    return page(request, "error.html", ws, sae, status=error_status(exc),
+                message=api.app_state(request).public(str(exc)))
+
+
+def error_fragment(request: Request, exc: Exception | str, status: int | None = None) -> HTMLResponse:
+    """An htmx fragment with an error message, escaped (the message may echo what the client sent)."""
+    text = api.app_state(request).public(str(exc))
+    code = status if status is not None else error_status(exc) if isinstance(exc, Exception) else 400
+    return HTMLResponse(f"<p class='error'>{html.escape(text, quote=False)}</p>", status_code=code)
 
 
 def sae_param(request: Request) -> str | None:
@@ -66,7 +79,7 @@ def home(request: Request):
                 row["metrics"] = metrics.to_dict() if metrics else {}
             summaries.append(info)
         except EmbedSAEError as exc:
-            errors[s.name] = str(exc)
+            errors[s.name] = state.public(str(exc))
     return page(request, "workspaces.html", summaries=summaries, errors=errors)
 
 
@@ -138,7 +151,7 @@ def label_hits(request: Request, ws: str, label: str = ""):
         sae = sae_param(request)
         hits = api.find_labels(request, ws, sae=sae, q=label[:200], limit=10)["items"] if label.strip() else []
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>")
+        return error_fragment(request, exc, 200)
     return page(request, "_labels.html", ws, sae, hits=hits)
 
 
@@ -193,11 +206,11 @@ def try_text(request: Request, ws: str, feature: int,
         s = api.served(request, ws)
         p = s.project(sae)
         if not text.strip():
-            return HTMLResponse("<p class='error'>Type some text first.</p>")
+            return error_fragment(request, "Type some text first.", 200)
         p.check_feature(max(feature, 0))
         res = p.activations([text], [max(feature, 0)], top=10)[0].to_dict()
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_tryit.html", ws, sae, res=res, feature=feature)
 
 
@@ -251,7 +264,7 @@ def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_leng
         body = api.ConceptsRequest(groups=groups, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")], sae=sae)
         report = api.concepts(request, ws, body)
     except (EmbedSAEError, NotFound, ValidationError) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_concepts.html", ws, None, report=report)
 
 
@@ -284,7 +297,7 @@ async def jobs_start(request: Request, ws: str):
         state = api.app_state(request)
         await run_in_threadpool(api.start_job, state, state.served(ws), body)
         message = ""
-    except (EmbedSAEError, NotFound, JobBusy, ValidationError) as exc:
-        message = str(exc)
+    except (EmbedSAEError, NotFound, JobBusy, ValidationError, HTTPException) as exc:
+        message = api.app_state(request).public(str(exc.detail if isinstance(exc, HTTPException) else exc))
     return page(request, "_jobs.html", ws, None, jobs=[j.to_dict() for j in api.app_state(request).jobs.list()],
                 message=message)

@@ -32,6 +32,7 @@ from ..records import (
     FeaturePage,
     FeatureScores,
     FeatureSummary,
+    FileCheck,
     IndexSummary,
     InterpretSummary,
     JobRecord,
@@ -50,7 +51,7 @@ from ._words import Words
 
 __all__ = [
     "FEATURE_SORTS", "INTERPRETED", "KEYWORDS", "DocumentView", "FamiliesSummary", "FeatureActivation", "FeatureCard",
-    "FeaturePage", "FeatureScores", "FeatureSummary", "IndexSummary", "InterpretSummary", "JobRecord", "LabelHit",
+    "FeaturePage", "FeatureScores", "FeatureSummary", "FileCheck", "IndexSummary", "InterpretSummary", "JobRecord", "LabelHit",
     "Metrics", "Project", "RetrievalRow", "SaeSummary", "SearchHit", "SearchResponse", "TextActivations",
     "TrainSummary", "WorkspaceInfo", "open",
 ]

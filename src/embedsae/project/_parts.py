@@ -79,10 +79,9 @@ class Parts:
     @property
     def sae_config(self) -> dict[str, Any]:
         """The SAE's cfg.json (architecture, k, n_latents, ...), read without loading the model."""
-        from .._io import read_json
+        from ..sae.base import read_config
 
-        return self._part("cfg", (layout.SAE_CONFIG,),
-                          lambda: read_json(self.workspace.sae_file(self.sae_name, layout.SAE_CONFIG)))
+        return self._part("cfg", (layout.SAE_CONFIG,), lambda: read_config(self.workspace.sae_dir(self.sae_name)).to_dict())
 
     @property
     def codes(self):

@@ -3,6 +3,7 @@ families, documents, label search, activations of given texts and stored maps.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..records import (
     FeatureActivation,
     FeatureCard,
     FeaturePage,
+    FileCheck,
     LabelHit,
     Metrics,
     SaeSummary,
@@ -39,6 +41,14 @@ class Reads(Parts):
     def saes(self) -> list[SaeSummary]:
         """The workspace's SAEs with their headline metrics, oldest first."""
         return self.info().saes
+
+    @staticmethod
+    def check(path: str | os.PathLike) -> list[FileCheck]:
+        """Read every file of the workspace at `path` as the stages would and verify the shards' sha256: one record
+        per file, damaged ones with the message a reader would give (a damaged manifest too). Writes nothing."""
+        from ..check import check_workspace
+
+        return check_workspace(path)
 
     def sae_names(self) -> list[str]:
         """The names of the workspace's trained SAEs (none before `train`)."""
@@ -141,13 +151,9 @@ class Reads(Parts):
 
     def families(self) -> dict[str, Any] | None:
         """The stored families of the SAE (None before the families stage)."""
-        from .._io import read_json
+        from ..structure.stage import load_families
 
-        def build():
-            path = self.workspace.sae_file(self.sae_name, layout.FAMILIES_JSON)
-            return read_json(path) if path.is_file() else None
-
-        return self._part("families", (layout.FAMILIES_JSON,), build)
+        return self._part("families", (layout.FAMILIES_JSON,), lambda: load_families(self.workspace, self.sae_name))
 
     def family_files(self) -> dict[str, str]:
         """The files the families stage wrote for this SAE that exist (json, html, png)."""

@@ -141,12 +141,21 @@ class Stages(Search):
     def check_stage(self, kind: str, **values: Any) -> None:
         """Raise InputError when `values` are not valid settings of a stage on this workspace (before starting it)."""
         from ..settings import fields_of
-        from ..stages import stage_settings
+        from ..stages import stage_classes, stage_settings
 
         known = {"d_in": self.workspace.dim}
-        for cls, kwargs in stage_settings(kind, {k: v for k, v in values.items() if v is not None}).items():
+        given = stage_settings(kind, {k: v for k, v in values.items() if v is not None})
+        made = {}
+        for cls in stage_classes(kind):
+            kwargs = given.get(cls, {})
             required = {f.name: known[f.name] for f in fields_of(cls) if f.name in known and f.name not in kwargs}
-            cls(**required, **kwargs)
+            made[cls.__name__] = cls(**required, **kwargs)
+        if kind == "train":
+            from ..pipeline import check_new_sae, default_sae_name
+
+            cfg = made["SAEConfig"]
+            name = values.get("name") or default_sae_name(cfg.architecture, cfg.k, cfg.n_latents)
+            check_new_sae(self.workspace, name, bool(values.get("overwrite", False)))
 
     def run_stage(self, kind: str, *, progress: ProgressCallback | None = None, **values: Any) -> Record:
         """Run a stage by kind (`embedsae.stages.STAGES`: train, interpret, families, index, evaluate, ...) with the
@@ -156,7 +165,8 @@ class Stages(Search):
 
         spec = stage_spec(kind)
         given = {k: v for k, v in values.items() if v is not None}
-        own = {f.name: given[f.name] for f in spec.own if f.name in given}
+        own = {f.name: given.get(f.name, f.default) for f in spec.own}
+        own = {k: v for k, v in own.items() if v is not None}
         per_class = stage_settings(kind, given)
         project = self.use(given["sae"]) if spec.on_sae and given.get("sae") else self
         if kind == "train":
