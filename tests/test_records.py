@@ -147,3 +147,40 @@ def test_registered_plugins_appear_in_the_cli_and_the_app(arxiv_interpreted):
         LABELLERS.unregister("shout-test")
         RETRIEVERS.unregister("reversed-test")
     assert "reversed-test" not in RETRIEVERS and "shout-test" not in LABELLERS
+
+
+class _Numbered:
+    name = "numbered-test"
+
+    def label_batch(self, examples, context):
+        return [(f"renamed {ex.feature}", {}) for ex in examples]
+
+
+def test_a_running_server_shows_a_reinterpret_and_a_retrain_at_once(app_ws, copy_ws):
+    """One cache of loaded parts, owned by the Project the server keeps: a stage run elsewhere (here another
+    Project in the same process, as a job or the CLI would) shows at the next request, without a restart."""
+    from embedsae.interpret.labellers import register_labeller
+    from embedsae.registry import LABELLERS
+
+    ws = copy_ws(app_ws)
+    with TestClient(create_app([ws.path]), base_url="http://127.0.0.1:8000") as c:
+        api = "/api/v1/workspaces/cranfield"
+        before = c.get(f"{api}/features", params={"limit": 5}).json()["items"]
+        hit = c.post(f"{api}/search", json={"query": "shock waves", "mode": "concept", "top": 3}).json()["hits"][0]
+        assert before and hit["concepts"] and not any(f["label"].startswith("renamed") for f in before)
+        register_labeller("numbered-test", lambda context: _Numbered())
+        try:
+            embedsae.open(ws.path).run_stage("interpret", labeller="numbered-test", max_features=300)
+        finally:
+            LABELLERS.unregister("numbered-test")
+        after = c.get(f"{api}/features", params={"limit": 5}).json()["items"]
+        assert [f["label"] for f in after] == [f"renamed {f['id']}" for f in after]
+        hit = c.post(f"{api}/search", json={"query": "shock waves", "mode": "concept", "top": 3}).json()["hits"][0]
+        assert all(h["label"].startswith("renamed") for h in hit["concepts"])  # the searcher's labels follow
+        sae = embedsae.open(ws.path).sae_name
+        assert c.get(f"{api}/saes/{sae}").json()["config"]["k"] == 8
+        embedsae.open(ws.path).run_stage("train", k=4, latents=256, epochs=2, name=sae, overwrite=True,
+                                         evaluate=False)
+        assert c.get(f"{api}/saes/{sae}").json()["config"]["k"] == 4
+        r = c.get(f"{api}/features", params={"limit": 5})
+        assert r.status_code == 409 and "interpret" in r.json()["message"]  # the new SAE is not interpreted yet

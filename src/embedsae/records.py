@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 R = TypeVar("R", bound="Record")
@@ -41,12 +41,8 @@ def plain(value: Any) -> Any:
 class Record:
     """Base of the records: JSON round trips that keep every field (None where there is no value)."""
 
-    HIDDEN: ClassVar[tuple[str, ...]] = ()
-    """Fields left out of the JSON form (e.g. a DataFrame kept for export)."""
-
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if f.name not in self.HIDDEN}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any] | None) -> R:
@@ -196,13 +192,16 @@ class FeatureCard(FeatureSummary):
 class FeaturePage(Record):
     """One page of the feature list and how many features matched in all."""
 
-    HIDDEN: ClassVar[tuple[str, ...]] = ("table",)
     total: int
     offset: int
     items: list[FeatureSummary]
     sae: str = ""
-    table: Any = None
-    """The page as a pandas DataFrame (for export; not part of the JSON form)."""
+    limit: int | None = None
+    table: InitVar[Any] = None
+    """The page as a pandas DataFrame (kept for export as `.table`; not part of the record's fields)."""
+
+    def __post_init__(self, table: Any) -> None:
+        self.table = table
 
 
 @dataclass
@@ -212,6 +211,14 @@ class LabelHit(Record):
     id: int
     label: str
     description: str | None = None
+
+
+@dataclass
+class LabelSearch(Record):
+    """The features whose name contains some text."""
+
+    sae: str
+    items: list[LabelHit]
 
 
 @dataclass
@@ -230,6 +237,14 @@ class TextActivations(Record):
     text: str
     top_features: list[FeatureActivation]
     activations: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ActivationsResponse(Record):
+    """The features of given texts."""
+
+    sae: str
+    results: list[TextActivations]
 
 
 @dataclass
@@ -328,9 +343,10 @@ class SaeSummary(Record):
 
 @dataclass
 class WorkspaceInfo(Record):
-    """What a workspace holds: model, counts, columns, stages and SAEs."""
+    """What a workspace holds: its name (the folder's; a server's name for it), model, counts, columns, stages and
+    SAEs. No path: a server's clients know workspaces by name."""
 
-    path: str
+    name: str
     model: dict[str, Any]
     documents: int
     columns: list[str]

@@ -18,7 +18,18 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from ..errors import InputError, NotFoundError
-from ..project import Project
+from ..project import (
+    ActivationsResponse,
+    DocumentView,
+    FeatureCard,
+    FeaturePage,
+    JobRecord,
+    LabelSearch,
+    Project,
+    SaeSummary,
+    SearchResponse,
+    WorkspaceInfo,
+)
 from ..stages import STAGES
 from .forms import JobBase, JobRequest
 from .schemas import (
@@ -82,22 +93,25 @@ def clean_json(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------- workspaces and SAEs
 def workspace_summary(s: Served) -> dict[str, Any]:
-    info = s.default.info().to_dict()
-    info.pop("path", None)
-    return {"name": s.name, **info}
+    """The workspace's record as a client sees it: named, with no path."""
+    info = s.default.info()
+    info.name = s.name
+    return info.to_dict()
 
 
-@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces")
+@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces", response_model=list[WorkspaceInfo])
 def list_workspaces(request: Request) -> list[dict[str, Any]]:
     return [workspace_summary(s) for s in app_state(request).workspaces.values()]
 
 
-@router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs")
+@router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs",
+            response_model=WorkspaceInfo)
 def get_workspace(request: Request, ws: WsName) -> dict[str, Any]:
     return workspace_summary(served(request, ws))
 
 
-@router.get("/workspaces/{ws}/saes", tags=["saes"], summary="The workspace's SAEs with their headline metrics")
+@router.get("/workspaces/{ws}/saes", tags=["saes"], summary="The workspace's SAEs with their headline metrics",
+            response_model=list[SaeSummary])
 def list_saes(request: Request, ws: WsName) -> list[dict[str, Any]]:
     return workspace_summary(served(request, ws))["saes"]
 
@@ -111,9 +125,9 @@ def get_sae(request: Request, ws: WsName, sae: Annotated[str, Path(pattern=SAE_N
 
 # ---------------------------------------------------------------------------- features
 @router.get("/workspaces/{ws}/features", tags=["features"], summary="The interpreted features, filtered, sorted, paged",
+            response_model=FeaturePage,
             responses={200: {"description": "A page of features (JSON), or the page as CSV with format=csv",
-                             "content": {"application/json": {"schema": {"type": "object"}},
-                                         "text/csv": {"schema": {"type": "string"}}}}})
+                             "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def list_features(
     request: Request, ws: WsName, sae: SaeParam = None,
     search: Annotated[str | None, Query(max_length=200, description="Label text to look for.")] = None,
@@ -128,19 +142,22 @@ def list_features(
     if format == "csv":
         return Response(page.table.to_csv(index=False), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{ws}-features.csv"'})
-    return {**page.to_dict(), "limit": limit}
+    page.limit = limit
+    return page.to_dict()
 
 
-@router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text")
+@router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text",
+            response_model=LabelSearch)
 def find_labels(request: Request, ws: WsName,
                 q: Annotated[str, Query(min_length=1, max_length=200, description="Label text.")],
                 sae: SaeParam = None, limit: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict[str, Any]:
     """Label search over every labelled feature (interpreted labels, else the structure fallback)."""
     p = served(request, ws).project(sae)
-    return {"sae": p.sae_name, "items": [h.to_dict() for h in p.find_labels(q, limit=limit)]}
+    return LabelSearch(sae=p.sae_name, items=p.find_labels(q, limit=limit)).to_dict()
 
 
-@router.get("/workspaces/{ws}/features/{feature}", tags=["features"], summary="A feature card")
+@router.get("/workspaces/{ws}/features/{feature}", tags=["features"], summary="A feature card",
+            response_model=FeatureCard)
 def get_feature(request: Request, ws: WsName, feature: FeatureId, sae: SaeParam = None,
                 top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 8,
                 bins: Annotated[int, Query(ge=2, le=200)] = 20) -> dict[str, Any]:
@@ -160,7 +177,8 @@ def get_neighbours(request: Request, ws: WsName, feature: FeatureId, sae: SaePar
     return clean_json(p.neighbours(feature, top=top, min_count=min_count))
 
 
-@router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts")
+@router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts",
+             response_model=ActivationsResponse)
 async def text_activations(request: Request, ws: WsName, body: ActivationsRequest) -> dict[str, Any]:
     """Embeds each text with the workspace's model and encodes it with the SAE."""
     s = served(request, ws)
@@ -170,10 +188,11 @@ async def text_activations(request: Request, ws: WsName, body: ActivationsReques
     vecs = await s.embed_async(p, body.texts)
     results = await app_state(request).run_search_work(
         lambda: p.activations(body.texts, body.features, top=body.top, vectors=vecs))
-    return {"sae": p.sae_name, "results": [r.to_dict() for r in results]}
+    return ActivationsResponse(sae=p.sae_name, results=results).to_dict()
 
 
-@router.get("/workspaces/{ws}/documents/{row}", tags=["features"], summary="One document with its top features")
+@router.get("/workspaces/{ws}/documents/{row}", tags=["features"], summary="One document with its top features",
+            response_model=DocumentView)
 def get_document(request: Request, ws: WsName, row: Annotated[int, Path(ge=0, le=100_000_000)],
                  sae: SaeParam = None) -> dict[str, Any]:
     """A document by row (as in map points and hits): id, title, the start of its text, its active features."""
@@ -193,7 +212,8 @@ def get_families(request: Request, ws: WsName, sae: SaeParam = None) -> dict[str
 
 
 # ---------------------------------------------------------------------------- search
-@router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered")
+@router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered",
+             response_model=SearchResponse)
 async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str, Any]:
     """Ranked hits with the concepts that explain each; steering edits change query features before ranking."""
     s = served(request, ws)
@@ -222,7 +242,8 @@ def run_search(s: Served, body: SearchRequest, vector: np.ndarray | None = None)
     return result.to_dict()
 
 
-@router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)")
+@router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)",
+            response_model=SearchResponse)
 async def search_get(request: Request, ws: WsName,
                q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$",
                                        description="The query text.")],
@@ -291,13 +312,14 @@ def start_job(state: AppState, s: Served, body: JobBase) -> dict[str, Any]:
     return job.to_dict()
 
 
-@router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)")
+@router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)",
+             response_model=JobRecord)
 def create_job(request: Request, ws: WsName, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
     state = app_state(request)
     return start_job(state, state.served(ws), body)
 
 
-@router.get("/jobs", tags=["jobs"], summary="The jobs, newest first")
+@router.get("/jobs", tags=["jobs"], summary="The jobs, newest first", response_model=list[JobRecord])
 def list_jobs(request: Request,
               workspace: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
     state = app_state(request)
@@ -316,12 +338,13 @@ def get_job_or_404(state: AppState, job_id: str):
     return job
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with its progress")
+@router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with its progress", response_model=JobRecord)
 def get_job(request: Request, job_id: JobId) -> dict[str, Any]:
     return get_job_or_404(app_state(request), job_id).to_dict()
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (it stops at its next progress report)")
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (it stops at its next progress report)",
+             response_model=JobRecord)
 def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
     state = app_state(request)
     get_job_or_404(state, job_id)

@@ -196,12 +196,13 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = embedsae.Project(args.workspace).info()
+    p = embedsae.Project(args.workspace)
+    info = p.info()
     if args.json:
-        print(json.dumps(info.to_dict()))
+        print(json.dumps({"path": str(p.path), **info.to_dict()}))
         return 0
     model = info.model
-    print(f"workspace  {info.path}")
+    print(f"workspace  {p.path}")
     print(f"model      {model['id']} ({model['dim']}-d, normalised: {model['normalized']})")
     print(f"documents  {info.documents}  columns: {', '.join(info.columns)}")
     print(f"stages     {', '.join(info.stages)}")

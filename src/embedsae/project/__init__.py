@@ -25,6 +25,7 @@ import os
 from ..records import (
     INTERPRETED,
     KEYWORDS,
+    ActivationsResponse,
     DocumentView,
     FamiliesSummary,
     FeatureActivation,
@@ -35,8 +36,10 @@ from ..records import (
     FileCheck,
     IndexSummary,
     InterpretSummary,
+    JobProgress,
     JobRecord,
     LabelHit,
+    LabelSearch,
     Metrics,
     RetrievalRow,
     SaeSummary,
@@ -50,8 +53,8 @@ from ._reads import FEATURE_SORTS
 from ._words import Words
 
 __all__ = [
-    "FEATURE_SORTS", "INTERPRETED", "KEYWORDS", "DocumentView", "FamiliesSummary", "FeatureActivation", "FeatureCard",
-    "FeaturePage", "FeatureScores", "FeatureSummary", "FileCheck", "IndexSummary", "InterpretSummary", "JobRecord", "LabelHit",
+    "FEATURE_SORTS", "ActivationsResponse", "LabelSearch", "INTERPRETED", "KEYWORDS", "DocumentView", "FamiliesSummary", "FeatureActivation", "FeatureCard",
+    "FeaturePage", "FeatureScores", "FeatureSummary", "FileCheck", "IndexSummary", "InterpretSummary", "JobProgress", "JobRecord", "LabelHit",
     "Metrics", "Project", "RetrievalRow", "SaeSummary", "SearchHit", "SearchResponse", "TextActivations",
     "TrainSummary", "WorkspaceInfo", "open",
 ]

@@ -36,7 +36,7 @@ class Reads(Parts):
         """Model, counts, columns, stages and the SAEs with their headline metrics."""
         from ..pipeline import describe
 
-        return WorkspaceInfo.from_dict(describe(self.workspace))
+        return WorkspaceInfo.from_dict({**describe(self.workspace), "name": self.path.name})
 
     def saes(self) -> list[SaeSummary]:
         """The workspace's SAEs with their headline metrics, oldest first."""
