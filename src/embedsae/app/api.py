@@ -9,7 +9,6 @@ embedding (one worker batches the texts of concurrent requests), then run in the
 from __future__ import annotations
 
 import json
-import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..project import (
     SaeSummary,
     SearchResponse,
     WorkspaceInfo,
+    plain,
 )
 from ..stages import STAGES
 from .forms import JobBase, JobRequest
@@ -76,21 +76,6 @@ def served(request: Request, ws: str) -> Served:
     return app_state(request).served(ws)
 
 
-def clean_json(value: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays as numbers and lists, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # ---------------------------------------------------------------------------- workspaces and SAEs
 def workspace_summary(s: Served) -> dict[str, Any]:
     """The workspace's record as a client sees it: named, with no path."""
@@ -120,7 +105,7 @@ def list_saes(request: Request, ws: WsName) -> list[dict[str, Any]]:
 def get_sae(request: Request, ws: WsName, sae: Annotated[str, Path(pattern=SAE_NAME)]) -> dict[str, Any]:
     p = served(request, ws).project(sae)
     metrics = p.metrics()
-    return clean_json({"name": p.sae_name, "config": p.sae_config, "metrics": metrics.to_dict() if metrics else None})
+    return plain({"name": p.sae_name, "config": p.sae_config, "metrics": metrics.to_dict() if metrics else None})
 
 
 # ---------------------------------------------------------------------------- features
@@ -174,7 +159,7 @@ def get_neighbours(request: Request, ws: WsName, feature: FeatureId, sae: SaePar
                    min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 3) -> dict[str, Any]:
     p = served(request, ws).project(sae)
     p.check_feature(feature)
-    return clean_json(p.neighbours(feature, top=top, min_count=min_count))
+    return plain(p.neighbours(feature, top=top, min_count=min_count))
 
 
 @router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts",
@@ -208,7 +193,7 @@ def get_families(request: Request, ws: WsName, sae: SaeParam = None) -> dict[str
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"SAE '{p.sae_name}' has no families yet; start a families job")
-    return clean_json(fam)
+    return plain(fam)
 
 
 # ---------------------------------------------------------------------------- search
@@ -276,7 +261,7 @@ def map_points(
     out["ids"] = p.ids
     if titles:
         out["titles"] = p.titles
-    return clean_json(out)
+    return plain(out)
 
 
 # ---------------------------------------------------------------------------- concept groups
@@ -285,7 +270,7 @@ def concepts(request: Request, ws: WsName, body: ConceptsRequest) -> dict[str, A
     """Per group: the monosemantic features, selectivity, P/R/F1, next to the raw-dimension / PCA / ICA baselines."""
     p = served(request, ws).project(body.sae)
     report, _ = p.concepts(body.groups, baselines=tuple(body.baselines))
-    return clean_json(report.to_json())
+    return plain(report.to_json())
 
 
 # ---------------------------------------------------------------------------- jobs

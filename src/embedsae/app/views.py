@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from ..errors import EmbedSAEError, WorkspaceError
-from ..project import FeatureScores
+from ..project import FeatureScores, plain
 from ..registry import RETRIEVERS
 from ..stages import STAGES
 from . import api
@@ -185,7 +185,7 @@ def feature_page(request: Request, ws: str, feature: int):
             raise NotFound("feature ids are 0 or more")
         p.check_feature(feature)
         card = p.feature(feature, top=10, bins=30)
-        neighbours = api.clean_json(p.neighbours(feature, top=8))
+        neighbours = plain(p.neighbours(feature, top=8))
         alive = p.alive_features()
         before, after = bisect.bisect_left(alive, feature), bisect.bisect_right(alive, feature)
         prev_f = alive[before - 1] if before > 0 else None
@@ -221,7 +221,7 @@ def families_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
         p = api.served(request, ws).project(sae)
-        fam = api.clean_json(p.families())
+        fam = plain(p.families())
         labels = p.labels
         sunburst = None
         if fam:

@@ -48,6 +48,7 @@ from ..records import (
     TextActivations,
     TrainSummary,
     WorkspaceInfo,
+    plain,
 )
 from ._reads import FEATURE_SORTS
 from ._words import Words
@@ -56,7 +57,7 @@ __all__ = [
     "FEATURE_SORTS", "ActivationsResponse", "LabelSearch", "INTERPRETED", "KEYWORDS", "DocumentView", "FamiliesSummary", "FeatureActivation", "FeatureCard",
     "FeaturePage", "FeatureScores", "FeatureSummary", "FileCheck", "IndexSummary", "InterpretSummary", "JobProgress", "JobRecord", "LabelHit",
     "Metrics", "Project", "RetrievalRow", "SaeSummary", "SearchHit", "SearchResponse", "TextActivations",
-    "TrainSummary", "WorkspaceInfo", "open",
+    "TrainSummary", "WorkspaceInfo", "open", "plain",
 ]
 
 
