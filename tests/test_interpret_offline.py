@@ -124,8 +124,8 @@ def test_cli_lists_cards_and_exports(interpreted, capsys, tmp_path):
     assert len(recs) >= N_FEATURES
     scored = [r for r in recs if r["scores"]["embedding_auc"] is not None]
     combined = [r["scores"]["embedding_auc_combined"] for r in scored]
-    keys = [(c if c is not None else float("-inf"), r["n_active"]) for c, r in zip(combined, scored)]
-    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives), ties by documents
+    keys = [c if c is not None else float("-inf") for c in combined]
+    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives)
     for key in ("id", "label", "description", "density", "act_mean", "scores"):
         assert key in recs[0]
     assert all(set(r["scores"]) == set(FeatureScores.names()) for r in recs)  # every score, None where not computed

@@ -30,7 +30,7 @@ def test_scores_are_explicit_optional_fields():
 @pytest.fixture(scope="module")
 def real(arxiv_interpreted):
     p = embedsae.open(arxiv_interpreted.path)
-    with TestClient(create_app([arxiv_interpreted.path])) as client:
+    with TestClient(create_app([arxiv_interpreted.path]), base_url="http://127.0.0.1:8000") as client:
         yield p, client
 
 
@@ -111,7 +111,7 @@ class _Shouter:
         return [(context.texts[ex.top[0]].split()[0].upper(), {}) for ex in examples]
 
 
-def test_registered_plugins_appear_in_the_cli_and_the_app(arxiv_interpreted):
+def test_registered_plugins_appear_in_the_cli_and_the_app(arxiv_interpreted, capsys):
     from embedsae.interpret.labellers import register_labeller
     from embedsae.registry import LABELLERS, RETRIEVERS
     from embedsae.search.dense import DenseRetriever
@@ -133,7 +133,10 @@ def test_registered_plugins_appear_in_the_cli_and_the_app(arxiv_interpreted):
         assert args.mode == "reversed-test"
         args = build_parser().parse_args(["interpret", str(arxiv_interpreted.path), "--labeller", "shout-test"])
         assert args.labeller == "shout-test"
-        with TestClient(create_app([arxiv_interpreted.path])) as c:
+        with pytest.raises(SystemExit):
+            main(["interpret", "--help"])
+        assert "shout-test" in capsys.readouterr().out  # --help lists the registered labellers
+        with TestClient(create_app([arxiv_interpreted.path]), base_url="http://127.0.0.1:8000") as c:
             assert '<option value="shout-test"' in c.get("/jobs").text
             assert "reversed-test" in c.get("/w/arxiv/search").text
             schema = c.get("/openapi.json").json()["components"]["schemas"]

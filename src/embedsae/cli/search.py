@@ -94,7 +94,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     info = {**summary.details, "sae": summary.sae, "documents": summary.documents, "parts": summary.parts,
             "seconds": summary.seconds, "backend": summary.backend}
     if args.json:
-        print(json.dumps(summary.to_dict()))
+        print(json.dumps(info))
         return 0
     print(f"indexed {info['documents']} documents of {project.path} with SAE '{info['sae']}' in {info['seconds']}s")
     if info.get("backend") == "milvus":

@@ -54,7 +54,8 @@ class InterpretSettings(Settings):
     """Which labeller runs and on how many features."""
 
     labeller: Annotated[str, OneOf(LABELLERS)] = "keywords"
-    """A registered labeller: keywords (offline) or llm (an OpenAI-compatible chat endpoint or a local model)."""
+    """The labeller (registered in embedsae.registry.LABELLERS): keywords, offline; llm, an OpenAI-compatible chat
+    endpoint or a local model."""
     llm_score: bool = True
     """Run the LLM detection scorer too, when an LLM is configured."""
     max_features: Annotated[int, Range(ge=1)] | None = None

@@ -26,7 +26,7 @@ class SAEConfig(Settings):
     k: Annotated[int, Range(ge=1, le=4096)] = 32
     """Active latents per vector (top-k / BatchTopK); for ReLU, the cap used by encode_sparse."""
     architecture: Annotated[str, OneOf(ARCHITECTURES)] = "topk"
-    """A registered SAE architecture (embedsae.registry.ARCHITECTURES): topk, batchtopk, relu, ..."""
+    """The SAE architecture (a name registered in embedsae.registry.ARCHITECTURES)."""
     aux_k: int | None = None
     """Dead latents used by the auxiliary loss (default 2k)."""
     aux_coef: float = 1 / 32
