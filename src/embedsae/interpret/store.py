@@ -23,7 +23,7 @@ from .. import layout
 from .._io import atomic_path, now_iso
 from ..errors import InputError, WorkspaceError
 from ..integrity import DISK_FULL, damaged, sqlite_error
-from ..records import INTERPRETED, FeatureScores, FeatureSummary, _number, plain
+from ..records import INTERPRETED, FeatureScores, FeatureSummary, number, plain
 
 __all__ = ["DISK_FULL", "FeatureStore", "db_path", "remove_database"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -358,8 +358,8 @@ def feature_records(table: pd.DataFrame) -> list[FeatureSummary]:
         out.append(FeatureSummary(
             id=int(row["id"]), label=_text(row.get("label")), description=_text(row.get("description")),
             labeller=_text(row.get("labeller")), label_source=INTERPRETED if _text(row.get("label")) else None,
-            density=_number(row.get("density")), act_mean=_number(row.get("act_mean")),
-            act_max=_number(row.get("act_max")), n_active=int(row.get("n_active") or 0),
+            density=number(row.get("density")), act_mean=number(row.get("act_mean")),
+            act_max=number(row.get("act_max")), n_active=int(row.get("n_active") or 0),
             category=_text(row.get("category")), clean=bool(row.get("clean")),
             scores=FeatureScores.from_values(row),
         ))
