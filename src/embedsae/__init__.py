@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os as _os
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # The compiled CPU loops (training kernels, pursuit) run on Python threads beside torch's OpenMP threads; OpenMP
 # workers that spin between parallel regions take those threads' cores (on 2 cores training ran 3.4x slower with

@@ -7,7 +7,6 @@ concurrent stages (two processes, or the server's jobs) never lose each other's 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import os
 import shutil
@@ -18,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, layout
-from ._io import atomic_path, read_json, write_json
+from . import layout
+from ._io import atomic_path, now_iso, read_json, write_json
+from ._version import __version__
 from .data import shards
 from .data.corpus_store import (
     CORPUS_ROW_GROUP,
@@ -41,9 +41,6 @@ FORMAT_VERSION = 1
 __all__ = ["CORPUS_ROW_GROUP", "Workspace", "corpus_fingerprint", "now_iso"]
 
 
-def now_iso() -> str:
-    """The current UTC time as an ISO-8601 string."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class Workspace:
@@ -472,12 +469,6 @@ class Workspace:
 
     def set_latest_sae(self, name: str) -> None:
         self.update_manifest(lambda m: m.__setitem__("latest_sae", name))
-
-    def search(self, query: Any, mode: str = "dense", top: int = 10, **kwargs: Any):
-        """Search this workspace's documents (embedsae.search.search; keep a Searcher for many queries)."""
-        from .search import search
-
-        return search(self, query, mode, top, **kwargs)
 
 
 class _TitlesFromTable:
