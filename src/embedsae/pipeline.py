@@ -92,10 +92,18 @@ def _stage_corpus(corpus: str | os.PathLike | pd.DataFrame, out: Path, *, limit:
         progress = None
     else:
         chunks = iter_corpus(corpus, limit=limit, **fields)
-    tracker = Tracker(progress, "read", None, unit="doc")
-    staged = write_corpus(chunks, out.parent / f".{out.name}.corpus-{os.getpid()}.parquet", on_rows=tracker.update)
-    tracker.close()
-    return staged
+    trackers: list[Tracker] = []
+
+    def on_rows(n: int) -> None:  # the bar starts with the first chunk read (a bad first line shows none)
+        if not trackers:
+            trackers.append(Tracker(progress, "read", None, unit="doc"))
+        trackers[0].update(n)
+
+    try:
+        return write_corpus(chunks, out.parent / f".{out.name}.corpus-{os.getpid()}.parquet", on_rows=on_rows)
+    finally:
+        for tracker in trackers:
+            tracker.close()
 
 
 def _embed_staged(staged: CorpusFile, out: Path, source: str, *, model: str | None, vectors: Any,
