@@ -51,23 +51,47 @@ def test_select_examples_kinds():
     acts[:60, 0] = rng.random(60) + 0.1  # feature 0 fires on the first 60 documents
     acts[60:62, 1] = 1.0  # feature 1 on two
     csc = sp.csc_matrix(acts)
-    cfg = ExampleConfig(n_top=10, n_quantile=5, n_random_neg=20, n_hard_neg=5, n_heldout_pos=12, n_heldout_neg=20,
-                        n_heldout_hard=5)
+    cfg = ExampleConfig(n_top=10, n_quantile=5, n_random_neg=20, n_hard_neg=12, n_heldout_pos=12, n_heldout_neg=20)
     ex0, ex1 = select_examples(csc, np.array([0, 1]), emb, cfg)
     active = set(range(60))
     assert set(ex0.top) <= active and set(ex0.quantile) <= active and set(ex0.heldout_pos) <= active
     assert not set(ex0.shown_pos) & set(ex0.heldout_pos)
     negs = [ex0.random_neg, ex0.heldout_neg, ex0.hard_neg, ex0.heldout_hard]
     assert all(not set(n) & active for n in negs)
-    assert len({int(d) for n in negs for d in n}) == sum(len(n) for n in negs)  # all negatives distinct
+    assert not set(ex0.random_neg) & set(ex0.heldout_neg)
+    # shown and held-out sides share no negative: the labeller never sees a held-out document
+    assert not (set(ex0.random_neg) | set(ex0.hard_neg)) & (set(ex0.heldout_neg) | set(ex0.heldout_hard))
     assert list(ex0.top_act) == sorted(ex0.top_act, reverse=True)
     assert len(ex0.top) == 10 and len(ex0.quantile) == 5 and len(ex0.heldout_pos) == 12
-    # hard negatives are closer to the top documents' mean than random negatives are
-    mean = emb[ex0.top].mean(0)
-    assert (emb[ex0.hard_neg] @ mean).mean() > (emb[ex0.random_neg] @ mean).mean()
     assert len(ex1.shown_pos) == 1 and len(ex1.heldout_pos) == 1
     kinds = {(k, s) for _, k, s, _ in ex0.rows()}
     assert ("top", "shown") in kinds and ("pos", "heldout") in kinds and ("hard_neg", "heldout") in kinds
+
+
+def test_hard_negatives_are_each_documents_nearest_non_activating_document():
+    """Per document: each held-out activating document's hard negative is its nearest document the feature does
+    not fire on (other than the shown random negatives); each shown one's likewise, outside the held-out side."""
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(300, 6)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    fires = np.sort(rng.choice(300, 50, replace=False))
+    acts = np.zeros((300, 1), np.float32)
+    acts[fires, 0] = rng.random(50) + 0.1
+    cfg = ExampleConfig(n_top=8, n_quantile=8, n_random_neg=10, n_hard_neg=16, n_heldout_pos=25, n_heldout_neg=30)
+    (ex,) = select_examples(sp.csc_matrix(acts), np.array([0]), emb, cfg)
+
+    def nearest(rows, excluded):
+        sims = emb[rows] @ emb.T
+        sims[:, excluded] = -np.inf
+        return sims.argmax(1)
+
+    assert len(ex.heldout_hard) == len(ex.heldout_pos) == 25
+    np.testing.assert_array_equal(ex.heldout_hard, nearest(ex.heldout_pos, np.union1d(fires, ex.random_neg)))
+    apart = np.concatenate([fires, ex.heldout_neg, ex.heldout_hard])
+    assert len(ex.hard_neg) == len(ex.shown_pos) == 16
+    np.testing.assert_array_equal(ex.hard_neg, nearest(ex.shown_pos, apart))
+    # nearer to their own activating documents than random documents are
+    assert (emb[ex.heldout_hard] * emb[ex.heldout_pos]).sum(1).mean() > (emb[ex.heldout_neg] @ emb[ex.heldout_pos].T).mean() + 0.3
 
 
 def test_vocabulary_phrases_are_readable():

@@ -15,6 +15,7 @@ from ..progress import ProgressCallback, Tracker
 from ..settings import Settings, check
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
+from .hard import NearestDocuments
 from .keywords import MIXED_PREFIX
 from .labellers import LabelContext, Labeller
 from .store import FeatureStore, db_path
@@ -137,7 +138,8 @@ def interpret(
                         f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
             detect = context.chat is not None and cfg.llm_score
             if len(todo):
-                _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
+                nearest = NearestDocuments(context.doc_vectors, pool=ex_cfg.hard_pool, seed=ex_cfg.seed)
+                _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect, nearest), todo)
             n_clean = apply_clean_filter(store, clean_cfg)
             table = store.table()
         finally:
@@ -187,11 +189,13 @@ class _Run:
     run: int
     detect: bool
     """Whether the LLM detection scorer runs."""
+    nearest: NearestDocuments
+    """Each document's nearest documents (for the per-document hard negatives), kept across batches."""
 
 
 def _process(r: _Run, todo: np.ndarray) -> None:
     """Label and score the features in `todo`, one committed batch at a time."""
-    from .labellers import LabellingStopped
+    from .labellers import LabellingStopped, as_label
     from .scorers import category_scores, document_categories, embedding_scores, quality_scores
 
     ctx = r.context
@@ -200,19 +204,23 @@ def _process(r: _Run, todo: np.ndarray) -> None:
     tracker = Tracker(ctx.progress, "interpret", len(todo), unit="feature")
     for start in range(0, len(todo), r.batch_size):
         batch = todo[start : start + r.batch_size]
-        exs = select_examples(r.csc, batch, ctx.doc_vectors, r.examples)
+        exs = select_examples(r.csc, batch, ctx.doc_vectors, r.examples, nearest=r.nearest)
         error = None
         try:
             made = r.labeller.label_batch(exs, ctx)
         except LabellingStopped as stop:
             made, error = stop.results, stop.cause
-        labelled = [(ex, lab) for ex, lab in zip(exs, made) if lab is not None]
-        ctx.phrase_emb.add([lab[0] for _, lab in labelled if lab[0]])
-        labels, scores, rows, categories = {}, {}, {}, {}
-        for ex, (label, detail) in labelled:
+        labelled = [(ex, lab) for ex, lab in zip(exs, map(as_label, made)) if lab is not None]
+        ctx.phrase_emb.add([t for _, lab in labelled for t in (lab.name, lab.description) if t])
+        labels, descriptions, scores, rows, categories = {}, {}, {}, {}, {}
+        for ex, lab in labelled:
             f = ex.feature
-            labels[f] = (label, r.labeller.name, detail)
-            s = embedding_scores(ctx.phrase_emb.get([label])[0], ctx.doc_vectors, ex) if label else {}
+            labels[f] = (lab.name, r.labeller.name, lab.detail)
+            descriptions[f] = lab.description
+            s = embedding_scores(ctx.phrase_emb.get([lab.name])[0], ctx.doc_vectors, ex) if lab.name else {}
+            if lab.name and lab.description:
+                s.update(embedding_scores(ctx.phrase_emb.get([lab.description])[0], ctx.doc_vectors, ex,
+                                          prefix="description_auc"))
             s.update(quality_scores(ctx.doc_vectors, ex))
             cs = cat_scores.get(f, {})
             categories[f] = cs.get("category")
@@ -222,10 +230,11 @@ def _process(r: _Run, todo: np.ndarray) -> None:
         if r.detect and error is None:
             from .llm import llm_detection
 
-            det, error = llm_detection(ctx.chat, ctx.llm, [ex for ex, lab in labelled if lab[0]], labels, ctx.texts)
+            det, error = llm_detection(ctx.chat, ctx.llm, [ex for ex, lab in labelled if lab.name], labels, ctx.texts)
             for f, s in det.items():
                 scores[f].update(s)
-        r.store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=r.run)
+        r.store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=r.run,
+                            descriptions=descriptions)
         tracker.update(len(batch))
         if error is not None:
             tracker.close()

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS features (
     id INTEGER PRIMARY KEY,
     label TEXT,
+    description TEXT,
     labeller TEXT,
     density REAL,
     act_mean REAL,
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS features (
     updated TEXT
 );
 CREATE TABLE IF NOT EXISTS labels (
-    feature INTEGER, labeller TEXT, label TEXT, detail TEXT, created TEXT,
+    feature INTEGER, labeller TEXT, label TEXT, description TEXT, detail TEXT, created TEXT,
     PRIMARY KEY (feature, labeller)
 );
 CREATE TABLE IF NOT EXISTS scores (
@@ -59,7 +60,12 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 """
 
 SCORE_NAMES = ("embedding_auc", "embedding_auc_hard", "llm_f1", "llm_pearson", "category_f1", "category_precision",
-               "category_recall", "embedding_auc_combined", "coherence", "mixture")
+               "category_recall", "embedding_auc_combined", "coherence", "mixture", "description_auc",
+               "description_auc_hard")
+
+MIGRATIONS = (("features", "description", "TEXT"), ("labels", "description", "TEXT"))
+"""Columns added since the first schema: (table, column, type). A store opened for writing gains the missing ones;
+one opened for reading shows them as empty."""
 
 
 def db_path(sae_dir: str | os.PathLike) -> Path:
@@ -84,6 +90,9 @@ class FeatureStore:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(SCHEMA)
+        for table, column, kind in MIGRATIONS:
+            if column not in _columns(self.con, table):
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self.con.commit()
 
     @classmethod
@@ -153,18 +162,23 @@ class FeatureStore:
         categories: dict[int, str | None] | None = None,
         run: int = 0,
         status: str = "done",
+        descriptions: dict[int, str | None] | None = None,
     ) -> None:
-        """Store the labels, scores and examples of a batch of features in one transaction."""
+        """Store the labels (name, labeller, detail), descriptions, scores and examples of a batch of features in
+        one transaction."""
         ts = now_iso()
+        descriptions = descriptions or {}
         with self.con:
             for fid, (label, labeller, detail) in labels.items():
+                desc = descriptions.get(fid)
                 self.con.execute(
-                    "INSERT OR REPLACE INTO labels (feature, labeller, label, detail, created) VALUES (?, ?, ?, ?, ?)",
-                    (int(fid), labeller, label, json.dumps(detail), ts),
+                    "INSERT OR REPLACE INTO labels (feature, labeller, label, description, detail, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (int(fid), labeller, label, desc, json.dumps(detail), ts),
                 )
                 self.con.execute(
-                    "UPDATE features SET label = ?, labeller = ?, status = ?, run = ?, updated = ? WHERE id = ?",
-                    (label, labeller, status if label is not None else "failed", run, ts, int(fid)),
+                    "UPDATE features SET label = ?, description = ?, labeller = ?, status = ?, run = ?, updated = ? "
+                    "WHERE id = ?",
+                    (label, desc, labeller, status if label is not None else "failed", run, ts, int(fid)),
                 )
             for fid, vals in scores.items():
                 for name, value in vals.items():
@@ -204,8 +218,9 @@ class FeatureStore:
 
     def table(self) -> pd.DataFrame:
         """All features with their stats, label and scores (one column per scorer)."""
+        desc = "description" if "description" in _columns(self.con, "features") else "NULL AS description"
         feats = pd.read_sql_query(
-            "SELECT id, label, labeller, density, act_mean, act_max, n_active, category, clean, status, run "
+            f"SELECT id, label, {desc}, labeller, density, act_mean, act_max, n_active, category, clean, status, run "
             "FROM features ORDER BY id",
             self.con,
         )
@@ -249,6 +264,11 @@ class FeatureStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (key, response, int(prompt_tokens), int(completion_tokens), now_iso()),
             )
+
+
+def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+    """The column names of a table."""
+    return {row[1] for row in con.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -299,7 +319,8 @@ def feature_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     for row in table.to_dict("records"):
         scores = {k: _num(row.get(k)) for k in SCORE_NAMES if _num(row.get(k)) is not None}
         rec = {
-            "id": int(row["id"]), "label": _text(row.get("label")), "labeller": _text(row.get("labeller")),
+            "id": int(row["id"]), "label": _text(row.get("label")), "description": _text(row.get("description")),
+            "labeller": _text(row.get("labeller")),
             "density": _num(row.get("density")), "act_mean": _num(row.get("act_mean")),
             "act_max": _num(row.get("act_max")), "n_active": int(row.get("n_active") or 0),
             "category": _text(row.get("category")), "clean": bool(row.get("clean")), "scores": scores,
