@@ -131,7 +131,7 @@ def select_examples(
     cfg = cfg or ExampleConfig()
     nearest = nearest if nearest is not None else NearestDocuments(embeddings, pool=cfg.hard_pool, seed=cfg.seed)
     n_docs = codes_csc.shape[0]
-    out: list[FeatureExamples] = []
+    per: list[dict] = []
     for f in features:
         f = int(f)
         lo, hi = codes_csc.indptr[f], codes_csc.indptr[f + 1]
@@ -149,17 +149,26 @@ def select_examples(
         n_neg = cfg.n_random_neg + cfg.n_heldout_neg
         cand = rng.choice(n_docs, size=min(n_docs, n_neg * 2 + len(docs)), replace=False)
         cand = cand[~np.isin(cand, docs)][:n_neg]
-        random_neg, heldout_neg = cand[: cfg.n_random_neg], cand[cfg.n_random_neg:]
-        active = np.sort(docs)
-        heldout_pos, quantile = h_docs[hp], s_docs[q]
-        # held-out hard negatives: never a document the labeller is shown as a negative
-        heldout_hard = nearest.nearest_outside(heldout_pos, np.union1d(active, random_neg))
-        heldout_hard = heldout_hard[heldout_hard >= 0]
-        shown_pos = np.concatenate([top, quantile])[: cfg.n_hard_neg]
-        hard_neg = nearest.nearest_outside(shown_pos, np.union1d(np.union1d(active, heldout_neg), heldout_hard))
-        out.append(FeatureExamples(
-            feature=f, top=top, top_act=s_acts[: cfg.n_top], quantile=quantile, quantile_act=s_acts[q],
-            random_neg=random_neg, hard_neg=hard_neg[hard_neg >= 0], heldout_pos=heldout_pos,
-            heldout_pos_act=h_acts[hp], heldout_neg=heldout_neg, heldout_hard=heldout_hard,
+        per.append(dict(
+            feature=f, top=top, top_act=s_acts[: cfg.n_top], quantile=s_docs[q], quantile_act=s_acts[q],
+            random_neg=cand[: cfg.n_random_neg], heldout_neg=cand[cfg.n_random_neg:], heldout_pos=h_docs[hp],
+            heldout_pos_act=h_acts[hp], active=np.sort(docs),
         ))
+    _add_hard_negatives(per, nearest, cfg.n_hard_neg)
+    out = []
+    for p in per:
+        p.pop("active")
+        out.append(FeatureExamples(**p))
     return out
+
+
+def _add_hard_negatives(per: list[dict], nearest: NearestDocuments, n_shown: int) -> None:
+    """Per-document hard negatives (see the module docstring) of each feature in `per`."""
+    asked = [p["heldout_pos"] for p in per] + [np.concatenate([p["top"], p["quantile"]])[:n_shown] for p in per]
+    nearest.neighbours(np.concatenate(asked) if asked else np.zeros(0, np.int64))  # one search for the batch
+    for p in per:
+        held = nearest.nearest_outside(p["heldout_pos"], np.union1d(p["active"], p["random_neg"]))
+        p["heldout_hard"] = held[held >= 0]
+        apart = np.union1d(np.union1d(p["active"], p["heldout_neg"]), p["heldout_hard"])
+        shown = nearest.nearest_outside(np.concatenate([p["top"], p["quantile"]])[:n_shown], apart)
+        p["hard_neg"] = shown[shown >= 0]

@@ -35,13 +35,14 @@ class NearestDocuments:
             self.pool_rows = np.sort(rng.choice(n, pool, replace=False)).astype(np.int64)
         self.pool_vecs = np.asarray(docs[self.pool_rows], dtype=np.float32)
         self.k = min(k, len(self.pool_rows))
-        self._slot: dict[int, int] = {}
+        self._slot = np.full(n, -1, np.int64)  # row -> its line in _nbrs (-1: not searched yet)
         self._nbrs = np.zeros((0, self.k), np.int64)
         self.fallbacks = 0
         """How many look-ups needed a scan of the whole pool (all `k` neighbours were excluded)."""
 
     def _ensure(self, rows: np.ndarray) -> None:
-        new = np.unique(np.asarray([r for r in np.unique(rows).tolist() if r not in self._slot], dtype=np.int64))
+        rows = np.unique(rows)
+        new = rows[self._slot[rows] < 0]
         if not len(new) or not self.k:
             return
         found = []
@@ -53,13 +54,13 @@ class NearestDocuments:
             found.append(self.pool_rows[np.take_along_axis(top, order, 1)])
         base = len(self._nbrs)
         self._nbrs = np.concatenate([self._nbrs, *found])
-        self._slot.update(zip(new.tolist(), range(base, base + len(new))))
+        self._slot[new] = np.arange(base, base + len(new))
 
     def neighbours(self, rows: np.ndarray) -> np.ndarray:
         """The `k` nearest pool documents of each row, nearest first (a row in the pool is its own nearest)."""
         rows = np.asarray(rows, dtype=np.int64)
         self._ensure(rows)
-        return self._nbrs[[self._slot[int(r)] for r in rows]] if len(rows) else np.zeros((0, self.k), np.int64)
+        return self._nbrs[self._slot[rows]] if len(rows) else np.zeros((0, self.k), np.int64)
 
     def nearest_outside(self, rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         """For each of `rows`, its nearest pool document not in `excluded` (sorted row numbers; -1 where every pool
