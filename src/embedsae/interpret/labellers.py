@@ -20,6 +20,7 @@ Built-in labellers are registered below as "module:function" strings, imported o
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -56,6 +57,14 @@ MAX_NAME_WORDS = 6
 """Longest name, in words."""
 MAX_DESCRIPTION_WORDS = 30
 """Longest description, in words."""
+
+
+_LIST = re.compile(r"[,;/:]|\s(?:and|or|&)\s", re.IGNORECASE)
+
+
+def is_one_phrase(name: str) -> bool:
+    """Whether a name is one phrase: 1 to MAX_NAME_WORDS words, no list ("A, B", "A and B", "A / B", "mixed: A")."""
+    return 1 <= len(name.split()) <= MAX_NAME_WORDS and not _LIST.search(name)
 
 
 def as_label(result: LabelResult) -> Label | None:

@@ -22,12 +22,15 @@ def auc_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
     `pos` is (m, a) and `neg` is (m, b): scores of a positives and b negatives under m scorers.
     """
+    from scipy.stats import rankdata
+
     pos = np.atleast_2d(np.asarray(pos, dtype=np.float64))
     neg = np.atleast_2d(np.asarray(neg, dtype=np.float64))
-    if pos.shape[1] == 0 or neg.shape[1] == 0:
+    a, b = pos.shape[1], neg.shape[1]
+    if a == 0 or b == 0:
         return np.full(pos.shape[0], np.nan)
-    diff = pos[:, :, None] - neg[:, None, :]
-    return ((diff > 0).sum((1, 2)) + 0.5 * (diff == 0).sum((1, 2))) / (pos.shape[1] * neg.shape[1])
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # ties share their mean rank
+    return (ranks[:, :a].sum(1) - a * (a + 1) / 2) / (a * b)
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:

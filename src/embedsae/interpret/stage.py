@@ -16,8 +16,7 @@ from ..settings import Settings, check
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .hard import NearestDocuments
-from .keywords import MIXED_PREFIX
-from .labellers import LabelContext, Labeller
+from .labellers import LabelContext, Labeller, is_one_phrase
 from .store import FeatureStore, db_path
 
 if TYPE_CHECKING:
@@ -137,9 +136,12 @@ def interpret(
             logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
                         f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
             detect = context.chat is not None and cfg.llm_score
+            n_renamed = 0
             if len(todo):
                 nearest = NearestDocuments(context.doc_vectors, pool=ex_cfg.hard_pool, seed=ex_cfg.seed)
-                _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect, nearest), todo)
+                r = _Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect, nearest)
+                _process(r, todo)
+                n_renamed = _distinct_names(r)
             n_clean = apply_clean_filter(store, clean_cfg)
             table = store.table()
         finally:
@@ -151,8 +153,12 @@ def interpret(
         "failed": int((table["id"].isin(chosen) & (table["status"] == "failed")).sum()),
         "mean_embedding_auc": _mean(done_now["embedding_auc"]),
         "mean_embedding_auc_hard": _mean(done_now["embedding_auc_hard"]),
-        "single_phrase": _share(done_now["label"], lambda x: not x.startswith(MIXED_PREFIX)),
-        "mixtures": int((done_now["mixture"] == 1).sum()),
+        "mean_description_auc": _mean(done_now["description_auc"]),
+        "mean_description_auc_hard": _mean(done_now["description_auc_hard"]),
+        "single_phrase": _share(done_now["label"], is_one_phrase),
+        "distinct_names": _distinct(table[table["status"] == "done"]["label"]),
+
+        "renamed": n_renamed, "mixtures": int((done_now["mixture"] == 1).sum()),
         "median_embedding_auc": _mean(done_now["embedding_auc"], median=True), "mean_llm_f1": _mean(done_now["llm_f1"]),
         "mean_category_f1": _mean(done_now["category_f1"]), "clean": n_clean,
         "seconds": round(time.perf_counter() - t0, 2),
@@ -163,6 +169,14 @@ def interpret(
               "clean": clean_cfg.to_dict()}
     ws.record_stage(f"interpret:{name}", record, summary=summary)
     return summary
+
+
+def _distinct(col) -> float | None:
+    """Share of names that no other feature has (`names.name_key`: case, spacing and plural "s" ignored)."""
+    from .names import distinct_share
+
+    share = distinct_share(col.dropna().tolist())
+    return None if share is None else round(share, 4)
 
 
 def _share(col, pred) -> float | None:
@@ -240,6 +254,49 @@ def _process(r: _Run, todo: np.ndarray) -> None:
             tracker.close()
             raise error
     tracker.close()
+
+
+def _distinct_names(r: _Run) -> int:
+    """Rename features that share a name (`names.rename_shared`), rebuild their descriptions and score both again;
+    returns how many were renamed. Only features whose labeller stored its candidates take part."""
+    from .keywords import describe
+    from .names import rename_shared, shared_names
+    from .scorers import auc_matrix, embedding_scores
+
+    t = r.store.table()
+    t = t[(t["status"] == "done") & t["label"].notna()]
+    names = dict(zip(t["id"].astype(int), t["label"]))
+    members = sorted({f for fs in shared_names(names).values() for f in fs})
+    details = {f: d for f, d in r.store.details(members, r.labeller.name).items() if d.get("candidates")}
+    if not details:
+        return 0
+    ctx = r.context
+    exs = {ex.feature: ex for ex in select_examples(r.csc, np.asarray(sorted(details)), ctx.doc_vectors, r.examples,
+                                                   nearest=r.nearest)}
+
+    def contrast(f: int, others: list[int], cands: list[str]) -> np.ndarray:
+        rest = np.concatenate([exs[g].shown_pos for g in others if g in exs] or [np.zeros(0, np.int64)])
+        if f not in exs or not len(rest) or not len(exs[f].shown_pos):
+            return np.zeros(len(cands))
+        vecs = ctx.phrase_emb.get(cands)
+        return auc_matrix(vecs @ np.asarray(ctx.doc_vectors[exs[f].shown_pos]).T,
+                          vecs @ np.asarray(ctx.doc_vectors[rest]).T)
+
+    renamed = rename_shared({f: names[f] for f in details}, {f: d["candidates"] for f, d in details.items()},
+                            contrast)
+    descs = dict(zip(t["id"].astype(int), t["description"]))
+    for f, name in renamed.items():
+        d = details[f]
+        parts = d.get("description_parts")
+        desc = describe(name, parts) if parts is not None else descs.get(f)
+        ctx.phrase_emb.add([x for x in (name, desc) if isinstance(x, str)])
+        scores = embedding_scores(ctx.phrase_emb.get([name])[0], ctx.doc_vectors, exs[f])
+        if isinstance(desc, str):
+            scores.update(embedding_scores(ctx.phrase_emb.get([desc])[0], ctx.doc_vectors, exs[f],
+                                           prefix="description_auc"))
+        r.store.rename(f, r.labeller.name, name, desc if isinstance(desc, str) else None, scores,
+                       {**d, "renamed_from": names[f]})
+    return len(renamed)
 
 
 def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:

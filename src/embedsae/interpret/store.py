@@ -199,6 +199,23 @@ class FeatureStore:
                     [(int(f), int(d), k, s, float(a)) for f, rows in examples.items() for d, k, s, a in rows],
                 )
 
+    def rename(self, feature: int, labeller: str, label: str, description: str | None,
+               scores: dict[str, float | None], detail: dict[str, Any]) -> None:
+        """Give a labelled feature another name and description (with their scores and the labeller's detail)."""
+        ts = now_iso()
+        with self.con:
+            self.con.execute("UPDATE features SET label = ?, description = ?, updated = ? WHERE id = ?",
+                             (label, description, ts, int(feature)))
+            self.con.execute("UPDATE labels SET label = ?, description = ?, detail = ?, created = ? "
+                             "WHERE feature = ? AND labeller = ?",
+                             (label, description, json.dumps(detail), ts, int(feature), labeller))
+            for name, value in scores.items():
+                if value is None:
+                    self.con.execute("DELETE FROM scores WHERE feature = ? AND scorer = ?", (int(feature), name))
+                else:
+                    self.con.execute("INSERT OR REPLACE INTO scores (feature, scorer, value) VALUES (?, ?, ?)",
+                                     (int(feature), name, float(value)))
+
     def set_clean(self, clean_ids: Sequence[int]) -> None:
         """Mark exactly these features as clean; the SAE counts as interpreted from then on."""
         with self.con:
@@ -215,6 +232,16 @@ class FeatureStore:
             (labeller,),
         ).fetchall()
         return {int(r[0]) for r in rows}
+
+    def details(self, features: Sequence[int], labeller: str) -> dict[int, dict[str, Any]]:
+        """The labeller's stored detail of each of `features` that has one."""
+        out: dict[int, dict[str, Any]] = {}
+        for f in features:
+            row = self.con.execute("SELECT detail FROM labels WHERE feature = ? AND labeller = ?",
+                                   (int(f), labeller)).fetchone()
+            if row and row[0]:
+                out[int(f)] = json.loads(row[0])
+        return out
 
     def table(self) -> pd.DataFrame:
         """All features with their stats, label and scores (one column per scorer)."""
