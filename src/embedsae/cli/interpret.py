@@ -75,8 +75,12 @@ def cmd_interpret(args: argparse.Namespace) -> int:
           f"({s['skipped']} from earlier runs, {s['failed']} failed), {s['alive']} alive of {s['features']}")
     print(f"  mean embedding AUC  {_fmt(s['mean_embedding_auc'])}   (median {_fmt(s.get('median_embedding_auc'))}); "
           f"against hard negatives {_fmt(s.get('mean_embedding_auc_hard'))}")
+    if s.get("mean_description_auc") is not None:
+        print(f"  descriptions' AUC   {_fmt(s['mean_description_auc'])}; against hard negatives "
+              f"{_fmt(s.get('mean_description_auc_hard'))}")
     if s.get("single_phrase") is not None:
-        print(f"  single phrases      {s['single_phrase']:.1%} of labels   ({s['mixtures']} features are mixtures)")
+        print(f"  one-phrase names    {s['single_phrase']:.1%}; distinct names {s['distinct_names']:.1%} "
+              f"({s['renamed']} renamed apart)   ({s['mixtures']} features are mixtures)")
     if s.get("mean_llm_f1") is not None:
         print(f"  mean LLM F1         {_fmt(s['mean_llm_f1'])}")
     if s.get("mean_category_f1") is not None:
@@ -120,7 +124,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         auc, hard, coh = (_fmt(sc.get(k), 2) for k in ("embedding_auc", "embedding_auc_hard", "coherence"))
         mix = "yes" if sc.get("mixture") == 1 else ""
         print(f"{r['id']:>5}  {r['density']:>8.4f}  {r['act_mean']:>8.4f}  {auc:>5}  {hard:>5}  {coh:>5}  {mix:>3}  "
-              f"{'yes' if r['clean'] else '':>5}  {r['label'] or ''}")
+              f"{'yes' if r['clean'] else '':>5}  {r['label'] or ''}" + (f"  — {r['description']}" if r.get("description") else ""))
     print(f"{len(page.items)} features", file=sys.stderr)
     return 0
 

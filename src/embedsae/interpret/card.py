@@ -59,6 +59,8 @@ def render_card(card: dict[str, Any]) -> str:
     if card.get("label") and card.get("label_source", INTERPRETED) != INTERPRETED:
         label += f"   ({card['label_source']}: not interpreted yet)"
     lines = [f"feature {card['id']} of {card.get('sae', '')}: {label}"]
+    if card.get("description"):
+        lines.append(f"  {card['description']}")
     if card.get("labeller"):
         lines.append(f"  labeller     {card['labeller']}{'   (clean)' if card.get('clean') else ''}")
     lines.append(f"  density      {card['density']:.4f} ({card['n_active']} documents)")
@@ -68,8 +70,12 @@ def render_card(card: dict[str, Any]) -> str:
     if scores.get("embedding_auc") is not None:
         hard = scores.pop("embedding_auc_hard", None)
         comb = scores.pop("embedding_auc_combined", None)
-        lines.append(f"  AUC          {scores.pop('embedding_auc'):.3f} against random documents"
+        lines.append(f"  name AUC     {scores.pop('embedding_auc'):.3f} against random documents"
                      + (f", {hard:.3f} against hard negatives (combined {comb:.3f})" if hard is not None else ""))
+    if scores.get("description_auc") is not None:
+        hard = scores.pop("description_auc_hard", None)
+        lines.append(f"  description  {scores.pop('description_auc'):.3f} against random documents"
+                     + (f", {hard:.3f} against hard negatives" if hard is not None else ""))
     if scores.get("coherence") is not None:
         mix = scores.pop("mixture", None)
         lines.append(f"  coherence    {scores.pop('coherence'):.3f}"

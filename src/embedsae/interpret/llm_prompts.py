@@ -175,6 +175,27 @@ def small_label_prompt(texts_pos: Sequence[str], chars: int) -> list[dict]:
     return [{"role": "system", "content": SMALL_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
 
+def small_description_prompt(name: str, texts_pos: Sequence[str], chars: int) -> list[dict]:
+    """The small profile's second prompt: given the name it gave, one sentence on what the texts share."""
+    lines = [f'These texts share the topic "{name}":']
+    lines += [f"- {_clip(t, chars)}" for t in texts_pos]
+    lines.append("\nIn one sentence, what do these texts have in common?")
+    return [{"role": "system", "content": SMALL_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def parse_small_description(answer: str) -> str | None:
+    """A description from a small model's answer: its first sentence (or its `DESCRIPTION:` line), markdown and
+    "Description:" prefixes removed, at most MAX_DESCRIPTION_WORDS words; None when no words are left."""
+    text = answer or ""
+    m = next((m for m in map(_KEY_LINE.match, text.splitlines()) if m and m.group(1).lower() not in _NAME_KEYS), None)
+    if m is not None:
+        text = m.group(2)
+    text = " ".join(_BULLET.sub("", ln.replace("**", "")).strip() for ln in text.splitlines() if ln.strip())
+    text = re.split(r"(?<=[a-z0-9)\"”])[.!?](?:\s|$)", text, maxsplit=1)[0].strip()
+    desc = _description(text)
+    return None if desc is None else desc.rstrip(".") + "."
+
+
 _LEAD = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:answer|label|topic|title)\s*:\s*",  # "Label: X"
     # "The topic they share is X", "They share a topic called X", "The shared theme of these texts is: X"
