@@ -64,6 +64,8 @@ SHARED_MIN_DOCS = 2
 """A description part occurs in at least this many shown activating documents ..."""
 SHARED_MIN_SHARE = 0.1
 """... and in at least this share of them."""
+PART_MAX_DF = 0.02
+"""A one-word description part occurs in at most this share of the corpus's documents."""
 
 
 class PhraseEmbeddings:
@@ -195,6 +197,9 @@ class KeywordLabeller:
         self.encoder = np.asarray(encoder, dtype=np.float32)
         self.cov_dirs = _unit(self.encoder @ self.cov)  # unit Σw per feature
         self._idf = np.log(vocab.n_docs / np.maximum(vocab.df, 1)).astype(np.float32)
+        # a description part of one word must be a rare one ("graphene", not "parameters")
+        one_word = np.char.count(np.asarray(vocab.phrases, dtype=str), " ") == 0 if vocab.phrases else np.zeros(0, bool)
+        self._specific = ~one_word | (vocab.df <= PART_MAX_DF * vocab.n_docs)
         rng = np.random.default_rng(0)
         self.sample = np.sort(rng.choice(len(self.docs), min(len(self.docs), CORPUS_SAMPLE), replace=False))
         n, dim = len(vocab.phrases), self.docs.shape[1]
@@ -276,6 +281,7 @@ class KeywordLabeller:
             counts = np.asarray(self.vocab.rows(f.ex.shown_pos)[:, ids].sum(0)).ravel() if len(ids) else np.zeros(0)
             # description parts: title runs, and the characteristic phrases (best by c-TF-IDF) shared by documents
             shared = (counts >= max(SHARED_MIN_DOCS, SHARED_MIN_SHARE * len(f.ex.shown_pos))) & np.isin(ids, by_ctf)
+            shared &= self._specific[ids]
             chunk_names = self._best_chunks(f, ch, vecs)
             plans.append((names + chunk_names, np.concatenate([shared, np.ones(len(chunk_names), bool)]), len(names)))
         self.phrase_emb.add([c for names, _, n in plans for c in names[n:]])

@@ -27,7 +27,7 @@ VOCABULARY_SAMPLE = 20_000
 this many documents' phrases, whatever the corpus size."""
 
 _SPLIT = re.compile(r"[.,;:!?()\[\]{}\"“”‘’<>|=+*/\\]+|\s-\s|\$[^$]*\$")
-_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
+_TOKEN = re.compile(r"[^\W\d_][^\W_]*(?:[-'][^\W_]+)*")  # words of letters (any script) and digits
 
 # Words that say nothing about a document's topic in scientific abstracts, on top of English stop words.
 ACADEMIC_STOP_WORDS = frozenset("""
@@ -43,6 +43,7 @@ achieves achieved including include includes given make makes made way ways use 
 important key main large small high low good better best specific particular general specifically
 approach-based previous prior et al i e etc eg ie whose whether either neither wide widely
 http https www com org html github url
+emph textit textbf mathrm mathcal mathbb mathbf infty cite ref eq eqs fig figs sec ii iii iv vi vii viii
 """.split())
 
 # Verbs and function words that make a phrase unreadable when they start or end it ("flow past", "occurs").
