@@ -357,6 +357,10 @@ def start_job(state: AppState, s: Served, body) -> dict[str, Any]:
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"workspace '{s.name}' has no trained SAE yet; start a train job first")
+    if kind == "train":
+        from ..pipeline import check_new_sae
+
+        check_new_sae(s.workspace, body.sae_name(), body.overwrite)  # 409 now; the stage checks again under its lock
     job = state.jobs.submit(s.name, kind, body.model_dump(), work)
     return job.to_dict()
 

@@ -88,7 +88,9 @@ class Job:
 class JobRunner:
     """Starts jobs in daemon threads and remembers them (the newest KEEP_FINISHED finished ones)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Callable[[str], str] = str) -> None:
+        self._redact = redact
+        """Makes a failed job's error fit for the client (no server paths)."""
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -135,7 +137,7 @@ class JobRunner:
             from ..errors import EmbedSAEError
 
             job.state = "failed"
-            job.error = str(exc) if isinstance(exc, EmbedSAEError) else f"{type(exc).__name__}: {exc}"
+            job.error = self._redact(str(exc) if isinstance(exc, EmbedSAEError) else f"{type(exc).__name__}: {exc}")
             if not isinstance(exc, EmbedSAEError):
                 logger.error(f"job {job.id} ({job.kind} on {job.workspace}) failed:\n{traceback.format_exc()}")
         finally:

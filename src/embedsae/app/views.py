@@ -4,6 +4,7 @@ same functions as the JSON API (`api.py`), so everything a screen shows is also 
 from __future__ import annotations
 
 import bisect
+import html
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ..errors import EmbedSAEError
+from ..errors import EmbedSAEError, WorkspaceError
 from . import api
 from .jobs import JobBusy
 from .schemas import MAX_EDITS, MAX_TEXT_CHARS, SAE_NAME, SearchRequest, SteerEdit
@@ -35,9 +36,21 @@ def page(request: Request, template: str, ws: str | None = None, sae: str | None
         **context}, status_code=status)
 
 
+def error_status(exc: Exception) -> int:
+    return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
+
+
 def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy) else 400
-    return page(request, "error.html", ws, sae, status=status, message=str(exc))
+    """The error page: the message (workspaces named, not paths) escaped like every value a template shows."""
+    return page(request, "error.html", ws, sae, status=error_status(exc),
+                message=api.app_state(request).public(str(exc)))
+
+
+def error_fragment(request: Request, exc: Exception | str, status: int | None = None) -> HTMLResponse:
+    """An htmx fragment with an error message, escaped (the message may echo what the client sent)."""
+    text = api.app_state(request).public(str(exc))
+    code = status if status is not None else error_status(exc) if isinstance(exc, Exception) else 400
+    return HTMLResponse(f"<p class='error'>{html.escape(text, quote=False)}</p>", status_code=code)
 
 
 def sae_param(request: Request) -> str | None:
@@ -62,7 +75,7 @@ def home(request: Request):
                 row["metrics"] = api.clean_json(s.project(row["name"]).metrics() or {})
             summaries.append(info)
         except EmbedSAEError as exc:
-            errors[s.name] = str(exc)
+            errors[s.name] = state.public(str(exc))
     return page(request, "workspaces.html", summaries=summaries, errors=errors)
 
 
@@ -137,7 +150,7 @@ def label_hits(request: Request, ws: str, label: str = ""):
         sae = sae_param(request)
         hits = api.find_labels(request, ws, sae=sae, q=label[:200], limit=10)["items"] if label.strip() else []
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>")
+        return error_fragment(request, exc, 200)
     return page(request, "_labels.html", ws, sae, hits=hits)
 
 
@@ -218,11 +231,11 @@ def try_text(request: Request, ws: str, feature: int,
         s = api.served(request, ws)
         p = s.project(sae)
         if not text.strip():
-            return HTMLResponse("<p class='error'>Type some text first.</p>")
+            return error_fragment(request, "Type some text first.", 200)
         api.check_feature(p, max(feature, 0))
         res = s.activations(p, [text], [max(feature, 0)], top=10)[0]
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_tryit.html", ws, sae, res=res, feature=feature)
 
 
@@ -276,7 +289,7 @@ def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_leng
         body = api.ConceptsRequest(groups=groups, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")], sae=sae)
         report = api.concepts(request, ws, body)
     except (EmbedSAEError, NotFound, ValidationError) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_concepts.html", ws, None, report=report)
 
 
@@ -300,7 +313,7 @@ async def jobs_start(request: Request, ws: str):
     form = await request.form()
     kind = str(form.get("kind", ""))
     fields: dict[str, Any] = {"kind": kind}
-    for key in ("k", "latents", "epochs", "max_features", "name", "architecture"):
+    for key in ("k", "latents", "epochs", "max_features", "name", "architecture", "overwrite"):
         value = str(form.get(key, "")).strip()
         if value:
             fields[key] = value
@@ -312,6 +325,6 @@ async def jobs_start(request: Request, ws: str):
         await run_in_threadpool(api.start_job, state, state.served(ws), body)
         message = ""
     except (EmbedSAEError, NotFound, JobBusy, ValidationError) as exc:
-        message = str(exc)
+        message = api.app_state(request).public(str(exc))
     return page(request, "_jobs.html", ws, None, jobs=[j.to_dict() for j in api.app_state(request).jobs.list()],
                 message=message)
