@@ -24,10 +24,10 @@ def main() -> None:
     from embedsae.interpret.examples import select_examples
     from embedsae.interpret.keywords import KeywordLabeller, PhraseEmbeddings, build_vocabulary
     from embedsae.interpret.labellers import as_label, is_one_phrase
-    from embedsae.threads import blas_single_thread
     from embedsae.interpret.scorers import embedding_scores
     from embedsae.interpret.stage import feature_stats
     from embedsae.sae.codes import workspace_codes
+    from embedsae.threads import blas_single_thread
     from embedsae.workspace import Workspace
 
     ap = argparse.ArgumentParser()
@@ -57,7 +57,7 @@ def main() -> None:
                 "default": dict(titles=titles)}
     base = None
 
-    def mean_auc(texts: list, prefix: str) -> tuple[float, float]:
+    def mean_auc(texts: list) -> tuple[float, float]:
         got = [embedding_scores(pe.get([t])[0], docs, ex) for ex, t in zip(exs, texts) if t]
         return tuple(float(np.nanmean([g[k] if g[k] is not None else np.nan for g in got]))  # type: ignore[return-value]
                      for k in ("embedding_auc", "embedding_auc_hard"))
@@ -72,8 +72,8 @@ def main() -> None:
         seconds = time.perf_counter() - t
         base = base or seconds
         n_embedded = len(pe)
-        name = mean_auc([m.name for m in made], "embedding_auc")
-        desc = mean_auc([m.description for m in made], "embedding_auc")
+        name = mean_auc([m.name for m in made])
+        desc = mean_auc([m.description for m in made])
         single = np.mean([is_one_phrase(m.name) for m in made if m.name])
         print(f"{variant:<30} {seconds:7.2f}s (x{seconds / base:.2f}), {n_embedded} phrases embedded, held-out AUC "
               f"names {name[0]:.3f} random / {name[1]:.3f} hard, descriptions {desc[0]:.3f} / {desc[1]:.3f}, "
