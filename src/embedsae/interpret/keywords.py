@@ -65,7 +65,7 @@ SHARED_MIN_DOCS = 2
 SHARED_MIN_SHARE = 0.1
 """... and in at least this share of them."""
 PART_MAX_DF = 0.02
-"""A one-word description part occurs in at most this share of the corpus's documents."""
+"""A one-word name or description part occurs in at most this share of the corpus's documents."""
 
 
 class PhraseEmbeddings:
@@ -197,7 +197,7 @@ class KeywordLabeller:
         self.encoder = np.asarray(encoder, dtype=np.float32)
         self.cov_dirs = _unit(self.encoder @ self.cov)  # unit Σw per feature
         self._idf = np.log(vocab.n_docs / np.maximum(vocab.df, 1)).astype(np.float32)
-        # a description part of one word must be a rare one ("graphene", not "parameters")
+        # a name, or a description part, of one word must be a rare one ("graphene", not "parameters")
         one_word = np.char.count(np.asarray(vocab.phrases, dtype=str), " ") == 0 if vocab.phrases else np.zeros(0, bool)
         self._specific = ~one_word | (vocab.df <= PART_MAX_DF * vocab.n_docs)
         rng = np.random.default_rng(0)
@@ -283,9 +283,11 @@ class KeywordLabeller:
             shared = (counts >= max(SHARED_MIN_DOCS, SHARED_MIN_SHARE * len(f.ex.shown_pos))) & np.isin(ids, by_ctf)
             shared &= self._specific[ids]
             chunk_names = self._best_chunks(f, ch, vecs)
-            plans.append((names + chunk_names, np.concatenate([shared, np.ones(len(chunk_names), bool)]), len(names)))
-        self.phrase_emb.add([c for names, _, n in plans for c in names[n:]])
-        return [self._label(f, names, shared) for f, (names, shared, _) in zip(feats, plans)]
+            nameable = np.concatenate([self._specific[ids], np.ones(len(chunk_names), bool)])
+            plans.append((names + chunk_names, np.concatenate([shared, np.ones(len(chunk_names), bool)]), nameable,
+                          len(names)))
+        self.phrase_emb.add([c for names, _, _, n in plans for c in names[n:]])
+        return [self._label(f, names, shared, nameable) for f, (names, shared, nameable, _) in zip(feats, plans)]
 
     def _vocab_candidates(self, f: _Feature, by_ctf: np.ndarray, pool: np.ndarray,
                           glob: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -321,12 +323,14 @@ class KeywordLabeller:
                     for i, w in enumerate((self.prior_weight, self.encoder_weight, self.pair_weight)))
         return [chunks[i][0] for i in np.argsort(-score, kind="stable")[: self.n_chunks]]
 
-    def _label(self, f: _Feature, names: list[str], shared: np.ndarray) -> Label:
+    def _label(self, f: _Feature, names: list[str], shared: np.ndarray, nameable: np.ndarray) -> Label:
         if not names:
             return Label(None, None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"})
         vecs = self.phrase_emb.get(names)
         crit = f.criterion(self, vecs)
         order = np.argsort(-crit, kind="stable")
+        if nameable.any():  # names: no common single word ("ability", "changes"); descriptions may use them
+            order = order[nameable[order]]
         best = int(order[0])
         parts = self._describe(f, names, vecs, best, shared)
         detail: dict = {"candidates": {names[i]: round(float(crit[i]), 4) for i in order[:12]},

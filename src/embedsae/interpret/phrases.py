@@ -56,6 +56,7 @@ suggest suggests increase increases increased decrease decreases reduce reduces 
 generate generates generated capture captures captured rest due like able aim aims aimed focus focuses focused
 called known termed named defined define defines take takes taken give gives giving help helps need needs
 needed try tries seek seeks explore explores explored analyze analyzes analyzed analyse analysed assess assessed
+near continue continues continued
 examine examined employ employs employed exploit exploits exploited leverage leverages leveraged utilize utilizes
 utilized introduce develop develops developed design designed designs build builds built train trained trains
 """.split())
