@@ -184,16 +184,19 @@ def small_description_prompt(name: str, texts_pos: Sequence[str], chars: int) ->
 
 
 def parse_small_description(answer: str) -> str | None:
-    """A description from a small model's answer: its first sentence (or its `DESCRIPTION:` line), markdown and
-    "Description:" prefixes removed, at most MAX_DESCRIPTION_WORDS words; None when no words are left."""
+    """A description from a small model's answer: the first sentence of its `DESCRIPTION:` line, or else of its
+    first non-empty line (the first item of a list), markdown and bullets removed, at most MAX_DESCRIPTION_WORDS
+    words; None when no words are left."""
     text = answer or ""
-    m = next((m for m in map(_KEY_LINE.match, text.splitlines()) if m and m.group(1).lower() not in _NAME_KEYS), None)
-    if m is not None:
-        text = m.group(2)
-    text = " ".join(_BULLET.sub("", ln.replace("**", "")).strip() for ln in text.splitlines() if ln.strip())
+    lines = [ln for ln in text.splitlines() if ln.strip(" \t*#-•\"'`")]
+    m = next((m for m in map(_KEY_LINE.match, lines) if m and m.group(1).lower() not in _NAME_KEYS), None)
+    text = m.group(2) if m is not None else (lines[0] if lines else "")
+    text = _BULLET.sub("", text.replace("**", "")).strip()
     text = re.split(r"(?<=[a-z0-9)\"”])[.!?](?:\s|$)", text, maxsplit=1)[0].strip()
     desc = _description(text)
-    return None if desc is None else desc.rstrip(".") + "."
+    if desc is None:
+        return None
+    return desc if desc.endswith(("…", ".", "!", "?")) else desc + "."
 
 
 _LEAD = [re.compile(p, re.IGNORECASE) for p in (
