@@ -401,3 +401,9 @@ def test_names_shared_by_features_are_told_apart_by_their_contrast():
     assert distinct_share(list(names.values())) == pytest.approx(2 / 5)
     # a member without a free candidate keeps the shared name
     assert rename_shared({1: "x", 2: "x"}, {1: {"x": 1.0}, 2: {"x": 0.5}}, lambda f, o, c: np.zeros(len(c))) == {}
+    # a name another feature has is never given, though it is only that feature's (4's "graphene"), nor is
+    # a name of a feature whose labeller stored no candidates taken from it
+    renamed = rename_shared({1: "x", 2: "x", 4: "graphene", 6: "y", 7: "y"},
+                            {1: {"graphene": 9.0, "x": 1.0, "v": 0.5}, 2: {"Graphenes": 8.0, "z": 0.1},
+                             7: {"y": 5.0, "w": 1.0}}, lambda f, o, c: np.zeros(len(c)))
+    assert renamed == {1: "v", 7: "w"}

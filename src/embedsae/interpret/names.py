@@ -55,8 +55,10 @@ def rename_shared(
 ) -> dict[int, str]:
     """New names for features that share one (feature -> new name; features keeping theirs are left out).
 
-    `candidates[f]` are feature f's candidate names with the labeller's criterion; `contrast(f, others, cands)`
-    gives, per candidate, the AUC of f's shown activating documents against those of the `others`.
+    `names` are the names of all the SAE's labelled features (a new name must differ from every one of them);
+    `candidates[f]` are feature f's candidate names with the labeller's criterion (features without any keep
+    their name); `contrast(f, others, cands)` gives, per candidate, the AUC of f's shown activating documents
+    against those of the `others`.
     """
     groups = shared_names(names)
     taken = {name_key(n) for f, n in names.items() if name_key(n) not in groups}
@@ -64,10 +66,13 @@ def rename_shared(
     for key, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         pairs = []
         for f in members:
-            cands = dict(candidates.get(f, {}))
+            if f not in candidates:  # a feature without candidates keeps its name (and takes it first)
+                pairs.append((float("inf"), f, names[f]))
+                continue
+            cands = dict(candidates[f])
             cands.setdefault(names[f], max(cands.values(), default=0.0))
             texts = list(cands)
-            others = [g for g in members if g != f]
+            others = [g for g in members if g != f and g in candidates]
             score = np.asarray([cands[c] for c in texts]) + CONTRAST_WEIGHT * np.asarray(contrast(f, others, texts))
             pairs += [(float(s), f, c) for s, c in zip(score, texts)]
         done: set[int] = set()

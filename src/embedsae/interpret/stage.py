@@ -297,8 +297,7 @@ def _distinct_names(r: _Run) -> int:
         return auc_matrix(vecs @ np.asarray(ctx.doc_vectors[exs[f].shown_pos]).T,
                           vecs @ np.asarray(ctx.doc_vectors[rest]).T)
 
-    renamed = rename_shared({f: names[f] for f in details}, {f: d["candidates"] for f, d in details.items()},
-                            contrast)
+    renamed = rename_shared(names, {f: d["candidates"] for f, d in details.items()}, contrast)
     descs = dict(zip(t["id"].astype(int), t["description"]))
     for f, name in renamed.items():
         d = details[f]
