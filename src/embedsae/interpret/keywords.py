@@ -273,16 +273,9 @@ class KeywordLabeller:
         cover = [i for ch in chunks for _, parts in ch for i in parts]
         self._ensure(np.concatenate([p for _, p, _ in pools] + [np.asarray(cover, np.int64)]))  # one call per batch
         feats = [_Feature(self, ex) for ex in examples]
-        every = np.flatnonzero(self._done & self.vocab.standalone) if self.n_global else np.zeros(0, np.int64)
-        if len(every) and feats:  # d' of every embedded standalone phrase along every feature's directions
-            glob = (self._vec[every] / self._spread_all[every][:, None]) @ np.concatenate([f.dirs for f in feats]).T
         plans = []
-        for k, (f, (by_ctf, pool, grounded), ch) in enumerate(zip(feats, pools, chunks)):
-            g = None
-            if len(every):  # only phrases found in the feature's shown documents: names must be grounded
-                keep = np.isin(every, grounded, assume_unique=True)
-                g = (every[keep], glob[keep, 3 * k : 3 * k + 3]) if keep.any() else None
-            ids, vecs = self._vocab_candidates(f, by_ctf, pool, g)
+        for f, (by_ctf, pool, grounded), ch in zip(feats, pools, chunks):
+            ids, vecs = self._vocab_candidates(f, by_ctf, pool, grounded[self._done[grounded]])
             names = [self.vocab.display[i] for i in ids]
             counts = np.asarray(self.vocab.rows(f.ex.shown_pos)[:, ids].sum(0)).ravel() if len(ids) else np.zeros(0)
             # description parts: title runs, and the characteristic phrases (best by c-TF-IDF) shared by documents
@@ -295,25 +288,22 @@ class KeywordLabeller:
         self.phrase_emb.add([c for names, _, _, n in plans for c in names[n:]])
         return [self._label(f, names, shared, nameable) for f, (names, shared, nameable, _) in zip(feats, plans)]
 
-    def _vocab_candidates(self, f: _Feature, by_ctf: np.ndarray, pool: np.ndarray,
-                          glob: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    def _vocab_candidates(self, f: _Feature, by_ctf: np.ndarray, pool: np.ndarray, known: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
         """Ids and embeddings of the best `n_contrastive` phrases by c-TF-IDF, the best `n_candidates` of the
-        pool by the priors and the best `n_global` of all embedded standalone phrases by the priors (`glob`: their
-        ids and d' along the feature's three directions)."""
+        pool by the priors and the best `n_global` by the priors of all the phrases of the feature's shown
+        documents whose embedding is `known`."""
         if len(pool) == 0:
             return pool, np.zeros((0, self.docs.shape[1]), np.float32)
-        pri = f.priors(self, self._vec[pool])
         w = (self.prior_weight, self.encoder_weight, self.pair_weight)
+        pri = f.priors(self, self._vec[pool])
         top = pri.max(0)
         score = sum(wi * _rel(pri[:, i], float(top[i])) for i, wi in enumerate(w))
-        by_prior = pool[np.argsort(-score, kind="stable")[: self.n_candidates]]
-        parts = [by_prior, by_ctf]
-        if glob is not None:
-            every, gp = glob
+        parts = [by_ctf, pool[np.argsort(-score, kind="stable")[: self.n_candidates]]]
+        if self.n_global and len(known):
+            gp = (self._vec[known] @ f.dirs.T) / self._spread_all[known][:, None]
             gscore = sum(wi * _rel(gp[:, i], float(top[i])) for i, wi in enumerate(w))
-            n = min(self.n_global, len(every))
-            best = np.argpartition(-gscore, n - 1)[:n]
-            parts.append(every[best])
+            parts.append(known[np.argsort(-gscore, kind="stable")[: self.n_global]])
         ids = np.unique(np.concatenate(parts))
         return ids, self._vec[ids]
 
