@@ -6,7 +6,8 @@ document's hard negative for a feature is then the first of them outside the fea
 it fires on, and any the caller keeps apart), and only when all `k` are excluded is the whole search pool
 scanned for that document. The search pool is every document of a corpus up to `pool` documents, and a seeded
 sample of `pool` documents of a larger one, held in memory (pool x dimension floats): the cost of a run is
-about (documents asked about) x (pool) dot products, whatever the corpus size.
+about (documents asked about) x (pool) dot products, whatever the corpus size, and its memory the pool's
+vectors, 8 bytes per corpus document (where each one's neighbours are) and 4k bytes per document asked about.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class NearestDocuments:
         self.pool_vecs = np.asarray(docs[self.pool_rows], dtype=np.float32)
         self.k = min(k, len(self.pool_rows))
         self._slot = np.full(n, -1, np.int64)  # row -> its line in _nbrs (-1: not searched yet)
-        self._nbrs = np.zeros((0, self.k), np.int64)
+        self._nbrs = np.zeros((0, self.k), np.int32)  # k neighbours of each document searched (4 bytes each)
         self.fallbacks = 0
         """How many look-ups needed a scan of the whole pool (all `k` neighbours were excluded)."""
 
@@ -51,7 +52,7 @@ class NearestDocuments:
             sims = q @ self.pool_vecs.T
             top = np.argpartition(-sims, self.k - 1, axis=1)[:, : self.k]
             order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable")
-            found.append(self.pool_rows[np.take_along_axis(top, order, 1)])
+            found.append(self.pool_rows[np.take_along_axis(top, order, 1)].astype(np.int32))
         base = len(self._nbrs)
         self._nbrs = np.concatenate([self._nbrs, *found])
         self._slot[new] = np.arange(base, base + len(new))
@@ -60,7 +61,7 @@ class NearestDocuments:
         """The `k` nearest pool documents of each row, nearest first (a row in the pool is its own nearest)."""
         rows = np.asarray(rows, dtype=np.int64)
         self._ensure(rows)
-        return self._nbrs[self._slot[rows]] if len(rows) else np.zeros((0, self.k), np.int64)
+        return self._nbrs[self._slot[rows]].astype(np.int64) if len(rows) else np.zeros((0, self.k), np.int64)
 
     def nearest_outside(self, rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         """For each of `rows`, its nearest pool document not in `excluded` (sorted row numbers; -1 where every pool
