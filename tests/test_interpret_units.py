@@ -407,3 +407,35 @@ def test_names_shared_by_features_are_told_apart_by_their_contrast():
                             {1: {"graphene": 9.0, "x": 1.0, "v": 0.5}, 2: {"Graphenes": 8.0, "z": 0.1},
                              7: {"y": 5.0, "w": 1.0}}, lambda f, o, c: np.zeros(len(c)))
     assert renamed == {1: "v", 7: "w"}
+
+
+def test_a_feature_store_of_before_descriptions_still_opens(tmp_path):
+    """A features.db written before the description column: read as it is (descriptions empty), and given the
+    column when opened for writing."""
+    import sqlite3
+
+    path = tmp_path / "features.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE features (id INTEGER PRIMARY KEY, label TEXT, labeller TEXT, density REAL, act_mean REAL,
+            act_max REAL, n_active INTEGER, category TEXT, clean INTEGER DEFAULT 0, status TEXT, run INTEGER,
+            updated TEXT);
+        CREATE TABLE labels (feature INTEGER, labeller TEXT, label TEXT, detail TEXT, created TEXT,
+            PRIMARY KEY (feature, labeller));
+        CREATE TABLE scores (feature INTEGER, scorer TEXT, value REAL, PRIMARY KEY (feature, scorer));
+        INSERT INTO features VALUES (0, 'graph kernels', 'keywords', 0.1, 0.5, 0.9, 10, NULL, 1, 'done', 1, 'x');
+        INSERT INTO scores VALUES (0, 'embedding_auc', 0.9);
+        INSERT INTO meta VALUES ('interpreted', 'true');
+    """)
+    con.close()
+    store = FeatureStore.read(path)
+    t = store.table()
+    store.close()
+    assert t.loc[0, "label"] == "graph kernels" and t["description"].isna().all()
+    assert t.loc[0, "embedding_auc"] == 0.9 and np.isnan(t.loc[0, "description_auc"])
+    with FeatureStore(path) as st:
+        st.write_stats([(1, 0.2, 0.4, 0.8, 12)])
+        st.write_batch(labels={1: ("spectral graph theory", "keywords", {})}, scores={}, descriptions={1: "Graphs."})
+        t = st.table().set_index("id")
+    assert t.loc[0, "label"] == "graph kernels" and t.loc[1, "description"] == "Graphs."
