@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from embedsae.cli import main
+from embedsae.records import FeatureScores
 
 N_FEATURES = 240
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -142,11 +143,13 @@ def test_cli_lists_cards_and_exports(interpreted, capsys, tmp_path):
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) >= N_FEATURES
     scored = [r for r in recs if r["scores"]["embedding_auc"] is not None]
-    keys = [(r["scores"].get("embedding_auc_combined", r["scores"]["embedding_auc"]), r["n_active"]) for r in scored]
-    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives), ties by documents
+    combined = [r["scores"]["embedding_auc_combined"] for r in scored]
+    keys = [c if c is not None else float("-inf") for c in combined]
+    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives)
     for key in ("id", "label", "description", "density", "act_mean", "scores"):
         assert key in recs[0]
-    assert all(r["description"] for r in scored) and "description_auc" in scored[0]["scores"]
+    assert all(set(r["scores"]) == set(FeatureScores.names()) for r in recs)  # every score, None where not computed
+    assert all(r["description"] for r in scored) and scored[0]["scores"]["description_auc"] is not None
     word = scored[0]["label"].split()[0]
     assert main(["features", str(ws.path), "--search", word, "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
