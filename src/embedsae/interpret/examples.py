@@ -78,14 +78,14 @@ class FeatureExamples:
         return np.concatenate([self.random_neg, self.hard_neg])
 
     def rows(self) -> list[tuple[int, str, str, float]]:
-        """(doc, kind, split, activation) rows for the feature store."""
+        """(doc, kind, split, activation) rows for the feature store. The held-out random negatives (200 seeded
+        draws; `select_examples` draws them again) are left out: they would be two thirds of the rows."""
         out: list[tuple[int, str, str, float]] = []
         out += [(int(d), "top", "shown", float(a)) for d, a in zip(self.top, self.top_act)]
         out += [(int(d), "quantile", "shown", float(a)) for d, a in zip(self.quantile, self.quantile_act)]
         out += [(int(d), "random_neg", "shown", 0.0) for d in self.random_neg]
         out += [(int(d), "hard_neg", "shown", 0.0) for d in self.hard_neg]
         out += [(int(d), "pos", "heldout", float(a)) for d, a in zip(self.heldout_pos, self.heldout_pos_act)]
-        out += [(int(d), "random_neg", "heldout", 0.0) for d in self.heldout_neg]
         out += [(int(d), "hard_neg", "heldout", 0.0) for d in self.heldout_hard]
         return out
 
