@@ -89,9 +89,6 @@ class PhraseEmbeddings:
         self.add(phrases)
         return np.stack([self._cache[p] for p in phrases]) if phrases else np.zeros((0, 1), np.float32)
 
-    def __contains__(self, phrase: str) -> bool:
-        return phrase in self._cache
-
     def __len__(self) -> int:
         return len(self._cache)
 
