@@ -391,7 +391,8 @@ def top_documents(codes_csc, features: np.ndarray, n: int) -> list[np.ndarray]:
 def title_keyword_labels(titles: Sequence[str], codes_csc, *, top_docs: int = 10) -> dict[int, str]:
     """Quick labels for an SAE that was never interpreted: per feature, the standalone phrase of the phrase
     vocabulary (built over the titles) most frequent in the titles of its `top_docs` strongest documents and
-    rare in the corpus (share of those titles x idf; longer phrases win ties). No embeddings, a second or two."""
+    rare in the corpus (share of those titles x idf; longer phrases win ties), one that two of the titles share
+    where there is one. No embeddings, a second or two."""
     vocab = build_vocabulary(titles, min_df=2, max_df=0.1)
     if not vocab.phrases:
         return {}
@@ -401,8 +402,9 @@ def title_keyword_labels(titles: Sequence[str], codes_csc, *, top_docs: int = 10
     labels: dict[int, str] = {}
     for f, docs in zip(feats, top_documents(codes_csc, feats, top_docs)):
         counts = np.asarray(vocab.rows(docs).sum(0)).ravel()
-        score = counts * idf * (counts >= min(2, len(docs)))
-        best = int(np.argmax(score))
+        score = counts * idf
+        shared = score * (counts >= min(2, len(docs)))
+        best = int(np.argmax(shared)) if shared.max() > 0 else int(np.argmax(score))
         if score[best] > 0:
             labels[int(f)] = vocab.display[best]
     return labels
