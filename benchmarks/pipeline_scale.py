@@ -148,6 +148,7 @@ class Watched:
         self.killed = False
         self.cpu = 0.0
         self.peak_sampled = self.peak_anon = 0
+        self.loads: list[float] = []  # the machine's 1-minute load average, sampled while the stage runs
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                      env=env or {**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -159,6 +160,7 @@ class Watched:
         while not self._stop.is_set():
             rss, anon = tree_rss(self.proc.pid)
             self.peak_sampled, self.peak_anon = max(self.peak_sampled, rss), max(self.peak_anon, anon)
+            self.loads.append(os.getloadavg()[0])
             if rss > self.limit and not self.killed:
                 self.killed = True
                 self.kill()
@@ -178,6 +180,10 @@ class Watched:
         self._stop.set()
         self._watch.join()
         return self.proc.returncode, wall, max(usage.ru_maxrss * 1024, self.peak_sampled)
+
+    def load(self) -> float | None:
+        """The mean of the 1-minute load averages sampled while the process ran."""
+        return round(statistics.fmean(self.loads), 1) if self.loads else None
 
     def kill(self) -> None:
         try:
@@ -208,7 +214,7 @@ def run_stage(name: str, args: list[str], limit: int, log: Path) -> dict:
     note = "" if code == 0 else (f"KILLED above {limit / 1e9:.1f} GB" if w.killed else f"exit {code}: "
                                  + (tail[-1][:150] if tail else ""))
     row = {"stage": name, "wall_s": round(wall, 1), "cpu_s": round(w.cpu, 1), "peak_rss_gb": round(peak / 1e9, 2),
-           "peak_anon_gb": round(w.peak_anon / 1e9, 2), "ok": code == 0, "notes": note}
+           "peak_anon_gb": round(w.peak_anon / 1e9, 2), "load": w.load(), "ok": code == 0, "notes": note}
     print(json.dumps(row), flush=True)
     return row
 
@@ -271,7 +277,7 @@ def run_serve(ws: Path, limit: int, log: Path, repeats: int = 5) -> list[dict]:
     finally:
         code, wall, peak = w.stop()
     rows.insert(0, {"stage": "serve", "wall_s": round(start_s, 1), "cpu_s": round(w.cpu, 1), "peak_rss_gb": round(peak / 1e9, 2),
-                    "peak_anon_gb": round(w.peak_anon / 1e9, 2), "ok": not w.killed,
+                    "peak_anon_gb": round(w.peak_anon / 1e9, 2), "load": w.load(), "ok": not w.killed,
                     "notes": "start-up until the URL is printed; RSS over the whole session"
                              + (f"; KILLED above {limit / 1e9:.1f} GB" if w.killed else "")})
     return rows
@@ -322,12 +328,13 @@ def main() -> int:
     after = [r for r in rows if r["stage"] not in ("embed", "embed-parquet") and not r["stage"].startswith("serve:")]
     total = sum(r["wall_s"] for r in after if r["stage"] != "serve")
     cpu = sum(r.get("cpu_s") or 0 for r in after if r["stage"] != "serve")
-    table = ["| stage | wall s | CPU s | peak RSS GB (anonymous) | notes |", "| --- | --- | --- | --- | --- |"]
+    table = ["| stage | wall s | CPU s | peak RSS GB (anonymous) | load | notes |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         rss = "" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f} ({r['peak_anon_gb']:.2f})"
-        table.append(f"| {r['stage']} | {r['wall_s']} | {r.get('cpu_s', '')} | {rss} | "
+        table.append(f"| {r['stage']} | {r['wall_s']} | {r.get('cpu_s', '')} | {rss} | {r.get('load') or ''} | "
                      f"{r['notes'] or ('ok' if r['ok'] else 'failed')} |")
-    table.append(f"| **after embed, in all** | **{total:.0f}** | **{cpu:.0f}** | | train + interpret + families + "
+    table.append(f"| **after embed, in all** | **{total:.0f}** | **{cpu:.0f}** | | | train + interpret + families + "
                  "index + searches (CPU s / 2 cores: the wall time an idle machine would need at best) |")
     text = "\n".join(table)
     print(f"\n{args.n:,} documents; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}\n{text}")

@@ -98,8 +98,10 @@ def test_train_form_shows_the_librarys_defaults(real):
     train = train[: train.index("</form>")]
     assert f'name="k" type="number" step="1" class="narrow" min="1" max="4096" value="{SAEConfig.k}"' in train
     assert f'name="latents" type="number" step="1" class="narrow" min="1" max="1048576" value="{SAEConfig.n_latents}"' in train
-    assert f'name="batch_size" type="number" step="1" class="narrow" min="1" max="1048576" value="{TrainConfig.batch_size}"' in train
-    assert 'name="epochs"' in train and 'placeholder="default"' in train  # adaptive: the library picks it
+    # adaptive: the library picks them from the corpus size (TrainConfig's None)
+    assert TrainConfig.batch_size is None and TrainConfig.epochs is None
+    assert 'name="batch_size" type="number" step="1" class="narrow" min="1" max="1048576" placeholder="default"' in train
+    assert 'name="epochs" type="number" step="1" class="narrow" min="1" max="100000" placeholder="default"' in train
     for arch in ("topk", "batchtopk", "relu"):
         assert f'<option value="{arch}"' in train
 
