@@ -50,6 +50,7 @@ class Workspace:
         self.path = Path(path)
         self.manifest = manifest
         self._corpus: pd.DataFrame | None = None
+        self._corpus_checked = False
         self._embeddings: np.ndarray | RowView | None = None
         self._vectors: ShardedVectors | None = None
 
@@ -305,10 +306,21 @@ class Workspace:
         """The texts, display titles or ids (`name`: texts, titles, ids) by row: the memory-mapped row store, or
         for a workspace made before it existed, read from the corpus table a row group at a time."""
         if TextStore.exists(self.path / layout.TEXTS, name):
+            self._check_corpus()
             return TextStore(self.path / layout.TEXTS, name)
         if name == "titles":
             return _TitlesFromTable(self)
         return self.column("text" if name == "texts" else "id")
+
+    def _check_corpus(self) -> None:
+        """The row stores are made from the corpus table: a damaged table is said before they are used (its footer
+        is read, once per workspace object)."""
+        if not self._corpus_checked and self._corpus is None:
+            import pyarrow.parquet as pq
+
+            with reading(self.path / layout.CORPUS):
+                pq.read_metadata(self.path / layout.CORPUS)
+        self._corpus_checked = True
 
     def ensure_texts(self) -> TextStore:
         """The text store, written from the corpus table first when the workspace predates it (for stages)."""

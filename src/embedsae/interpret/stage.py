@@ -124,7 +124,12 @@ def interpret(
         chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
         path = db_path(ws.sae_dir(name))
         new = not path.exists()
-        store = FeatureStore(path)
+        try:
+            store = FeatureStore(path)
+        except OSError as exc:  # a full disk may stop the database's creation itself
+            if new and exc.errno in DISK_FULL:
+                remove_database(path)
+            raise
         try:
             embedder = ws.embedder(batch_size=256)
             context = LabelContext(

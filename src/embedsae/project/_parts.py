@@ -80,11 +80,17 @@ class Parts:
     def sae_config(self) -> dict[str, Any]:
         """The SAE's cfg.json (architecture, k, n_latents, ...), read without loading the model (nor torch: views
         that show features start in a second; the model's own load checks the whole configuration)."""
-        from ..integrity import read_json_object
+        from ..integrity import damaged, read_json_object
 
         def build() -> dict[str, Any]:
             path = self.workspace.sae_file(self.sae_name, layout.SAE_CONFIG)
-            return read_json_object(path, required=("d_in", "n_latents", "k", "architecture"))
+            cfg = read_json_object(path, required=("d_in", "n_latents", "k", "architecture"))
+            for key in ("d_in", "n_latents", "k"):  # what the views compute with: the rest is checked on load
+                if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+                    raise damaged(path, f"'{key}' is {cfg[key]!r}, not a positive whole number")
+            if not isinstance(cfg["architecture"], str):
+                raise damaged(path, f"'architecture' is {cfg['architecture']!r}, not a name")
+            return cfg
 
         return self._part("cfg", (layout.SAE_CONFIG,), build)
 
