@@ -13,16 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi", reason="the app extra (fastapi) is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
-
-import embedsae  # noqa: E402
-from embedsae import layout  # noqa: E402
-from embedsae.app import create_app  # noqa: E402
-from embedsae.app.schemas import MAX_EDITS, MAX_PAGE, MAX_QUERY_CHARS, MAX_TEXT_CHARS, MAX_TOP  # noqa: E402
-from embedsae.app.state import SEARCH_THREADS  # noqa: E402
-from embedsae.cli import main as cli_main  # noqa: E402
+import embedsae
+from embedsae import layout
+from embedsae.app import create_app
+from embedsae.app.schemas import MAX_EDITS, MAX_PAGE, MAX_QUERY_CHARS, MAX_TEXT_CHARS, MAX_TOP
+from embedsae.app.state import SEARCH_THREADS
+from embedsae.cli import main as cli_main
 
 APP_DIR = Path(embedsae.__file__).parent / "app"
 HTMX_VERSION = "2.0.4"
@@ -154,7 +152,6 @@ def test_families(client, app_ws):
 
 
 def test_map_points_coloured_by_a_feature(client, app_ws):
-    pytest.importorskip("umap", reason="umap-learn (extra 'map') is not installed")
     p = embedsae.open(app_ws.path)
     f = p.features(sort="density", limit=1).items[0]["id"]
     m = client.get(f"{API}/map", params={"feature": f}).json()

@@ -31,7 +31,6 @@ def server(app_ws, tmp_path_factory):
     """`embedsae serve` on a copy of the app workspace, on a free port; yields the base URL."""
     import shutil
 
-    pytest.importorskip("fastapi", reason="the app extra is not installed")
     ws = tmp_path_factory.mktemp("served") / "cranfield"
     shutil.copytree(app_ws.path, ws)
     proc = subprocess.Popen([sys.executable, "-m", "embedsae", "serve", str(ws), "--port", "0"],
@@ -129,7 +128,6 @@ def test_families_sunburst_and_map_render(server, browser_page):
     page.screenshot(path=str(shot))
     not_blank(shot)
 
-    pytest.importorskip("umap", reason="umap-learn (extra 'map') is not installed")
     page.goto(server + "w/cranfield/map")
     page.wait_for_function("document.getElementById('map-status').textContent.includes('1400 documents')",
                            timeout=300_000)

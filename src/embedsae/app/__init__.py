@@ -8,9 +8,6 @@ from typing import Any
 
 def create_app(workspaces, *, token: str | None = None) -> Any:
     """The ASGI app (FastAPI) serving the given workspace folders (see `embedsae.app.server.create_app`)."""
-    from ..errors import require
-
-    require("fastapi", "the web app", "app")
     from .server import create_app as _create
 
     return _create(workspaces, token=token)

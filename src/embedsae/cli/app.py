@@ -34,10 +34,8 @@ def is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import socket
 
-    from ..errors import require
+    import uvicorn
 
-    require("fastapi", "embedsae serve", "app")
-    uvicorn = require("uvicorn", "embedsae serve", "app")
     token = secrets.token_urlsafe(16) if args.token == "auto" else args.token
     if not is_loopback(args.host) and not token:
         raise InputError(f"refusing to serve on {args.host} without an access token: anyone who can reach that "

@@ -238,5 +238,5 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\nlook at: " + ", ".join(str(f) for f in figures if f.exists()))
     print(f"next:    embedsae info {ws.path}  |  embedsae features {ws.path} --sort score  |  "
           f'embedsae search {ws.path} "your query" --mode hybrid')
-    print(f"explore: embedsae serve {ws.path}   (the web app: search, features, families, map; pip install 'embedsae[app]')")
+    print(f"explore: embedsae serve {ws.path}   (the web app: search, features, families, map)")
     return 0

@@ -50,7 +50,7 @@ def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int
         return np.load(path)
     if ws.n_documents < 4:
         raise InputError(f"a map needs at least 4 documents; workspace {ws.path} has {ws.n_documents}")
-    umap = require("umap", "The UMAP map", extra="map")
+    import umap
     logger.info(f"UMAP of {ws.n_documents} vectors to {dims}-d (cached in {folder})")
     reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, ws.n_documents - 1), min_dist=min_dist,
                         metric="cosine", random_state=seed, verbose=False, tqdm_kwds={"disable": True})
