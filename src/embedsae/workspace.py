@@ -219,8 +219,11 @@ class Workspace:
 
     @property
     def can_embed(self) -> bool:
-        """Whether the workspace names a model that can embed new texts (not bare precomputed vectors)."""
-        return not self.model_id.startswith("precomputed")
+        """Whether query texts can be embedded: the workspace names a model (not bare precomputed vectors), or it
+        is a word workspace whose words are looked up (`embedsae.words.lookup`)."""
+        from .words.lookup import word_source
+
+        return not self.model_id.startswith("precomputed") or word_source(self.manifest) is not None
 
     @property
     def n_documents(self) -> int:
@@ -314,7 +317,10 @@ class Workspace:
     def embedder(self, **kwargs: Any):
         """The embedding model that made this workspace's vectors (to embed queries the same way)."""
         from .data.embedders import load_embedder
+        from .words.lookup import WordLookupEmbedder, word_source
 
+        if word_source(self.manifest) is not None:
+            return WordLookupEmbedder(self)
         if not self.can_embed:
             raise WorkspaceError(
                 f"workspace {self.path} holds precomputed vectors ('{self.model_id}') and names no model to embed "

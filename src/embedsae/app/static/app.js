@@ -47,7 +47,7 @@
     var mids = counts.map(function (_, i) { return (edges[i] + edges[i + 1]) / 2; });
     Plotly.newPlot(hist, [{ type: "bar", x: mids, y: counts, marker: { color: "#2459c4" } }],
       { margin: { t: 24, r: 10, b: 40, l: 50 }, title: { text: "activation histogram", font: { size: 13 } },
-        xaxis: { title: { text: "activation" } }, yaxis: { type: "log", title: { text: "documents" } } },
+        xaxis: { title: { text: "activation" } }, yaxis: { type: "log", dtick: 1, title: { text: "documents" } } },  // one label a decade (1, 10, 100): no overlap
       { displaylogo: false, responsive: true });
   }
 
