@@ -131,11 +131,13 @@ def small_corpus(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def app_ws(cranfield_ws, tmp_path_factory):
     """A copy of the Cranfield workspace with a small SAE (top-k, k = 8, 256 latents), interpreted (first 96
-    features), its families and indexes: what the web app serves in the app tests (read-only: copy to modify)."""
+    features), its families, indexes and 2-D map: what the web app serves in the app tests (read-only: copy to
+    modify)."""
     from embedsae import pipeline
     from embedsae.interpret.stage import interpret
     from embedsae.search.index import build_index
     from embedsae.structure import families_stage
+    from embedsae.viz.map import map_stage
     from embedsae.workspace import Workspace
 
     dst = tmp_path_factory.mktemp("app") / "cranfield"
@@ -145,4 +147,5 @@ def app_ws(cranfield_ws, tmp_path_factory):
     interpret(ws, max_features=96)
     families_stage(ws)
     build_index(ws)
+    map_stage(ws, dims=(2,))
     return ws

@@ -164,6 +164,29 @@ def test_map_points_coloured_by_a_feature(client, app_ws):
     assert client.get(f"{API}/map", params={"dims": 4}).status_code == 422
 
 
+@pytest.mark.slow
+def test_a_map_job_computes_the_map_that_a_request_never_does(app_ws, copy_ws):
+    """Without a stored map the map answers 409 naming the map stage, at once; a map job computes it in its worker
+    process with progress (one unit per UMAP epoch), and the map then answers the layout the library computes."""
+    from embedsae.viz.map import stored_map
+
+    ws = copy_ws(app_ws)
+    shutil.rmtree(ws.path / layout.MAP)
+    with TestClient(create_app([ws.path])) as c:
+        t0 = time.perf_counter()
+        r = c.get(f"{API}/map", params={"dims": 3})
+        assert r.status_code == 409 and r.json()["stage"] == "map" and "no 3-D map yet" in r.json()["message"]
+        assert time.perf_counter() - t0 < 5
+        job = c.post(f"{API}/jobs", json={"kind": "map", "dims": [3]})
+        assert job.status_code == 202, job.text
+        events = c.get(f"/api/v1/jobs/{job.json()['id']}/events", params={"timeout": 600})
+        lines = [json.loads(line[6:]) for line in events.text.splitlines() if line.startswith("data: ")]
+        assert lines[-1]["state"] == "done", lines[-1]
+        assert any(0 < e["progress"]["done"] < 500 and e["progress"]["unit"] == "epoch" for e in lines)
+        m = c.get(f"{API}/map", params={"dims": 3}).json()
+        assert np.allclose(np.asarray(m["coords"]).T, stored_map(ws, 3), atol=1e-4)
+
+
 # ---------------------------------------------------------------------------- search
 def test_search_modes_and_explanations(client):
     for mode in ("dense", "concept", "bm25", "hybrid"):

@@ -364,6 +364,7 @@ RUN_STAGES: list[str] = [
     "embedsae.interpret.stage:run_stage",
     "embedsae.structure.stage:families_stage",
     "embedsae.search.stage:index_stage",
+    "embedsae.viz.map:run_stage",
 ]
 
 

@@ -271,10 +271,17 @@ class Project:
         return concept_report(self.workspace, groups, sae=self.sae_name, **kwargs)
 
     def map_points(self, dims: int = 2, *, seed: int = 0) -> Any:
-        """UMAP coordinates of the documents (the stored map when there is one; else computed, not stored)."""
-        from .viz.map import umap_coords
+        """The stored UMAP coordinates of the documents (documents x dims); StageMissingError before the map stage."""
+        from .viz.map import stored_map
 
-        return self._part(f"map{dims}-{seed}", (), lambda: umap_coords(self.workspace, dims, seed=seed, save=False))
+        def build():
+            coords = stored_map(self.workspace, dims, seed=seed)
+            if coords is None:
+                raise StageMissingError(f"workspace {self.path} has no {dims}-D map yet", "map")
+            return coords
+
+        return self._part(f"map{dims}-{seed}", (f"{layout.MAP}/umap-{dims}d.npy", f"{layout.MAP}/umap-{dims}d.json"),
+                          build, sae_files=False)
 
     # ------------------------------------------------------------------ stages (these write)
     @classmethod
@@ -312,6 +319,12 @@ class Project:
         result = families_stage(self.workspace, self.sae_name, progress=progress, settings=settings)
         self.refresh()
         return result
+
+    def build_map(self, *, progress: ProgressCallback | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Compute and store the UMAP layouts of the documents (the map stage, embedsae.viz.map.map_stage)."""
+        from .viz.map import map_stage
+
+        return map_stage(self.workspace, progress=progress, **kwargs)
 
     def index(self, *, progress: ProgressCallback | None = None, **kwargs: Any) -> dict[str, Any]:
         """Build the concept, BM25 (and optional ANN) indexes for this SAE; returns index.json's content."""

@@ -9,6 +9,7 @@ embedding (one worker batches the texts of concurrent requests), then run in the
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,8 @@ from .schemas import (
 )
 from .state import AppState, NotFound, Served
 
+logger = logging.getLogger(__name__)
+
 
 class ErrorBody(BaseModel):
     """Every error: a short kind and a message that names the problem."""
@@ -37,6 +40,8 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     details: list[dict[str, Any]] | None = None
+    stage: str | None = None
+    """For a 409 that a stage would cure: the stage to run ("train", "interpret", "map", ...)."""
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -47,6 +52,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "A parameter or the body fails validation (the message names the field)."))
 }
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
+EVENT_POLL = 0.2
+"""Seconds between two looks at a job for its event stream (no thread waits on a job)."""
 
 WsName = Annotated[str, Path(description="A served workspace's name (see GET /api/v1/workspaces).",
                              max_length=200)]
@@ -87,9 +94,33 @@ def workspace_summary(s: Served) -> dict[str, Any]:
     return clean_json({"name": s.name, **info})
 
 
-@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces")
+def workspace_entry(s: Served, metrics: bool = False) -> dict[str, Any]:
+    """The workspace's summary (with each SAE's stored metrics when `metrics`), or `{"name", "error"}` when it
+    cannot be read: one damaged workspace never breaks the list of the others."""
+    try:
+        info = workspace_summary(s)
+        if metrics:
+            for row in info["saes"]:
+                row["metrics"] = clean_json(s.project(row["name"]).metrics() or {})
+        return info
+    except Exception as exc:  # noqa: BLE001 - contained to this workspace's entry
+        return {"name": s.name, "error": workspace_error(s, exc)}
+
+
+def workspace_error(s: Served, exc: Exception) -> str:
+    """One line saying why a workspace cannot be shown (the library's message names the file)."""
+    from ..errors import EmbedSAEError
+
+    if not isinstance(exc, EmbedSAEError):
+        logger.exception(f"workspace '{s.name}' cannot be read")
+        exc = f"workspace '{s.name}' cannot be read ({type(exc).__name__}: {exc})"
+    return str(exc).replace(str(s.path), f"'{s.name}'").splitlines()[0]
+
+
+@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces",
+            description="Each workspace's summary, or `{name, error}` for one that cannot be read.")
 def list_workspaces(request: Request) -> list[dict[str, Any]]:
-    return [workspace_summary(s) for s in app_state(request).workspaces.values()]
+    return [workspace_entry(s) for s in app_state(request).workspaces.values()]
 
 
 @router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs")
@@ -250,7 +281,9 @@ async def search_get(request: Request, ws: WsName,
 
 
 # ---------------------------------------------------------------------------- map
-@router.get("/workspaces/{ws}/map", tags=["map"], summary="UMAP coordinates of the documents, with colour values")
+@router.get("/workspaces/{ws}/map", tags=["map"], summary="The stored UMAP coordinates of the documents, with colours",
+            description="The layout of the map stage (`embedsae run`, `embedsae map WS` or a map job); 409 when "
+                        "there is none yet. Colours by a feature's activation or a corpus column.")
 def map_points(
     request: Request, ws: WsName, sae: SaeParam = None,
     dims: Annotated[int, Query(ge=2, le=3)] = 2,
@@ -263,6 +296,8 @@ def map_points(
     color: list | None = None
     if feature is not None and column is not None:
         raise InputError("colour by a feature or by a column, not both")
+    mp = s.map_project()
+    coords = mp.map_points(dims)
     if feature is not None:
         p = s.project(sae)
         check_feature(p, feature)
@@ -276,23 +311,24 @@ def map_points(
         if column not in corpus.columns or column in ("text",):
             usable = [c for c in corpus.columns if c != "text"]
             raise InputError(f"no column '{column}' to colour by; the corpus has: {', '.join(map(str, usable))}")
-        color = corpus[column].astype(str).tolist()
+        color = [first_value(v) for v in corpus[column]]
         out["color_by"] = {"column": column}
-    p = s.project(sae) if s.sae_names() else None
-    coords = (p.map_points(dims) if p is not None else _map_without_sae(s, dims))
     out["coords"] = np.round(np.asarray(coords, np.float64), 4).T.tolist()
-    out["ids"] = s.workspace.ids
+    out["ids"] = mp.ids
     if titles:
-        out["titles"] = (p.titles if p is not None else s.workspace.titles())
+        out["titles"] = mp.titles
     if color is not None:
         out["color"] = color
     return clean_json(out)
 
 
-def _map_without_sae(s: Served, dims: int):
-    from ..viz.map import umap_coords
-
-    return umap_coords(s.workspace, dims, save=False)
+def first_value(value: Any) -> str:
+    """A corpus cell as one category: the first of a list, "other" for a missing value."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return str(value[0]) if len(value) else "other"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "other"
+    return str(value)
 
 
 # ---------------------------------------------------------------------------- concept groups
@@ -330,35 +366,17 @@ def parse_groups(groups: str | dict[str, list[str]]):
 
 # ---------------------------------------------------------------------------- jobs
 def start_job(state: AppState, s: Served, body) -> dict[str, Any]:
-    import embedsae
-
+    """Start the job `body` asks for on workspace `s` (in a worker process; see `embedsae.app.worker`)."""
     kind, kwargs = body.kind, body.kwargs()
     sae = getattr(body, "sae", None)
     if sae is not None:
         s.project(sae)  # 404 now rather than a failed job later
-    path = s.workspace.path
-
-    def work(progress):
-        if kind == "train":
-            project = embedsae.open(path)
-            trained = project.train(progress=progress, **kwargs)
-            return {"sae": trained.sae_name}
-        project = embedsae.open(path, sae)
-        if kind == "interpret":
-            return clean_json(project.interpret(progress=progress, **kwargs))
-        if kind == "families":
-            r = project.build_families(progress=progress)
-            return clean_json({"sae": r.sae, "families": len(r.families), "stats": r.stats})
-        if kind == "index":
-            return clean_json(project.index(progress=progress, **kwargs))
-        return clean_json(project.evaluate())
-
-    if kind != "train" and not s.sae_names():
+    if kind not in ("train", "map") and not s.sae_names():
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"workspace '{s.name}' has no trained SAE yet; start a train job first")
-    job = state.jobs.submit(s.name, kind, body.model_dump(), work)
-    return job.to_dict()
+    spec = {"workspace": str(s.workspace.path), "kind": kind, "sae": sae, "kwargs": kwargs}
+    return state.jobs.submit(s.name, kind, body.model_dump(), spec).to_dict()
 
 
 @router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)")
@@ -402,21 +420,23 @@ def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "`data: <job JSON>` lines"}})
-def job_events(request: Request, job_id: JobId,
-               timeout: Annotated[float, Query(gt=0, le=3600, description="Stop streaming after this many seconds.")] = 600):
-    """One `data:` line of job JSON per change, until the job finishes (or `timeout` passes)."""
+async def job_events(request: Request, job_id: JobId,
+                     timeout: Annotated[float, Query(gt=0, le=3600, description="Stop streaming after this many seconds.")] = 600):
+    """One `data:` line of job JSON per change, until the job finishes, `timeout` passes or the server stops."""
+    import asyncio
     import time
 
-    job = get_job_or_404(app_state(request), job_id)
+    state = app_state(request)
+    job = get_job_or_404(state, job_id)
 
-    def stream():
+    async def stream():
         seen, end = -1, time.monotonic() + timeout
         while True:
-            seen_now = job.wait_change(seen, min(1.0, max(end - time.monotonic(), 0.01)))
-            if seen_now != seen:
-                seen = seen_now
-                yield f"data: {json.dumps(job.to_dict())}\n\n"
-            if job.finished_state or time.monotonic() >= end:
+            if job.events != seen:
+                seen = job.events
+                yield f"data: {json.dumps(clean_json(job.to_dict()))}\n\n"
+            if job.finished_state or time.monotonic() >= end or state.stopping:
                 return
+            await asyncio.sleep(EVENT_POLL)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -193,4 +193,16 @@ class EvaluateJob(Strict):
         return {}
 
 
-JobRequest = Annotated[TrainJob | InterpretJob | FamiliesJob | IndexJob | EvaluateJob, Field(discriminator="kind")]
+class MapJob(Strict):
+    """Compute and store the map's UMAP layouts (the map stage; the map does not depend on the SAE)."""
+
+    kind: Literal["map"]
+    dims: list[Literal[2, 3]] = Field(default_factory=lambda: [2, 3], min_length=1, max_length=2,
+                                      description="The layouts to compute: 2 and/or 3 dimensions.")
+
+    def kwargs(self) -> dict:
+        return {"dims": tuple(dict.fromkeys(self.dims))}
+
+
+JobRequest = Annotated[TrainJob | InterpretJob | FamiliesJob | IndexJob | EvaluateJob | MapJob,
+                       Field(discriminator="kind")]

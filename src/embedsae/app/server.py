@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import EmbedSAEError, InputError, MissingDependencyError, WorkspaceError
+from ..errors import EmbedSAEError, InputError, MissingDependencyError, StageMissingError, WorkspaceError
 from .jobs import JobBusy
 from .state import AppState, NotFound
 
@@ -36,7 +37,13 @@ def plotly_js_path() -> Path:
 def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None) -> FastAPI:
     """The app serving `workspaces` (folders); with `token`, every request must carry it."""
     state = AppState(workspaces, token=token)
-    app = FastAPI(title="embedsae", version=__version__, docs_url="/docs", redoc_url=None,
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        state.close()  # interrupt the running jobs (the serve command has done it already when it stops)
+
+    app = FastAPI(title="embedsae", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",
                   description="Sparse, named, steerable concepts for dense embeddings: the workspaces given to "
                               "`embedsae serve`, their SAEs, features, families, search, maps, concept groups and jobs.")
@@ -102,14 +109,17 @@ def _add_error_handlers(app: FastAPI) -> None:
                  for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request", "invalid_request")
 
-    served = {str(s.workspace.path): name for name, s in app.state.embedsae.workspaces.items()}
+    served = {str(s.path): name for name, s in app.state.embedsae.workspaces.items()}
 
     def answer(status: int, kind: str):
         async def handler(request: Request, exc: Exception):
             message = str(exc)
             for path, name in served.items():  # library messages name folders; the client knows workspaces by name
                 message = message.replace(path, f"'{name}'")
-            return _error(status, message, kind)
+            response = _error(status, message, kind)
+            if isinstance(exc, StageMissingError):  # the stage to run (the map screen offers to start it)
+                response = JSONResponse({"error": kind, "message": message, "stage": exc.stage}, status_code=status)
+            return response
 
         return handler
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import threading
@@ -15,12 +16,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import InputError, WorkspaceError
+from ..errors import EmbedSAEError, InputError, WorkspaceError
 from ..project import Project
 from ..workspace import Workspace
 from .jobs import JobRunner
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 SEARCH_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
 """Threads of the search pool: one per core but one, at most 4, so a core stays free for the cheap reads (a
 search's ranking is short CPU work that holds the GIL for much of its time; more threads only queue inside the
@@ -33,14 +35,33 @@ class NotFound(LookupError):
 
 
 class Served:
-    """One served workspace and its projects (one per SAE, built on first use and kept)."""
+    """One served workspace and its projects (one per SAE, built on first use and kept). A workspace that cannot
+    be opened is still served: its answers are its error (409), and it is opened again on the next request (it
+    may have been repaired), while the other workspaces keep working."""
 
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
-        self.workspace = Workspace.open(path)
+        self.path = path
+        self._workspace: Workspace | None = None
         self._projects: dict[str, Project] = {}
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        try:
+            self.workspace  # noqa: B018 - opened now, so a damaged workspace is logged at start
+        except WorkspaceError as exc:
+            logger.warning(str(exc))
+
+    @property
+    def workspace(self) -> Workspace:
+        """The opened workspace; WorkspaceError (naming the file) when it cannot be opened."""
+        if self._workspace is None:
+            try:
+                ws = Workspace.open(self.path)
+            except EmbedSAEError as exc:
+                raise WorkspaceError(f"workspace '{self.name}' cannot be opened: {exc}") from exc
+            with self._lock:
+                self._workspace = self._workspace or ws
+        return self._workspace
 
     def sae_names(self) -> list[str]:
         return list(self.workspace.sae_names())
@@ -57,6 +78,14 @@ class Served:
                 p = self._projects[key] = Project(self.workspace, sae)
         if sae is None and not self.sae_names():
             raise WorkspaceError(f"workspace '{self.name}' has no trained SAE yet; start a train job")
+        return p
+
+    def map_project(self) -> Project:
+        """A project for what needs no SAE (the map): the latest SAE's, or one on no SAE yet."""
+        with self._lock:
+            p = self._projects.get("")
+            if p is None:
+                p = self._projects[""] = Project(self.workspace, None)
         return p
 
     def embed(self, project: Project, texts: list[str]) -> np.ndarray:
@@ -137,6 +166,19 @@ class AppState:
         self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="embedsae-search")
         """Searches and text activations run here (their query embedding is awaited before, off any thread),
         so at most SEARCH_THREADS of them compete with the cheap reads that FastAPI runs in its own pool."""
+        self.stopping = False
+        """Set when the server begins to stop: event streams end, no job starts."""
+
+    def begin_stop(self) -> None:
+        """The server was asked to stop: end the event streams and interrupt the running jobs (not waiting)."""
+        self.stopping = True
+        threading.Thread(target=self.jobs.stop, name="embedsae-stop-jobs", daemon=True).start()
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop: interrupt the running jobs and wait up to `timeout` seconds for them (then kill them)."""
+        self.stopping = True
+        self.jobs.stop(timeout)
+        self.searches.shutdown(wait=False, cancel_futures=True)
 
     async def run_search_work(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the search pool, awaited."""

@@ -54,16 +54,8 @@ def is_htmx(request: Request) -> bool:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request):
     state = api.app_state(request)
-    summaries, errors = [], {}
-    for s in state.workspaces.values():
-        try:
-            info = api.workspace_summary(s)
-            for row in info["saes"]:
-                row["metrics"] = api.clean_json(s.project(row["name"]).metrics() or {})
-            summaries.append(info)
-        except EmbedSAEError as exc:
-            errors[s.name] = str(exc)
-    return page(request, "workspaces.html", summaries=summaries, errors=errors)
+    return page(request, "workspaces.html", summaries=[api.workspace_entry(s, metrics=True)
+                                                       for s in state.workspaces.values()])
 
 
 @router.get("/w/{ws}", response_class=HTMLResponse)

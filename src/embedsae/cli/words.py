@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_concepts)
 
-    p = sub.add_parser("map", help="interactive UMAP map (offline Plotly HTML) and a PNG")
+    p = sub.add_parser("map", help="the map stage: UMAP layouts (2-D, 3-D) stored in the workspace for the app; "
+                                   "with -o also an interactive map (offline Plotly HTML) and a PNG")
     p.add_argument("workspace")
     p.add_argument("--color-by", default=None, metavar="group|feature:ID|column:NAME|none",
                    help="colour points by concept group (needs --groups), a feature's activation, or a corpus column "
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", help="SAE name (default: the latest trained) for hover text and feature colouring")
     p.add_argument("--seed", type=int, default=0, help="UMAP random seed")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("-o", "--output", required=True, metavar="MAP.html", help="HTML file to write (a .png goes beside it)")
+    p.add_argument("-o", "--output", metavar="MAP.html", help="also write this HTML map (a .png goes beside it)")
     p.set_defaults(func=cmd_map)
 
 
@@ -145,14 +146,22 @@ def _print_report(report, data: dict[str, Any]) -> None:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    from ..project import Project
     from ..viz.map import write_map
     from ..words import read_groups
-    from ..workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    project = Project(args.workspace)
     groups = read_groups(args.groups) if args.groups else None
+    if args.output is None:
+        if groups is not None or args.color_by:
+            raise InputError("--groups and --color-by colour an HTML map: add -o MAP.html")
+        summary = project.build_map(seed=args.seed, progress=progress_callback(args.quiet))
+        done = "computed " + " and ".join(f"{d}-D" for d in summary["computed"]) if summary["computed"] else "up to date"
+        print(f"map of {summary['documents']} documents {done} in {project.path / 'map'}; "
+              f"see it in the app: embedsae serve {project.path}")
+        return 0
     color_by = args.color_by or ("group" if groups is not None else None)
-    html, png = write_map(ws, args.output, color_by=color_by, groups=groups, dims=args.dims, sae=args.sae,
-                          seed=args.seed)
+    html, png = write_map(project.workspace, args.output, color_by=color_by, groups=groups, dims=args.dims,
+                          sae=args.sae, seed=args.seed, progress=progress_callback(args.quiet))
     print(f"wrote {html} (open it in a browser; works offline) and {png}", file=sys.stdout)
     return 0

@@ -85,8 +85,12 @@
       else if (fd.get("column")) q.set("column", fd.get("column"));
       if (sae) q.set("sae", sae);
       status.textContent = "loading…";
+      missing.hidden = true;
       fetch("/api/v1/workspaces/" + ws + "/map?" + q.toString()).then(function (r) {
-        return r.json().then(function (body) { if (!r.ok) throw new Error(body.message); return body; });
+        return r.json().then(function (body) {
+          if (!r.ok) { var err = new Error(body.message); err.stage = body.stage; throw err; }
+          return body;
+        });
       }).then(function (m) {
         current = m;
         var three = m.dims === 3, n = m.ids.length;
@@ -114,8 +118,43 @@
         status.textContent = n + " documents" + (m.color_by ? (m.color_by.feature !== undefined ? " coloured by feature #" + m.color_by.feature + " " + m.color_by.label : " coloured by " + m.color_by.column) : "");
         mapDiv.removeAllListeners && mapDiv.removeAllListeners("plotly_click");
         mapDiv.on("plotly_click", function (ev) { var p = ev.points[0]; if (p) showDoc(p.customdata); });
-      }).catch(function (err) { status.textContent = "cannot draw the map: " + err.message; });
+      }).catch(function (err) {
+        if (err.stage === "map") { status.textContent = err.message; offerMapJob(); return; }
+        status.textContent = "cannot draw the map: " + err.message;
+      });
     }
+    // ---- no stored map: offer the map job, follow its progress, draw when it is done
+    var missing = document.getElementById("map-missing"), startBtn = document.getElementById("map-start");
+    var bar = document.getElementById("map-progress"), jobText = document.getElementById("map-job");
+    function follow(job) {
+      bar.hidden = false; startBtn.disabled = true;
+      var events = new EventSource("/api/v1/jobs/" + job.id + "/events");
+      events.onmessage = function (ev) {
+        var j = JSON.parse(ev.data), p = j.progress;
+        bar.value = p.fraction;
+        jobText.textContent = "job " + j.id + " " + j.state + (p.message ? ": " + p.message : "") +
+          (p.total ? " (" + p.done + "/" + p.total + " " + p.unit + ")" : "");
+        if (j.state === "done") { events.close(); missing.hidden = true; draw(); }
+        else if (j.state === "failed" || j.state === "cancelled") {
+          events.close(); startBtn.disabled = false; jobText.textContent = "job " + j.id + " " + j.state + (j.error ? ": " + j.error : "");
+        }
+      };
+      events.onerror = function () { events.close(); startBtn.disabled = false; };
+    }
+    function offerMapJob() {
+      missing.hidden = false;
+      fetch("/api/v1/jobs?workspace=" + encodeURIComponent(ws)).then(function (r) { return r.json(); }).then(function (jobs) {
+        var running = jobs.filter(function (j) { return j.kind === "map" && (j.state === "running" || j.state === "queued"); })[0];
+        if (running) follow(running);
+      });
+    }
+    startBtn.addEventListener("click", function () {
+      startBtn.disabled = true;
+      fetch("/api/v1/workspaces/" + ws + "/jobs", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ kind: "map" }) }).then(function (r) {
+        return r.json().then(function (body) { if (!r.ok) throw new Error(body.message); return body; });
+      }).then(follow).catch(function (err) { startBtn.disabled = false; jobText.textContent = err.message; });
+    });
     function showDoc(row) {
       var box = document.getElementById("map-doc");
       fetch("/api/v1/workspaces/" + ws + "/documents/" + row + (sae ? "?sae=" + sae : "")).then(function (r) { return r.json(); })
