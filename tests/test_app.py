@@ -435,3 +435,33 @@ def test_concept_groups_on_a_word_workspace(tmp_path):
         assert html.status_code == 200 and "Months" in html.text and "Baseline: raw" in html.text
         r = c.post("/api/v1/workspaces/words/concepts", json={"groups": "Nothing: qwxzy, zzqv"})
         assert r.status_code == 400 and "qwxzy" in r.json()["message"] and str(ws.path) not in r.text
+
+
+def test_a_damaged_workspace_shows_its_own_error_and_the_others_keep_working(app_ws, tmp_path):
+    """Served beside a good workspace: one whose manifest is damaged and one whose vectors are gone. The list and
+    the home page answer 200 with each damaged workspace's one-line error on its own card; its API answers 409
+    naming the file; the good one answers as ever."""
+    bad_manifest, no_vectors = tmp_path / "bad-manifest", tmp_path / "no-vectors"
+    shutil.copytree(app_ws.path, bad_manifest)
+    shutil.copytree(app_ws.path, no_vectors)
+    (bad_manifest / layout.MANIFEST).write_text('{"model": ')
+    with TestClient(create_app([app_ws.path, bad_manifest, no_vectors])) as c:
+        shutil.rmtree(no_vectors / layout.SHARDS)  # damaged while served
+        listed = c.get("/api/v1/workspaces")
+        assert listed.status_code == 200
+        by_name = {w["name"]: w for w in listed.json()}
+        assert by_name["cranfield"]["documents"] == 1400 and "error" not in by_name["cranfield"]
+        assert "manifest.json" in by_name["bad-manifest"]["error"] and str(tmp_path) not in listed.text
+        assert "vectors" in by_name["no-vectors"]["error"]
+        home = c.get("/")
+        assert home.status_code == 200 and "topk-k8-n256" in home.text
+        card = re.search(r'<section class="card workspace damaged" id="ws-bad-manifest">(.*?)</section>', home.text, re.S)
+        assert card and "manifest.json" in card.group(1)
+        for url in ("/api/v1/workspaces/bad-manifest", "/api/v1/workspaces/bad-manifest/features",
+                    "/api/v1/workspaces/no-vectors"):
+            r = c.get(url)
+            assert r.status_code == 409 and r.json()["message"].count("\n") == 0, (url, r.text)
+        assert "manifest.json" in c.get("/api/v1/workspaces/bad-manifest/features").json()["message"]
+        assert c.get("/w/bad-manifest/features").status_code == 409
+        assert c.get(f"{API}/features", params={"limit": 3}).status_code == 200
+        assert c.post(f"{API}/search", json={"query": "shock waves"}).status_code == 200

@@ -70,6 +70,14 @@ def served(request: Request, ws: str) -> Served:
     return app_state(request).served(ws)
 
 
+def served_message(request: Request, exc: Exception) -> str:
+    """An error's message with the served workspaces' folders written as their names (the client never sees a path)."""
+    message = str(exc)
+    for s in app_state(request).workspaces.values():
+        message = message.replace(str(s.path), f"'{s.name}'")
+    return message
+
+
 def clean_json(value: Any) -> Any:
     """Plain JSON: numpy scalars and arrays as numbers and lists, NaN and infinities as null."""
     if isinstance(value, dict):

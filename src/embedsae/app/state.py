@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import EmbedSAEError, InputError, WorkspaceError
+from ..errors import EmbedSAEError, InputError, StageMissingError, WorkspaceError
 from ..project import Project
 from ..workspace import Workspace
 from .jobs import JobRunner
@@ -77,7 +77,7 @@ class Served:
             if p is None:
                 p = self._projects[key] = Project(self.workspace, sae)
         if sae is None and not self.sae_names():
-            raise WorkspaceError(f"workspace '{self.name}' has no trained SAE yet; start a train job")
+            raise StageMissingError(f"workspace '{self.name}' has no trained SAE yet; start a train job", "train")
         return p
 
     def map_project(self) -> Project:

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ..errors import EmbedSAEError
+from ..errors import EmbedSAEError, StageMissingError, WorkspaceError
 from . import api
 from .jobs import JobBusy
 from .schemas import MAX_EDITS, MAX_TEXT_CHARS, SAE_NAME, SearchRequest, SteerEdit
@@ -35,9 +35,19 @@ def page(request: Request, template: str, ws: str | None = None, sae: str | None
         **context}, status_code=status)
 
 
+JOB_STAGES = ("train", "interpret", "families", "index", "map")
+"""Stages a screen missing one offers to start as a job."""
+
+
 def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy) else 400
-    return page(request, "error.html", ws, sae, status=status, message=str(exc))
+    """The screen that says why it cannot show what was asked; a stage not run yet is no error (200): the screen
+    says so and offers to start it as a job."""
+    if isinstance(exc, StageMissingError) and ws is not None:
+        stage = exc.stage if exc.stage in JOB_STAGES else None
+        return page(request, "error.html", ws, sae, message=api.served_message(request, exc), stage=stage,
+                    missing=True)
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
+    return page(request, "error.html", ws, sae, status=status, message=api.served_message(request, exc))
 
 
 def sae_param(request: Request) -> str | None:
@@ -292,7 +302,7 @@ async def jobs_start(request: Request, ws: str):
     form = await request.form()
     kind = str(form.get("kind", ""))
     fields: dict[str, Any] = {"kind": kind}
-    for key in ("k", "latents", "epochs", "max_features", "name", "architecture"):
+    for key in ("k", "latents", "epochs", "max_features", "name", "architecture", "sae"):
         value = str(form.get(key, "")).strip()
         if value:
             fields[key] = value
