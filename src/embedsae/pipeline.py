@@ -62,11 +62,13 @@ def embed(
     if isinstance(corpus, pd.DataFrame):
         from .data.readers import normalise_corpus
 
-        table = normalise_corpus(corpus, text_field=text_field, title_field=title_field, id_field=id_field)
+        table = normalise_corpus(corpus, text_field=text_field, title_field=title_field, id_field=id_field,
+                                 texts_required=vectors is None)
         if limit is not None:
             table = table.iloc[:limit].reset_index(drop=True)
     else:
-        table = read_corpus(corpus, text_field=text_field, title_field=title_field, id_field=id_field, limit=limit)
+        table = read_corpus(corpus, text_field=text_field, title_field=title_field, id_field=id_field, limit=limit,
+                            texts_required=vectors is None)
     ids = table["id"].tolist()
 
     if vectors is not None:

@@ -298,7 +298,8 @@ class Workspace:
             )
 
     def titles(self) -> list[str]:
-        """A short display title per document: the title column, else the text's first line."""
+        """A short display title per document: the title column, else the text's first line, else (a document
+        without text: vectors given with their ids alone) the id."""
         if self._corpus is not None:
             has_title = "title" in self._corpus.columns
         else:
@@ -306,12 +307,10 @@ class Workspace:
 
             has_title = "title" in pq.read_schema(self.path / layout.CORPUS).names
         out: list[str] = []
-        for part in self.corpus_batches(["title", "text"] if has_title else ["text"]):
-            if has_title:
-                out += [str(t) if isinstance(t, str) and t.strip() else _first_line(x)
-                        for t, x in zip(part["title"], part["text"])]
-            else:
-                out += [_first_line(x) for x in part["text"]]
+        for part in self.corpus_batches(["id", "title", "text"] if has_title else ["id", "text"]):
+            titles = part["title"] if has_title else [None] * len(part)
+            out += [str(t) if isinstance(t, str) and t.strip() else (_first_line(x) or str(i))
+                    for i, t, x in zip(part["id"], titles, part["text"])]
         return out
 
     def embedder(self, **kwargs: Any):

@@ -137,12 +137,16 @@ def normalise_corpus(
     title_field: str | None = None,
     id_field: str | None = None,
     source: str = "corpus",
+    texts_required: bool = True,
 ) -> pd.DataFrame:
-    """Turn raw records into a corpus table: `id`, `text`, then metadata columns; validate it."""
+    """Turn raw records into a corpus table: `id`, `text`, then metadata columns; validate it. Without
+    `texts_required` (records that come with their vectors), a corpus may hold no text field: its texts are empty."""
     if len(df) == 0:
         raise InputError(f"the {source} is empty: it holds no records. Give a file with at least one record")
     columns = list(df.columns)
-    text_field = _pick_field(columns, text_field, DEFAULT_TEXT_FIELDS, "text", source)
+    text_field = _pick_field(columns, text_field, DEFAULT_TEXT_FIELDS, "text", source, required=texts_required)
+    if text_field is None:
+        df, text_field = df.assign(**{"\0text": ""}), "\0text"
     id_field = _pick_field(columns, id_field, DEFAULT_ID_FIELDS, "id", source, required=False)
     title_field = _pick_field(columns, title_field, DEFAULT_TITLE_FIELDS, "title", source, required=False)
 
@@ -166,7 +170,7 @@ def normalise_corpus(
         missing = missing & (title == "")
     else:
         text = body.fillna("").astype(str).tolist()
-    if missing.any():
+    if missing.any() and text_field != "\0text":
         bad = ids[missing.to_numpy()].tolist()
         shown = ", ".join(repr(x) for x in bad[:5]) + (", ..." if len(bad) > 5 else "")
         if missing.all():
@@ -195,8 +199,10 @@ def read_corpus(
     title_field: str | None = None,
     id_field: str | None = None,
     limit: int | None = None,
+    texts_required: bool = True,
 ) -> pd.DataFrame:
-    """Read a corpus from a JSONL/JSON/CSV/Parquet file or a BEIR folder into a validated corpus table."""
+    """Read a corpus from a JSONL/JSON/CSV/Parquet file or a BEIR folder into a validated corpus table (see
+    `normalise_corpus` for `texts_required`)."""
     path = Path(path)
     if limit is not None and limit < 1:
         raise InputError(f"the record limit must be at least 1, got {limit}")
@@ -207,7 +213,8 @@ def read_corpus(
     df = read_records(path)
     if limit is not None:
         df = df.iloc[:limit]
-    return normalise_corpus(df, text_field=text_field, title_field=title_field, id_field=id_field, source=str(path))
+    return normalise_corpus(df, text_field=text_field, title_field=title_field, id_field=id_field, source=str(path),
+                            texts_required=texts_required)
 
 
 def read_beir(folder: str | os.PathLike) -> BeirData:
