@@ -121,10 +121,8 @@ def test_vectors_given_with_their_ids_alone_make_a_workspace_without_texts(tmp_p
     """A corpus of ids only is enough when the vectors come with it (a vectors-only workspace: titles are the
     ids); without vectors the text field is still required."""
     import numpy as np
-    import pandas as pd
 
     from embedsae import pipeline
-    from embedsae.errors import InputError
 
     rng = np.random.default_rng(0)
     ids = pd.DataFrame({"id": [f"v{i}" for i in range(50)], "year": range(50)})
