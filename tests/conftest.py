@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest_plugins = ["tests.real_workspaces"]  # the session's real workspaces of every kind (a-g)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CACHE = Path(os.environ.get("EMBEDSAE_TEST_CACHE") or ROOT / ".pytest_cache" / "embedsae-vectors")

@@ -270,6 +270,24 @@ class Project:
 
         return concept_report(self.workspace, groups, sae=self.sae_name, **kwargs)
 
+    def column_groups(self, column: str, **kwargs: Any):
+        """Concept groups from a corpus column: one group per value (e.g. per category), members the documents
+        that carry it (embedsae.words.groups.column_groups)."""
+        from .words.groups import column_groups
+
+        corpus = self.workspace.corpus
+        usable = [c for c in corpus.columns if c not in ("id", "text")]
+        if column not in usable:
+            raise InputError(f"no column '{column}' to group the documents by; the corpus has: {', '.join(map(str, usable))}")
+        return column_groups(self.ids, corpus[column], column, **kwargs)
+
+    def group_labels(self, groups) -> tuple[list[str], Any]:
+        """Each document's concept group (its first group; "other" for none) and the match of the groups' words."""
+        from .viz.map import coloring
+
+        match = groups.match(self.ids)
+        return coloring(self.workspace, "group", groups=groups).labels, match
+
     def map_points(self, dims: int = 2, *, seed: int = 0) -> Any:
         """The stored UMAP coordinates of the documents (documents x dims); StageMissingError before the map stage."""
         from .viz.map import stored_map

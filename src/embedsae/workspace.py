@@ -258,6 +258,11 @@ class Workspace:
         return [str(i) for part in self.corpus_batches(["id"]) for i in part["id"]]
 
     @property
+    def has_texts(self) -> bool:
+        """Whether any document has text (a workspace of vectors given with their ids alone has none)."""
+        return any(part["text"].astype(str).str.strip().ne("").any() for part in self.corpus_batches(["text"]))
+
+    @property
     def sharded(self) -> bool:
         """Whether the vectors are a sharded store (WS/embeddings/); older workspaces hold one embeddings.npy."""
         return (self.path / layout.SHARDS / layout.SHARDS_INDEX).is_file()

@@ -26,6 +26,7 @@ from .schemas import (
     SAE_NAME,
     ActivationsRequest,
     ConceptsRequest,
+    GroupsRequest,
     JobRequest,
     SearchRequest,
 )
@@ -259,8 +260,10 @@ async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str,
 
 async def query_vector(s: Served, body: SearchRequest) -> np.ndarray | None:
     """The query's vector when the search reads it (embedded by the shared worker), else None."""
-    if not s.workspace.can_embed or (body.mode == "bm25" and not body.explain and not body.query_features):
+    if body.mode == "bm25" and not body.explain and not body.query_features:
         return None
+    if not s.workspace.can_embed and body.mode == "bm25":
+        return None  # the words alone: the query is no document to look up
     return (await s.embed_async(s.project(body.sae), [body.query]))[0]
 
 
@@ -343,11 +346,24 @@ def first_value(value: Any) -> str:
 @router.post("/workspaces/{ws}/concepts", tags=["concepts"], summary="Score features against concept groups")
 def concepts(request: Request, ws: WsName, body: ConceptsRequest) -> dict[str, Any]:
     """Per group: the monosemantic features, selectivity, P/R/F1, next to the raw-dimension / PCA / ICA baselines."""
-    s = served(request, ws)
-    p = s.project(body.sae)
-    groups = parse_groups(body.groups)
-    report = p.concepts(groups, baselines=tuple(body.baselines))
+    p = served(request, ws).project(body.sae)
+    report = p.concepts(request_groups(p, body), baselines=tuple(body.baselines))
     return clean_json(report.to_json())
+
+
+def request_groups(p, body: GroupsRequest):
+    """The ConceptGroups a request gives: its `Group: words` text or mapping, or a corpus column's values."""
+    return p.column_groups(body.column) if body.column is not None else parse_groups(body.groups)
+
+
+@router.post("/workspaces/{ws}/map/groups", tags=["map"], summary="Each document's concept group (map colours)")
+def map_groups(request: Request, ws: WsName, body: GroupsRequest) -> dict[str, Any]:
+    """Per document (in map order) the first concept group it belongs to, else "other"; with the groups' words
+    not found among the documents."""
+    s = served(request, ws)
+    p = s.map_project()
+    labels, match = p.group_labels(request_groups(p, body))
+    return {"color": labels, "color_by": {"groups": match.names}, "missing": match.missing_words()[:200]}
 
 
 def parse_groups(groups: str | dict[str, list[str]]):

@@ -46,6 +46,7 @@ class Served:
         self._projects: dict[str, Project] = {}
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._rows: dict[str, int] | None = None
         try:
             self.workspace  # noqa: B018 - opened now, so a damaged workspace is logged at start
         except WorkspaceError as exc:
@@ -89,7 +90,11 @@ class Served:
         return p
 
     def embed(self, project: Project, texts: list[str]) -> np.ndarray:
-        """Query vectors for texts (the workspace's model through the project's searcher), the last 256 kept."""
+        """Query vectors for texts (the workspace's model through the project's searcher), the last 256 kept. A
+        workspace with no model to embed text (vectors given with their documents) takes a document's id instead:
+        its vector."""
+        if not self.workspace.can_embed:
+            return self.document_vectors(project, texts)
         out, todo = self._lookup(texts)
         if todo:
             self._fill(out, texts, todo, project.searcher.embed([texts[i] for i in todo]))
@@ -97,11 +102,26 @@ class Served:
 
     async def embed_async(self, project: Project, texts: list[str]) -> np.ndarray:
         """`embed` awaited without holding a thread: the searcher's embedding worker batches concurrent queries."""
+        if not self.workspace.can_embed:
+            return self.document_vectors(project, texts)
         out, todo = self._lookup(texts)
         if todo:
             vecs = await asyncio.wrap_future(project.searcher.submit_embed([texts[i] for i in todo]))
             self._fill(out, texts, todo, vecs)
         return np.stack(out).astype(np.float32)
+
+    def document_vectors(self, project: Project, ids: list[str]) -> np.ndarray:
+        """The stored vectors of documents named by id; InputError for a text that is no document's id."""
+        with self._lock:
+            if self._rows is None:
+                self._rows = {d: i for i, d in enumerate(project.ids)}
+        rows = [self._rows.get(t.strip()) for t in ids]
+        if None in rows:
+            bad = ids[rows.index(None)]
+            raise InputError(f"workspace '{self.name}' holds vectors without a model to embed text with: '{bad[:60]}' "
+                             f"is not one of its document ids; give a document's id (e.g. '{project.ids[0]}') to "
+                             "find the documents like it")
+        return np.asarray(self.workspace.embeddings[np.asarray(rows)], dtype=np.float32)
 
     def _lookup(self, texts: list[str]) -> tuple[list[np.ndarray | None], list[int]]:
         with self._lock:

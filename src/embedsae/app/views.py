@@ -4,6 +4,7 @@ same functions as the JSON API (`api.py`), so everything a screen shows is also 
 from __future__ import annotations
 
 import bisect
+import html
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ..errors import EmbedSAEError, StageMissingError, WorkspaceError
+from ..errors import EmbedSAEError, InputError, StageMissingError, WorkspaceError
 from . import api
 from .jobs import JobBusy
 from .schemas import MAX_EDITS, MAX_TEXT_CHARS, SAE_NAME, SearchRequest, SteerEdit
@@ -101,6 +102,15 @@ def steer_params(request: Request) -> dict[int, float]:
     return out
 
 
+def search_placeholder(s) -> str:
+    """What the search box takes: text, a word (word workspaces) or a document id (vectors with no model)."""
+    if (s.workspace.manifest.get("stages") or {}).get("words") is not None:
+        return "Search a word…"
+    if not s.workspace.can_embed:
+        return f"A document id (e.g. {s.map_project().ids[0]}): the documents like it…"
+    return "Search the documents…"
+
+
 @router.get("/w/{ws}/search", response_class=HTMLResponse)
 def search_page(request: Request, ws: str):
     sae = None
@@ -110,16 +120,23 @@ def search_page(request: Request, ws: str):
         q = (request.query_params.get("q") or "").strip()
         mode = request.query_params.get("mode") or "hybrid"
         top = request.query_params.get("top") or "10"
-        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": ("dense", "concept", "hybrid", "bm25")}
+        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": ("dense", "concept", "hybrid", "bm25"),
+                               "placeholder": search_placeholder(s)}
         if q:
             p = s.project(sae)
-            qf = s.query_features(p, q[:1000])
+            looked_up = s.workspace.can_embed or mode != "bm25"  # bm25 on a workspace with no model: the words alone
+            try:
+                vector = s.embed(p, [q[:1000]]) if looked_up else None
+            except InputError as exc:  # a word or document id the workspace does not hold: said on the screen
+                ctx["error"] = api.served_message(request, exc)
+                return page(request, "_results.html" if is_htmx(request) else "search.html", ws, sae, **ctx)
+            qf = [] if vector is None else s.activations(p, [q], [], int(p.sae_config["n_latents"]), vector)[0]["top_features"]
             sliders = steer_params(request)
             original = {f["id"]: f["activation"] for f in qf}
             edits = [SteerEdit(feature=f, value=max(v, 0.0)) for f, v in sliders.items()
                      if abs(v - original.get(f, 0.0)) > 1e-6][:MAX_EDITS]
             body = SearchRequest(query=q, mode=mode, top=int(top) if top.isdigit() else 10, steer=edits, sae=sae)
-            result = api.run_search(s, body)
+            result = api.run_search(s, body, None if vector is None else vector[0])
             labels = p.labels
             scale = max([f["activation"] for f in qf] + [1e-3]) * 2
             shown = [{**f, "value": sliders.get(f["id"], f["activation"])} for f in qf[:24]]
@@ -173,6 +190,16 @@ def quantile_examples(p, feature: int, n: int = 5) -> list[dict[str, Any]]:
              "quantile": round(i / max(len(order) - 1, 1), 2)} for i in picks]
 
 
+def activation_bands(p, feature: int, n: int) -> dict[str, list[dict[str, Any]]]:
+    """The documents (words, on a word workspace) a feature fires on, in three bands of its activations:
+    strong (the top third), medium and weak, the strongest `n` of each band."""
+    docs, acts = p.activation_stats.column(feature)
+    order = np.argsort(-acts, kind="stable")
+    titles = p.titles
+    return {band: [{"row": int(docs[i]), "title": titles[docs[i]], "activation": round(float(acts[i]), 4)}
+                   for i in part[:n]] for band, part in zip(("strong", "medium", "weak"), np.array_split(order, 3))}
+
+
 def family_of(families: dict[str, Any] | None, feature: int) -> list[dict[str, Any]]:
     """The families a feature belongs to, with its parent, siblings and children in each."""
     out = []
@@ -205,8 +232,10 @@ def feature_page(request: Request, ws: str, feature: int):
         before, after = bisect.bisect_left(alive, feature), bisect.bisect_right(alive, feature)
         prev_f = alive[before - 1] if before > 0 else None
         nxt = alive[after] if after < len(alive) else None
+        words = p.workspace.manifest.get("stages", {}).get("words") is not None
         return page(request, "feature.html", ws, sae, card=card, nb=neighbours, labels=p.labels,
                     quantiles=quantile_examples(p, feature), families=family_of(p.families(), feature),
+                    bands=activation_bands(p, feature, 12 if words else 5), words=words,
                     prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name)
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws, sae)
@@ -254,31 +283,39 @@ def map_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
         s = api.served(request, ws)
-        columns = [c for c in s.workspace.corpus.columns if c not in ("text", "id", "title", "abstract")]
+        columns = group_columns(s)
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws)
     return page(request, "map.html", ws, sae, columns=columns)
+
+
+def group_columns(s) -> list[str]:
+    """Corpus columns that can group documents (categories, years, ...): not the id, text or title."""
+    return [c for c in s.workspace.corpus.columns if c not in ("text", "id", "title", "abstract")]
 
 
 @router.get("/w/{ws}/concepts", response_class=HTMLResponse)
 def concepts_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
-        api.served(request, ws)
+        columns = group_columns(api.served(request, ws))
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws)
-    return page(request, "concepts.html", ws, sae)
+    return page(request, "concepts.html", ws, sae, columns=columns)
 
 
 @router.post("/w/{ws}/concepts", response_class=HTMLResponse)
-def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_length=20000)],
+def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_length=20000)] = "",
+                 column: Annotated[str, Form(max_length=200)] = "",
                  baselines: Annotated[list[str] | None, Form()] = None):
     try:
         sae = sae_param(request)
-        body = api.ConceptsRequest(groups=groups, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")], sae=sae)
+        source = {"column": column} if column.strip() else {"groups": groups}
+        body = api.ConceptsRequest(**source, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")],
+                                   sae=sae)
         report = api.concepts(request, ws, body)
     except (EmbedSAEError, NotFound, ValidationError) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return HTMLResponse(f"<p class='error'>{html.escape(api.served_message(request, exc))}</p>", status_code=400)
     return page(request, "_concepts.html", ws, None, report=report)
 
 

@@ -109,6 +109,13 @@ def build_index(
     name = ws.resolve_sae(sae)
     names = [n for n in (retriever_names() if parts is None else parts) if retriever_class(n).index_part]
     names = [n for n in names if (lexical or n != "bm25") and (dense or n != "dense")]
+    left_out = {}
+    if not ws.has_texts:
+        wanted = [n for n in names if retriever_class(n).needs_text]
+        if parts is not None and wanted:
+            raise InputError(f"the documents of workspace {ws.path} have no text: {', '.join(wanted)} cannot index them")
+        left_out = {n: "the documents have no text" for n in wanted}
+        names = [n for n in names if n not in wanted]
     if not names:
         raise InputError("no index to build: every part was left out")
     if backend not in BACKENDS:
@@ -124,7 +131,7 @@ def build_index(
     ctx.cache["sae"] = ws.load_sae(name)
     t0 = time.perf_counter()
     info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names,
-                            "backend": backend}
+                            "backend": backend, **({"left_out": left_out} if left_out else {})}
     tracker = Tracker(progress, "index", len(names), unit="index")
     logger.info(f"indexing {ws.n_documents} documents: {', '.join(names)}")
     for n in names:

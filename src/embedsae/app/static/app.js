@@ -81,16 +81,26 @@
     var ws = mapForm.dataset.ws, sae = mapForm.dataset.sae, current = null;
     function draw() {
       var fd = new FormData(mapForm), q = new URLSearchParams({ dims: fd.get("dims") });
-      if (fd.get("feature")) q.set("feature", fd.get("feature"));
+      var groupsText = String(fd.get("groups") || "").trim();
+      if (groupsText) { /* coloured by the concept groups below */ }
+      else if (fd.get("feature")) q.set("feature", fd.get("feature"));
       else if (fd.get("column")) q.set("column", fd.get("column"));
       if (sae) q.set("sae", sae);
       status.textContent = "loading…";
       missing.hidden = true;
-      fetch("/api/v1/workspaces/" + ws + "/map?" + q.toString()).then(function (r) {
+      function parse(r) {
         return r.json().then(function (body) {
           if (!r.ok) { var err = new Error(body.message); err.stage = body.stage; throw err; }
           return body;
         });
+      }
+      fetch("/api/v1/workspaces/" + ws + "/map?" + q.toString()).then(parse).then(function (m) {
+        if (!groupsText) return m;
+        return fetch("/api/v1/workspaces/" + ws + "/map/groups", { method: "POST",
+          headers: { "Content-Type": "application/json" }, body: JSON.stringify({ groups: groupsText }) })
+          .then(parse).then(function (g) {
+            m.color = g.color; m.color_by = { groups: g.color_by.groups, missing: g.missing }; return m;
+          });
       }).then(function (m) {
         current = m;
         var three = m.dims === 3, n = m.ids.length;
@@ -98,14 +108,16 @@
           text: m.titles, hovertemplate: "%{text}<extra></extra>", marker: { size: three ? 2 : 4, opacity: 0.8 } };
         if (three) trace.z = m.coords[2];
         var traces = [trace];
-        if (m.color && m.color_by && m.color_by.column) {
+        if (m.color && m.color_by && (m.color_by.column || m.color_by.groups)) {
           var groups = {};
           m.color.forEach(function (g, i) { (groups[g] = groups[g] || []).push(i); });
-          traces = Object.keys(groups).slice(0, 40).map(function (g) {
-            var idx = groups[g], t = Object.assign({}, trace, { name: g, customdata: idx });
+          var names = Object.keys(groups).sort(function (a, b) { return (a === "other") - (b === "other") || groups[b].length - groups[a].length; });
+          traces = names.slice(0, 40).map(function (g) {
+            var idx = groups[g], t = Object.assign({}, trace, { name: g + " (" + idx.length + ")", customdata: idx });
             t.x = idx.map(function (i) { return m.coords[0][i]; }); t.y = idx.map(function (i) { return m.coords[1][i]; });
             if (three) t.z = idx.map(function (i) { return m.coords[2][i]; });
             t.text = idx.map(function (i) { return m.titles[i]; }); t.marker = Object.assign({}, trace.marker);
+            if (g === "other") { t.marker.color = "#c8ccd2"; t.marker.opacity = 0.35; }
             return t;
           });
         } else if (m.color) {
@@ -115,7 +127,10 @@
         traces.forEach(function (t) { if (!t.customdata) t.customdata = Array.from({ length: n }, function (_, i) { return i; }); });
         Plotly.react(mapDiv, traces, { margin: { t: 10, r: 10, b: 10, l: 10 }, showlegend: traces.length > 1,
           hovermode: "closest" }, { displaylogo: false, responsive: true });
-        status.textContent = n + " documents" + (m.color_by ? (m.color_by.feature !== undefined ? " coloured by feature #" + m.color_by.feature + " " + m.color_by.label : " coloured by " + m.color_by.column) : "");
+        var by = m.color_by;
+        status.textContent = n + " documents" + (!by ? "" : by.feature !== undefined ? " coloured by feature #" + by.feature + " " + by.label
+          : by.groups ? " coloured by " + by.groups.length + " concept groups" + (by.missing && by.missing.length ? " (not found: " + by.missing.slice(0, 8).join(", ") + ")" : "")
+          : " coloured by " + by.column);
         mapDiv.removeAllListeners && mapDiv.removeAllListeners("plotly_click");
         mapDiv.on("plotly_click", function (ev) { var p = ev.points[0]; if (p) showDoc(p.customdata); });
       }).catch(function (err) {
