@@ -26,11 +26,13 @@ APP_DIR = Path(embedsae.__file__).parent / "app"
 HTMX_VERSION = "2.0.4"
 HTMX_SHA256 = "e209dda5c8235479f3166defc7750e1dbcd5a5c1808b7792fc2e6733768fb447"
 API = "/api/v1/workspaces/cranfield"
+LOCAL = "http://127.0.0.1:8000"
+"""The address the test client sends (the server answers loopback names only when it has no token)."""
 
 
 @pytest.fixture(scope="module")
 def client(app_ws):
-    with TestClient(create_app([app_ws.path])) as c:
+    with TestClient(create_app([app_ws.path]), base_url=LOCAL) as c:
         yield c
 
 
@@ -203,7 +205,7 @@ def test_search_modes_and_explanations(client):
 def test_a_feature_page_is_answered_while_searches_wait(app_ws):
     """Searches run in the app's bounded search pool: with every search thread busy, a search waits there while
     a feature card and neighbours are answered at once; the search is answered when a thread frees."""
-    with TestClient(create_app([app_ws.path])) as c:
+    with TestClient(create_app([app_ws.path]), base_url=LOCAL) as c:
         state = c.app.state.embedsae
         searched = threading.Event()
 
@@ -283,7 +285,7 @@ def test_no_cors_and_json_errors(client):
 # ---------------------------------------------------------------------------- jobs
 def test_jobs_train_report_progress_and_show_the_new_sae(app_ws, copy_ws):
     ws = copy_ws(app_ws)
-    with TestClient(create_app([ws.path])) as c:
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
         r = c.post("/api/v1/workspaces/cranfield/jobs", json={"kind": "train", "k": 4, "latents": 64, "epochs": 2,
                                                                "name": "tiny", "evaluate": False})
         assert r.status_code == 202, r.text
@@ -308,7 +310,7 @@ def test_jobs_train_report_progress_and_show_the_new_sae(app_ws, copy_ws):
 
 def test_jobs_cancel_and_failure(app_ws, copy_ws):
     ws = copy_ws(app_ws)
-    with TestClient(create_app([ws.path])) as c:
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
         job = c.post("/api/v1/workspaces/cranfield/jobs", json={"kind": "train", "k": 8, "latents": 512,
                                                                  "epochs": 200, "name": "long"}).json()
         c.post(f"/api/v1/jobs/{job['id']}/cancel")
@@ -328,7 +330,7 @@ def test_jobs_cancel_and_failure(app_ws, copy_ws):
 
 # ---------------------------------------------------------------------------- token, serve command
 def test_token_guards_every_request(app_ws):
-    with TestClient(create_app([app_ws.path], token="s3cret"), follow_redirects=False) as c:
+    with TestClient(create_app([app_ws.path], token="s3cret"), base_url=LOCAL, follow_redirects=False) as c:
         for url in ("/api/v1/workspaces", "/", "/openapi.json", "/static/htmx.min.js", "/api/v1/jobs"):
             r = c.get(url)
             assert r.status_code == 401 and "access token" in r.json()["message"], url
@@ -399,7 +401,7 @@ def test_try_it_and_concepts_partials(client, app_ws):
 
 def test_workspace_without_an_sae_answers_409(cranfield_ws):
     name = cranfield_ws.path.name
-    with TestClient(create_app([cranfield_ws.path])) as c:
+    with TestClient(create_app([cranfield_ws.path]), base_url=LOCAL) as c:
         r = c.get(f"/api/v1/workspaces/{name}/features")
         assert r.status_code == 409 and "no trained SAE" in r.json()["message"]
         r = c.post(f"/api/v1/workspaces/{name}/jobs", json={"kind": "index"})
@@ -409,7 +411,7 @@ def test_workspace_without_an_sae_answers_409(cranfield_ws):
 def test_duplicate_folder_names_get_distinct_names(app_ws, tmp_path):
     other = tmp_path / "x" / "cranfield"
     shutil.copytree(app_ws.path, other)
-    with TestClient(create_app([app_ws.path, other])) as c:
+    with TestClient(create_app([app_ws.path, other]), base_url=LOCAL) as c:
         assert [w["name"] for w in c.get("/api/v1/workspaces").json()] == ["cranfield", "cranfield-2"]
 
 
@@ -424,7 +426,7 @@ def test_concept_groups_on_a_word_workspace(tmp_path):
     groups = ("Numbers: one, two, three, four, five, six, seven, eight, nine, ten\n"
               "Months: january, february, march, april, june, july, august, september, october, november\n"
               "Countries: france, germany, china, japan, india, russia, britain, canada, spain, italy\n")
-    with TestClient(create_app([ws.path])) as c:
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
         r = c.post("/api/v1/workspaces/words/concepts", json={"groups": groups, "baselines": ["raw", "pca"]})
         assert r.status_code == 200, r.text
         report = r.json()

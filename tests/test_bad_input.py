@@ -76,7 +76,7 @@ CASES = [
     ("unknown feature", ["feature", "{ws}", "99999"], None, ["feature 99999 does not exist", "0 to 31"]),
     ("not a workspace", ["info", "{root}/nowhere"], None, ["not an embedsae workspace", "embedsae embed"]),
     ("damaged manifest", ["info", "{damaged}"], "manifest", ["manifest", "damaged"]),
-    ("damaged SAE", ["feature", "{damaged}", "3"], "sae", ["SAE", "damaged", "train it again"]),
+    ("damaged SAE", ["feature", "{damaged}", "3"], "sae", ["sae.safetensors", "damaged", "train (or import) the SAE again"]),
     ("damaged embeddings", ["train", "{damaged}", "--k", "4", "--latents", "32"], "embeddings",
      ["shard-00000.npy", "damaged", "embed"]),
 ]
@@ -144,7 +144,7 @@ def test_a_second_train_of_the_same_sae_is_refused(probe, tmp_path):
     shutil.copytree(probe / "wsv", dst)
     first = _embedsae("train", str(dst), "--name", "clash", "--k", "4", "--latents", "32", "--epochs", "20000",
                       "--quiet")
-    lock = dst / f"{layout.STAGE_LOCK_PREFIX}train-clash"
+    lock = dst / f"{layout.STAGE_LOCK_PREFIX}sae-clash"
     try:
         deadline = time.time() + 300
         while not (lock.is_file() and lock.read_text().startswith("process")):

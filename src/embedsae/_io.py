@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -45,6 +46,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind a write error: the error itself, or the full disk, read-only file system or denied
+    permission that a foreign writer (safetensors, torch) reports in its own exception type; None otherwise."""
+    if isinstance(exc, OSError):
+        return exc
+    text = str(exc)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        if f"os error {code})" in text or os.strerror(code) in text:
+            return OSError(code, os.strerror(code))
+    return None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -19,6 +19,15 @@ class WorkspaceBusyError(WorkspaceError):
     """Another process is writing the same part of the workspace."""
 
 
+class DamagedFileError(WorkspaceError):
+    """A file of a workspace cannot be read (truncated, overwritten, not what its name says); `path` names it and
+    the message says how to make it again."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class NotAWorkspaceError(WorkspaceError):
     """A path holds no workspace."""
 

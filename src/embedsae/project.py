@@ -118,10 +118,9 @@ class Project:
     @property
     def sae_config(self) -> dict[str, Any]:
         """The SAE's cfg.json (architecture, k, n_latents, ...), read without loading the model."""
-        from ._io import read_json
+        from .sae.base import read_config
 
-        return self._part("cfg", (layout.SAE_CONFIG,), lambda: read_json(self.workspace.sae_file(self.sae_name,
-                                                                                                  layout.SAE_CONFIG)))
+        return self._part("cfg", (layout.SAE_CONFIG,), lambda: read_config(self.workspace.sae_dir(self.sae_name)).to_dict())
 
     @property
     def codes(self):
@@ -250,13 +249,9 @@ class Project:
 
     def families(self) -> dict[str, Any] | None:
         """The stored families of the SAE (None before the families stage)."""
-        from ._io import read_json
+        from .structure.stage import load_families
 
-        def build():
-            path = self.workspace.sae_file(self.sae_name, layout.FAMILIES_JSON)
-            return read_json(path) if path.is_file() else None
-
-        return self._part("families", (layout.FAMILIES_JSON,), build)
+        return self._part("families", (layout.FAMILIES_JSON,), lambda: load_families(self.workspace, self.sae_name))
 
     # ------------------------------------------------------------------ search
     def search(self, query: Any, mode: str = "dense", top: int = 10, **kwargs: Any):

@@ -71,14 +71,6 @@ def served(request: Request, ws: str) -> Served:
     return app_state(request).served(ws)
 
 
-def served_message(request: Request, exc: Exception) -> str:
-    """An error's message with the served workspaces' folders written as their names (the client never sees a path)."""
-    message = str(exc)
-    for s in app_state(request).workspaces.values():
-        message = message.replace(str(s.path), f"'{s.name}'")
-    return message
-
-
 def clean_json(value: Any) -> Any:
     """Plain JSON: numpy scalars and arrays as numbers and lists, NaN and infinities as null."""
     if isinstance(value, dict):
@@ -399,6 +391,10 @@ def start_job(state: AppState, s: Served, body) -> dict[str, Any]:
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"workspace '{s.name}' has no trained SAE yet; start a train job first")
+    if kind == "train":
+        from ..pipeline import check_new_sae
+
+        check_new_sae(s.workspace, body.sae_name(), body.overwrite)  # 409 now; the stage checks again under its lock
     spec = {"workspace": str(s.workspace.path), "kind": kind, "sae": sae, "kwargs": kwargs}
     return state.jobs.submit(s.name, kind, body.model_dump(), spec).to_dict()
 

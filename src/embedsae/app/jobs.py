@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,9 @@ class JobRunner:
     newest KEEP_FINISHED finished ones). Cancelling interrupts the worker as Ctrl-C interrupts the CLI; `stop`
     interrupts every running job and waits a few seconds for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Callable[[str], str] = str) -> None:
+        self._redact = redact
+        """Makes a failed job's error fit for the client (no server paths)."""
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, str] = {}
         self._procs: dict[str, subprocess.Popen] = {}
@@ -154,13 +157,14 @@ class JobRunner:
                 job.state = "cancelled"
             else:
                 job.state = "failed"
-                job.error = outcome.get("error") or _last_line(stderr) or f"the job's process ended with code {code}"
+                job.error = self._redact(outcome.get("error") or _last_line(stderr)
+                                         or f"the job's process ended with code {code}")
                 if "error" not in outcome:
                     logger.error(f"job {job.id} ({job.kind} on {job.workspace}) failed:\n{''.join(stderr[-40:])}")
         except JobCancelled:
             job.state = "cancelled"
         except OSError as exc:
-            job.state, job.error = "failed", f"could not start the job's process: {exc}"
+            job.state, job.error = "failed", self._redact(f"could not start the job's process: {exc}")
         finally:
             job.finished = time.time()
             with self._lock:

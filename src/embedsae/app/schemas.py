@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..search.steering import MAX_VALUE
+
 MAX_QUERY_CHARS = 1000
 """Longest search query, in characters."""
 MAX_TOP = 100
@@ -21,8 +23,8 @@ MAX_PAGE = 500
 """Largest page of the feature list."""
 MAX_GROUPS_CHARS = 20000
 """Longest concept-groups text."""
-MAX_STEER_VALUE = 100.0
-"""Largest absolute steering value."""
+MAX_STEER_VALUE = MAX_VALUE
+"""Largest absolute steering value (the library's bound, embedsae.search.steering.MAX_VALUE)."""
 
 SAE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -155,6 +157,8 @@ class TrainJob(Strict):
     epochs: int | None = Field(None, ge=1, le=1000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     evaluate: bool = True
+    overwrite: bool = Field(False, description="Replace an SAE of the same name, with its labels, families and "
+                                               "concept index (without it, such a job is refused).")
 
     @model_validator(mode="after")
     def _k(self) -> TrainJob:
@@ -165,6 +169,12 @@ class TrainJob(Strict):
     def kwargs(self) -> dict:
         out = self.model_dump(exclude={"kind"})
         return {k: v for k, v in out.items() if v is not None}
+
+    def sae_name(self) -> str:
+        """The name of the SAE this job makes."""
+        from ..pipeline import default_sae_name
+
+        return self.name or default_sae_name(self.architecture, self.k, self.latents)
 
 
 class InterpretJob(Strict):

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import EmbedSAEError, InputError, MissingDependencyError, StageMissingError, WorkspaceError
+from .guard import RequestGuard, ServerSettings
 from .jobs import JobBusy
 from .state import AppState, NotFound
 
@@ -34,8 +35,11 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None) -> FastAPI:
-    """The app serving `workspaces` (folders); with `token`, every request must carry it."""
+def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None,
+               settings: ServerSettings | None = None) -> FastAPI:
+    """The app serving `workspaces` (folders); with `token`, every request must carry it. What it trusts and
+    refuses (Host, cross-site requests, body size) is `guard.RequestGuard`, in front of every route."""
+    settings = settings or ServerSettings()
     state = AppState(workspaces, token=token)
 
     @asynccontextmanager
@@ -43,7 +47,7 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
         yield
         state.close()  # interrupt the running jobs (the serve command has done it already when it stops)
 
-    app = FastAPI(title="embedsae", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan,
+    app = FastAPI(title="embedsae", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",
                   description="Sparse, named, steerable concepts for dense embeddings: the workspaces given to "
                               "`embedsae serve`, their SAEs, features, families, search, maps, concept groups and jobs.")
@@ -52,6 +56,7 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
     _add_error_handlers(app)
     if token:
         _add_token_check(app, token)
+    app.add_middleware(RequestGuard, check_host=not token, max_body_bytes=settings.max_body_bytes)  # outermost
 
     from . import api, views
 
@@ -59,6 +64,13 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _list_workspaces_in_schema(app, list(state.workspaces))
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request):
+        """The API's reference, a page of our own built from the OpenAPI schema (no third-party script)."""
+        return views.templates.TemplateResponse(request, "docs.html", {
+            "schema": app.openapi(), "ws": None, "sae": None, "workspaces": list(state.workspaces),
+            "screens": views.SCREENS})
 
     @app.get("/static-plotly/plotly.min.js", include_in_schema=False)
     def plotly_js():
@@ -109,16 +121,14 @@ def _add_error_handlers(app: FastAPI) -> None:
                  for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request", "invalid_request")
 
-    served = {str(s.path): name for name, s in app.state.embedsae.workspaces.items()}
+    state: AppState = app.state.embedsae
 
     def answer(status: int, kind: str):
         async def handler(request: Request, exc: Exception):
-            message = str(exc)
-            for path, name in served.items():  # library messages name folders; the client knows workspaces by name
-                message = message.replace(path, f"'{name}'")
-            response = _error(status, message, kind)
+            response = _error(status, state.public(str(exc)), kind)
             if isinstance(exc, StageMissingError):  # the stage to run (the map screen offers to start it)
-                response = JSONResponse({"error": kind, "message": message, "stage": exc.stage}, status_code=status)
+                response = JSONResponse({"error": kind, "message": state.public(str(exc)), "stage": exc.stage},
+                                        status_code=status)
             return response
 
         return handler

@@ -182,7 +182,9 @@ class AppState:
                 name, i = f"{base}-{i}", i + 1
             self.workspaces[name] = Served(name, path)
         self.token = token
-        self.jobs = JobRunner()
+        self._paths = sorted(((str(s.path), name) for name, s in self.workspaces.items()),
+                             key=lambda p: -len(p[0]))
+        self.jobs = JobRunner(redact=self.public)
         self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="embedsae-search")
         """Searches and text activations run here (their query embedding is awaited before, off any thread),
         so at most SEARCH_THREADS of them compete with the cheap reads that FastAPI runs in its own pool."""
@@ -199,6 +201,13 @@ class AppState:
         self.stopping = True
         self.jobs.stop(timeout)
         self.searches.shutdown(wait=False, cancel_futures=True)
+
+    def public(self, message: str) -> str:
+        """A message as the client may see it: each served folder's path replaced by the workspace's name (the
+        client knows workspaces by name, never by path)."""
+        for path, name in self._paths:
+            message = message.replace(path, f"'{name}'")
+        return message
 
     async def run_search_work(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the search pool, awaited."""

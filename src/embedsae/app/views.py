@@ -40,15 +40,25 @@ JOB_STAGES = ("train", "interpret", "families", "index", "map")
 """Stages a screen missing one offers to start as a job."""
 
 
+def error_status(exc: Exception) -> int:
+    return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
+
+
 def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
-    """The screen that says why it cannot show what was asked; a stage not run yet is no error (200): the screen
-    says so and offers to start it as a job."""
+    """The error page: the message (workspaces named, not paths) escaped like every value a template shows. A
+    stage not run yet is no error (200): the screen says so and offers to start it as a job."""
+    message = api.app_state(request).public(str(exc))
     if isinstance(exc, StageMissingError) and ws is not None:
         stage = exc.stage if exc.stage in JOB_STAGES else None
-        return page(request, "error.html", ws, sae, message=api.served_message(request, exc), stage=stage,
-                    missing=True)
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
-    return page(request, "error.html", ws, sae, status=status, message=api.served_message(request, exc))
+        return page(request, "error.html", ws, sae, message=message, stage=stage, missing=True)
+    return page(request, "error.html", ws, sae, status=error_status(exc), message=message)
+
+
+def error_fragment(request: Request, exc: Exception | str, status: int | None = None) -> HTMLResponse:
+    """An htmx fragment with an error message, escaped (the message may echo what the client sent)."""
+    text = api.app_state(request).public(str(exc))
+    code = status if status is not None else error_status(exc) if isinstance(exc, Exception) else 400
+    return HTMLResponse(f"<p class='error'>{html.escape(text, quote=False)}</p>", status_code=code)
 
 
 def sae_param(request: Request) -> str | None:
@@ -128,7 +138,7 @@ def search_page(request: Request, ws: str):
             try:
                 vector = s.embed(p, [q[:1000]]) if looked_up else None
             except InputError as exc:  # a word or document id the workspace does not hold: said on the screen
-                ctx["error"] = api.served_message(request, exc)
+                ctx["error"] = api.app_state(request).public(str(exc))
                 return page(request, "_results.html" if is_htmx(request) else "search.html", ws, sae, **ctx)
             qf = [] if vector is None else s.activations(p, [q], [], int(p.sae_config["n_latents"]), vector)[0]["top_features"]
             sliders = steer_params(request)
@@ -156,7 +166,7 @@ def label_hits(request: Request, ws: str, label: str = ""):
         sae = sae_param(request)
         hits = api.find_labels(request, ws, sae=sae, q=label[:200], limit=10)["items"] if label.strip() else []
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>")
+        return error_fragment(request, exc, 200)
     return page(request, "_labels.html", ws, sae, hits=hits)
 
 
@@ -249,11 +259,11 @@ def try_text(request: Request, ws: str, feature: int,
         s = api.served(request, ws)
         p = s.project(sae)
         if not text.strip():
-            return HTMLResponse("<p class='error'>Type some text first.</p>")
+            return error_fragment(request, "Type some text first.", 200)
         api.check_feature(p, max(feature, 0))
         res = s.activations(p, [text], [max(feature, 0)], top=10)[0]
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_tryit.html", ws, sae, res=res, feature=feature)
 
 
@@ -315,7 +325,7 @@ def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_leng
                                    sae=sae)
         report = api.concepts(request, ws, body)
     except (EmbedSAEError, NotFound, ValidationError) as exc:
-        return HTMLResponse(f"<p class='error'>{html.escape(api.served_message(request, exc))}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_concepts.html", ws, None, report=report)
 
 
@@ -339,7 +349,7 @@ async def jobs_start(request: Request, ws: str):
     form = await request.form()
     kind = str(form.get("kind", ""))
     fields: dict[str, Any] = {"kind": kind}
-    for key in ("k", "latents", "epochs", "max_features", "name", "architecture", "sae"):
+    for key in ("k", "latents", "epochs", "max_features", "name", "architecture", "overwrite", "sae"):
         value = str(form.get(key, "")).strip()
         if value:
             fields[key] = value
@@ -351,6 +361,6 @@ async def jobs_start(request: Request, ws: str):
         await run_in_threadpool(api.start_job, state, state.served(ws), body)
         message = ""
     except (EmbedSAEError, NotFound, JobBusy, ValidationError) as exc:
-        message = str(exc)
+        message = api.app_state(request).public(str(exc))
     return page(request, "_jobs.html", ws, None, jobs=[j.to_dict() for j in api.app_state(request).jobs.list()],
                 message=message)

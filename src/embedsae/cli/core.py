@@ -46,6 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("check", help="read every file of a workspace and verify its vectors' checksums",
+                       description="Reads every file of a workspace whole (corpus, vectors with their recorded sha256, "
+                                   "each SAE's files, the indexes) and names each damaged one with how to make it "
+                                   "again. Exit code 2 when a file is damaged. Writes nothing.")
+    p.add_argument("workspace")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("run", help="the whole pipeline on a corpus: embed, train, evaluate (and later stages)")
     _corpus_args(p, demo=True)
     _train_args(p)
@@ -221,6 +229,23 @@ def cmd_info(args: argparse.Namespace) -> int:
         dead = f"{s['dead_fraction']:.2%}" if s["dead_fraction"] is not None else "-"
         print(f"  {mark} {s['name']:<28} {s['architecture']:<9} k={s['k']:<4} latents={s['latents']:<6} NMSE={nmse} dead={dead}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ..integrity import check_workspace
+
+    results = check_workspace(args.workspace)
+    for r in results:
+        if args.json:
+            print(json.dumps(asdict(r)))
+        else:
+            print(f"{'ok' if r.ok else 'DAMAGED':<8} {r.path}" + ("" if r.ok else f": {r.message}"))
+    bad = [r for r in results if not r.ok]
+    if not args.json:
+        print(f"{len(results) - len(bad)} of {len(results)} files read well" + (f"; {len(bad)} damaged" if bad else ""))
+    return 2 if bad else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

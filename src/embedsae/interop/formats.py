@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_path, read_json, write_json
+from .._io import read_json, write_bytes, write_json
 from ..errors import InputError
 from ..sae import SAE, SAEConfig, TopKSAE, load_sae
 
@@ -85,7 +85,12 @@ def read_sae(path: str | os.PathLike, *, fmt: str | None = None, k: int | None =
     readers = {"saerch": read_saerch, "saelens": read_saelens, "sparsify": read_sparsify, "embedsae": read_embedsae}
     if fmt not in readers:
         raise InputError(f"unknown SAE format '{fmt}'; use one of {', '.join(FORMATS)}")
-    return readers[fmt](Path(path), k=k)
+    got = readers[fmt](Path(path), k=k)
+    bad = [n for n, t in got.sae.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(f"the SAE in {path} holds non-finite weights (NaN or infinity in {', '.join(bad)}): it cannot "
+                         "encode or reconstruct anything; import a finished, working SAE")
+    return got
 
 
 # ---------------------------------------------------------------------------- shared
@@ -139,10 +144,10 @@ def _pursuit_note(sae: SAE) -> None:
 
 
 def _save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
+    """Write tensors as safetensors, atomically (a full disk is an OSError, as for every file embedsae writes)."""
+    from safetensors.torch import save
 
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    write_bytes(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
 # ---------------------------------------------------------------------------- saerch (.pth)

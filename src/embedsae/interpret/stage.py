@@ -17,7 +17,7 @@ from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .keywords import MIXED_PREFIX
 from .labellers import LabelContext, Labeller
-from .store import FeatureStore, db_path
+from .store import DISK_FULL, FeatureStore, db_path, remove_database
 
 if TYPE_CHECKING:
     from .llm import LLMConfig
@@ -108,15 +108,16 @@ def interpret(
     name = ws.resolve_sae(sae)
     ex_cfg = examples or ExampleConfig()
     clean_cfg = clean or CleanConfig()
-    codes = workspace_codes(ws, name, progress=progress, save=True)
-    csr = codes.to_csr()
-    csc = csr.tocsc()
-    n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)
-    alive = np.flatnonzero(n_active > 0)
-    chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
-
-    with ws.stage_lock(f"interpret-{name}"):  # a second interpret of the same SAE is refused
-        store = FeatureStore(db_path(ws.sae_dir(name)))
+    with ws.sae_lock(name, "interpret"):  # no other stage writes the SAE meanwhile (a second interpret is refused)
+        codes = workspace_codes(ws, name, progress=progress, save=True)
+        csr = codes.to_csr()
+        csc = csr.tocsc()
+        n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)
+        alive = np.flatnonzero(n_active > 0)
+        chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
+        path = db_path(ws.sae_dir(name))
+        new = not path.exists()
+        store = FeatureStore(path)
         try:
             embedder = ws.embedder(batch_size=256)
             context = LabelContext(
@@ -140,7 +141,15 @@ def interpret(
                 _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
             n_clean = apply_clean_filter(store, clean_cfg)
             table = store.table()
-        finally:
+        except OSError as exc:
+            store.close(checkpoint=False)
+            if new and exc.errno in DISK_FULL:  # the run wrote nothing worth keeping: leave no database behind
+                remove_database(path)
+            raise
+        except BaseException:
+            store.close()
+            raise
+        else:
             store.close()
     done_now = table[table["id"].isin(chosen) & (table["status"] == "done")]
     summary = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -233,24 +232,34 @@ class SAE(nn.Module):
         write_json(folder / layout.SAE_CONFIG, self.cfg.to_dict())
 
 
+def read_config(folder: str | os.PathLike) -> SAEConfig:
+    """The configuration of an SAE saved with `SAE.save` (its cfg.json, checked), without loading the weights."""
+    from ..errors import InputError
+    from ..integrity import damaged, read_json_object
+
+    path = Path(folder) / layout.SAE_CONFIG
+    raw = read_json_object(path, required=("d_in", "n_latents", "k", "architecture"))
+    try:
+        return SAEConfig.from_dict(raw)
+    except (InputError, ValueError, TypeError) as exc:
+        raise damaged(path, exc) from exc
+
+
 def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SAE:
     """Load an SAE saved with `SAE.save` (cfg.json + sae.safetensors)."""
     from safetensors.torch import load_file
+
+    from ..integrity import damaged
 
     folder = Path(folder)
     cfg_file, weights = folder / layout.SAE_CONFIG, folder / layout.SAE_WEIGHTS
     if not cfg_file.is_file() or not weights.is_file():
         raise WorkspaceError(f"{folder} holds no saved SAE ({layout.SAE_CONFIG} and {layout.SAE_WEIGHTS} are needed)")
-    try:
-        with open(cfg_file, encoding="utf-8") as f:
-            cfg = SAEConfig.from_dict(json.load(f))
-    except (ValueError, TypeError) as exc:
-        raise WorkspaceError(f"the SAE in {folder} is damaged ({layout.SAE_CONFIG}: {exc}); train it again") from exc
-    sae = create_sae(cfg)
+    sae = create_sae(read_config(folder))
     try:
         sae.load_state_dict(load_file(str(weights)))
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise WorkspaceError(f"the SAE in {folder} is damaged ({layout.SAE_WEIGHTS}: {exc}); train it again") from exc
+        raise damaged(weights, exc) from exc
     return sae.to(device).eval()
 
 

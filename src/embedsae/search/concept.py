@@ -141,7 +141,9 @@ class ConceptIndex:
         path = Path(path)
         if not path.is_file():
             raise WorkspaceError(f"no concept index at {path}; build it with: embedsae index WORKSPACE")
-        with np.load(path) as z:
+        from ..integrity import reading
+
+        with reading(path), np.load(path) as z:
             settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
             return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
                        str(z["sae_name"]))

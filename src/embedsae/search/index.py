@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .._io import read_json, write_json
+from .._io import write_json
 from ..errors import InputError, WorkspaceError
 from ..progress import ProgressCallback, Tracker
 from ..workspace import Workspace, now_iso
@@ -36,8 +36,10 @@ def concept_path(ws: Workspace, sae: str) -> Path:
 
 def index_info(ws: Workspace) -> dict[str, Any] | None:
     """What `build_index` wrote last (index.json), or None."""
+    from ..integrity import read_json_object
+
     path = index_dir(ws) / "index.json"
-    return read_json(path) if path.is_file() else None
+    return read_json_object(path) if path.is_file() else None
 
 
 def part_built(ws: Workspace, name: str) -> bool | None:
@@ -51,11 +53,11 @@ def part_built(ws: Workspace, name: str) -> bool | None:
 
 def adopt_sae(ws: Workspace, source: Workspace, name: str | None = None) -> str:
     """Copy an SAE trained in another workspace into this one (same embedding model required); returns its name."""
-    from ..sae import SAEConfig
+    from ..sae.base import read_config
 
     name = source.resolve_sae(name)
     src = source.sae_dir(name)
-    cfg = SAEConfig.from_dict(read_json(src / "cfg.json"))
+    cfg = read_config(src)
     if cfg.model_id is None and source.model_id != ws.model_id:
         cfg.model_id = source.model_id
     ws.check_sae_compatible(cfg)
@@ -68,19 +70,25 @@ def adopt_sae(ws: Workspace, source: Workspace, name: str | None = None) -> str:
         )
     dst = ws.sae_dir(name)
     if dst.resolve() != src.resolve():
-        tmp = ws.saes_dir / f".adopt-{name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for f in ("cfg.json", "sae.safetensors", "metrics.json", "train_log.png"):
-            if (src / f).is_file():
-                shutil.copy2(src / f, tmp / f)
-        write_json(tmp / "origin.json", {"workspace": str(source.path), "sae": name, "copied": now_iso()})
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
-        (dst / "sae.safetensors").touch()  # newer than any stale codes
+        with ws.sae_lock(name, "copy in an SAE"), source.sae_lock(name, "copy out the SAE", shared=True):
+            _copy_sae(ws, source, name, src, dst)
     ws.set_latest_sae(name)
     return name
+
+
+def _copy_sae(ws: Workspace, source: Workspace, name: str, src: Path, dst: Path) -> None:
+    """Copy the SAE's files beside its place, then move them in (the caller holds both SAEs' locks)."""
+    from ..pipeline import replace_sae
+
+    tmp = ws.saes_dir / f".adopt-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in ("cfg.json", "sae.safetensors", "metrics.json", "train_log.png"):
+        if (src / f).is_file():
+            shutil.copy2(src / f, tmp / f)
+    write_json(tmp / "origin.json", {"workspace": str(source.path), "sae": name, "copied": now_iso()})
+    replace_sae(ws, name, tmp)
+    (dst / "sae.safetensors").touch()  # newer than any stale codes
 
 
 def build_index(
@@ -103,7 +111,7 @@ def build_index(
     workspace's embedding matrix itself; `ann` adds the approximate one. `backend` "milvus" keeps the concept
     index and the dense vectors in a Milvus collection (`milvus` says where) instead of the workspace.
     """
-    from .retriever import BuildContext, retriever_class, retriever_names
+    from .retriever import retriever_class, retriever_names
 
     settings = settings or ConceptSettings()
     name = ws.resolve_sae(sae)
@@ -126,6 +134,15 @@ def build_index(
     if backend == "milvus" and ann:
         raise InputError("the approximate dense index is a file of the workspace; with the Milvus backend choose "
                          "Milvus's own dense index (setting `dense_index`) instead of `ann`")
+    with ws.sae_lock(name, "build the index"), ws.stage_lock("index", "build the index"):
+        return _build_locked(ws, name, settings, names, ann, backend, milvus, progress, left_out)
+
+
+def _build_locked(ws: Workspace, name: str, settings: ConceptSettings, names: list[str], ann: bool, backend: str,
+                  milvus: MilvusSettings | None, progress: ProgressCallback | None,
+                  left_out: dict[str, str]) -> dict[str, Any]:
+    from .retriever import BuildContext, retriever_class
+
     ctx = BuildContext(ws, name, settings, ann=ann, progress=progress, parts=tuple(names), backend=backend,
                        milvus=milvus)
     ctx.cache["sae"] = ws.load_sae(name)

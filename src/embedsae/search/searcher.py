@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmbedSAEError, InputError
+from ..errors import DamagedFileError, EmbedSAEError, InputError
 from ..workspace import Workspace
 from .hybrid import HybridSettings
 from .retriever import Query, Retriever, retriever_class, retriever_names
@@ -256,6 +256,8 @@ class Searcher:
         """Each changed feature's largest activation over the documents, the scale for edit values."""
         try:
             index = self.concept
+        except DamagedFileError:
+            raise
         except EmbedSAEError:
             return
         for c in changes:
@@ -268,6 +270,8 @@ class Searcher:
         if vector is not None:
             try:
                 cq = self.concept_query(vector)
+            except DamagedFileError:  # a damaged file is told, never passed over
+                raise
             except EmbedSAEError as exc:  # explanations need the concept index; hits come without them
                 self._cache.setdefault("explain_error", str(exc))
         hits = []
