@@ -174,7 +174,7 @@ def test_a_map_job_computes_the_map_that_a_request_never_does(app_ws, copy_ws):
 
     ws = copy_ws(app_ws)
     shutil.rmtree(ws.path / layout.MAP)
-    with TestClient(create_app([ws.path])) as c:
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
         t0 = time.perf_counter()
         r = c.get(f"{API}/map", params={"dims": 3})
         assert r.status_code == 409 and r.json()["stage"] == "map" and "no 3-D map yet" in r.json()["message"]
@@ -440,21 +440,23 @@ def test_concept_groups_on_a_word_workspace(tmp_path):
 
 
 def test_a_damaged_workspace_shows_its_own_error_and_the_others_keep_working(app_ws, tmp_path):
-    """Served beside a good workspace: one whose manifest is damaged and one whose vectors are gone. The list and
+    """Served beside a good workspace: one whose manifest is damaged, one whose vectors go and one whose manifest
+    is damaged while served. The list and
     the home page answer 200 with each damaged workspace's one-line error on its own card; its API answers 409
     naming the file; the good one answers as ever."""
-    bad_manifest, no_vectors = tmp_path / "bad-manifest", tmp_path / "no-vectors"
-    shutil.copytree(app_ws.path, bad_manifest)
-    shutil.copytree(app_ws.path, no_vectors)
+    bad_manifest, no_vectors, later = tmp_path / "bad-manifest", tmp_path / "no-vectors", tmp_path / "later"
+    for folder in (bad_manifest, no_vectors, later):
+        shutil.copytree(app_ws.path, folder)
     (bad_manifest / layout.MANIFEST).write_text('{"model": ')
-    with TestClient(create_app([app_ws.path, bad_manifest, no_vectors])) as c:
+    with TestClient(create_app([app_ws.path, bad_manifest, no_vectors, later]), base_url=LOCAL) as c:
         shutil.rmtree(no_vectors / layout.SHARDS)  # damaged while served
+        (later / layout.MANIFEST).write_text("[1, 2")
         listed = c.get("/api/v1/workspaces")
         assert listed.status_code == 200
         by_name = {w["name"]: w for w in listed.json()}
         assert by_name["cranfield"]["documents"] == 1400 and "error" not in by_name["cranfield"]
         assert "manifest.json" in by_name["bad-manifest"]["error"] and str(tmp_path) not in listed.text
-        assert "vectors" in by_name["no-vectors"]["error"]
+        assert "vectors" in by_name["no-vectors"]["error"] and "manifest.json" in by_name["later"]["error"]
         home = c.get("/")
         assert home.status_code == 200 and "topk-k8-n256" in home.text
         card = re.search(r'<section class="card workspace damaged" id="ws-bad-manifest">(.*?)</section>', home.text, re.S)

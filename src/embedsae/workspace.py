@@ -117,15 +117,7 @@ class Workspace:
         path = Path(path)
         if not (path / MANIFEST).is_file():
             raise NotAWorkspaceError(f"{path} is not an embedsae workspace (no {MANIFEST}); embed a corpus into it first")
-        try:
-            manifest = read_json(path / MANIFEST)
-            manifest["model"]["id"], manifest["model"]["dim"], manifest["counts"]["documents"]  # noqa: B018
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WorkspaceError(
-                f"the manifest of workspace {path} is damaged ({MANIFEST}: {exc}); restore it, or embed the corpus "
-                "into a new workspace"
-            ) from exc
-        ws = cls(path, manifest)
+        ws = cls(path, _read_manifest(path))
         if expect_model is not None and ws.model_id != expect_model:
             raise ModelMismatchError(
                 f"workspace {path} was embedded with model '{ws.model_id}', not '{expect_model}'; "
@@ -155,7 +147,7 @@ class Workspace:
 
     def reload_manifest(self) -> None:
         """Re-read the manifest from disk (another process may have added a stage)."""
-        self.manifest = read_json(self.path / MANIFEST)
+        self.manifest = _read_manifest(self.path)
 
     @contextlib.contextmanager
     def manifest_lock(self) -> Iterator[None]:
@@ -435,6 +427,19 @@ class Workspace:
         from .search import search
 
         return search(self, query, mode, top, **kwargs)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A workspace's manifest; WorkspaceError naming the file when it is damaged."""
+    try:
+        manifest = read_json(path / MANIFEST)
+        manifest["model"]["id"], manifest["model"]["dim"], manifest["counts"]["documents"]  # noqa: B018
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WorkspaceError(
+            f"the manifest of workspace {path} is damaged ({MANIFEST}: {exc}); restore it, or embed the corpus "
+            "into a new workspace"
+        ) from exc
+    return manifest
 
 
 def _first_line(text: str, width: int = 100) -> str:
