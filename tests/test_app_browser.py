@@ -258,11 +258,21 @@ def first_alive(served, tab, ws) -> int:
 
 
 # ---------------------------------------------------------------------------- families, map, concept groups
-@pytest.mark.parametrize("ws", ["arxiv", "demo", "vectors", "two-saes"])
+@pytest.mark.parametrize("ws", ["demo", "vectors", "two-saes"])
 def test_families_sunburst(served, tab, ws):
-    tab.open(f"{served}w/{ws}/families")
+    tab.open(f"{served}w/{ws}/families" + ("?sae=topk-k8-n256" if ws == "two-saes" else ""))
     tab.page.wait_for_selector("#sunburst .main-svg path")
     assert tab.page.locator("details[id^=family-]").count() > 0
+    tab.clean()
+
+
+def test_families_of_an_sae_interpreted_in_part_and_of_one_without(served, tab):
+    """arXiv, interpreted in part, has too few clean features for a family: the screen says so and why; the second
+    SAE of two-saes has no families stage yet: the screen offers it."""
+    tab.open(f"{served}w/arxiv/families")
+    assert "interpret every feature" in tab.page.inner_text("#no-families").lower()
+    tab.open(f"{served}w/two-saes/families?sae=small")
+    assert "No families yet" in tab.page.inner_text("main")
     tab.clean()
 
 
@@ -309,10 +319,10 @@ def test_the_map_opens_at_once_in_2d_and_3d_coloured_every_way(served, tab, ws, 
         assert tab.page.locator("#map .legend .traces").count() > 2
     if groups:
         draw(tab, "coloured by 2 concept groups", groups=groups)
-        legend = tab.page.locator("#map .legend").inner_text()
+        legend = tab.page.locator("#map .legend").text_content()
         assert "Animals" in legend and "Colours" in legend
     tab.page.locator("#map").screenshot(path=str(tab_dir(tab) / f"map-{ws}.png"))
-    not_blank(tab_dir(tab) / f"map-{ws}.png")
+    not_blank(tab_dir(tab) / f"map-{ws}.png", 0.01)
     assert n > 0
     tab.clean()
 

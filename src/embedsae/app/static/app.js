@@ -117,7 +117,8 @@
             t.x = idx.map(function (i) { return m.coords[0][i]; }); t.y = idx.map(function (i) { return m.coords[1][i]; });
             if (three) t.z = idx.map(function (i) { return m.coords[2][i]; });
             t.text = idx.map(function (i) { return m.titles[i]; }); t.marker = Object.assign({}, trace.marker);
-            if (g === "other") { t.marker.color = "#c8ccd2"; t.marker.opacity = 0.35; }
+            if (g === "other") { t.marker.color = "#b4bac4"; t.marker.opacity = 0.5; }
+            else if (groups.other) { t.marker.size = three ? 4 : 7; t.marker.opacity = 0.95; }  // the groups stand out
             return t;
           });
         } else if (m.color) {
