@@ -265,7 +265,7 @@ class Searcher:
             c["doc_max"], c["doc_share"] = round(doc_max, 5), round(share, 5)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
-        ids, titles = self.ws.corpus["id"].astype(str), self._titles()
+        ids, titles = self._cached("ids", lambda: self.ws.ids), self._titles()  # a list: no pandas per search
         cq = None
         if vector is not None:
             try:
@@ -276,7 +276,7 @@ class Searcher:
                 self._cache.setdefault("explain_error", str(exc))
         hits = []
         for rank, (r, s) in enumerate(zip(rows.tolist(), scores.tolist()), 1):
-            hit = {"rank": rank, "id": ids.iat[r], "title": titles[r], "score": round(float(s), 5)}
+            hit = {"rank": rank, "id": ids[r], "title": titles[r], "score": round(float(s), 5)}
             if cq is not None:
                 from .explain import explain_hit
 
