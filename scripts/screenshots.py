@@ -1,10 +1,11 @@
 """Regenerate the app's screenshots in docs/ (the README shows them) from real workspaces, in Debian's Chromium.
 
-    python scripts/screenshots.py --arxiv ws-arxiv --words ws-words [--out docs]
+    python scripts/screenshots.py --arxiv ws-arxiv --words ws-words [--demo demo-ws] [--out docs]
 
 `--arxiv` is a workspace made by `embedsae run` on ../shared/data/arxiv/abstracts.jsonl (or any document
-workspace: its map, families and a feature page are shown), `--words` one made by `embedsae words --source glove50
---train` then `embedsae map`. The script starts `embedsae serve` on both, opens every screen as a user would and
+workspace: its search, features, a feature page, map and concept groups are shown), `--words` one made by
+`embedsae words --source glove50 --train` then `embedsae map`, `--demo` the README's first command's workspace
+(its families are shown; without it, the arXiv workspace's). The script starts `embedsae serve` on both, opens every screen as a user would and
 writes docs/app-<screen>.png; it prints each file with the screen it shows. Nothing leaves the machine: every
 request to another host is blocked (and would fail the run).
 """
@@ -43,7 +44,7 @@ def serve(folders: list[Path]) -> tuple[subprocess.Popen, str]:
     return proc, m.group(1)
 
 
-def shoot(base: str, arxiv: str, words: str, out: Path) -> list[tuple[Path, str]]:
+def shoot(base: str, arxiv: str, words: str, families: str, out: Path) -> list[tuple[Path, str]]:
     from playwright.sync_api import sync_playwright
 
     shots: list[tuple[Path, str]] = []
@@ -89,7 +90,7 @@ def shoot(base: str, arxiv: str, words: str, out: Path) -> list[tuple[Path, str]
         page.evaluate("window.scrollTo(0, 0)")
         save("feature", "Feature page: label and scores, histogram, strong / medium / weak documents, neighbours, try it",
              full=True)
-        page.goto(f"{base}w/{arxiv}/families")
+        page.goto(f"{base}w/{families}/families")
         page.wait_for_selector("#sunburst .main-svg path")
         save("families", "Families: the sunburst and the indented list")
         page.goto(f"{base}w/{arxiv}/map")
@@ -139,12 +140,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arxiv", required=True, type=Path, metavar="WS", help="a document workspace made by `run`")
     ap.add_argument("--words", required=True, type=Path, metavar="WS", help="a word workspace (words --train, map)")
+    ap.add_argument("--demo", type=Path, metavar="WS", help="the README's demo workspace (its families are shown)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the PNGs (default docs/)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    proc, base = serve([args.arxiv, args.words])
+    folders = [args.arxiv, args.words] + ([args.demo] if args.demo else [])
+    proc, base = serve(folders)
     try:
-        shots = shoot(base, args.arxiv.resolve().name, args.words.resolve().name, args.out)
+        shots = shoot(base, args.arxiv.resolve().name, args.words.resolve().name,
+                      (args.demo or args.arxiv).resolve().name, args.out)
     finally:
         proc.terminate()
         proc.wait(30)

@@ -236,8 +236,11 @@ def test_a_feature_page_and_try_it(served, tab, ws, text):
     tab.open(f"{served}w/{ws}/features/{first_alive(served, tab, ws)}")
     tab.page.wait_for_selector("#feature-label")
     tab.page.wait_for_selector("#histogram .main-svg")
-    ticks = tab.page.eval_on_selector_all("#histogram .ytick text", "e => e.map(t => t.textContent)")
-    assert ticks and all(re.fullmatch(r"[0-9.]+[kM]?|1|10+", t.replace("\u2212", "-")) for t in ticks), ticks
+    boxes = tab.page.eval_on_selector_all("#histogram .ytick text", """e => e.map(t => {
+        const r = t.getBoundingClientRect(); return [t.textContent, r.top, r.bottom]; })""")
+    assert boxes and all(re.fullmatch(r"\d+", text) for text, _, _ in boxes), boxes  # counts, no stray digits
+    spans = sorted((top, bottom) for _, top, bottom in boxes)
+    assert all(b[0] >= a[1] - 0.5 for a, b in zip(spans, spans[1:])), boxes  # the log axis labels never overlap
     assert tab.page.locator("#bands .band").count() == 3
     assert tab.page.locator("#bands .band.strong li, #bands .band.strong .chip").count() > 0
     tab.page.fill("textarea[name=text]", text)

@@ -45,9 +45,15 @@
   if (hist && window.Plotly) {
     var counts = JSON.parse(hist.dataset.counts), edges = JSON.parse(hist.dataset.edges);
     var mids = counts.map(function (_, i) { return (edges[i] + edges[i + 1]) / 2; });
+    // log axis ticks: 1, 2, 5, 10, 20, 50 ... over a small range, one a decade over a large one (never overlapping)
+    var top = Math.max.apply(null, counts.concat([1])), ticks = [];
+    for (var d = 1; d <= top * 1.5; d *= 10) {
+      ticks.push(d);
+      if (top < 1000) { if (2 * d <= top * 1.5) ticks.push(2 * d); if (5 * d <= top * 1.5) ticks.push(5 * d); }
+    }
     Plotly.newPlot(hist, [{ type: "bar", x: mids, y: counts, marker: { color: "#2459c4" } }],
       { margin: { t: 24, r: 10, b: 40, l: 50 }, title: { text: "activation histogram", font: { size: 13 } },
-        xaxis: { title: { text: "activation" } }, yaxis: { type: "log", dtick: 1, title: { text: "documents" } } },  // one label a decade (1, 10, 100): no overlap
+        xaxis: { title: { text: "activation" } }, yaxis: { type: "log", tickvals: ticks, ticktext: ticks.map(String), title: { text: "documents" } } },
       { displaylogo: false, responsive: true });
   }
 
