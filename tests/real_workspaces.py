@@ -55,11 +55,18 @@ def _folder(tmp_path_factory, name: str) -> Path:
     return tmp_path_factory.mktemp("real") / name
 
 
-def _cli(*argv: str) -> None:
+def _cli(*argv: str) -> str:
+    """Run an embedsae command in this process; its standard output."""
+    import contextlib
+    import io
+
     from embedsae.cli import main
 
-    code = main([*argv, "--quiet"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv, "--quiet"])
     assert code == 0, f"embedsae {' '.join(argv)} ended with {code}"
+    return out.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +106,8 @@ def ws_demo(request, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:  # the real command, with the session's cached query vectors
         embedder = request.getfixturevalue("embedder")
         mp.setattr(pipeline, "load_embedder", lambda *a, **k: embedder)
-        _cli("run", "--demo", "--limit", "1000", "-o", str(dst))
+        output = _cli("run", "--demo", "--limit", "1000", "-o", str(dst))
+    (dst.parent / "run-output.txt").write_text(output)  # what the command printed (tests/test_e2e.py reads it)
     return Workspace.open(dst)
 
 
