@@ -69,7 +69,7 @@ def test_feature_list_pages_and_sorts_like_the_project(client, app_ws):
     r = client.get(f"{API}/features", params={"sort": "score", "offset": 5, "limit": 7})
     assert r.status_code == 200
     body = r.json()
-    assert body["total"] == want.total and [f["id"] for f in body["items"]] == [f["id"] for f in want.items]
+    assert body["total"] == want.total and [f["id"] for f in body["items"]] == [f.id for f in want.items]
     label = body["items"][0]["label"]
     word = label.split()[0]
     found = client.get(f"{API}/features", params={"search": word, "limit": 100}).json()
@@ -91,11 +91,11 @@ def test_feature_list_rejects_bad_parameters(client, params, field):
 
 def test_feature_card_and_neighbours(client, app_ws):
     p = embedsae.open(app_ws.path)
-    f = p.features(sort="score", limit=1).items[0]["id"]
+    f = p.features(sort="score", limit=1).items[0].id
     card = client.get(f"{API}/features/{f}", params={"top": 5}).json()
     want = p.feature(f, top=5)
-    assert card["id"] == f and card["label"] == want["label"] and card["n_active"] == want["n_active"] > 0
-    assert [d["id"] for d in card["top_documents"]] == [d["id"] for d in want["top_documents"]]
+    assert card["id"] == f and card["label"] == want.label and card["n_active"] == want.n_active > 0
+    assert [d["id"] for d in card["top_documents"]] == [d.id for d in want.top_documents]
     assert sum(card["histogram"]["counts"]) == card["n_active"]
     nb = client.get(f"{API}/features/{f}/neighbours", params={"top": 4}).json()
     assert nb["feature"] == f and len(nb["decoder_similar"]) == 4 and len(nb["decoder_opposite"]) == 4
@@ -137,7 +137,7 @@ def test_label_search_and_documents(client, app_ws):
     p = embedsae.open(app_ws.path)
     f, label = next(iter(sorted(p.labels.items())))
     hits = client.get(f"{API}/labels", params={"q": label}).json()["items"]
-    assert hits[0] == {"id": f, "label": label}
+    assert hits[0] == {"id": f, "label": label, "description": None}  # the keyword labeller writes no description
     doc = client.get(f"{API}/documents/3").json()
     assert doc["row"] == 3 and doc["title"] == p.titles[3] and doc["features"]
     assert doc["features"][0]["activation"] >= doc["features"][-1]["activation"] > 0
@@ -155,7 +155,7 @@ def test_families(client, app_ws):
 
 def test_map_points_coloured_by_a_feature(client, app_ws):
     p = embedsae.open(app_ws.path)
-    f = p.features(sort="density", limit=1).items[0]["id"]
+    f = p.features(sort="density", limit=1).items[0].id
     m = client.get(f"{API}/map", params={"feature": f}).json()
     assert m["dims"] == 2 and len(m["coords"]) == 2 and len(m["coords"][0]) == 1400 == len(m["titles"]) == len(m["color"])
     docs, acts = p.activation_stats.column(f)
@@ -300,7 +300,7 @@ def test_jobs_train_report_progress_and_show_the_new_sae(app_ws, copy_ws):
         assert lines[-1]["state"] == "done" and lines[-1]["progress"]["fraction"] == 1.0
         assert any(0 < e["progress"]["done"] for e in lines if e["progress"]["stage"] == "train")
         done = wait_job(c, job["id"])
-        assert done["result"] == {"sae": "tiny"} and done["error"] is None
+        assert done["result"] == {"sae": "tiny", "metrics": None} and done["error"] is None
         saes = [s["name"] for s in c.get("/api/v1/workspaces/cranfield/saes").json()]
         assert "tiny" in saes
         # the default project follows the newly trained SAE (the latest)
@@ -323,7 +323,7 @@ def test_jobs_cancel_and_failure(app_ws, copy_ws):
         assert failed["state"] == "failed" and failed["error"]
         assert c.get("/api/v1/jobs/j999").status_code == 404
         r = c.post("/api/v1/workspaces/cranfield/jobs", json={"kind": "train", "k": 64, "latents": 32})
-        assert r.status_code == 422 and "k (64) cannot be larger than latents (32)" in r.json()["message"]
+        assert r.status_code == 422 and "k must be between 1 and the number of latents (32); got 64" in r.json()["message"]
         r = c.post("/api/v1/workspaces/cranfield/jobs", json={"kind": "dance"})
         assert r.status_code == 422
 
@@ -368,7 +368,7 @@ def test_assets_make_no_request_off_the_machine(client):
 
 def test_screens_render(client, app_ws):
     p = embedsae.open(app_ws.path)
-    f = p.features(sort="score", limit=1).items[0]["id"]
+    f = p.features(sort="score", limit=1).items[0].id
     pages = {
         "/": "topk-k8-n256", "/w/cranfield/search?q=shock+waves&mode=hybrid": 'type="range"',
         "/w/cranfield/features?sort=score": f"/w/cranfield/features/{f}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import errno
 import functools
 import json
@@ -13,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 @functools.cache

@@ -7,7 +7,6 @@ concurrent stages (two processes, or the server's jobs) never lose each other's 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import hashlib
 import os
@@ -18,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, layout
-from ._io import atomic_path, read_json, write_json
+from . import layout
+from ._io import atomic_path, now_iso, read_json, write_json
+from ._version import __version__
 from .data import shards
 from .data.shards import SHARD_ROWS, ShardedVectors
 from .data.vectors import ArraySource, VectorSource
@@ -30,11 +30,6 @@ MANIFEST = layout.MANIFEST
 FORMAT_VERSION = 1
 CORPUS_ROW_GROUP = 65_536
 """Rows per row group of corpus.parquet, and per block when a stage reads only some columns (ids, titles)."""
-
-
-def now_iso() -> str:
-    """The current UTC time as an ISO-8601 string."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def corpus_fingerprint(corpus: pd.DataFrame) -> str:
@@ -421,12 +416,6 @@ class Workspace:
 
     def set_latest_sae(self, name: str) -> None:
         self.update_manifest(lambda m: m.__setitem__("latest_sae", name))
-
-    def search(self, query: Any, mode: str = "dense", top: int = 10, **kwargs: Any):
-        """Search this workspace's documents (embedsae.search.search; keep a Searcher for many queries)."""
-        from .search import search
-
-        return search(self, query, mode, top, **kwargs)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from ..errors import InputError
+from ..errors import InputError, NotFoundError
+from ..project import (
+    ActivationsResponse,
+    DocumentView,
+    FeatureCard,
+    FeaturePage,
+    JobRecord,
+    LabelSearch,
+    Project,
+    SaeSummary,
+    SearchResponse,
+    WorkspaceInfo,
+    plain,
+)
+from ..stages import STAGES
+from .forms import JobBase, JobRequest
 from .schemas import (
     MAX_PAGE,
     MAX_QUERY_CHARS,
@@ -27,7 +41,6 @@ from .schemas import (
     ActivationsRequest,
     ConceptsRequest,
     GroupsRequest,
-    JobRequest,
     SearchRequest,
 )
 from .state import AppState, NotFound, Served
@@ -71,28 +84,19 @@ def served(request: Request, ws: str) -> Served:
     return app_state(request).served(ws)
 
 
-def clean_json(value: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays as numbers and lists, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # ---------------------------------------------------------------------------- workspaces and SAEs
 def workspace_summary(s: Served) -> dict[str, Any]:
-    from ..pipeline import describe
+    """The workspace's record as a client sees it: named, with no path."""
+    info = s.default.info()
+    info.name = s.name
+    return info.to_dict()
 
-    info = describe(s.workspace)
-    info.pop("path", None)
-    return clean_json({"name": s.name, **info})
+
+class WorkspaceUnavailable(BaseModel):
+    """A served workspace that cannot be read now: its name and why (one line naming the file)."""
+
+    name: str
+    error: str
 
 
 def workspace_entry(s: Served, metrics: bool = False) -> dict[str, Any]:
@@ -102,7 +106,8 @@ def workspace_entry(s: Served, metrics: bool = False) -> dict[str, Any]:
         info = workspace_summary(s)
         if metrics:
             for row in info["saes"]:
-                row["metrics"] = clean_json(s.project(row["name"]).metrics() or {})
+                m = s.project(row["name"]).metrics()
+                row["metrics"] = m.to_dict() if m else {}
         return info
     except Exception as exc:  # noqa: BLE001 - contained to this workspace's entry
         return {"name": s.name, "error": workspace_error(s, exc)}
@@ -119,17 +124,20 @@ def workspace_error(s: Served, exc: Exception) -> str:
 
 
 @router.get("/workspaces", tags=["workspaces"], summary="The served workspaces",
-            description="Each workspace's summary, or `{name, error}` for one that cannot be read.")
+            description="Each workspace's summary, or `{name, error}` for one that cannot be read now.",
+            response_model=list[WorkspaceInfo | WorkspaceUnavailable])
 def list_workspaces(request: Request) -> list[dict[str, Any]]:
     return [workspace_entry(s) for s in app_state(request).workspaces.values()]
 
 
-@router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs")
+@router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs",
+            response_model=WorkspaceInfo)
 def get_workspace(request: Request, ws: WsName) -> dict[str, Any]:
     return workspace_summary(served(request, ws))
 
 
-@router.get("/workspaces/{ws}/saes", tags=["saes"], summary="The workspace's SAEs with their headline metrics")
+@router.get("/workspaces/{ws}/saes", tags=["saes"], summary="The workspace's SAEs with their headline metrics",
+            response_model=list[SaeSummary])
 def list_saes(request: Request, ws: WsName) -> list[dict[str, Any]]:
     return workspace_summary(served(request, ws))["saes"]
 
@@ -137,14 +145,15 @@ def list_saes(request: Request, ws: WsName) -> list[dict[str, Any]]:
 @router.get("/workspaces/{ws}/saes/{sae}", tags=["saes"], summary="One SAE: configuration and stored metrics")
 def get_sae(request: Request, ws: WsName, sae: Annotated[str, Path(pattern=SAE_NAME)]) -> dict[str, Any]:
     p = served(request, ws).project(sae)
-    return clean_json({"name": p.sae_name, "config": p.sae_config, "metrics": p.metrics()})
+    metrics = p.metrics()
+    return plain({"name": p.sae_name, "config": p.sae_config, "metrics": metrics.to_dict() if metrics else None})
 
 
 # ---------------------------------------------------------------------------- features
 @router.get("/workspaces/{ws}/features", tags=["features"], summary="The interpreted features, filtered, sorted, paged",
+            response_model=FeaturePage,
             responses={200: {"description": "A page of features (JSON), or the page as CSV with format=csv",
-                             "content": {"application/json": {"schema": {"type": "object"}},
-                                         "text/csv": {"schema": {"type": "string"}}}}})
+                             "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def list_features(
     request: Request, ws: WsName, sae: SaeParam = None,
     search: Annotated[str | None, Query(max_length=200, description="Label text to look for.")] = None,
@@ -159,30 +168,29 @@ def list_features(
     if format == "csv":
         return Response(page.table.to_csv(index=False), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{ws}-features.csv"'})
-    return clean_json({"sae": p.sae_name, "total": page.total, "offset": page.offset, "limit": limit,
-                       "items": page.items})
+    page.limit = limit
+    return page.to_dict()
 
 
-@router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text")
+@router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text",
+            response_model=LabelSearch)
 def find_labels(request: Request, ws: WsName,
                 q: Annotated[str, Query(min_length=1, max_length=200, description="Label text.")],
                 sae: SaeParam = None, limit: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict[str, Any]:
     """Label search over every labelled feature (interpreted labels, else the structure fallback)."""
     p = served(request, ws).project(sae)
-    needle = q.strip().lower()
-    hits = [{"id": f, "label": label} for f, label in sorted(p.labels.items()) if needle and needle in label.lower()]
-    hits.sort(key=lambda h: (h["label"].lower() != needle, not h["label"].lower().startswith(needle), h["id"]))
-    return {"sae": p.sae_name, "items": hits[:limit]}
+    return LabelSearch(sae=p.sae_name, items=p.find_labels(q, limit=limit)).to_dict()
 
 
-@router.get("/workspaces/{ws}/features/{feature}", tags=["features"], summary="A feature card")
+@router.get("/workspaces/{ws}/features/{feature}", tags=["features"], summary="A feature card",
+            response_model=FeatureCard)
 def get_feature(request: Request, ws: WsName, feature: FeatureId, sae: SaeParam = None,
                 top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 8,
                 bins: Annotated[int, Query(ge=2, le=200)] = 20) -> dict[str, Any]:
     """Label, labeller, scores, density, mean/max activation, histogram and top documents."""
     p = served(request, ws).project(sae)
-    check_feature(p, feature)
-    return clean_json(p.feature(feature, top=top, bins=bins))
+    p.check_feature(feature)
+    return p.feature(feature, top=top, bins=bins).to_dict()
 
 
 @router.get("/workspaces/{ws}/features/{feature}/neighbours", tags=["features"],
@@ -191,42 +199,30 @@ def get_neighbours(request: Request, ws: WsName, feature: FeatureId, sae: SaePar
                    top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10,
                    min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 3) -> dict[str, Any]:
     p = served(request, ws).project(sae)
-    check_feature(p, feature)
-    return clean_json(p.neighbours(feature, top=top, min_count=min_count))
+    p.check_feature(feature)
+    return plain(p.neighbours(feature, top=top, min_count=min_count))
 
 
-@router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts")
+@router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts",
+             response_model=ActivationsResponse)
 async def text_activations(request: Request, ws: WsName, body: ActivationsRequest) -> dict[str, Any]:
     """Embeds each text with the workspace's model and encodes it with the SAE."""
     s = served(request, ws)
     p = s.project(body.sae)
+    for f in body.features:
+        p.check_feature(f)
     vecs = await s.embed_async(p, body.texts)
-    results = await app_state(request).run_search_work(s.activations, p, body.texts, body.features, body.top, vecs)
-    return {"sae": p.sae_name, "results": results}
+    results = await app_state(request).run_search_work(
+        lambda: p.activations(body.texts, body.features, top=body.top, vectors=vecs))
+    return ActivationsResponse(sae=p.sae_name, results=results).to_dict()
 
 
-def check_feature(p, feature: int) -> None:
-    n = int(p.sae_config["n_latents"])
-    if feature >= n:
-        raise NotFound(f"feature {feature} does not exist (SAE '{p.sae_name}' has {n} features, 0..{n - 1})")
-
-
-@router.get("/workspaces/{ws}/documents/{row}", tags=["features"], summary="One document with its top features")
+@router.get("/workspaces/{ws}/documents/{row}", tags=["features"], summary="One document with its top features",
+            response_model=DocumentView)
 def get_document(request: Request, ws: WsName, row: Annotated[int, Path(ge=0, le=100_000_000)],
                  sae: SaeParam = None) -> dict[str, Any]:
     """A document by row (as in map points and hits): id, title, the start of its text, its active features."""
-    s = served(request, ws)
-    n = s.workspace.n_documents
-    if row >= n:
-        raise NotFound(f"no document row {row} (workspace '{ws}' has {n} documents, rows 0..{n - 1})")
-    p = s.project(sae)
-    idx, vals = p.codes.indices[row], p.codes.values[row]
-    order = np.argsort(-vals, kind="stable")
-    labels = p.labels
-    text = str(s.workspace.corpus["text"].iat[row])
-    return clean_json({"row": row, "id": p.ids[row], "title": p.titles[row], "text": text[:2000],
-                       "features": [{"id": int(idx[i]), "label": labels.get(int(idx[i]), ""),
-                                     "activation": round(float(vals[i]), 5)} for i in order if vals[i] > 0]})
+    return served(request, ws).project(sae).document(row).to_dict()
 
 
 # ---------------------------------------------------------------------------- families
@@ -238,11 +234,12 @@ def get_families(request: Request, ws: WsName, sae: SaeParam = None) -> dict[str
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"SAE '{p.sae_name}' has no families yet; start a families job")
-    return clean_json(fam)
+    return plain(fam)
 
 
 # ---------------------------------------------------------------------------- search
-@router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered")
+@router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered",
+             response_model=SearchResponse)
 async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str, Any]:
     """Ranked hits with the concepts that explain each; steering edits change query features before ranking."""
     s = served(request, ws)
@@ -252,41 +249,39 @@ async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str,
 
 async def query_vector(s: Served, body: SearchRequest) -> np.ndarray | None:
     """The query's vector when the search reads it (embedded by the shared worker), else None."""
-    if body.mode == "bm25" and not body.explain and not body.query_features:
-        return None
-    if not s.workspace.can_embed and body.mode == "bm25":
-        return None  # the words alone: the query is no document to look up
-    return (await s.embed_async(s.project(body.sae), [body.query]))[0]
+    if body.mode == "bm25" and (not s.workspace.can_embed or not (body.explain or body.query_features)):
+        return None  # the words alone (a workspace with no model: the query is no document to look up)
+    p = s.project(body.sae) if body.sae or s.sae_names() else s.default
+    return (await s.embed_async(p, [body.query]))[0]
 
 
 def run_search(s: Served, body: SearchRequest, vector: np.ndarray | None = None) -> dict[str, Any]:
-    p = s.project(body.sae)
-    n = int(p.sae_config["n_latents"])
+    p = s.project(body.sae) if body.sae or s.sae_names() else s.default
     for e in body.steer:
-        if e.feature is not None and e.feature >= n:
-            raise InputError(f"steering edit on feature {e.feature}: it does not exist "
-                             f"(SAE '{p.sae_name}' has {n} features, 0..{n - 1})")
+        if e.feature is not None:
+            try:
+                p.check_feature(e.feature)
+            except NotFoundError as exc:  # a bad edit in the body: the request is wrong, not a path
+                raise InputError(f"steering edit on feature {e.feature}: {exc}") from None
     result = p.search(body.query, mode=body.mode, top=body.top, steer=[e.spec() for e in body.steer] or None,
-                      explain=body.explain, vector=vector)
-    out = {"sae": p.sae_name, **result.to_dict()}
-    if body.query_features:
-        out["query_features"] = s.query_features(p, body.query)
-    return clean_json(out)
+                      explain=body.explain, vector=vector, query_features=body.query_features)
+    return result.to_dict()
 
 
-@router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)")
+@router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)",
+            response_model=SearchResponse)
 async def search_get(request: Request, ws: WsName,
                q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$",
                                        description="The query text.")],
-               mode: Literal["dense", "concept", "hybrid", "bm25"] = "dense",
+               mode: Annotated[str, Query(max_length=40, description="A registered search mode.")] = "dense",
                top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10, sae: SaeParam = None) -> dict[str, Any]:
     return await search(request, ws, SearchRequest(query=q, mode=mode, top=top, sae=sae))
 
 
 # ---------------------------------------------------------------------------- map
 @router.get("/workspaces/{ws}/map", tags=["map"], summary="The stored UMAP coordinates of the documents, with colours",
-            description="The layout of the map stage (`embedsae run`, `embedsae map WS` or a map job); 409 when "
-                        "there is none yet. Colours by a feature's activation or a corpus column.")
+            description="The layout of the map stage (`embedsae run`, `embedsae map WS` or a map job); 409 naming "
+                        "the stage when there is none yet. Colours by a feature's activation or a corpus column.")
 def map_points(
     request: Request, ws: WsName, sae: SaeParam = None,
     dims: Annotated[int, Query(ge=2, le=3)] = 2,
@@ -295,43 +290,21 @@ def map_points(
     titles: Annotated[bool, Query(description="Include the documents' titles (hover text).")] = True,
 ) -> dict[str, Any]:
     s = served(request, ws)
-    out: dict[str, Any] = {"dims": dims}
-    color: list | None = None
     if feature is not None and column is not None:
         raise InputError("colour by a feature or by a column, not both")
-    mp = s.map_project()
-    coords = mp.map_points(dims)
+    p = s.project(sae) if sae or s.sae_names() else s.default
+    out: dict[str, Any] = {"dims": dims}
     if feature is not None:
-        p = s.project(sae)
-        check_feature(p, feature)
-        docs, acts = p.activation_stats.column(feature)
-        values = np.zeros(s.workspace.n_documents, np.float32)
-        values[docs] = acts
-        color = np.round(values, 4).tolist()
+        out["color"] = np.round(p.feature_values(feature), 4).tolist()
         out["color_by"] = {"feature": feature, "label": p.labels.get(feature, "")}
     elif column is not None:
-        corpus = s.workspace.corpus
-        if column not in corpus.columns or column in ("text",):
-            usable = [c for c in corpus.columns if c != "text"]
-            raise InputError(f"no column '{column}' to colour by; the corpus has: {', '.join(map(str, usable))}")
-        color = [first_value(v) for v in corpus[column]]
+        out["color"] = p.column_values(column)
         out["color_by"] = {"column": column}
-    out["coords"] = np.round(np.asarray(coords, np.float64), 4).T.tolist()
-    out["ids"] = mp.ids
+    out["coords"] = np.round(np.asarray(p.map_points(dims), np.float64), 4).T.tolist()
+    out["ids"] = p.ids
     if titles:
-        out["titles"] = mp.titles
-    if color is not None:
-        out["color"] = color
-    return clean_json(out)
-
-
-def first_value(value: Any) -> str:
-    """A corpus cell as one category: the first of a list, "other" for a missing value."""
-    if isinstance(value, list | tuple | np.ndarray):
-        return str(value[0]) if len(value) else "other"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "other"
-    return str(value)
+        out["titles"] = p.titles
+    return plain(out)
 
 
 # ---------------------------------------------------------------------------- concept groups
@@ -339,73 +312,51 @@ def first_value(value: Any) -> str:
 def concepts(request: Request, ws: WsName, body: ConceptsRequest) -> dict[str, Any]:
     """Per group: the monosemantic features, selectivity, P/R/F1, next to the raw-dimension / PCA / ICA baselines."""
     p = served(request, ws).project(body.sae)
-    report = p.concepts(request_groups(p, body), baselines=tuple(body.baselines))
-    return clean_json(report.to_json())
+    report, _ = p.concepts(request_groups(p, body), baselines=tuple(body.baselines))
+    return plain(report.to_json())
 
 
-def request_groups(p, body: GroupsRequest):
-    """The ConceptGroups a request gives: its `Group: words` text or mapping, or a corpus column's values."""
-    return p.column_groups(body.column) if body.column is not None else parse_groups(body.groups)
+def request_groups(p: Project, body: GroupsRequest):
+    """The concept groups a request gives: `Group: words` text or a mapping, or a corpus column's values."""
+    return p.column_groups(body.column) if body.column is not None else p.concept_groups(body.groups)
 
 
 @router.post("/workspaces/{ws}/map/groups", tags=["map"], summary="Each document's concept group (map colours)")
 def map_groups(request: Request, ws: WsName, body: GroupsRequest) -> dict[str, Any]:
     """Per document (in map order) the first concept group it belongs to, else "other"; with the groups' words
     not found among the documents."""
-    s = served(request, ws)
-    p = s.map_project()
+    p = served(request, ws).default
     labels, match = p.group_labels(request_groups(p, body))
     return {"color": labels, "color_by": {"groups": match.names}, "missing": match.missing_words()[:200]}
 
 
-def parse_groups(groups: str | dict[str, list[str]]):
-    """ConceptGroups from `Group: w1, w2` lines or a mapping."""
-    from ..words.groups import ConceptGroups
-
-    if isinstance(groups, str):
-        parsed: dict[str, list[str]] = {}
-        for lineno, line in enumerate(groups.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, rest = line.partition(":")
-            if not sep or not name.strip():
-                raise InputError(f"groups, line {lineno}: expected 'Group: word1, word2, ...', got '{line[:60]}'")
-            parsed.setdefault(name.strip(), []).extend(w.strip() for w in rest.split(",") if w.strip())
-        groups = parsed
-    groups = {g.strip(): list(dict.fromkeys(w.strip() for w in ws if w.strip())) for g, ws in groups.items()}
-    groups = {g: ws for g, ws in groups.items() if g and ws}
-    if not groups:
-        raise InputError("no concept groups with words given; write one group a line as 'Group: word1, word2, ...'")
-    return ConceptGroups(groups, source="request")
-
-
 # ---------------------------------------------------------------------------- jobs
-def start_job(state: AppState, s: Served, body) -> dict[str, Any]:
-    """Start the job `body` asks for on workspace `s` (in a worker process; see `embedsae.app.worker`)."""
-    kind, kwargs = body.kind, body.kwargs()
-    sae = getattr(body, "sae", None)
-    if sae is not None:
-        s.project(sae)  # 404 now rather than a failed job later
-    if kind not in ("train", "map") and not s.sae_names():
+def start_job(state: AppState, s: Served, body: JobBase) -> dict[str, Any]:
+    """Start a stage as a job on a served workspace (one at a time per workspace); the job's result is the stage's
+    summary record."""
+    kind, values = body.kind, body.values()
+    if values.get("sae") is not None:
+        s.project(values["sae"])  # 404 now rather than a failed job later
+    if STAGES[kind].on_sae and not s.sae_names():
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"workspace '{s.name}' has no trained SAE yet; start a train job first")
-    if kind == "train":
-        from ..pipeline import check_new_sae
-
-        check_new_sae(s.workspace, body.sae_name(), body.overwrite)  # 409 now; the stage checks again under its lock
-    spec = {"workspace": str(s.workspace.path), "kind": kind, "sae": sae, "kwargs": kwargs}
+    try:
+        Project(s.workspace).check_stage(kind, **values)
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    spec = {"workspace": str(s.workspace.path), "kind": kind, "values": values}  # run by embedsae.app.worker
     return state.jobs.submit(s.name, kind, body.model_dump(), spec).to_dict()
 
 
-@router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)")
+@router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)",
+             response_model=JobRecord)
 def create_job(request: Request, ws: WsName, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
     state = app_state(request)
     return start_job(state, state.served(ws), body)
 
 
-@router.get("/jobs", tags=["jobs"], summary="The jobs, newest first")
+@router.get("/jobs", tags=["jobs"], summary="The jobs, newest first", response_model=list[JobRecord])
 def list_jobs(request: Request,
               workspace: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
     state = app_state(request)
@@ -424,12 +375,13 @@ def get_job_or_404(state: AppState, job_id: str):
     return job
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with its progress")
+@router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with its progress", response_model=JobRecord)
 def get_job(request: Request, job_id: JobId) -> dict[str, Any]:
     return get_job_or_404(app_state(request), job_id).to_dict()
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (it stops at its next progress report)")
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (interrupted as by Ctrl-C)",
+             response_model=JobRecord)
 def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
     state = app_state(request)
     get_job_or_404(state, job_id)
@@ -454,7 +406,7 @@ async def job_events(request: Request, job_id: JobId,
         while True:
             if job.events != seen:
                 seen = job.events
-                yield f"data: {json.dumps(clean_json(job.to_dict()))}\n\n"
+                yield f"data: {json.dumps(job.to_dict())}\n\n"
             if job.finished_state or time.monotonic() >= end or state.stopping:
                 return
             await asyncio.sleep(EVENT_POLL)

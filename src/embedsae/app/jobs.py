@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..project import JobProgress, JobRecord
+
 logger = logging.getLogger(__name__)
 
 KEEP_FINISHED = 200
@@ -69,15 +71,17 @@ class Job:
     def finished_state(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
+    def record(self) -> JobRecord:
+        """The job as the API and the screens show it."""
+        return JobRecord(
+            id=self.id, workspace=self.workspace, kind=self.kind, params=self.params, state=self.state,
+            created=self.created, started=self.started, finished=self.finished,
+            progress=JobProgress(stage=self.stage, done=self.done, total=self.total, unit=self.unit,
+                                 message=self.message, fraction=round(self.fraction, 4)),
+            events=self.events, error=self.error, result=self.result, cancel_requested=self.cancel_requested)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "workspace": self.workspace, "kind": self.kind, "params": self.params, "state": self.state,
-            "created": self.created, "started": self.started, "finished": self.finished,
-            "progress": {"stage": self.stage, "done": self.done, "total": self.total, "unit": self.unit,
-                         "message": self.message, "fraction": round(self.fraction, 4)},
-            "events": self.events, "error": self.error, "result": self.result,
-            "cancel_requested": self.cancel_requested,
-        }
+        return self.record().to_dict()
 
     def _notify(self) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .._version import __version__
 from ..errors import EmbedSAEError, InputError, MissingDependencyError, StageMissingError, WorkspaceError
 from .guard import RequestGuard, ServerSettings
 from .jobs import JobBusy
@@ -83,7 +83,12 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None,
 
 
 def _list_workspaces_in_schema(app: FastAPI, names: list[str]) -> None:
-    """The schema names the served workspaces: the `ws` path parameter is an enum of them."""
+    """The schema names the served workspaces (the `ws` path parameter is an enum of them) and the registered
+    choices of every field whose values come from a registry (search modes, architectures, labellers), as they
+    are registered when the schema is first asked for."""
+    from ..registry import RETRIEVERS
+    from .forms import registry_choices
+
     build = app.openapi
 
     def openapi():
@@ -94,6 +99,14 @@ def _list_workspaces_in_schema(app: FastAPI, names: list[str]) -> None:
                     for param in op.get("parameters", []) if isinstance(op, dict) else []:
                         if param.get("name") == "ws" and param.get("in") == "path":
                             param["schema"] = {**param.get("schema", {}), "enum": names}
+                        if param.get("name") == "mode" and param.get("in") == "query":
+                            param["schema"] = {**param.get("schema", {}), "enum": list(RETRIEVERS.names())}
+            components = schema.get("components", {}).get("schemas", {})
+            for model, fields in {"SearchRequest": {"mode": list(RETRIEVERS.names())}, **registry_choices()}.items():
+                props = components.get(model, {}).get("properties", {})
+                for name, choices in fields.items():
+                    if name in props:
+                        props[name]["enum"] = choices
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -10,20 +10,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from ..errors import EmbedSAEError, InputError, StageMissingError, WorkspaceError
+from ..project import FeatureScores, plain
+from ..registry import RETRIEVERS
+from ..stages import STAGES
 from . import api
+from .forms import JobRequest, form_fields, form_values
 from .jobs import JobBusy
 from .schemas import MAX_EDITS, MAX_TEXT_CHARS, SAE_NAME, SearchRequest, SteerEdit
 from .state import NotFound
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-PLOTS = {"train_log.png", "density.png", "families.png"}
 SCREENS = [("search", "Search"), ("features", "Features"), ("families", "Families"), ("map", "Map"),
            ("concepts", "Concept groups"), ("jobs", "Jobs")]
 
@@ -36,10 +39,6 @@ def page(request: Request, template: str, ws: str | None = None, sae: str | None
         **context}, status_code=status)
 
 
-JOB_STAGES = ("train", "interpret", "families", "index", "map")
-"""Stages a screen missing one offers to start as a job."""
-
-
 def error_status(exc: Exception) -> int:
     return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
 
@@ -49,8 +48,9 @@ def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str
     stage not run yet is no error (200): the screen says so and offers to start it as a job."""
     message = api.app_state(request).public(str(exc))
     if isinstance(exc, StageMissingError) and ws is not None:
-        stage = exc.stage if exc.stage in JOB_STAGES else None
-        return page(request, "error.html", ws, sae, message=message, stage=stage, missing=True)
+        stage = exc.stage if exc.stage in STAGES else None
+        on_sae = stage is not None and STAGES[stage].on_sae
+        return page(request, "error.html", ws, sae, message=message, stage=stage, on_sae=on_sae, missing=True)
     return page(request, "error.html", ws, sae, status=error_status(exc), message=message)
 
 
@@ -87,12 +87,9 @@ def workspace_root(request: Request, ws: str):
 
 @router.get("/w/{ws}/saes/{sae}/plots/{name}")
 def sae_plot(request: Request, ws: str, sae: str, name: str):
-    s = api.served(request, ws)
-    if name not in PLOTS or sae not in s.sae_names():
-        raise NotFound(f"no plot '{name}' of SAE '{sae}'")
-    path = s.workspace.sae_dir(sae) / name
-    if not path.is_file():
-        raise NotFound(f"SAE '{sae}' has no {name} yet")
+    path = api.served(request, ws).project(sae).plot_file(name)
+    if path is None:
+        raise NotFound(f"SAE '{sae}' has no plot '{name[:40]}' (yet)")
     return FileResponse(path, media_type="image/png")
 
 
@@ -117,7 +114,7 @@ def search_placeholder(s) -> str:
     if (s.workspace.manifest.get("stages") or {}).get("words") is not None:
         return "Search a word…"
     if not s.workspace.can_embed:
-        return f"A document id (e.g. {s.map_project().ids[0]}): the documents like it…"
+        return f"A document id (e.g. {s.default.ids[0]}): the documents like it…"
     return "Search the documents…"
 
 
@@ -130,23 +127,23 @@ def search_page(request: Request, ws: str):
         q = (request.query_params.get("q") or "").strip()
         mode = request.query_params.get("mode") or "hybrid"
         top = request.query_params.get("top") or "10"
-        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": ("dense", "concept", "hybrid", "bm25"),
+        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": RETRIEVERS.names(),
                                "placeholder": search_placeholder(s)}
         if q:
             p = s.project(sae)
             looked_up = s.workspace.can_embed or mode != "bm25"  # bm25 on a workspace with no model: the words alone
             try:
-                vector = s.embed(p, [q[:1000]]) if looked_up else None
+                vector = p.embed_queries([q[:1000]])[0] if looked_up else None
             except InputError as exc:  # a word or document id the workspace does not hold: said on the screen
                 ctx["error"] = api.app_state(request).public(str(exc))
                 return page(request, "_results.html" if is_htmx(request) else "search.html", ws, sae, **ctx)
-            qf = [] if vector is None else s.activations(p, [q], [], int(p.sae_config["n_latents"]), vector)[0]["top_features"]
+            qf = [] if vector is None else [f.to_dict() for f in p.query_features(q[:1000], vector=vector)]
             sliders = steer_params(request)
             original = {f["id"]: f["activation"] for f in qf}
             edits = [SteerEdit(feature=f, value=max(v, 0.0)) for f, v in sliders.items()
                      if abs(v - original.get(f, 0.0)) > 1e-6][:MAX_EDITS]
             body = SearchRequest(query=q, mode=mode, top=int(top) if top.isdigit() else 10, steer=edits, sae=sae)
-            result = api.run_search(s, body, None if vector is None else vector[0])
+            result = api.run_search(s, body, vector)
             labels = p.labels
             scale = max([f["activation"] for f in qf] + [1e-3]) * 2
             shown = [{**f, "value": sliders.get(f["id"], f["activation"])} for f in qf[:24]]
@@ -182,47 +179,12 @@ def features_page(request: Request, ws: str, search: str = "", sort: str = "scor
         page_no = max(1, page_no)
         fp = p.features(search=search[:200] or None, sort=sort, clean=clean, offset=(page_no - 1) * size, limit=size)
         pages = max(1, -(-fp.total // size))
-        return page(request, "features.html", ws, sae, fp=api.clean_json(fp.items), total=fp.total, search=search,
-                    sort=sort, clean=clean, page_no=page_no, pages=pages, sae_name=p.sae_name)
+        return page(request, "features.html", ws, sae, fp=fp.items, total=fp.total, search=search, sort=sort,
+                    clean=clean, page_no=page_no, pages=pages, sae_name=p.sae_name,
+                    score_columns=FeatureScores.columns(FeatureScores.LISTED),
+                    score_help={n: h for n, _, h in FeatureScores.columns()})
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws, sae)
-
-
-def quantile_examples(p, feature: int, n: int = 5) -> list[dict[str, Any]]:
-    """Documents at evenly spaced activation quantiles (weakest to strongest) with their activations."""
-    docs, acts = p.activation_stats.column(feature)
-    if not len(acts):
-        return []
-    order = np.argsort(acts, kind="stable")
-    picks = sorted(set(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int).tolist()))
-    titles = p.titles
-    return [{"row": int(docs[order[i]]), "title": titles[docs[order[i]]], "activation": round(float(acts[order[i]]), 4),
-             "quantile": round(i / max(len(order) - 1, 1), 2)} for i in picks]
-
-
-def activation_bands(p, feature: int, n: int) -> dict[str, list[dict[str, Any]]]:
-    """The documents (words, on a word workspace) a feature fires on, in three bands of its activations:
-    strong (the top third), medium and weak, the strongest `n` of each band."""
-    docs, acts = p.activation_stats.column(feature)
-    order = np.argsort(-acts, kind="stable")
-    titles = p.titles
-    return {band: [{"row": int(docs[i]), "title": titles[docs[i]], "activation": round(float(acts[i]), 4)}
-                   for i in part[:n]] for band, part in zip(("strong", "medium", "weak"), np.array_split(order, 3))}
-
-
-def family_of(families: dict[str, Any] | None, feature: int) -> list[dict[str, Any]]:
-    """The families a feature belongs to, with its parent, siblings and children in each."""
-    out = []
-    for i, fam in enumerate((families or {}).get("families", [])):
-        members = [fam["parent"], *fam["children"]]
-        if feature not in members:
-            continue
-        tree = dict(zip(fam["children"], fam["tree_parent"]))
-        parent = tree.get(feature)
-        out.append({"index": i, "label": fam.get("label", ""), "root": fam["parent"], "parent": parent,
-                    "siblings": [c for c, tp in tree.items() if tp == parent and c != feature] if parent is not None else [],
-                    "children": [c for c, tp in tree.items() if tp == feature], "size": fam.get("size")})
-    return out
 
 
 @router.get("/w/{ws}/features/{feature}", response_class=HTMLResponse)
@@ -233,20 +195,19 @@ def feature_page(request: Request, ws: str, feature: int):
         p = api.served(request, ws).project(sae)
         if feature < 0:
             raise NotFound("feature ids are 0 or more")
-        api.check_feature(p, feature)
-        card = api.clean_json(p.feature(feature, top=10, bins=30))
-        neighbours = api.clean_json(p.neighbours(feature, top=8))
-        table = p.feature_table()
-        alive = (sorted(table.loc[table["n_active"] > 0, "id"].astype(int).tolist()) if table is not None
-                 else list(range(int(p.sae_config["n_latents"]))))
+        p.check_feature(feature)
+        card = p.feature(feature, top=10, bins=30)
+        neighbours = plain(p.neighbours(feature, top=8))
+        alive = p.alive_features()
         before, after = bisect.bisect_left(alive, feature), bisect.bisect_right(alive, feature)
         prev_f = alive[before - 1] if before > 0 else None
         nxt = alive[after] if after < len(alive) else None
         words = p.workspace.manifest.get("stages", {}).get("words") is not None
         return page(request, "feature.html", ws, sae, card=card, nb=neighbours, labels=p.labels,
-                    quantiles=quantile_examples(p, feature), families=family_of(p.families(), feature),
-                    bands=activation_bands(p, feature, 12 if words else 5), words=words,
-                    prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name)
+                    quantiles=p.quantile_documents(feature), families=p.families_of(feature),
+                    bands=p.activation_bands(feature, 12 if words else 5), words=words,
+                    prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name,
+                    score_rows=FeatureScores.columns())
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws, sae)
 
@@ -260,8 +221,8 @@ def try_text(request: Request, ws: str, feature: int,
         p = s.project(sae)
         if not text.strip():
             return error_fragment(request, "Type some text first.", 200)
-        api.check_feature(p, max(feature, 0))
-        res = s.activations(p, [text], [max(feature, 0)], top=10)[0]
+        p.check_feature(max(feature, 0))
+        res = p.activations([text], [max(feature, 0)], top=10)[0].to_dict()
     except (EmbedSAEError, NotFound) as exc:
         return error_fragment(request, exc, 400)
     return page(request, "_tryit.html", ws, sae, res=res, feature=feature)
@@ -274,7 +235,7 @@ def families_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
         p = api.served(request, ws).project(sae)
-        fam = api.clean_json(p.families())
+        fam = plain(p.families())
         labels = p.labels
         sunburst = None
         if fam:
@@ -300,8 +261,8 @@ def map_page(request: Request, ws: str):
 
 
 def group_columns(s) -> list[str]:
-    """Corpus columns that can group documents (categories, years, ...): not the id, text or title."""
-    return [c for c in s.workspace.corpus.columns if c not in ("text", "id", "title", "abstract")]
+    """Corpus columns that can colour or group the documents (categories, years, ...): not the title."""
+    return [c for c in s.default.columns() if c not in ("title", "abstract")]
 
 
 @router.get("/w/{ws}/concepts", response_class=HTMLResponse)
@@ -334,7 +295,8 @@ def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_leng
 def jobs_page(request: Request, ws: str | None = None):
     state = api.app_state(request)
     ws = ws if ws in state.workspaces else next(iter(state.workspaces))
-    return page(request, "jobs.html", ws, None, jobs=[j.to_dict() for j in state.jobs.list()])
+    return page(request, "jobs.html", ws, None, jobs=[j.to_dict() for j in state.jobs.list()],
+                forms=[(kind, STAGES[kind].help, form_fields(kind)) for kind in STAGES])
 
 
 @router.get("/jobs/list", response_class=HTMLResponse)
@@ -344,23 +306,20 @@ def jobs_list(request: Request):
 
 @router.post("/w/{ws}/jobs", response_class=HTMLResponse)
 async def jobs_start(request: Request, ws: str):
+    from pydantic import TypeAdapter
     from starlette.concurrency import run_in_threadpool
 
     form = await request.form()
     kind = str(form.get("kind", ""))
-    fields: dict[str, Any] = {"kind": kind}
-    for key in ("k", "latents", "epochs", "max_features", "name", "architecture", "overwrite", "sae"):
-        value = str(form.get(key, "")).strip()
-        if value:
-            fields[key] = value
     try:
-        from pydantic import TypeAdapter
-
-        body = TypeAdapter(api.JobRequest).validate_python(fields)
+        if kind not in STAGES:
+            raise NotFound(f"no job kind '{kind[:40]}'; use one of {', '.join(STAGES)}")
+        fields = form_values(kind, {k: str(v) for k, v in form.items()})
+        body = TypeAdapter(JobRequest).validate_python(fields)
         state = api.app_state(request)
         await run_in_threadpool(api.start_job, state, state.served(ws), body)
         message = ""
-    except (EmbedSAEError, NotFound, JobBusy, ValidationError) as exc:
-        message = api.app_state(request).public(str(exc))
+    except (EmbedSAEError, NotFound, JobBusy, ValidationError, HTTPException) as exc:
+        message = api.app_state(request).public(str(exc.detail if isinstance(exc, HTTPException) else exc))
     return page(request, "_jobs.html", ws, None, jobs=[j.to_dict() for j in api.app_state(request).jobs.list()],
                 message=message)

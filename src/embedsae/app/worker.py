@@ -1,5 +1,5 @@
 """A job's work in a process of its own: `python -m embedsae.app.worker` reads the job from stdin (JSON: workspace
-path, kind, SAE, settings), runs the stage through `embedsae.Project`, and writes to stdout one JSON line per
+path, kind and the stage's settings), runs it with `embedsae.Project.run_stage`, and writes to stdout one JSON line per
 progress report (`{"progress": {...}}`, at most five a second) and a last line, `{"result": ...}` or
 `{"error": ...}`.
 
@@ -18,33 +18,16 @@ from typing import Any
 from ..errors import EmbedSAEError
 from ..progress import ProgressEvent
 
-KINDS = ("train", "interpret", "families", "index", "evaluate", "map")
 EVENT_INTERVAL = 0.2
 """Least time between two progress lines (a stage's first and last reports, and a new message before its first
 unit, are always sent)."""
 
 
-def run_job(spec: dict[str, Any], progress) -> dict[str, Any] | None:
-    """Run one job (`spec`: workspace, kind, sae, kwargs) and return its result."""
+def run_job(spec: dict[str, Any], progress) -> dict[str, Any]:
+    """Run one job (`spec`: workspace, kind, values: the stage's settings) and return its summary record."""
     import embedsae
 
-    kind, kwargs, path = spec["kind"], dict(spec.get("kwargs") or {}), spec["workspace"]
-    if kind == "train":
-        trained = embedsae.open(path).train(progress=progress, **kwargs)
-        return {"sae": trained.sae_name}
-    if kind == "map":
-        return embedsae.open(path).build_map(progress=progress, **kwargs)
-    project = embedsae.open(path, spec.get("sae"))
-    if kind == "interpret":
-        return project.interpret(progress=progress, **kwargs)
-    if kind == "families":
-        r = project.build_families(progress=progress)
-        return {"sae": r.sae, "families": len(r.families), "stats": r.stats}
-    if kind == "index":
-        return project.index(progress=progress, **kwargs)
-    if kind == "evaluate":
-        return project.evaluate()
-    raise EmbedSAEError(f"unknown job kind '{kind}' (known: {', '.join(KINDS)})")
+    return embedsae.open(spec["workspace"]).run_stage(spec["kind"], progress=progress, **spec["values"]).to_dict()
 
 
 def main() -> int:
@@ -79,7 +62,7 @@ def main() -> int:
         traceback.print_exc()
         send({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    send({"result": result if isinstance(result, dict) else None})
+    send({"result": result})
     return 0
 
 

@@ -28,11 +28,12 @@ from torch import Tensor
 
 from .._io import read_json, write_bytes, write_json
 from ..errors import InputError
+from ..registry import SAE_FORMATS
 from ..sae import SAE, SAEConfig, TopKSAE, load_sae
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("saerch", "saelens", "sparsify", "embedsae")
+FORMATS = SAE_FORMATS.names()
 SAERCH_NAME = re.compile(r"^(?P<domain>.+?)_(?P<k>\d+)_(?P<n>\d+)_(?P<auxk>\d+)$")
 SAERCH_MODEL = "openai:text-embedding-3-small"
 """The paper's SAEs were trained on raw text-embedding-3-small vectors (1536-d, title + abstract)."""

@@ -13,13 +13,14 @@ import numpy as np
 from .. import layout
 from .._io import disk_error, write_json, write_text
 from ..errors import InputError, ModelMismatchError, require
+from ..registry import EXPORT_FORMATS as EXPORT_FORMAT_REGISTRY
 from ..workspace import Workspace
 from . import formats
 from .card import model_card
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("saelens", "sparsify", "embedsae", "sentence-transformers")
+EXPORT_FORMATS = EXPORT_FORMAT_REGISTRY.names()
 
 
 def import_sae(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 
 from ..data.vectors import IN_MEMORY_BYTES, unit_rows
 from ..progress import ProgressCallback, Tracker
-from ..settings import Settings, check
+from ..registry import LABELLERS
+from ..settings import OneOf, Range, Settings, check
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .keywords import MIXED_PREFIX
@@ -52,11 +53,12 @@ class CleanConfig(Settings):
 class InterpretSettings(Settings):
     """Which labeller runs and on how many features."""
 
-    labeller: str = "keywords"
-    """Name of a registered labeller: keywords (offline) or llm (an OpenAI-compatible chat endpoint or a local model)."""
+    labeller: Annotated[str, OneOf(LABELLERS)] = "keywords"
+    """The labeller (registered in embedsae.registry.LABELLERS): keywords, offline; llm, an OpenAI-compatible chat
+    endpoint or a local model."""
     llm_score: bool = True
     """Run the LLM detection scorer too, when an LLM is configured."""
-    max_features: int | None = None
+    max_features: Annotated[int, Range(ge=1)] | None = None
     """Interpret only the first N alive features (default: all)."""
     batch_size: int = 128
     """Features labelled and committed to the feature store together."""
@@ -68,8 +70,6 @@ class InterpretSettings(Settings):
         super().validate()
         check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
         check(self.in_memory_bytes >= 0, f"in_memory_bytes must be 0 or more, got {self.in_memory_bytes}")
-        check(self.max_features is None or self.max_features >= 1,
-              f"max_features must be positive, got {self.max_features}")
 
 
 def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from .. import layout
-from .._io import atomic_path
+from .._io import atomic_path, now_iso
 from ..errors import InputError, WorkspaceError
 from ..integrity import DISK_FULL, damaged, sqlite_error
-from ..workspace import now_iso
+from ..records import INTERPRETED, FeatureScores, FeatureSummary, number, plain
 
 __all__ = ["DISK_FULL", "FeatureStore", "db_path", "remove_database"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,8 +63,8 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 );
 """
 
-SCORE_NAMES = ("embedding_auc", "embedding_auc_hard", "llm_f1", "llm_pearson", "category_f1", "category_precision",
-               "category_recall", "embedding_auc_combined", "coherence", "mixture")
+SCORE_NAMES = FeatureScores.names()
+"""Every score a feature can have (the columns the feature table always carries)."""
 
 
 def db_path(sae_dir: str | os.PathLike) -> Path:
@@ -351,34 +351,23 @@ def stored_clean_ids(path: str | os.PathLike) -> set[int] | None:
         store.close()
 
 
-def feature_records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Features as JSON-ready objects: id, label, density, act_mean, ..., and a `scores` object."""
+def feature_records(table: pd.DataFrame) -> list[FeatureSummary]:
+    """The rows of a feature table as records (every score a field, None where it was not computed)."""
     out = []
     for row in table.to_dict("records"):
-        scores = {k: _num(row.get(k)) for k in SCORE_NAMES if _num(row.get(k)) is not None}
-        rec = {
-            "id": int(row["id"]), "label": _text(row.get("label")), "labeller": _text(row.get("labeller")),
-            "density": _num(row.get("density")), "act_mean": _num(row.get("act_mean")),
-            "act_max": _num(row.get("act_max")), "n_active": int(row.get("n_active") or 0),
-            "category": _text(row.get("category")), "clean": bool(row.get("clean")), "scores": scores,
-        }
-        rec["scores"].setdefault("embedding_auc", None)
-        out.append(rec)
+        out.append(FeatureSummary(
+            id=int(row["id"]), label=_text(row.get("label")), description=_text(row.get("description")),
+            labeller=_text(row.get("labeller")), label_source=INTERPRETED if _text(row.get("label")) else None,
+            density=number(row.get("density")), act_mean=number(row.get("act_mean")),
+            act_max=number(row.get("act_max")), n_active=int(row.get("n_active") or 0),
+            category=_text(row.get("category")), clean=bool(row.get("clean")),
+            scores=FeatureScores.from_values(row),
+        ))
     return out
 
 
 def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if f != f else round(f, 6)
 
 
 EXPORT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
@@ -398,5 +387,5 @@ def export_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
         elif fmt == "parquet":
             table.to_parquet(tmp, index=False)
         else:
-            tmp.write_text(json.dumps(feature_records(table), indent=1) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(plain(feature_records(table)), indent=1) + "\n", encoding="utf-8")
     return path

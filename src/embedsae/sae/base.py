@@ -13,29 +13,22 @@ from torch import Tensor, nn
 from .. import layout
 from .._io import write_bytes, write_json
 from ..errors import InputError, WorkspaceError
+from ..registry import ARCHITECTURES
 from .config import SAEConfig
-
-ARCHITECTURES: dict[str, type[SAE]] = {}
-"""The registered SAE architectures by name (see `register_architecture`); use `architectures()` to read it."""
-
-BUILTIN_ARCHITECTURES = ("topk", "batchtopk", "relu")
-"""Modules of embedsae.sae whose import registers the built-in architectures."""
 
 
 def architectures() -> dict[str, type[SAE]]:
-    """Every registered SAE architecture by name (the built-in ones registered on first call)."""
-    import importlib
-
-    for module in BUILTIN_ARCHITECTURES:
-        importlib.import_module(f"embedsae.sae.{module}")
-    return ARCHITECTURES
+    """Every registered SAE architecture by name, imported (`embedsae.registry.ARCHITECTURES` lists them without
+    importing)."""
+    return ARCHITECTURES.load_all()
 
 
 def register_architecture(cls: type[SAE]) -> type[SAE]:
-    """Register an SAE class under its `architecture` name (usable as a class decorator)."""
+    """Register an SAE class under its `architecture` name (usable as a class decorator): the pipeline, the CLI's
+    --architecture choices and the app's train form then offer it."""
     if not cls.architecture:
         raise ValueError(f"{cls.__name__} needs an `architecture` name to be registered")
-    ARCHITECTURES[cls.architecture] = cls
+    ARCHITECTURES.register(cls.architecture, cls, replace=True, supports_pursuit=cls.supports_pursuit)
     return cls
 
 
@@ -265,4 +258,4 @@ def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> S
 
 def create_sae(cfg: SAEConfig) -> SAE:
     """A freshly initialised SAE of the configured architecture."""
-    return architectures()[cfg.architecture](cfg)
+    return ARCHITECTURES.get(cfg.architecture)(cfg)

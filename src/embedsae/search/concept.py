@@ -27,13 +27,13 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from .._io import atomic_path
 from ..errors import WorkspaceError
-from ..settings import Settings, check
+from ..settings import Range, Settings, check
 from .retriever import BuildContext, Query, Retriever
 
 FILE_NAME = "concept_index.npz"
@@ -43,7 +43,7 @@ FILE_NAME = "concept_index.npz"
 class ConceptSettings(Settings):
     """How the concept index is built and scored."""
 
-    doc_k: int = 32
+    doc_k: Annotated[int, Range(ge=1, le=4096)] = 32
     """Latents each document keeps in the concept index (may exceed the SAE's k: the encoder is asked for more)."""
     query_k: int = 64
     """Latents whose postings a concept query reads (its largest weights)."""

@@ -10,17 +10,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
+from .._io import now_iso, write_json
 from ..errors import InputError, WorkspaceError
 from ..progress import ProgressCallback, Tracker
-from ..workspace import Workspace, now_iso
+from ..registry import INDEX_BACKENDS
+from ..workspace import Workspace
 from .concept import FILE_NAME, ConceptIndex, ConceptSettings
 from .milvus import MilvusSettings
 
 logger = logging.getLogger(__name__)
 
 INDEX_DIR = "index"
-BACKENDS = ("embedded", "milvus")
+BACKENDS = INDEX_BACKENDS.names()
 """Where the concept index and the dense vectors are kept: files of the workspace, or a Milvus collection."""
 
 

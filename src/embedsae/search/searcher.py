@@ -57,8 +57,12 @@ class Searcher:
         rrf_k: float | None = None,
         depth: int | None = None,
         hybrid: HybridSettings | None = None,
+        parts: Any = None,
     ) -> None:
+        """`parts`: where the SAE, its name, labels and titles come from when they are cached elsewhere (an
+        `embedsae.Project`, which keeps them current when a stage rewrites them); else this Searcher loads them."""
         self.ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+        self._parts = parts
         given = {k: v for k, v in {"fusion": fusion, "weights": weights, "rrf_k": rrf_k, "depth": depth}.items()
                  if v is not None}
         self.hybrid = (hybrid or HybridSettings()).replace(**given) if given else (hybrid or HybridSettings())
@@ -83,10 +87,14 @@ class Searcher:
 
     @property
     def sae_name(self) -> str:
+        if self._parts is not None:
+            return self._parts.sae_name
         return self._cached("sae_name", lambda: self.ws.resolve_sae(self._sae_name))
 
     @property
     def sae(self):
+        if self._parts is not None:
+            return self._parts.sae
         return self._cached("sae", lambda: self.ws.load_sae(self.sae_name))
 
     def query_sae(self):
@@ -152,6 +160,8 @@ class Searcher:
         """Feature id -> label, as every view shows them (embedsae.interpret.feature_labels)."""
         from ..interpret import feature_labels
 
+        if self._parts is not None:
+            return self._parts.labels
         return self._cached("labels", lambda: feature_labels(self.ws, self.sae_name))
 
     def concept_query(self, vector: np.ndarray):
@@ -265,7 +275,7 @@ class Searcher:
             c["doc_max"], c["doc_share"] = round(doc_max, 5), round(share, 5)
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray, vector: np.ndarray | None) -> list[dict[str, Any]]:
-        ids, titles = self._cached("ids", lambda: self.ws.ids), self._titles()  # a list: no pandas per search
+        ids, titles = self._ids(), self._titles()
         cq = None
         if vector is not None:
             try:
@@ -276,7 +286,7 @@ class Searcher:
                 self._cache.setdefault("explain_error", str(exc))
         hits = []
         for rank, (r, s) in enumerate(zip(rows.tolist(), scores.tolist()), 1):
-            hit = {"rank": rank, "id": ids[r], "title": titles[r], "score": round(float(s), 5)}
+            hit = {"rank": rank, "id": ids[r], "title": titles[r], "score": round(float(s), 5), "row": int(r)}
             if cq is not None:
                 from .explain import explain_hit
 
@@ -285,4 +295,12 @@ class Searcher:
         return hits
 
     def _titles(self) -> list[str]:
+        if self._parts is not None:
+            return self._parts.titles
         return self._cached("titles", self.ws.titles)
+
+    def _ids(self) -> list[str]:
+        """The document ids as a list (no pandas column per search: a hit's id is read 10 times a query)."""
+        if self._parts is not None:
+            return self._parts.ids
+        return self._cached("ids", lambda: self.ws.ids)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, NotFoundError, check_feature
 
 FORMS = ("residual", "decode")
 MAX_VALUE = 100.0
@@ -105,10 +105,10 @@ class Steering:
         for spec in specs:
             target, op, value = parse_spec(spec)
             if target.isdigit():
-                feature = int(target)
-                if feature >= sae.cfg.n_latents:
-                    raise InputError(f"steering spec '{spec}': feature {feature} does not exist "
-                                     f"(the SAE has {sae.cfg.n_latents} features, 0..{sae.cfg.n_latents - 1})")
+                try:
+                    feature = check_feature(target, sae.cfg.n_latents)
+                except NotFoundError as exc:
+                    raise NotFoundError(f"steering spec '{spec}': {exc}") from None
                 edits.append(Edit(feature, op, value, spec))
                 continue
             feature, how, score = resolve_label(target, sae, labels or {}, embed)
