@@ -109,8 +109,7 @@ def shoot(base: str, arxiv: str, words: str, families: str, out: Path) -> list[t
             page.select_option("select[name=column]", "categories")
             page.click("form[hx-post] button[type=submit]")
             page.wait_for_selector("#concepts-result table")
-        save("concepts", "Concept groups from a corpus column: the features that detect each category, with the baselines",
-             full=True)
+        save("concepts", "Concept groups from a corpus column: the features that detect each category, with the baselines")
         page.goto(f"{base}w/{words}/concepts")
         page.fill("textarea[name=groups]", WORD_GROUPS)
         page.check("input[name=baselines][value=ica]")

@@ -179,7 +179,7 @@ def test_a_map_job_computes_the_map_that_a_request_never_does(app_ws, copy_ws):
         r = c.get(f"{API}/map", params={"dims": 3})
         assert r.status_code == 409 and r.json()["stage"] == "map" and "no 3-D map yet" in r.json()["message"]
         assert time.perf_counter() - t0 < 5
-        job = c.post(f"{API}/jobs", json={"kind": "map", "dims": [3]})
+        job = c.post(f"{API}/jobs", json={"kind": "map"})  # the 2-D layout is up to date: only 3-D is computed
         assert job.status_code == 202, job.text
         events = c.get(f"/api/v1/jobs/{job.json()['id']}/events", params={"timeout": 600})
         lines = [json.loads(line[6:]) for line in events.text.splitlines() if line.startswith("data: ")]
