@@ -78,3 +78,26 @@ def test_every_screen_of_every_kind_of_workspace_answers_200(real_workspaces):
         for screen in ("search", "features", "families", "map", "concepts"):
             assert any(re.match(rf"/w/{re.escape(name)}/{screen}\b", p) for p in statuses), (name, screen)
     assert len(statuses) > 100
+
+
+def test_concept_groups_from_a_corpus_column_on_the_command_line(ws_arxiv, tmp_path, capsys):
+    """`embedsae concepts WS --column categories`: each arXiv category a group of documents; the SAE's features
+    detect them better than the raw dimensions, PCA and ICA; an unknown column is a one-line error naming those
+    there are."""
+    import json
+    import shutil
+
+    from embedsae.cli import main
+
+    ws = tmp_path / "arxiv"
+    shutil.copytree(ws_arxiv.path, ws)
+    assert main(["concepts", str(ws), "--column", "categories", "--json"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["groups"]["evaluated"] >= 20 and data["groups"]["n_missing_words"] == 0
+    best = {row["method"]: row["median_best_f1"] for row in data["summary"]}
+    assert best["sae"] > 1.5 * max(best["raw"], best["pca"], best["ica"]), best
+    assert "concepts/categories.json" in err and any((ws / "saes").glob("*/concepts/categories.png"))
+    assert main(["concepts", str(ws), "--column", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no column 'nope'" in err[0] and "categories" in err[0], err

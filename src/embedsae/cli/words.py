@@ -33,8 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("concepts", help="which features detect which concept groups (F1, selectivity; vs raw dims, PCA, ICA)")
     p.add_argument("workspace")
-    p.add_argument("--groups", required=True, metavar="FILE",
-                   help="categories CSV (category,word columns) or a text file of 'Group: w1, w2, ...' lines")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--groups", metavar="FILE",
+                       help="categories CSV (category,word columns) or a text file of 'Group: w1, w2, ...' lines")
+    which.add_argument("--column", metavar="NAME",
+                       help="a corpus column: each of its values (e.g. a category) is a group of documents")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--baselines", default="raw,pca,ica", help="comma-separated baselines: raw, pca, ica (default: all)")
     p.add_argument("--top-fraction", type=float, default=0.01,
@@ -89,8 +92,13 @@ def _baselines(text: str) -> tuple[str, ...]:
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    report, files = embedsae.open(args.workspace, args.sae).concepts(
-        Path(args.groups), name=Path(args.groups).stem, baselines=_baselines(args.baselines),
+    project = embedsae.open(args.workspace, args.sae)
+    if args.column is not None:
+        groups, name = project.column_groups(args.column), args.column
+    else:
+        groups, name = Path(args.groups), Path(args.groups).stem
+    report, files = project.concepts(
+        groups, name=name, baselines=_baselines(args.baselines),
         top_fraction=args.top_fraction, selectivity_threshold=args.selectivity_threshold,
         min_group_words=args.min_group_words)
     data = report.to_json()
