@@ -167,6 +167,22 @@ def test_map_points_coloured_by_a_feature(client, app_ws):
     assert client.get(f"{API}/map", params={"dims": 4}).status_code == 422
 
 
+def test_families_that_found_none_say_why_and_what_to_do(app_ws, copy_ws):
+    """A families stage that kept no family (here: families need more members than there are features) answers
+    200 with a notice saying how many features it considered and to interpret them all, then rerun it."""
+    from embedsae.structure import families_stage
+    from embedsae.structure.settings import FamilySettings
+
+    ws = copy_ws(app_ws)
+    assert not families_stage(ws, settings=FamilySettings(min_children=10_000), figures=False).families
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
+        r = c.get("/w/cranfield/families")
+    assert r.status_code == 200
+    notice = re.search(r'id="no-families">(.*?)</p>', r.text, re.S).group(1)
+    assert "found no family" in notice and "Interpret every feature" in notice and "/jobs?ws=cranfield" in notice
+    assert re.search(r"among the\s+\d+\s+features", notice), notice
+
+
 @pytest.mark.slow
 def test_a_map_job_computes_the_map_that_a_request_never_does(app_ws, copy_ws):
     """Without a stored map the map answers 409 naming the map stage, at once; a map job computes it in its worker

@@ -101,3 +101,17 @@ def test_concept_groups_from_a_corpus_column_on_the_command_line(ws_arxiv, tmp_p
     assert main(["concepts", str(ws), "--column", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no column 'nope'" in err[0] and "categories" in err[0], err
+
+
+def test_a_word_workspace_has_its_features_named(ws_words):
+    """The default labeller names the features of a word workspace (each document one word) by words, with
+    names that separate their words from the others (AUC of the name's embedding)."""
+    with TestClient(create_app([ws_words.path]), base_url="http://127.0.0.1") as c:
+        r = c.get(f"/api/v1/workspaces/{ws_words.path.name}/features", params={"sort": "id", "limit": 500})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    named = [f for f in items if f["label"]]
+    assert len(named) >= 0.9 * len(items), (len(named), len(items))
+    assert all(len(f["label"].split()) <= 6 for f in named)
+    aucs = sorted(f["scores"]["embedding_auc"] for f in named if f["scores"]["embedding_auc"] is not None)
+    assert aucs and aucs[len(aucs) // 2] > 0.8, aucs[len(aucs) // 2]

@@ -255,9 +255,10 @@ def map_page(request: Request, ws: str):
         sae = sae_param(request)
         s = api.served(request, ws)
         columns = group_columns(s)
+        dims = s.default.map_dims()
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws)
-    return page(request, "map.html", ws, sae, columns=columns)
+    return page(request, "map.html", ws, sae, columns=columns, map_dims=dims)
 
 
 def group_columns(s) -> list[str]:

@@ -264,6 +264,12 @@ class Reads(Parts):
         return self._part(f"map{dims}-{seed}", (f"{layout.MAP}/umap-{dims}d.npy", f"{layout.MAP}/umap-{dims}d.json"),
                           build, sae_files=False)
 
+    def map_dims(self, *, seed: int = 0) -> list[int]:
+        """The dimensions (2, 3) whose layout the map stage stored for the workspace as it is."""
+        from ..viz.map import map_is_stored
+
+        return [d for d in (2, 3) if map_is_stored(self.workspace, d, seed=seed)]
+
     def feature_values(self, feature: int) -> np.ndarray:
         """One feature's activation on every document (0 where it does not fire)."""
         docs, acts = self.activation_stats.column(self.check_feature(feature))

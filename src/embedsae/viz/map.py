@@ -57,6 +57,12 @@ def _map_files(ws: Workspace, dims: int) -> tuple[Path, Path]:
     return folder / f"umap-{dims}d.npy", folder / f"umap-{dims}d.json"
 
 
+def map_is_stored(ws: Workspace, dims: int = 2, *, seed: int = 0) -> bool:
+    """Whether the map stage stored a `dims`-D layout for the workspace as it is (the files are not read)."""
+    path, meta = _map_files(ws, dims)
+    return path.is_file() and meta.is_file() and read_json(meta) == map_settings(ws, dims, seed=seed)
+
+
 def stored_map(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int = 15,
                min_dist: float = 0.1) -> np.ndarray | None:
     """The stored layout (documents x dims) when the map stage made one for the workspace as it is, else None."""

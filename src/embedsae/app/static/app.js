@@ -85,8 +85,13 @@
   if (mapForm && window.Plotly) {
     var mapDiv = document.getElementById("map"), status = document.getElementById("map-status");
     var ws = mapForm.dataset.ws, sae = mapForm.dataset.sae, current = null;
+    var stored = mapForm.dataset.maps ? mapForm.dataset.maps.split(",") : [];  // the layouts the map stage stored
     function draw() {
       var fd = new FormData(mapForm), q = new URLSearchParams({ dims: fd.get("dims") });
+      if (stored.indexOf(String(fd.get("dims"))) < 0) {  // no request that can only answer 409
+        status.textContent = "This workspace has no " + fd.get("dims") + "-D map yet.";
+        offerMapJob(); return;
+      }
       var groupsText = String(fd.get("groups") || "").trim();
       if (groupsText) { /* coloured by the concept groups below */ }
       else if (fd.get("feature")) q.set("feature", fd.get("feature"));
@@ -156,7 +161,7 @@
         bar.value = p.fraction;
         jobText.textContent = "job " + j.id + " " + j.state + (p.message ? ": " + p.message : "") +
           (p.total ? " (" + p.done + "/" + p.total + " " + p.unit + ")" : "");
-        if (j.state === "done") { events.close(); missing.hidden = true; draw(); }
+        if (j.state === "done") { events.close(); missing.hidden = true; stored = ["2", "3"]; draw(); }
         else if (j.state === "failed" || j.state === "cancelled") {
           events.close(); startBtn.disabled = false; jobText.textContent = "job " + j.id + " " + j.state + (j.error ? ": " + j.error : "");
         }
