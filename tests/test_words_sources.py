@@ -152,7 +152,7 @@ def test_a_word_query_is_looked_up_with_no_model_to_load(tmp_path, monkeypatch):
     pipeline.train(ws, k=2, latents=64, epochs=1, evaluate=False)
     p = embedsae.open(ws.path)
     hits = p.search("the", mode="dense", top=3, explain=False).hits
-    assert hits[0]["id"] == "the" and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].id == "the" and hits[0].score == pytest.approx(1.0, abs=1e-5)
     emb = ws.embedder()
     assert "dog" not in ws.ids  # beyond the 300 most frequent words: GloVe's own vector, normalised like the workspace
     raw = np.asarray(all_vectors[all_words.index("dog")], np.float32)
