@@ -83,21 +83,19 @@ def test_retrieval_quality_on_cranfield(cran, searcher, embedder, tmp_path):
     assert nodense[1]["ndcg@10"] >= pairs["dense", "bm25"] - 0.005
 
 
-def test_index_stored_compactly_and_inverted_correctly(cran):
+def test_index_stored_compactly(cran):
     info = index_info(cran)
     index = ConceptIndex.load(concept_path(cran, info["sae"]))
     assert index.n_docs == 1400 and index.fwd_indices.dtype == np.int16 and index.fwd_values.dtype == np.float16
-    assert info["concept"]["stored_vs_dense"] <= 0.25
+    assert index.clusters is None and info["concept"]["clusters"] == 0  # 1,400 documents: every one is scored
+    assert info["concept"]["stored_vs_dense"] <= 0.1
     assert cran.manifest["stages"]["index"]["settings"]["concept"]["doc_k"] == 32
-    # every (document, latent) of the forward table is in that latent's posting list, with its weight
-    rng = np.random.default_rng(0)
-    for doc in rng.choice(1400, 20, replace=False):
-        for lat, val in zip(index.fwd_indices[doc].tolist(), index.fwd_values[doc].tolist()):
-            if val <= 0:
-                continue
-            a, b = index.indptr[lat], index.indptr[lat + 1]
-            pos = a + np.searchsorted(index.doc_ids[a:b], doc)
-            assert index.doc_ids[pos] == doc and index.weights[pos] == np.float16(val)
+    # the norms are those of the reconstructions from the stored (float16) activations
+    sae = cran.load_sae(info["sae"])
+    with torch.no_grad():
+        recon = sae.decode_sparse(torch.from_numpy(index.fwd_indices.astype(np.int64)),
+                                  torch.from_numpy(index.fwd_values.astype(np.float32)))
+    np.testing.assert_allclose(index.doc_norms, recon.norm(dim=1).numpy(), rtol=1e-5)
 
 
 def test_projection_score_is_cosine_with_reconstruction(cran, searcher, cran_queries):

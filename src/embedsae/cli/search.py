@@ -105,7 +105,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  ann      {info['dense']['ann']['bytes']:,} bytes (usearch)")
     if "concept" in info and info.get("backend") != "milvus":
         c = info["concept"]
-        print(f"  concept  {c['postings']:,} postings, {c['stored_bytes']:,} bytes stored "
+        clustered = f" in {c['clusters']:,} clusters" if c.get("clusters") else ""
+        print(f"  concept  {c['entries']:,} latent entries{clustered}, {c['stored_bytes']:,} bytes stored "
               f"({c['stored_vs_dense']:.1%} of dense), {c['memory_bytes']:,} in memory ({c['memory_vs_dense']:.1%})")
     if "bm25" in info:
         print(f"  bm25     {info['bm25']['bytes']:,} bytes")

@@ -34,7 +34,9 @@ from .._io import read_json, write_json
 from ..errors import InputError, WorkspaceError, require
 from ..progress import Tracker
 from ..settings import Settings, check
-from .concept import ConceptQuery, ConceptSettings, bm25_weight
+from .concept import ConceptQuery, ConceptSettings, ConceptStore
+from .storage import IndexStore, index_info
+from .terms import term_weights
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -120,18 +122,6 @@ def pointer_path(ws: Workspace, sae: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- terms
-def bm25_values(indices: np.ndarray, values: np.ndarray, n_latents: int, settings: ConceptSettings) -> np.ndarray:
-    """BM25-over-latents term weights in the forward layout (docs x doc_k), as the embedded index scores them."""
-    tf = values.astype(np.float32)
-    keep = tf > 0
-    dl = np.where(keep, tf.astype(np.float64), 0.0).sum(1).astype(np.float32)
-    avg = float(dl.mean()) if len(dl) else 1.0
-    df = np.bincount(indices[keep].astype(np.int64), minlength=n_latents).astype(np.float64)
-    idf = np.log1p((len(indices) - df + 0.5) / (df + 0.5)).astype(np.float32)
-    w = bm25_weight(tf, idf[indices.astype(np.int64)], dl[:, None], avg, settings.k1, settings.b)
-    return np.where(keep, w, 0.0).astype(np.float32)
-
-
 def _sparse_rows(lat: np.ndarray, val: np.ndarray, extra: list[dict[int, float]] | None = None) -> list[dict[int, float]]:
     rows = []
     for i in range(len(lat)):
@@ -161,12 +151,7 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     val = np.ascontiguousarray(values, np.float16).astype(np.float32)  # what the embedded index keeps
     inv = (1.0 / np.maximum(np.asarray(norms, np.float32), 1e-6)).astype(np.float32)
     scale = float(inv.max()) if len(inv) else 1.0
-    if settings.scoring == "projection":
-        terms = val * inv[:, None]
-    elif settings.scoring == "bm25":
-        terms = bm25_values(lat, val, n_latents, settings)
-    else:
-        terms = val
+    terms = term_weights(lat, val, inv, n_latents, settings)
     with_dense = "dense" in ctx.parts
     dim = ws.dim
     schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -242,14 +227,17 @@ def read_pointer(ws: Workspace, sae: str) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------- searching
-class MilvusConceptIndex:
-    """The concept index of one SAE in a Milvus collection, with the search interface of `ConceptIndex`."""
+class MilvusConceptIndex(ConceptStore):
+    """The concept index of one SAE in a Milvus collection: candidates from the collection's inverted index,
+    scored as the embedded index scores them."""
 
     CACHE_ROWS = 8192
+    MAX_LIMIT = 16384
+    """Milvus's largest search limit: the most candidates one query scores."""
 
     def __init__(self, ws: Workspace, pointer: dict[str, Any]) -> None:
         self.pointer = pointer
-        self.settings = ConceptSettings(**pointer["settings"])
+        self.settings = ConceptSettings.from_dict(pointer["settings"])
         self.sae_name = pointer["sae"]
         self.n_docs = int(pointer["documents"])
         self.n_latents = int(pointer["latents"])
@@ -305,6 +293,11 @@ class MilvusConceptIndex:
             idx[i, : len(li)], val[i, : len(vi)] = li, vi
         return idx, val, np.asarray([r[2] for r in rows], np.float32)
 
+    def terms(self, doc: int) -> dict[int, float]:
+        got = self.client.get(self.collection, ids=[int(doc)], output_fields=["concept"])
+        terms = got[0]["concept"] if got else {}
+        return {int(i): float(v) for i, v in terms.items() if int(i) < self.n_latents}
+
     def _remember(self, rows: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> None:
         with self._lock:
             self._rows.update(rows)
@@ -324,52 +317,28 @@ class MilvusConceptIndex:
         return terms, shift
 
     def candidates(self, query: ConceptQuery, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top `depth` documents by the query's postings alone, with those scores."""
+        """The top `depth` documents by the query's terms alone, with those scores."""
         terms, shift = self._query_terms(query)
         if not terms:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        res = self.client.search(self.collection, data=[terms], anns_field="concept", limit=min(depth, 16384),
+        res = self.client.search(self.collection, data=[terms], anns_field="concept", limit=min(depth, self.MAX_LIMIT),
                                  search_params={"metric_type": "IP"}, output_fields=list(FORWARD_FIELDS))[0]
         self._remember({int(h["row"]): _forward_row(h) for h in res})
         rows = np.asarray([int(h["row"]) for h in res], np.int64)
         return rows, np.asarray([h["distance"] for h in res], np.float32) - np.float32(shift)
 
-    def exact(self, docs: np.ndarray, full_weights: np.ndarray, offset: float) -> np.ndarray:
-        idx, val, inv = self.forward(docs)
-        return ((full_weights[idx] * val).sum(1) + offset) * inv
-
-    def reconstruct(self, docs: np.ndarray, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
-        idx, val, inv = self.forward(docs)
-        return (np.einsum("nk,nkd->nd", val, W_dec[idx]) + b_pre) * inv[:, None]
-
     def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k document rows and scores for one query, as `ConceptIndex.search` ranks them."""
+        """Top-k document rows and scores for one query: up to `exact_docs` documents, every document the
+        collection returns is scored exactly (the embedded index's ranking); above, the best `rerank`."""
         s = self.settings
-        rerank = s.scoring == "projection" and s.rerank and query.full_weights is not None
-        cand, scores = self.candidates(query, max(k, s.rerank) if rerank else k)
-        if rerank and len(cand):
-            exact = self.exact(cand, query.full_weights, query.offset)
-            order = np.argsort(-exact, kind="stable")[:k]
-            return cand[order], exact[order]
+        exact = s.scoring == "projection" and query.full_weights is not None
+        depth = self.n_docs if self.n_docs <= s.exact_docs else max(k, s.rerank if exact else k)
+        cand, scores = self.candidates(query, depth)
+        if exact and len(cand):
+            scores = self.exact(cand, query.full_weights, query.offset)
+            order = np.argsort(-scores, kind="stable")[:k]
+            return cand[order], scores[order]
         return cand[:k], scores[:k]
-
-    def contributions(self, doc: int, query: ConceptQuery) -> dict[int, float]:
-        idx, val, inv = self.forward(np.array([doc]))
-        out: dict[int, float] = {}
-        if self.settings.scoring == "projection" and query.full_weights is not None:
-            for i, v in zip(idx[0].tolist(), val[0].tolist()):
-                if v > 0:
-                    out[i] = float(query.full_weights[i]) * v
-            return out
-        qw = dict(zip(np.asarray(query.latents).tolist(), np.asarray(query.weights).tolist()))
-        if self.settings.scoring == "bm25":
-            return self._bm25_contributions(doc, qw)
-        return {i: v * float(qw[i]) for i, v in zip(idx[0].tolist(), val[0].tolist()) if i in qw and v > 0}
-
-    def _bm25_contributions(self, doc: int, qw: dict[int, float]) -> dict[int, float]:
-        got = self.client.get(self.collection, ids=[int(doc)], output_fields=["concept"])
-        terms = got[0]["concept"] if got else {}
-        return {int(i): float(v) * float(qw[int(i)]) for i, v in terms.items() if int(i) in qw}
 
 
 FORWARD_FIELDS = ("row", "lat", "val", "inv_norm")
@@ -377,6 +346,48 @@ FORWARD_FIELDS = ("row", "lat", "val", "inv_norm")
 
 def _forward_row(r: Any) -> tuple[np.ndarray, np.ndarray, float]:
     return np.asarray(r["lat"], np.int64), np.asarray(r["val"], np.float32), float(r["inv_norm"])
+
+
+class MilvusStore(IndexStore):
+    """A Milvus collection per workspace and SAE holds the concept index and, with dense search on, the vectors."""
+
+    name = "milvus"
+
+    @classmethod
+    def check_build(cls, parts, ann: bool) -> None:
+        if "concept" not in parts:
+            raise InputError("the Milvus backend keeps the concept index (and the dense vectors beside it): build the "
+                             "concept part too")
+        if ann:
+            raise InputError("the approximate dense index is a file of the workspace; with the Milvus backend choose "
+                             "Milvus's own dense index (setting `dense_index`) instead of `ann`")
+
+    def _write_concept(self, ctx, indices, values, norms, sae) -> dict[str, Any]:
+        return write_collection(ctx, indices, values, norms, sae.cfg.n_latents)
+
+    def has_concept(self, sae: str) -> bool:
+        return pointer_path(self.ws, sae).is_file()
+
+    def concept(self, sae: str) -> MilvusConceptIndex:
+        pointer = read_pointer(self.ws, sae)
+        if pointer is None:
+            raise WorkspaceError(f"no Milvus concept index of SAE '{sae}' in {self.ws.path}; build it with: embedsae "
+                                 "index WORKSPACE --backend milvus")
+        return MilvusConceptIndex(self.ws, pointer)
+
+    def drop_concept(self, sae: str) -> None:
+        pointer_path(self.ws, sae).unlink(missing_ok=True)  # the collection stays where it is
+
+    def write_dense(self, ctx) -> dict[str, Any]:  # the concept part writes the vectors into its collection
+        return {"kind": "Milvus collection (the concept index's)", "bytes": int(self.ws.n_documents * self.ws.dim * 4)}
+
+    def dense(self, ann: bool) -> tuple[Any, int]:
+        info = index_info(self.ws) or {}
+        pointer = read_pointer(self.ws, info.get("sae", "")) if info.get("sae") else None
+        if not pointer or not pointer.get("dense"):
+            raise WorkspaceError(f"the Milvus index of {self.ws.path} holds no dense vectors; rebuild it with dense "
+                                 "search on")
+        return MilvusDenseIndex(pointer, self.ws.dim), int(self.ws.n_documents * self.ws.dim * 4)
 
 
 class MilvusDenseIndex:
