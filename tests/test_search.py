@@ -86,11 +86,11 @@ def test_retrieval_quality_on_cranfield(cran, searcher, embedder, tmp_path):
 def test_index_stored_compactly(cran):
     info = index_info(cran)
     index = ConceptIndex.load(concept_path(cran, info["sae"]))
-    assert index.n_docs == 1400 and index.fwd_indices.dtype == np.int16 and index.fwd_values.dtype == np.float16
+    assert index.n_docs == 1400 and index.fwd_indices.dtype == np.int16 and index.fwd_codes.dtype == np.uint8
     assert index.clusters is None and info["concept"]["clusters"] == 0  # 1,400 documents: every one is scored
     assert info["concept"]["stored_vs_dense"] <= 0.1
     assert cran.manifest["stages"]["index"]["settings"]["concept"]["doc_k"] == 32
-    # the norms are those of the reconstructions from the stored (float16) activations
+    # the norms are those of the reconstructions from the stored (uint8-quantised) activations
     sae = cran.load_sae(info["sae"])
     with torch.no_grad():
         recon = sae.decode_sparse(torch.from_numpy(index.fwd_indices.astype(np.int64)),

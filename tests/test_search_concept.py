@@ -1,6 +1,6 @@
-"""The concept index's search on real Cranfield vectors: the exhaustive scoring is the cosine with each document's
-SAE reconstruction, a clustered index scores the documents of the nearest clusters (all of them at probe 1),
-and the compiled loop ranks as NumPy does."""
+"""The concept index's search on real Cranfield vectors: every document is scored exactly (the cosine with its SAE
+reconstruction, or with the residual sketch an estimate of the cosine with the document), a clustered index
+scores the documents of the nearest clusters (all of them at probe 1), and the compiled loop ranks as NumPy."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 from embedsae import pipeline
 from embedsae.search import ConceptIndex, ConceptSettings, build_index
+from embedsae.search.compress import residual_lut
 from embedsae.search.concept import encode_query, sae_arrays
 from embedsae.search.concept_kernel import available, top_docs, top_docs_numpy
 from embedsae.search.index import concept_path
@@ -42,25 +43,36 @@ def setup(cran, embedder):
     return sae, index, embedder.embed(texts)
 
 
-def exhaustive(sae, index: ConceptIndex, q: np.ndarray, k: int = 10) -> np.ndarray:
-    """The top k documents by the cosine of q with every document's reconstruction (decoded by the SAE)."""
+def reconstructions(sae, index: ConceptIndex) -> np.ndarray:
     with torch.no_grad():
-        recon = sae.decode_sparse(torch.from_numpy(index.fwd_indices.astype(np.int64)),
-                                  torch.from_numpy(index.fwd_values.astype(np.float32))).numpy()
-    cos = recon @ q / np.linalg.norm(recon, axis=1)
-    return np.argsort(-cos, kind="stable")[:k], cos
+        return sae.decode_sparse(torch.from_numpy(index.fwd_indices.astype(np.int64)),
+                                 torch.from_numpy(index.fwd_values)).numpy()
 
 
-def test_concept_search_is_the_exhaustive_cosine(setup):
-    """All 225 queries: the top 10 and their scores are those of the cosine with every reconstruction."""
+def test_concept_search_is_exhaustive(setup, cran):
+    """All 225 queries, every document scored: without the residual sketch the top 10 and scores are those of the
+    cosine with every document's reconstruction; with it (the default), of q . R + the sketch's estimate, an
+    estimate of the cosine with the document itself."""
     sae, index, queries = setup
-    assert index.clusters is None and index.n_docs <= index.settings.exact_docs
+    assert index.clusters is None and index.n_docs <= index.settings.exact_docs and index.uses_residual
     arrays = sae_arrays(sae)
+    recon = reconstructions(sae, index)
+    docs = np.asarray(cran.embeddings, np.float32)
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    signs = np.unpackbits(index.residual[0], axis=1, bitorder="little")[:, : docs.shape[1]] * 2.0 - 1.0
+    plain = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                         replace(index.settings, residual=False))
+    errors = []
     for q in queries:
-        rows, scores = index.search(encode_query(sae, q, index.settings, arrays), 10)
-        truth, cos = exhaustive(sae, index, q)
-        np.testing.assert_allclose(scores, cos[rows], rtol=1e-4, atol=1e-5)
-        assert np.array_equal(rows, truth) or np.allclose(cos[rows], cos[truth], atol=1e-6)  # ties aside
+        for ix, expected in ((plain, recon @ q / np.linalg.norm(recon, axis=1)),
+                             (index, recon @ q + index.residual[1].astype(np.float32) * (signs @ q))):
+            rows, scores = ix.search(encode_query(sae, q, ix.settings, arrays), 10)
+            np.testing.assert_allclose(scores, expected[rows], rtol=1e-4, atol=1e-5)
+            best = np.sort(expected)[::-1][:10]
+            np.testing.assert_allclose(scores, best, rtol=1e-4, atol=1e-5)  # the exhaustive top 10 (ties aside)
+        errors.append(np.abs(expected - docs @ q / np.linalg.norm(q)))
+    assert np.mean(errors) < 0.01 and np.mean(np.abs(recon @ queries[0] / np.linalg.norm(recon, axis=1)
+                                                     - docs @ queries[0] / np.linalg.norm(queries[0]))) > 0.01
 
 
 def test_a_clustered_index_scores_the_nearest_clusters(setup, tmp_path):
@@ -70,13 +82,14 @@ def test_a_clustered_index_scores_the_nearest_clusters(setup, tmp_path):
     sae, index, queries = setup
     arrays = sae_arrays(sae)
     clustered = ConceptIndex.from_codes(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
-                                        replace(index.settings, exact_docs=0, probe=1.0), decoder=arrays)
+                                        replace(index.settings, exact_docs=0, probe=1.0), decoder=arrays,
+                                        residual=index.residual)
     centres, ptr, members = clustered.clusters
     assert len(centres) == 75 and ptr[-1] == 1400 and np.array_equal(np.sort(members), np.arange(1400))
     np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, rtol=1e-5)
     same_all, same_probe = 0, 0
     probed = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
-                          replace(clustered.settings, probe=0.3), clusters=clustered.clusters)
+                          replace(clustered.settings, probe=0.3), clusters=clustered.clusters, residual=index.residual)
     for q in queries:
         query = encode_query(sae, q, index.settings, arrays)
         full = index.search(query, 10)[0]
@@ -96,14 +109,18 @@ def test_a_clustered_index_scores_the_nearest_clusters(setup, tmp_path):
 def test_compiled_loop_ranks_as_numpy(setup):
     sae, index, queries = setup
     arrays = sae_arrays(sae)
-    for scoring in ("projection", "bm25"):
-        ix = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
-                          ConceptSettings(scoring=scoring))
+    for settings in (index.settings, replace(index.settings, residual=False), ConceptSettings(scoring="bm25")):
+        ix = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms, settings,
+                          residual=index.residual)
         for q in queries[::15]:
             query = encode_query(sae, q, ix.settings, arrays)
+            sketch = ix.uses_residual
+            lut, total = residual_lut(query.vector, index.residual[0].shape[1]) if sketch else (np.zeros((0, 256)), 0.0)
             args = (ix.fwd_indices, ix.term_weights, query.dense_weights(ix.n_latents), query.offset, ix.factor,
-                    np.array([0, ix.n_docs]), np.zeros(0, np.int32), np.zeros(1, np.int64), 10)
+                    np.array([0, ix.n_docs]), np.zeros(0, np.int32), np.zeros(1, np.int64), 10,
+                    index.residual[0], index.residual[1].astype(np.float32), lut.astype(np.float32), total)
             r1, s1 = top_docs(*args)
             r2, s2 = top_docs_numpy(*args)
             np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-6)
             assert np.array_equal(r1, r2) or np.allclose(s1, s2, atol=1e-6)
+            assert np.array_equal(r1, ix.search(query, 10)[0])

@@ -25,9 +25,9 @@ class MemoryStore(IndexStore):
     name = "memory"
     held: dict = {}
 
-    def _write_concept(self, ctx, indices, values, norms, sae):
-        index = ConceptIndex.from_codes(indices, values, sae.cfg.n_latents, norms, ctx.concept, ctx.sae,
-                                        decoder=sae_arrays(sae))
+    def _write_concept(self, ctx, docs, sae):
+        index = ConceptIndex.from_codes(docs.indices, docs.values, docs.n_latents, docs.norms, ctx.concept, ctx.sae,
+                                        decoder=sae_arrays(sae), residual=docs.residual)
         self.held[self.ws.path, ctx.sae] = index
         return {"kept": "in memory", "documents": index.n_docs}
 

@@ -1,9 +1,9 @@
 """Concept-level sparse retrieval (CL-SR): documents as the SAE latents they keep, queries as weights on latents.
 
 Each document keeps its top `doc_k` latents with their activations (its forward row). On disk the embedded
-index is that forward table (int16 latent ids when there are fewer than 32,768 latents, float16 activations)
-plus one float32 norm per document, and, for an index of more than `exact_docs` documents, its document
-clusters (clusters.py). Three scorings (term weights in terms.py):
+index is that forward table (int16 latent ids when there are fewer than 32,768 latents, uint8 activations
+with a float16 scale per document, see `quantize`) plus one float32 norm per document, and, for an index of
+more than `exact_docs` documents, its document clusters (clusters.py). Three scorings (term weights in terms.py):
 
 - ``projection`` (default): the query's weight on latent i is its projection on feature i's decoder
   direction, ``w_i = W_dec[i] . q``, so ``sum_i w_i z_{d,i} + q . b_pre`` is the query's dot product with
@@ -36,6 +36,7 @@ from .._io import atomic_path
 from ..errors import InputError, WorkspaceError
 from ..progress import ProgressCallback
 from ..settings import Settings, check
+from .compress import dequantize, quantize, residual_estimate, residual_lut, residual_sketch, stored_values
 from .retriever import BuildContext, Query, Retriever
 from .terms import term_weights
 
@@ -60,6 +61,10 @@ class ConceptSettings(Settings):
     """BM25-over-latents term-frequency saturation."""
     b: float = 0.75
     """BM25-over-latents length normalisation."""
+    residual: bool = True
+    """Projection scoring: keep a one-bit sketch of what each document's SAE reconstruction leaves out (one bit
+    per dimension) and add its estimate of the query's dot product with it, so the score is close to the
+    query's cosine with the document itself; off: the cosine with the reconstruction alone."""
     feedback_docs: int = 0
     """Concept query expansion: the top documents of a first pass whose SAE reconstructions are added to the
     query, bringing in the latents that co-occur with its own (0 = off)."""
@@ -87,7 +92,7 @@ class ConceptSettings(Settings):
 @dataclass
 class ConceptQuery:
     """A query in latent space: its latents and weights (the `query_k` strongest), the offset q . b_pre, the
-    weights of all latents (projection scoring) and the unit query vector."""
+    weights of all latents (projection scoring) and the query vector itself."""
 
     latents: np.ndarray
     weights: np.ndarray
@@ -118,7 +123,6 @@ def encode_query(
     `arrays` (from `sae_arrays`) avoids converting the decoder on every query.
     """
     q = np.asarray(q, np.float32).reshape(-1)
-    unit = q / max(float(np.linalg.norm(q)), 1e-12)
     if settings.scoring == "dot":
         import torch
 
@@ -126,14 +130,14 @@ def encode_query(
             code = sae.encode_sparse(torch.from_numpy(q[None, :].copy()), min(settings.query_k, sae.cfg.n_latents))
         lat, w = code.indices[0].numpy(), code.values[0].float().numpy()
         keep = w > 0
-        return ConceptQuery(lat[keep].astype(np.int64), w[keep], vector=unit)
+        return ConceptQuery(lat[keep].astype(np.int64), w[keep], vector=q)
     W, b_pre = arrays if arrays is not None else sae_arrays(sae)
     proj = W @ q
     m = min(settings.query_k, len(proj))
     lat = np.argpartition(-proj, m - 1)[:m]
     lat = lat[proj[lat] > 0]
     full = proj if settings.scoring == "projection" else None
-    return ConceptQuery(lat.astype(np.int64), proj[lat], float(q @ b_pre), full, unit)
+    return ConceptQuery(lat.astype(np.int64), proj[lat], float(q @ b_pre), full, q)
 
 
 def doc_norms(sae, indices: np.ndarray, values: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -147,6 +151,18 @@ def doc_norms(sae, indices: np.ndarray, values: np.ndarray, batch_size: int = 81
             val = torch.from_numpy(values[i : i + batch_size].astype(np.float32))
             out.append(sae.decode_sparse(idx, val).norm(dim=1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+@dataclass
+class DocumentCodes:
+    """What a concept index keeps of every document, whichever store keeps it: latent ids and activations (as
+    stored, compress.py), reconstruction norms and, for projection scoring with `residual`, residual sketches."""
+
+    indices: np.ndarray
+    values: np.ndarray
+    norms: np.ndarray
+    n_latents: int
+    residual: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class ConceptStore:
@@ -183,10 +199,23 @@ class ConceptStore:
         """Sizes and settings, for reports."""
         raise NotImplementedError
 
-    def exact(self, docs: np.ndarray, full_weights: np.ndarray, offset: float) -> np.ndarray:
-        """Projection scores of some documents from all the latents they keep."""
+    def sketch(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The residual sketches (bits, scales; compress.py) of some documents, or None when the index keeps none."""
+        return None
+
+    @property
+    def uses_residual(self) -> bool:
+        """Whether scores add the residual sketch's estimate (projection scoring with `residual` on)."""
+        return self.settings.scoring == "projection" and self.settings.residual
+
+    def exact(self, docs: np.ndarray, query: ConceptQuery) -> np.ndarray:
+        """Projection scores of some documents from all the latents they keep (and their residual sketches)."""
         idx, val, inv = self.forward(docs)
-        return ((full_weights[idx] * val).sum(1) + offset) * inv
+        dot = (query.full_weights[idx] * val).sum(1) + np.float32(query.offset)
+        if not self.uses_residual:
+            return dot * inv
+        bits, scale = self.sketch(docs)
+        return dot + residual_estimate(bits, scale, *residual_lut(query.vector, bits.shape[1]))
 
     def reconstruct(self, docs: np.ndarray, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
         """Unit-norm SAE reconstructions of some documents from the latents they keep, (docs x d)."""
@@ -202,6 +231,9 @@ class ConceptStore:
         return {i: w * float(qw[i]) for i, w in self.terms(doc).items() if i in qw}
 
 
+_NO_BITS, _NO_SCALE, _NO_LUT = np.zeros((0, 0), np.uint8), np.zeros(0, np.float32), np.zeros((0, 256), np.float32)
+
+
 class ConceptIndex(ConceptStore):
     """The concept index kept in the workspace: forward rows, reconstruction norms and, for a large index,
     document clusters; scored by the compiled loop of concept_kernel.py."""
@@ -215,19 +247,33 @@ class ConceptIndex(ConceptStore):
         settings: ConceptSettings,
         sae_name: str = "",
         clusters: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        *,
+        quantized: tuple[np.ndarray, np.ndarray] | None = None,
+        residual: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        self.fwd_indices = fwd_indices
-        self.fwd_values = fwd_values
-        self.n_docs, self.doc_k = fwd_indices.shape
+        """`fwd_values`: the activations (quantised here, see compress.py), or None with `quantized` given;
+        `residual`: the documents' residual sketches (needed by projection scoring with `residual` on)."""
         self.n_latents = int(n_latents)
+        idx_dtype = np.int16 if self.n_latents <= np.iinfo(np.int16).max else np.int32
+        self.fwd_indices = np.ascontiguousarray(fwd_indices, idx_dtype)
+        self.fwd_codes, self.doc_scale = quantized if quantized is not None else quantize(fwd_values)
+        self.n_docs, self.doc_k = self.fwd_indices.shape
         self.doc_norms = np.asarray(doc_norms, np.float32)
         self.settings = settings
         self.sae_name = sae_name
         self.inv_norms = (1.0 / np.maximum(self.doc_norms, 1e-6)).astype(np.float32)
-        values = fwd_values.astype(np.float32)
-        self.term_weights = term_weights(fwd_indices, values, self.inv_norms, self.n_latents, settings)
-        # the projection scoring's constant q . b_pre counts once per document, over the reconstruction's norm
-        self.factor = self.inv_norms if settings.scoring == "projection" else np.zeros(self.n_docs, np.float32)
+        self.residual = residual
+        self._residual_scale = residual[1].astype(np.float32) if residual is not None else _NO_SCALE
+        if self.uses_residual and residual is None:
+            raise WorkspaceError("this concept index keeps no residual sketches; rebuild it (embedsae index) or score "
+                                 "without them (setting `residual` off)")
+        self.term_weights = term_weights(self.fwd_indices, self.fwd_values, self.inv_norms, self.n_latents, settings)
+        # the projection scoring's constant q . b_pre: once per document, over the reconstruction's norm without
+        # the residual sketch (the cosine with the reconstruction), as it is with it (the dot product with d)
+        if settings.scoring != "projection":
+            self.factor = np.zeros(self.n_docs, np.float32)
+        else:
+            self.factor = np.ones(self.n_docs, np.float32) if self.uses_residual else self.inv_norms
         self.clusters = clusters
         if clusters is None:
             self._ptr, self._members = np.array([0, self.n_docs], np.int64), np.zeros(0, np.int32)
@@ -235,18 +281,22 @@ class ConceptIndex(ConceptStore):
             self._ptr, self._members = clusters[1], clusters[2]
         self._stats: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def fwd_values(self) -> np.ndarray:
+        """Every document's kept activations (float32, as stored)."""
+        return dequantize(self.fwd_codes, self.doc_scale)
+
     # ------------------------------------------------------------------ building
     @classmethod
     def from_codes(
         cls, indices: np.ndarray, values: np.ndarray, n_latents: int, doc_norms: np.ndarray,
         settings: ConceptSettings, sae_name: str = "", *, decoder: tuple[np.ndarray, np.ndarray] | None = None,
-        progress: ProgressCallback | None = None,
+        vectors=None, residual: tuple[np.ndarray, np.ndarray] | None = None, progress: ProgressCallback | None = None,
     ) -> ConceptIndex:
-        """Build the index from per-document codes ((docs x doc_k) latent ids and activations); more than
-        `settings.exact_docs` documents are clustered, which needs the SAE's `decoder` (W_dec, b_pre)."""
-        idx_dtype = np.int16 if n_latents <= np.iinfo(np.int16).max else np.int32
-        indices = np.ascontiguousarray(indices, idx_dtype)
-        values = np.ascontiguousarray(values, np.float16)
+        """Build the index from per-document codes ((docs x doc_k) latent ids and activations). More than
+        `settings.exact_docs` documents are clustered, which needs the SAE's `decoder` (W_dec, b_pre); the
+        residual sketches come from `residual`, or are computed from the documents' `vectors` and the decoder."""
+        quantized = quantize(values)
         clusters = None
         if len(indices) > settings.exact_docs:
             if decoder is None:
@@ -254,18 +304,27 @@ class ConceptIndex(ConceptStore):
                                  "needs the SAE's decoder: pass decoder=(W_dec, b_pre)")
             from .clusters import cluster_documents
 
-            clusters = cluster_documents(indices, values, *decoder, progress=progress)
-        return cls(indices, values, n_latents, doc_norms, settings, sae_name, clusters)
+            clusters = cluster_documents(indices, dequantize(*quantized), *decoder, progress=progress)
+        if residual is None and settings.scoring == "projection" and settings.residual:
+            if decoder is None or vectors is None:
+                raise InputError("the residual sketches need the documents' vectors and the SAE's decoder: pass "
+                                 "vectors=... and decoder=(W_dec, b_pre), or turn the setting `residual` off")
+            residual = residual_sketch(vectors, indices, dequantize(*quantized), *decoder)
+        return cls(indices, None, n_latents, doc_norms, settings, sae_name, clusters, quantized=quantized,
+                   residual=residual)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index as one .npz (atomically): forward codes, norms and clusters."""
         extra = {}
         if self.clusters is not None:
             extra = dict(zip(("centres", "cluster_ptr", "cluster_members"), self.clusters))
+        if self.residual is not None:
+            extra.update(residual_bits=self.residual[0], residual_scale=self.residual[1])
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(
-                    f, fwd_indices=self.fwd_indices, fwd_values=self.fwd_values, doc_norms=self.doc_norms,
+                    f, fwd_indices=self.fwd_indices, fwd_codes=self.fwd_codes, doc_scale=self.doc_scale,
+                    doc_norms=self.doc_norms,
                     n_latents=np.int64(self.n_latents), settings=np.array(json.dumps(asdict(self.settings))),
                     sae_name=np.array(self.sae_name), **extra,
                 )
@@ -279,14 +338,21 @@ class ConceptIndex(ConceptStore):
         with np.load(path) as z:
             settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
             clusters = (z["centres"], z["cluster_ptr"], z["cluster_members"]) if "centres" in z.files else None
-            return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
-                       str(z["sae_name"]), clusters)
+            residual = (z["residual_bits"], z["residual_scale"]) if "residual_bits" in z.files else None
+            if "fwd_codes" not in z.files:  # written before activations were stored as uint8
+                settings = settings.replace(residual=False)
+                return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
+                           str(z["sae_name"]), clusters)
+            return cls(z["fwd_indices"], None, int(z["n_latents"]), z["doc_norms"], settings, str(z["sae_name"]),
+                       clusters, quantized=(z["fwd_codes"], z["doc_scale"]), residual=residual)
 
     @property
     def stored_bytes(self) -> int:
         """Bytes of the stored arrays (forward codes, norms, clusters), what the .npz holds."""
         extra = sum(a.nbytes for a in self.clusters) if self.clusters is not None else 0
-        return int(self.fwd_indices.nbytes + self.fwd_values.nbytes + self.doc_norms.nbytes + extra)
+        extra += sum(a.nbytes for a in self.residual) if self.residual is not None else 0
+        return int(self.fwd_indices.nbytes + self.fwd_codes.nbytes + self.doc_scale.nbytes + self.doc_norms.nbytes
+                   + extra)
 
     @property
     def memory_bytes(self) -> int:
@@ -310,13 +376,25 @@ class ConceptIndex(ConceptStore):
         """Top-k document rows and scores for one query."""
         from .concept_kernel import top_docs
 
+        if self.uses_residual:
+            bits, scale = self.residual[0], self._residual_scale
+            lut, total = residual_lut(query.vector, bits.shape[1])
+        else:
+            bits, scale, lut, total = _NO_BITS, _NO_SCALE, _NO_LUT, 0.0
         return top_docs(self.fwd_indices, self.term_weights, query.dense_weights(self.n_latents), query.offset,
-                        self.factor, self._ptr, self._members, self.chosen_clusters(query), min(k, self.n_docs))
+                        self.factor, self._ptr, self._members, self.chosen_clusters(query), min(k, self.n_docs),
+                        bits, scale, lut, total)
 
     def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         docs = np.asarray(docs, np.int64)
-        return (self.fwd_indices[docs].astype(np.int64), self.fwd_values[docs].astype(np.float32),
+        return (self.fwd_indices[docs].astype(np.int64), dequantize(self.fwd_codes[docs], self.doc_scale[docs]),
                 self.inv_norms[docs])
+
+    def sketch(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.residual is None:
+            return None
+        docs = np.asarray(docs, np.int64)
+        return self.residual[0][docs], self.residual[1][docs]
 
     def terms(self, doc: int) -> dict[int, float]:
         idx, w = self.fwd_indices[doc].tolist(), self.term_weights[doc].tolist()
@@ -324,9 +402,10 @@ class ConceptIndex(ConceptStore):
 
     def feature_stats(self, feature: int) -> tuple[float, float]:
         if self._stats is None:
-            keep = self.fwd_values > 0
+            values = self.fwd_values
+            keep = values > 0
             lat = self.fwd_indices[keep].astype(np.int64)
-            val = self.fwd_values[keep].astype(np.float32)
+            val = values[keep]
             top = np.zeros(self.n_latents, np.float32)
             np.maximum.at(top, lat, val)
             self._stats = top, np.bincount(lat, minlength=self.n_latents)
@@ -336,7 +415,7 @@ class ConceptIndex(ConceptStore):
     def describe(self) -> dict[str, Any]:
         """Sizes and settings, for reports."""
         return {"documents": self.n_docs, "latents": self.n_latents,
-                "entries": int(np.count_nonzero(self.fwd_values)),
+                "entries": int(np.count_nonzero(self.fwd_codes)),
                 "clusters": 0 if self.clusters is None else len(self.clusters[0]),
                 "stored_bytes": self.stored_bytes, "memory_bytes": self.memory_bytes,
                 "settings": asdict(self.settings), "sae": self.sae_name}
@@ -352,10 +431,15 @@ class ConceptRetriever(Retriever):
         from ..sae.codes import encode_array
 
         model = ctx.cache.get("sae") or ctx.ws.load_sae(ctx.sae)
-        codes = encode_array(model, ctx.ws.vectors, k=min(ctx.concept.doc_k, model.cfg.n_latents),
-                             progress=ctx.progress)
-        values = codes.values.astype(np.float16).astype(np.float32)  # what the index keeps, and its norms
-        return ctx.store.write_concept(ctx, codes.indices, values, doc_norms(model, codes.indices, values), model)
+        settings = ctx.concept
+        codes = encode_array(model, ctx.ws.vectors, k=min(settings.doc_k, model.cfg.n_latents), progress=ctx.progress)
+        values = stored_values(codes.values)  # what the index keeps: its norms and residuals are of these
+        residual = None
+        if settings.scoring == "projection" and settings.residual:
+            residual = residual_sketch(ctx.ws.vectors, codes.indices, values, *sae_arrays(model))
+        docs = DocumentCodes(codes.indices, values, doc_norms(model, codes.indices, values), model.cfg.n_latents,
+                             residual)
+        return ctx.store.write_concept(ctx, docs, model)
 
     def load(self) -> None:
         self.index = self.searcher.storage.concept(self.searcher.sae_name)
@@ -385,3 +469,10 @@ class ConceptRetriever(Retriever):
 
     def available(self) -> bool:
         return self.searcher.storage.has_concept(self.searcher.sae_name)
+
+    def describe(self) -> dict[str, Any]:
+        """The SAE and the index settings this mode searches with, for reports."""
+        info = self.index.describe()
+        return {"sae": self.index.sae_name or self.searcher.sae_name, "documents": self.index.n_docs,
+                "clusters": info.get("clusters", 0), "backend": info.get("backend", "embedded"),
+                **asdict(self.index.settings)}

@@ -3,7 +3,7 @@ outgrows one machine. Optional extra `embedsae[milvus]` (pymilvus; Milvus Lite r
 
 One collection per workspace and SAE holds, per document: its row (primary key) and id, its concept terms as a
 `SPARSE_FLOAT_VECTOR` under an inner-product `SPARSE_INVERTED_INDEX`, its forward code (latent ids and
-activations, float16-rounded like the embedded index) and, unless dense search is left out, its dense vector.
+activations, quantised like the embedded index) and, unless dense search is left out, its dense vector.
 Queries are still encoded with the SAE here; Milvus finds the candidates and the final scores are computed as
 the embedded index computes them, so both answer with the same hits.
 
@@ -34,7 +34,8 @@ from .._io import read_json, write_json
 from ..errors import InputError, WorkspaceError, require
 from ..progress import Tracker
 from ..settings import Settings, check
-from .concept import ConceptQuery, ConceptSettings, ConceptStore
+from .compress import stored_values
+from .concept import ConceptQuery, ConceptSettings, ConceptStore, DocumentCodes
 from .storage import IndexStore, index_info
 from .terms import term_weights
 
@@ -134,8 +135,7 @@ def _sparse_rows(lat: np.ndarray, val: np.ndarray, extra: list[dict[int, float]]
 
 
 # ---------------------------------------------------------------------------- building
-def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray, norms: np.ndarray,
-                     n_latents: int) -> dict[str, Any]:
+def write_collection(ctx: BuildContext, docs: DocumentCodes) -> dict[str, Any]:
     """Write the concept index (and the dense vectors, when dense search is on) into a new collection that
     replaces the old one at the end; write the pointer; return what index.json records."""
     pymilvus = require("pymilvus", "the Milvus index backend", "milvus")
@@ -147,11 +147,14 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     if ids and max(map(len, ids)) > MAX_ID_CHARS:
         raise InputError(f"document ids longer than {MAX_ID_CHARS} characters do not fit a Milvus collection; "
                          "shorten the ids of the corpus")
-    lat = np.ascontiguousarray(indices, np.int64)
-    val = np.ascontiguousarray(values, np.float16).astype(np.float32)  # what the embedded index keeps
-    inv = (1.0 / np.maximum(np.asarray(norms, np.float32), 1e-6)).astype(np.float32)
+    n_latents = docs.n_latents
+    lat = np.ascontiguousarray(docs.indices, np.int64)
+    val = stored_values(docs.values)  # what the embedded index keeps
+    inv = (1.0 / np.maximum(np.asarray(docs.norms, np.float32), 1e-6)).astype(np.float32)
     scale = float(inv.max()) if len(inv) else 1.0
     terms = term_weights(lat, val, inv, n_latents, settings)
+    normalised = settings.scoring == "projection" and not settings.residual  # per-document constants below
+    residual = docs.residual if settings.scoring == "projection" and settings.residual else None
     with_dense = "dense" in ctx.parts
     dim = ws.dim
     schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -162,6 +165,10 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     schema.add_field("lat", pymilvus.DataType.ARRAY, element_type=pymilvus.DataType.INT32, max_capacity=lat.shape[1])
     schema.add_field("val", pymilvus.DataType.ARRAY, element_type=pymilvus.DataType.FLOAT, max_capacity=lat.shape[1])
     schema.add_field("inv_norm", pymilvus.DataType.FLOAT)
+    if residual is not None:
+        schema.add_field("resid", pymilvus.DataType.ARRAY, element_type=pymilvus.DataType.INT32,
+                         max_capacity=residual[0].shape[1])
+        schema.add_field("resid_scale", pymilvus.DataType.FLOAT)
     params = c.prepare_index_params()
     params.add_index("concept", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
     if with_dense:
@@ -178,12 +185,17 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
         for a in range(0, n, ms.batch_rows):
             b = min(a + ms.batch_rows, n)
             extra = None
-            if settings.scoring == "projection":
+            if normalised:
                 extra = [{n_latents: float(s)} | ({n_latents + 1: float(scale - s)} if scale - s > 0 else {})
                          for s in inv[a:b].tolist()]
+            elif residual is not None:  # a term of every document: a query that means to score them all asks for it
+                extra = [{n_latents: 1.0}] * (b - a)
             rows = [{"row": a + i, "doc_id": ids[a + i], "concept": sparse, "lat": lat[a + i].tolist(),
                      "val": val[a + i].tolist(), "inv_norm": float(inv[a + i])}
                     for i, sparse in enumerate(_sparse_rows(lat[a:b], terms[a:b], extra))]
+            if residual is not None:
+                for i, r in enumerate(rows):
+                    r["resid"], r["resid_scale"] = residual[0][a + i].tolist(), float(residual[1][a + i])
             if with_dense:
                 block = np.asarray(vectors[a:b], np.float32)
                 for r, v in zip(rows, block):
@@ -203,10 +215,12 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     pointer = {"uri": ms.uri or "", "resolved_uri": uri, "collection": name, "token_env": ms.token_env,
                "documents": n, "latents": int(n_latents), "doc_k": int(lat.shape[1]), "scale": scale,
                "dense": with_dense, "dense_index": ms.dense_index if with_dense else None,
+               "residual": residual is not None,
                "settings": asdict(settings), "sae": ctx.sae,
                "feature_doc_max": [round(float(x), 5) for x in doc_max], "feature_docs": df.tolist()}
     write_json(pointer_path(ws, ctx.sae), pointer)
-    stored = int(n * (lat.shape[1] * 16 + 16 + (dim * 4 if with_dense else 0)))
+    stored = int(n * (lat.shape[1] * 16 + 16 + (dim * 4 if with_dense else 0)
+                      + (4 * residual[0].shape[1] + 4 if residual is not None else 0)))
     logger.info(f"wrote {n} documents to Milvus collection '{name}' at {uri}")
     return {"backend": "milvus", "uri": uri, "collection": name, "documents": n, "latents": int(n_latents),
             "dense": with_dense, "settings": asdict(settings), "sae": ctx.sae, "stored_bytes_estimate": stored}
@@ -238,6 +252,8 @@ class MilvusConceptIndex(ConceptStore):
     def __init__(self, ws: Workspace, pointer: dict[str, Any]) -> None:
         self.pointer = pointer
         self.settings = ConceptSettings.from_dict(pointer["settings"])
+        if not pointer.get("residual"):  # written without residual sketches (or before they existed)
+            self.settings = self.settings.replace(residual=False)
         self.sae_name = pointer["sae"]
         self.n_docs = int(pointer["documents"])
         self.n_latents = int(pointer["latents"])
@@ -247,7 +263,8 @@ class MilvusConceptIndex(ConceptStore):
         self.client = client(pointer["resolved_uri"], pointer.get("token_env", "MILVUS_TOKEN"))
         self._doc_max = np.asarray(pointer["feature_doc_max"], np.float32)
         self._docs = np.asarray(pointer["feature_docs"], np.int64)
-        self._rows: OrderedDict[int, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
+        self._rows: OrderedDict[int, tuple] = OrderedDict()
+        self._fields = list(FORWARD_FIELDS) + (list(RESIDUAL_FIELDS) if pointer.get("residual") else [])
         self._lock = threading.Lock()
         if not self.client.has_collection(self.collection):
             raise WorkspaceError(f"the Milvus collection '{self.collection}' at {pointer['resolved_uri']} is gone; "
@@ -270,35 +287,45 @@ class MilvusConceptIndex(ConceptStore):
     def feature_stats(self, feature: int) -> tuple[float, float]:
         return float(self._doc_max[feature]), float(self._docs[feature]) / max(self.n_docs, 1)
 
-    def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Latent ids, activations and inverse reconstruction norms of some documents, read from Milvus
-        (recently read documents from a cache)."""
+    def _read(self, docs: np.ndarray) -> list[tuple]:
+        """The stored rows of some documents (recently read documents from a cache)."""
         docs = [int(d) for d in np.asarray(docs).reshape(-1)]
         with self._lock:
             found = {d: self._rows[d] for d in docs if d in self._rows}
         missing = [d for d in dict.fromkeys(docs) if d not in found]
         if missing:
-            got = self.client.get(self.collection, ids=missing, output_fields=list(FORWARD_FIELDS))
+            got = self.client.get(self.collection, ids=missing, output_fields=self._fields)
             fetched = {int(r["row"]): _forward_row(r) for r in got}
             if len(fetched) != len(missing):
                 raise WorkspaceError(f"Milvus collection '{self.collection}' lacks documents it was built with; "
                                      "rebuild the index")
             found.update(fetched)
             self._remember(fetched)
-        rows = [found[d] for d in docs]
+        return [found[d] for d in docs]
+
+    def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latent ids, activations and inverse reconstruction norms of some documents, read from Milvus."""
+        rows = self._read(docs)
         width = max((len(r[0]) for r in rows), default=0)
         idx = np.zeros((len(rows), width), np.int64)
         val = np.zeros((len(rows), width), np.float32)
-        for i, (li, vi, _) in enumerate(rows):
+        for i, (li, vi, *_) in enumerate(rows):
             idx[i, : len(li)], val[i, : len(vi)] = li, vi
         return idx, val, np.asarray([r[2] for r in rows], np.float32)
+
+    def sketch(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.pointer.get("residual"):
+            return None
+        rows = self._read(docs)
+        return (np.asarray([r[3] for r in rows], np.uint8).reshape(len(rows), -1),
+                np.asarray([r[4] for r in rows], np.float32))
 
     def terms(self, doc: int) -> dict[int, float]:
         got = self.client.get(self.collection, ids=[int(doc)], output_fields=["concept"])
         terms = got[0]["concept"] if got else {}
         return {int(i): float(v) for i, v in terms.items() if int(i) < self.n_latents}
 
-    def _remember(self, rows: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> None:
+    def _remember(self, rows: dict[int, tuple]) -> None:
         with self._lock:
             self._rows.update(rows)
             while len(self._rows) > self.CACHE_ROWS:
@@ -308,7 +335,9 @@ class MilvusConceptIndex(ConceptStore):
         keep = np.asarray(query.weights) > 0
         terms = dict(zip(np.asarray(query.latents)[keep].tolist(), np.asarray(query.weights, np.float32)[keep].tolist()))
         shift = 0.0
-        if self.settings.scoring == "projection" and query.offset:
+        if self.uses_residual and self.n_docs <= self.settings.exact_docs:
+            terms[self.n_latents] = 1e-6  # every document is a candidate (scored exactly below)
+        elif self.settings.scoring == "projection" and not self.uses_residual and query.offset:
             if query.offset > 0:
                 terms[self.n_latents] = float(query.offset)
             else:
@@ -322,7 +351,7 @@ class MilvusConceptIndex(ConceptStore):
         if not terms:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         res = self.client.search(self.collection, data=[terms], anns_field="concept", limit=min(depth, self.MAX_LIMIT),
-                                 search_params={"metric_type": "IP"}, output_fields=list(FORWARD_FIELDS))[0]
+                                 search_params={"metric_type": "IP"}, output_fields=self._fields)[0]
         self._remember({int(h["row"]): _forward_row(h) for h in res})
         rows = np.asarray([int(h["row"]) for h in res], np.int64)
         return rows, np.asarray([h["distance"] for h in res], np.float32) - np.float32(shift)
@@ -335,17 +364,23 @@ class MilvusConceptIndex(ConceptStore):
         depth = self.n_docs if self.n_docs <= s.exact_docs else max(k, s.rerank if exact else k)
         cand, scores = self.candidates(query, depth)
         if exact and len(cand):
-            scores = self.exact(cand, query.full_weights, query.offset)
+            scores = self.exact(cand, query)
             order = np.argsort(-scores, kind="stable")[:k]
             return cand[order], scores[order]
         return cand[:k], scores[:k]
 
 
 FORWARD_FIELDS = ("row", "lat", "val", "inv_norm")
+RESIDUAL_FIELDS = ("resid", "resid_scale")
 
 
-def _forward_row(r: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    return np.asarray(r["lat"], np.int64), np.asarray(r["val"], np.float32), float(r["inv_norm"])
+def _forward_row(r: Any) -> tuple:
+    """(latent ids, activations, inverse norm, residual bits or None, residual scale) of a stored row."""
+    try:  # a search hit reads its output fields by key (not with .get)
+        bits, scale = np.asarray(r["resid"], np.uint8), float(r["resid_scale"])
+    except KeyError:
+        bits, scale = None, 0.0
+    return np.asarray(r["lat"], np.int64), np.asarray(r["val"], np.float32), float(r["inv_norm"]), bits, scale
 
 
 class MilvusStore(IndexStore):
@@ -362,8 +397,8 @@ class MilvusStore(IndexStore):
             raise InputError("the approximate dense index is a file of the workspace; with the Milvus backend choose "
                              "Milvus's own dense index (setting `dense_index`) instead of `ann`")
 
-    def _write_concept(self, ctx, indices, values, norms, sae) -> dict[str, Any]:
-        return write_collection(ctx, indices, values, norms, sae.cfg.n_latents)
+    def _write_concept(self, ctx, docs, sae) -> dict[str, Any]:
+        return write_collection(ctx, docs)
 
     def has_concept(self, sae: str) -> bool:
         return pointer_path(self.ws, sae).is_file()

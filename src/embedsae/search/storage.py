@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._io import read_json
 from ..errors import InputError, WorkspaceError
-from .concept import FILE_NAME, ConceptIndex, ConceptStore, sae_arrays
+from .concept import FILE_NAME, ConceptIndex, ConceptStore, DocumentCodes, sae_arrays
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..workspace import Workspace
     from .retriever import BuildContext
 
@@ -102,18 +100,16 @@ class IndexStore:
         """Raise an InputError when this backend cannot build these parts."""
 
     # ------------------------------------------------------------------ the concept index
-    def write_concept(self, ctx: BuildContext, indices: np.ndarray, values: np.ndarray, norms: np.ndarray,
-                      sae) -> dict[str, Any]:
+    def write_concept(self, ctx: BuildContext, docs: DocumentCodes, sae) -> dict[str, Any]:
         """Store an SAE's concept index from the documents' codes; other backends forget theirs; returns what
         index.json records."""
-        info = self._write_concept(ctx, indices, values, norms, sae)
+        info = self._write_concept(ctx, docs, sae)
         for other in BACKENDS:
             if other != self.name:
                 store_class(other)(self.ws).drop_concept(ctx.sae)
         return info
 
-    def _write_concept(self, ctx: BuildContext, indices: np.ndarray, values: np.ndarray, norms: np.ndarray,
-                       sae) -> dict[str, Any]:
+    def _write_concept(self, ctx: BuildContext, docs: DocumentCodes, sae) -> dict[str, Any]:
         raise NotImplementedError
 
     def has_concept(self, sae: str) -> bool:
@@ -142,9 +138,9 @@ class EmbeddedStore(IndexStore):
 
     name = "embedded"
 
-    def _write_concept(self, ctx, indices, values, norms, sae) -> dict[str, Any]:
-        index = ConceptIndex.from_codes(indices, values, sae.cfg.n_latents, norms, ctx.concept, ctx.sae,
-                                        decoder=sae_arrays(sae), progress=ctx.progress)
+    def _write_concept(self, ctx, docs, sae) -> dict[str, Any]:
+        index = ConceptIndex.from_codes(docs.indices, docs.values, docs.n_latents, docs.norms, ctx.concept, ctx.sae,
+                                        decoder=sae_arrays(sae), residual=docs.residual, progress=ctx.progress)
         path = concept_path(self.ws, ctx.sae)
         index.save(path)
         dense_bytes = int(self.ws.n_documents * self.ws.dim * 4)

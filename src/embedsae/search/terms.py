@@ -5,7 +5,8 @@ What each term weighs in a query's score depends on the scoring:
 
 - ``projection``: activation x the inverse norm of the document's SAE reconstruction, so that the query's
   projection weights summed over them (plus ``q . b_pre`` times that inverse norm) give the cosine of the
-  query with the reconstruction;
+  query with the reconstruction; with residual sketches (compress.py) the activation itself, so that the sum
+  plus ``q . b_pre`` and the sketch's estimate gives the dot product with the document's unit vector;
 - ``dot``: the activation itself;
 - ``bm25``: BM25 over latents: the latent's idf times its activation saturated by `k1`, normalised by the
   document's code mass (the sum of its activations) against the corpus mean with `b`.
@@ -42,7 +43,9 @@ def term_weights(indices: np.ndarray, values: np.ndarray, inv_norms: np.ndarray,
     the document keeps no latent)."""
     tf = np.asarray(values, np.float32)
     keep = tf > 0
-    if settings.scoring == "projection":
+    if settings.scoring == "projection" and settings.residual:  # the dot product with d, not a cosine
+        w = tf
+    elif settings.scoring == "projection":
         w = tf * np.asarray(inv_norms, np.float32)[:, None]
     elif settings.scoring == "dot":
         w = tf
