@@ -7,12 +7,13 @@ often, most rarely), activations exponential. Queries are held-out documents of 
 corpus size it prints the index build time (clustering included above `exact_docs`), bytes per document
 (stored and in memory) and median query latency (one thread) of:
 
-- default: `ConceptIndex.search` with the default settings (exact scores of every document up to
-  `exact_docs`, else of the documents of the nearest clusters holding `probe` of them);
+- default: `ConceptIndex.search` with the default settings (exact scores, the residual sketch included, of
+  every document up to `exact_docs`, else of the documents of the nearest clusters holding `probe` of them);
 - exhaustive: the same compiled scoring over every document (the exact top 10 the default is checked against:
   "same top-10" is the share of queries whose default top 10 equals it, in order);
 - before: the previous default (posting lists of the query's 64 strongest latents read with NumPy, 200
-  candidates rescored exactly, a second pass expanded by 5 feedback documents);
+  candidates rescored by the cosine with their reconstruction, a second pass expanded by 5 feedback
+  documents; "before same" compares it with the exhaustive top 10 of today's score, which it does not compute);
 - exact dense search over the float32 vectors.
 
 `--milvus` adds Milvus Lite at the smallest size (write time, query latency, agreement with the embedded index).
@@ -34,6 +35,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from embedsae.search.compress import reconstructions, stored_values
 from embedsae.search.concept import ConceptIndex, ConceptQuery, ConceptSettings
 from embedsae.search.dense import DenseIndex, top_k
 
@@ -72,7 +74,7 @@ def encode(q: np.ndarray, W: np.ndarray, b_pre: np.ndarray, settings: ConceptSet
     proj = W @ q
     lat = np.argpartition(-proj, settings.query_k - 1)[: settings.query_k]
     lat = lat[proj[lat] > 0]
-    return ConceptQuery(lat.astype(np.int64), proj[lat], float(q @ b_pre), proj, q / np.linalg.norm(q))
+    return ConceptQuery(lat.astype(np.int64), proj[lat], float(q @ b_pre), proj, q)
 
 
 class Before:
@@ -104,7 +106,8 @@ class Before:
         scores += np.float32(cq.offset)
         scores *= ix.inv_norms
         cand = top_k(scores[None, :], max(k, 200))[0][0]
-        exact = ix.exact(cand, cq.full_weights, cq.offset)
+        idx, val, inv = ix.forward(cand)
+        exact = ((cq.full_weights[idx] * val).sum(1) + cq.offset) * inv  # the cosine with the reconstruction
         return cand[np.argsort(-exact, kind="stable")[:k]]
 
     def __call__(self, q: np.ndarray) -> np.ndarray:
@@ -144,14 +147,15 @@ def measure(n: int, n_queries: int, with_milvus: bool, before: bool) -> None:
 
     vectors, W, b_pre, lat, val = synthetic(n + n_queries)
     queries, vectors, lat, val = vectors[n:], vectors[:n], lat[:n], val[:n]
-    stored = val.astype(np.float16).astype(np.float32)  # the activations the index keeps
-    norms = np.concatenate([np.linalg.norm(np.einsum("nk,nkd->nd", stored[a:a + 65536], W[lat[a:a + 65536]]) + b_pre,
-                                           axis=1) for a in range(0, n, 65536)])
+    val = stored_values(val)  # the activations the index keeps
+    norms = np.concatenate([np.linalg.norm(reconstructions(lat[a:a + 65536], val[a:a + 65536], W, b_pre), axis=1)
+                            for a in range(0, n, 65536)])
     settings = ConceptSettings()
     t = time.perf_counter()
-    index = ConceptIndex.from_codes(lat, val, LATENTS, norms, settings, decoder=(W, b_pre))
+    index = ConceptIndex.from_codes(lat, val, LATENTS, norms, settings, decoder=(W, b_pre), vectors=vectors)
     build = time.perf_counter() - t
-    every = ConceptIndex(index.fwd_indices, index.fwd_values, LATENTS, norms, replace(settings, exact_docs=n))
+    every = ConceptIndex(index.fwd_indices, None, LATENTS, norms, replace(settings, exact_docs=n),
+                         quantized=(index.fwd_codes, index.doc_scale), residual=index.residual)
     dense = DenseIndex(vectors)
     with blas_single_thread():
         default_ms, got = timed(lambda q: index.search(encode(q, W, b_pre, settings), 10)[0], queries)
@@ -169,6 +173,7 @@ def measure(n: int, n_queries: int, with_milvus: bool, before: bool) -> None:
 def milvus_row(n, index, lat, val, norms, vectors, queries, W, b_pre) -> None:
     """Milvus Lite: the same documents written through the backend's writer, queried through its index class."""
     from embedsae._io import read_json
+    from embedsae.search.concept import DocumentCodes
     from embedsae.search.milvus import MilvusConceptIndex, MilvusSettings, write_collection
 
     folder = tempfile.mkdtemp(prefix="concept-scale-")
@@ -178,7 +183,7 @@ def milvus_row(n, index, lat, val, norms, vectors, queries, W, b_pre) -> None:
         ctx = SimpleNamespace(ws=ws, sae="bench", concept=index.settings, parts=("concept", "dense"),
                               milvus=MilvusSettings(batch_rows=4096), progress=None)
         t = time.perf_counter()
-        write_collection(ctx, lat, val, norms, LATENTS)
+        write_collection(ctx, DocumentCodes(lat, val, norms, LATENTS, index.residual))
         write_s = time.perf_counter() - t
         milvus = MilvusConceptIndex(ws, read_json(Path(folder) / "concept_index.milvus.json"))
         settings = index.settings

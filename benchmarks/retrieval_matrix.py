@@ -111,20 +111,25 @@ def to_row(col: Collection, ranked, times, nbytes: int) -> Row:
 
 # ---------------------------------------------------------------------------- candidates
 CONCEPT_GRID = {  # label -> ConceptSettings fields (the rest default)
-    "concept doc_k=32 feedback=0": dict(doc_k=32, feedback_docs=0),
+    "concept doc_k=24": dict(doc_k=24),
+    "concept doc_k=28": dict(doc_k=28),
+    "concept doc_k=32": dict(doc_k=32),
     "concept doc_k=32 feedback=5": dict(doc_k=32, feedback_docs=5, feedback_weight=0.5),
-    "concept doc_k=48 feedback=0": dict(doc_k=48, feedback_docs=0),
-    "concept doc_k=64 feedback=0": dict(doc_k=64, feedback_docs=0),
-    "concept doc_k=32 scoring=bm25": dict(doc_k=32, feedback_docs=0, scoring="bm25"),
-    "concept doc_k=32 scoring=dot": dict(doc_k=32, feedback_docs=0, scoring="dot"),
+    "concept doc_k=32 residual=off": dict(doc_k=32, residual=False),
+    "concept doc_k=48 residual=off": dict(doc_k=48, residual=False),
+    "concept doc_k=32 residual=off feedback=5": dict(doc_k=32, residual=False, feedback_docs=5, feedback_weight=0.5),
+    "concept doc_k=32 scoring=bm25": dict(doc_k=32, scoring="bm25"),
+    "concept doc_k=32 scoring=dot": dict(doc_k=32, scoring="dot"),
 }
-QUICK_GRID = ("concept doc_k=32 feedback=0", "concept doc_k=32 feedback=5")
+QUICK_GRID = ("concept doc_k=32", "concept doc_k=32 residual=off")
+PLAIN = "concept doc_k=32 residual=off"
+"""The concept part without its residual sketch, fused as a part of its own ("concept (no residual)")."""
 FUSIONS = [("rrf", 60.0), ("minmax", 0.0), ("zscore", 0.0), ("dbsf", 0.0)]
 WEIGHTED = [  # (parts with weights, fusion): weight variants beyond equal weights
-    ({"dense": 1, "bm25": 0.5}, "minmax"), ({"dense": 1, "bm25": 2}, "minmax"),
-    ({"concept": 1, "bm25": 0.5}, "minmax"), ({"concept": 1, "bm25": 2}, "minmax"),
-    ({"dense": 1, "concept": 0.5, "bm25": 1}, "minmax"), ({"dense": 0.5, "concept": 1, "bm25": 1}, "minmax"),
-    ({"dense": 1, "concept": 1, "bm25": 2}, "minmax"),
+    *[({"dense": 1, "bm25": w}, m) for w in (0.5, 0.75, 1.5, 2) for m in ("zscore", "minmax")],
+    *[({"concept": 1, "bm25": w}, m) for w in (0.5, 0.75, 1.5, 2) for m in ("zscore", "minmax")],
+    *[({"dense": 1, "concept": w, "bm25": 1}, "zscore") for w in (0.25, 0.5)],
+    *[({"dense": 1, "concept": 1, "bm25": w}, "zscore") for w in (1.5, 2)],
 ]
 
 
@@ -132,7 +137,8 @@ def concept_candidates(col: Collection, grid: dict[str, dict]) -> dict[str, tupl
     """Rankings of concept indexes built in memory with each setting of `grid` (same SAE)."""
     from embedsae.sae.codes import encode_array
     from embedsae.search import ConceptIndex, ConceptSettings
-    from embedsae.search.concept import doc_norms
+    from embedsae.search.compress import stored_values
+    from embedsae.search.concept import doc_norms, sae_arrays
 
     s = col.searcher
     sae = s.sae
@@ -144,9 +150,11 @@ def concept_candidates(col: Collection, grid: dict[str, dict]) -> dict[str, tupl
         settings = ConceptSettings(**fields)
         if settings.doc_k not in codes:
             c = encode_array(sae, s.ws.vectors, k=settings.doc_k)
-            codes[settings.doc_k] = (c, doc_norms(sae, c.indices, c.values))
-        c, norms = codes[settings.doc_k]
-        retriever.index = ConceptIndex.from_codes(c.indices, c.values, sae.cfg.n_latents, norms, settings)
+            values = stored_values(c.values)
+            codes[settings.doc_k] = (c.indices, values, doc_norms(sae, c.indices, values))
+        indices, values, norms = codes[settings.doc_k]
+        retriever.index = ConceptIndex.from_codes(indices, values, sae.cfg.n_latents, norms, settings,
+                                                  decoder=sae_arrays(sae), vectors=s.ws.vectors)
         ranked, times = rank_each(col, lambda i: retriever.rank_vector(col.vectors[i], DEPTH))  # noqa: B023
         out[label] = (ranked, times, retriever.index.stored_bytes)
     retriever.index = default
@@ -160,6 +168,8 @@ def fusion_candidates(col: Collection, parts: dict[str, tuple[list, np.ndarray, 
     specs = []
     for r in (2, 3):
         for combo in itertools.combinations(parts, r):
+            if "concept" in combo and "concept (no residual)" in combo:
+                continue
             for method, k in (FUSIONS[1:2] if quick else FUSIONS):
                 specs.append((dict.fromkeys(combo, 1.0), method, k))
     if not quick:
@@ -196,6 +206,8 @@ def run_collection(col: Collection, quick: bool) -> dict[str, Row]:
     grid = {k: v for k, v in CONCEPT_GRID.items() if not quick or k in QUICK_GRID}
     for label, (ranked, times, nbytes) in concept_candidates(col, grid).items():
         rows[label] = to_row(col, ranked, times, nbytes)
+        if label == PLAIN:
+            parts["concept (no residual)"] = (ranked, times, nbytes)
     for label, (ranked, times, nbytes) in fusion_candidates(col, parts, quick).items():
         rows[label] = to_row(col, ranked, times, nbytes)
     return rows

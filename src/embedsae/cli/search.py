@@ -174,4 +174,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "index bytes": f"{r['index_bytes']:,}", "queries": r["queries"],
     } for r in rows])
     print(markdown_table(table))
+    for line in _eval_settings(rows, args):
+        print(line)
     return 0
+
+
+def _eval_settings(rows: list[dict], args: argparse.Namespace) -> list[str]:
+    """What the modes ran with, and the commands that compare the alternatives on this collection."""
+    out = []
+    for r in rows:
+        if r["mode"] == "hybrid" and "hybrid" in r:
+            h = r["hybrid"]
+            weights = ",".join(f"{p}={w:g}" for p, w in h["parts"].items())
+            how = f"RRF (k {h['rrf_k']:g})" if h["fusion"] == "rrf" else f"{h['fusion']}-normalised scores"
+            out.append(f"hybrid: {weights}, weighted sum of {how} over each part's top {h['depth']}")
+        if r["mode"] == "concept" and "concept" in r:
+            c = r["concept"]
+            residual = c["scoring"] == "projection" and c.get("residual")
+            out.append(f"concept: SAE '{c['sae']}', {c['doc_k']} latents per document, {c['scoring']} scoring"
+                       + (" with residual sketches" if residual else "")
+                       + (f", query expansion by {c['feedback_docs']} documents" if c["feedback_docs"] else "")
+                       + (f", the nearest of {c['clusters']:,} clusters ({c['probe']:.0%} of the documents)"
+                          if c["clusters"] else ", every document scored"))
+    if out and len(rows) > 1:
+        ws, beir = args.workspace, args.beir
+        out += ["", "To compare the alternatives on this collection:",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights dense=1,concept=1,bm25=1",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion minmax   (or rrf, dbsf, zscore)",
+                f"  embedsae index {ws} --feedback-docs 5   (or --no-residual, --doc-k N), then eval-retrieval again"]
+    return out

@@ -168,4 +168,5 @@ class HybridRetriever(Retriever):
 
     def describe(self) -> dict[str, Any]:
         """The parts and fusion of this hybrid, for reports."""
-        return {"parts": self.parts(), "fusion": self.searcher.hybrid.fusion}
+        h = self.searcher.hybrid
+        return {"parts": self.parts(), "fusion": h.fusion, "depth": h.depth, "rrf_k": h.rrf_k}
