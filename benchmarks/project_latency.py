@@ -48,7 +48,7 @@ def main() -> None:
     before = snapshot(Path(args.workspace))
     ws = Workspace.open(args.workspace)
     p = embedsae.open(args.workspace)
-    features = [r["id"] for r in p.features(sort="density").items[: args.repeat]]
+    features = [r.id for r in p.features(sort="density").items[: args.repeat]]
     rng = np.random.default_rng(0)
     pick = lambda: int(rng.choice(features))  # noqa: E731
 

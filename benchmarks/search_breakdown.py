@@ -33,7 +33,7 @@ def main() -> None:
     p = embedsae.open(args.workspace)
     s = p.searcher
     model = s.ws.embedder()
-    features = [f["id"] for f in p.features(sort="density", limit=200).items]
+    features = [f.id for f in p.features(sort="density", limit=200).items]
     vec = s.embed(["dark matter halos survey"])[0]
     x = torch.from_numpy(vec[None, :].copy())
     for _ in range(2):  # a serving Searcher's state: the SAE as queries are encoded with (`Searcher.query_sae`)

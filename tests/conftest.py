@@ -146,3 +146,18 @@ def app_ws(cranfield_ws, tmp_path_factory):
     families_stage(ws)
     build_index(ws)
     return ws
+
+
+@pytest.fixture(scope="session")
+def arxiv_interpreted(arxiv_trained, tmp_path_factory):
+    """A copy of arxiv_trained as the README's path leaves it: every feature interpreted by the default labeller,
+    families and indexes built (read-only: copy to modify). Real features lack some scores (few documents, no
+    hard negatives): screens and records are tested on it, not only on fixtures that carry every key."""
+    from embedsae.project import Project
+
+    dst = tmp_path_factory.mktemp("arxiv-interpreted") / "arxiv"
+    shutil.copytree(arxiv_trained.path, dst)
+    p = Project(dst)
+    for stage in ("interpret", "families", "index"):
+        p.run_stage(stage)
+    return p.workspace

@@ -56,7 +56,7 @@ def damaged(kind: str, root: Path) -> Path:
 # (case, argv with {root} and {ws} placeholders, damaged file or None, words the message must hold)
 CASES = [
     ("zero epochs", ["train", "{ws}", "--k", "4", "--latents", "32", "--epochs", "0"], None, ["epochs", "at least 1"]),
-    ("negative noise", ["train", "{ws}", "--noise", "-5"], None, ["noise", "0 (off) or positive"]),
+    ("negative noise", ["train", "{ws}", "--noise", "-5"], None, ["noise", "must be 0 or more"]),
     ("zero batch", ["train", "{ws}", "--batch-size", "0"], None, ["batch size", "at least 1"]),
     ("negative lr", ["train", "{ws}", "--lr", "-1"], None, ["learning rate", "positive"]),
     ("unknown device", ["train", "{ws}", "--device", "tpu"], None, ["unknown device 'tpu'", "cpu"]),
@@ -76,7 +76,7 @@ CASES = [
     ("unknown feature", ["feature", "{ws}", "99999"], None, ["feature 99999 does not exist", "0 to 31"]),
     ("not a workspace", ["info", "{root}/nowhere"], None, ["not an embedsae workspace", "embedsae embed"]),
     ("damaged manifest", ["info", "{damaged}"], "manifest", ["manifest", "damaged"]),
-    ("damaged SAE", ["feature", "{damaged}", "3"], "sae", ["SAE", "damaged", "train it again"]),
+    ("damaged SAE", ["feature", "{damaged}", "3"], "sae", ["sae.safetensors", "damaged", "train (or import) the SAE again"]),
     ("damaged embeddings", ["train", "{damaged}", "--k", "4", "--latents", "32"], "embeddings",
      ["shard-00000.npy", "damaged", "embed"]),
 ]
@@ -144,7 +144,7 @@ def test_a_second_train_of_the_same_sae_is_refused(probe, tmp_path):
     shutil.copytree(probe / "wsv", dst)
     first = _embedsae("train", str(dst), "--name", "clash", "--k", "4", "--latents", "32", "--epochs", "20000",
                       "--quiet")
-    lock = dst / f"{layout.STAGE_LOCK_PREFIX}train-clash"
+    lock = dst / f"{layout.STAGE_LOCK_PREFIX}sae-clash"
     try:
         deadline = time.time() + 300
         while not (lock.is_file() and lock.read_text().startswith("process")):
@@ -185,8 +185,8 @@ def test_a_read_only_workspace_is_fully_browsable(probe, tmp_path):
         with pytest.raises(OSError):
             (ro / "probe.txt").write_text("x")  # really read-only, even for root
         p = embedsae.open(ro)
-        assert p.feature(3)["n_active"] >= 0 and p.neighbours(3)["decoder_similar"]
-        assert p.search(np.asarray(p.workspace.embeddings[0]), mode="dense", top=3).hits[0]["rank"] == 1
+        assert p.feature(3).n_active >= 0 and p.neighbours(3)["decoder_similar"]
+        assert p.search(np.asarray(p.workspace.embeddings[0]), mode="dense", top=3).hits[0].rank == 1
         assert main(["info", str(ro)]) == 0 and main(["evaluate", str(ro)]) == 0
         assert main(["train", str(ro), "--k", "4", "--latents", "32", "--epochs", "1", "--quiet"]) == 2
 

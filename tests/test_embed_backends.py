@@ -38,7 +38,7 @@ def test_exported_backend_gives_torchs_vectors_on_abstracts(backend, abstracts, 
     got, ref = fast.embed(abstracts), embedder.embed(abstracts)  # torch's vectors (cached between tests)
     assert got.dtype == np.float32 and got.shape == ref.shape
     cosine = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
-    assert cosine.min() >= 0.999, cosine.min()
+    assert cosine.min() >= 0.99999, cosine.min()  # fp32 (OpenVINO's bf16 on AMX CPUs reached only 0.99997)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     assert (backends.cache_dir() / "onnx").is_dir(), "exported once into the cache folder"
 

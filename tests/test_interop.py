@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import embedsae
 from embedsae.cli import main
 from embedsae.errors import InputError, ModelMismatchError, WorkspaceError
 from embedsae.interop import detect_format, download_from_hub, export_sae, import_sae, read_sae
@@ -124,8 +125,8 @@ def test_imported_sae_is_usable_by_interpret_index_search(imported):
     s = interpret(ws, max_features=20)
     assert s["interpreted"] == 20 and s["failed"] == 0 and len(feature_labels(ws)) == 20
     build_index(ws)
-    res = ws.search("heat transfer in the boundary layer", mode="concept", top=5)
-    assert len(res.hits) == 5 and res.hits[0]["score"] > 0
+    res = embedsae.open(ws.path).search("heat transfer in the boundary layer", mode="concept", top=5)
+    assert len(res.hits) == 5 and res.hits[0].score > 0
 
 
 def test_saerch_name_k_and_shape_errors(cranfield_ws, tmp_path, copy_ws):

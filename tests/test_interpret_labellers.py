@@ -53,7 +53,7 @@ def test_a_registered_labeller_runs_through_interpret(small_trained, copy_ws):
     try:
         s = interpret(ws, labeller="title-word", max_features=30, batch_size=8)
     finally:
-        del LABELLERS["title-word"]
+        LABELLERS.unregister("title-word")
     assert s["labeller"] == "title-word" and s["interpreted"] + s["failed"] == 30 and s["interpreted"] >= 25
     with FeatureStore(db_path(ws.sae_dir(ws.resolve_sae()))) as store:
         t = store.table()
@@ -80,8 +80,9 @@ def test_llm_labeller_without_endpoint_names_no_flag(small_trained, copy_ws):
 
 def test_uninterpreted_saes_get_title_keywords_without_writing(small_trained):
     """Before `interpret`, every view gets quick keyword labels, marked as such, and nothing is written."""
+    from embedsae.cli.format import render_card
     from embedsae.interpret import KEYWORDS, clean_features, feature_labels
-    from embedsae.interpret.card import feature_card, render_card
+    from embedsae.interpret.card import feature_card
     from embedsae.interpret.store import FeatureStore, db_path
     from embedsae.sae.codes import workspace_codes
     from embedsae.structure.neighbours import feature_neighbours
@@ -111,4 +112,4 @@ def test_uninterpreted_saes_get_title_keywords_without_writing(small_trained):
     assert nb["label"] == labels[f] and nb["label_source"] == KEYWORDS
     with FeatureStore(db_path(folder)) as store:
         card = feature_card(ws, ws.resolve_sae(), store, f)
-    assert card["label"] == labels[f] and "not interpreted yet" in render_card(card)
+    assert card.label == labels[f] and "not interpreted yet" in render_card(card)

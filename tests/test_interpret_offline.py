@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from embedsae.cli import main
+from embedsae.records import FeatureScores
 
 N_FEATURES = 240
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -122,10 +123,12 @@ def test_cli_lists_cards_and_exports(interpreted, capsys, tmp_path):
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) >= N_FEATURES
     scored = [r for r in recs if r["scores"]["embedding_auc"] is not None]
-    keys = [(r["scores"].get("embedding_auc_combined", r["scores"]["embedding_auc"]), r["n_active"]) for r in scored]
-    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives), ties by documents
-    for key in ("id", "label", "density", "act_mean", "scores"):
+    combined = [r["scores"]["embedding_auc_combined"] for r in scored]
+    keys = [c if c is not None else float("-inf") for c in combined]
+    assert keys == sorted(keys, reverse=True)  # by the combined AUC (random and hard negatives)
+    for key in ("id", "label", "description", "density", "act_mean", "scores"):
         assert key in recs[0]
+    assert all(set(r["scores"]) == set(FeatureScores.names()) for r in recs)  # every score, None where not computed
     word = scored[0]["label"].split()[0]
     assert main(["features", str(ws.path), "--search", word, "--json"]) == 0
     found = json.loads(capsys.readouterr().out)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+import embedsae
 from embedsae.data.embedders import load_embedder
 from embedsae.data.openai_embedder import EndpointError, OpenAIEmbedder, estimate_tokens
 from embedsae.errors import InputError, ModelMismatchError
@@ -147,9 +148,9 @@ def test_workspace_remembers_endpoint_not_key(tmp_path, monkeypatch, small_corpu
                 assert b"sk-test-secret-123" not in f.read_bytes(), f
         np.testing.assert_allclose(ws.embeddings, expected(ws.corpus["text"], dim=48), atol=1e-6)
         before = len(srv.requests)
-        hits = ws.search("protein structure prediction", top=3)
+        hits = embedsae.open(ws.path).search("protein structure prediction", top=3)
         assert srv.texts_seen()[-1] == "protein structure prediction" and len(srv.requests) == before + 1
-        assert hits.hits[0]["id"] == "c"  # the one document sharing words with the query (hashed-word vectors)
+        assert hits.hits[0].id == "c"  # the one document sharing words with the query (hashed-word vectors)
         labels = ws.embedder(batch_size=256).embed(["a label", "another label"])
         assert labels.shape == (2, 48) and srv.texts_seen()[-2:] == ["a label", "another label"]
 

@@ -55,13 +55,13 @@ def test_reads_never_write_a_file(cran_done):
     p = embedsae.open(cran_done.path)
     page = p.features(sort="score", limit=5)
     assert page.total >= len(page.items) == 5
-    card = p.feature(page.items[0]["id"])
-    assert card["label"] == page.items[0]["label"] and card["top_documents"]
-    assert p.neighbours(page.items[0]["id"])["decoder_similar"]
+    card = p.feature(page.items[0].id)
+    assert card.label == page.items[0].label and card.top_documents
+    assert p.neighbours(page.items[0].id)["decoder_similar"]
     assert p.families() is not None
     for mode in ("dense", "concept", "bm25", "hybrid"):
         assert p.search("boundary layer transition", mode=mode, top=3).hits
-    assert p.info()["documents"] == cran_done.n_documents and p.metrics()["sae"] == p.sae_name
+    assert p.info().documents == cran_done.n_documents and p.metrics().sae == p.sae_name
     assert snapshot(cran_done.path) == before
 
 
@@ -85,19 +85,19 @@ def test_card_read_does_not_empty_the_families(cran_sae, tmp_path):
 def test_features_filter_sort_and_page(cran_done):
     p = embedsae.open(cran_done.path)
     every = p.features()
-    assert every.total == len(every.items) and [r["id"] for r in every.items] == sorted(r["id"] for r in every.items)
-    assert all(r["n_active"] > 0 for r in every.items)
+    assert every.total == len(every.items) and [r.id for r in every.items] == sorted(r.id for r in every.items)
+    assert all(r.n_active > 0 for r in every.items)
     by_score = p.features(sort="score").items
-    aucs = [r["scores"]["embedding_auc_combined"] for r in by_score if r["scores"].get("embedding_auc_combined") is not None]
+    aucs = [r.scores.embedding_auc_combined for r in by_score if r.scores.embedding_auc_combined is not None]
     assert len(aucs) > 10 and aucs == sorted(aucs, reverse=True)  # the combined AUC (random and hard negatives)
-    dens = [r["density"] for r in p.features(sort="density").items]
+    dens = [r.density for r in p.features(sort="density").items]
     assert dens == sorted(dens, reverse=True)
     second = p.features(sort="density", offset=3, limit=4)
-    assert [r["id"] for r in second.items] == [r["id"] for r in p.features(sort="density").items[3:7]]
-    word = every.items[0]["label"].split()[0]
+    assert [r.id for r in second.items] == [r.id for r in p.features(sort="density").items[3:7]]
+    word = every.items[0].label.split()[0]
     hits = p.features(search=word.upper())
-    assert hits.total >= 1 and all(word.lower() in r["label"].lower() for r in hits.items)
-    assert all(r["clean"] for r in p.features(clean=True).items)
+    assert hits.total >= 1 and all(word.lower() in r.label.lower() for r in hits.items)
+    assert all(r.clean for r in p.features(clean=True).items)
     with pytest.raises(InputError, match="unknown feature order"):
         p.features(sort="colour")
     with pytest.raises(InputError, match="feature 9999 does not exist"):
@@ -118,11 +118,11 @@ def test_project_sees_a_new_interpretation(cran_sae, tmp_path):
     p = embedsae.open(dst)
     with pytest.raises(WorkspaceError):
         p.features()
-    assert p.feature(5).get("labeller") is None
+    assert p.feature(5).labeller is None
     interpret(Workspace.open(dst), max_features=8)
-    labelled = [r for r in p.features().items if r["label"]]
+    labelled = [r for r in p.features().items if r.label]
     assert len(labelled) >= 8
-    assert p.feature(labelled[0]["id"])["labeller"] == "keywords"
+    assert p.feature(labelled[0].id).labeller == "keywords"
 
 
 def _record_many(path: str, tag: str, n: int) -> None:

@@ -51,4 +51,4 @@ def test_a_registered_architecture_trains_saves_loads_and_evaluates(cranfield_ws
         x = torch.from_numpy(ws.embeddings[:16].copy())
         torch.testing.assert_close(again.encode_sparse(x).values, sae.encode_sparse(x).values)
     finally:
-        ARCHITECTURES.pop("signed-topk-test", None)
+        ARCHITECTURES.unregister("signed-topk-test")

@@ -103,7 +103,7 @@ def test_bad_backends_are_named(pair):
     ws, _, _ = pair
     with pytest.raises(InputError, match="unknown index backend 'faiss'; use one of embedded, milvus, memory"):
         build_index(ws, backend="faiss")
-    with pytest.raises(InputError, match="not registered yet"):
+    with pytest.raises(InputError, match="an index backend named 'memory' is already registered"):
         register_store(type("Again", (MemoryStore,), {}))
     with pytest.raises(InputError, match="cannot be removed"):
         storage.unregister_store("embedded")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import errno
 import functools
 import json
 import os
@@ -12,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 @functools.cache
@@ -45,6 +52,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind a write error: the error itself, or the full disk, read-only file system or denied
+    permission that a foreign writer (safetensors, torch) reports in its own exception type; None otherwise."""
+    if isinstance(exc, OSError):
+        return exc
+    text = str(exc)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+        if f"os error {code})" in text or os.strerror(code) in text:
+            return OSError(code, os.strerror(code))
+    return None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import layout
-from ._io import read_json, save_npy, write_json
+from ._io import save_npy, write_json
 from .data.embedders import PACKAGED_NAMES, Embedder, l2_normalise, load_embedder, load_vectors, validate_vectors
 from .data.embedding import EmbedSettings, embed_to_store
 from .data.readers import read_corpus
@@ -152,12 +152,16 @@ def train(
     resume: bool = False,
     progress: ProgressCallback | None = None,
     evaluate: bool = True,
+    overwrite: bool = True,
     **train_kwargs: Any,
 ):
     """Train an SAE on the workspace's vectors (or on `train_vectors`) into saes/<name>/.
 
     Work happens in a hidden folder holding checkpoints; only a finished SAE is moved into place, so a
-    killed run leaves the previous SAE of that name intact and `resume=True` continues it. `k`, `latents`
+    killed run leaves the previous SAE of that name intact and `resume=True` continues it. A finished SAE
+    replaces one of the same name (with its labels, families and concept index, and their manifest records)
+    unless `overwrite` is False, which refuses at once, as `import_sae` does. While it trains, no other stage
+    writes that SAE (the SAE's lock, `Workspace.sae_lock`). `k`, `latents`
     (n_latents), `architecture` and `pursuit` are SAEConfig settings, `train_kwargs` TrainConfig ones; those
     not given keep their defaults. Started by torchrun with several processes, they train one SAE data-parallel
     (see sae/distributed.py); rank 0 writes it.
@@ -177,12 +181,21 @@ def train(
     vectors = ws.vectors if train_vectors is None else as_source(train_vectors)
     if vectors.shape[1] != ws.dim:
         raise ModelMismatchError(f"training vectors are {vectors.shape[1]}-d but workspace {ws.path} holds {ws.dim}-d vectors")
+    check_new_sae(ws, name, overwrite)
     if resume:
         _check_resumable(layout.partial_folder(ws.path, name), cfg)
     if distributed.init_from_env(tcfg.device) and distributed.rank() != 0:  # rank 0 holds the lock and writes
         return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
-    with ws.stage_lock(f"train-{name}"):
+    with ws.sae_lock(name, "train"):
+        check_new_sae(ws, name, overwrite)
         return _train_locked(ws, name, cfg, tcfg, vectors, train_vectors is None, resume, progress, evaluate)
+
+
+def check_new_sae(ws: Workspace, name: str, overwrite: bool) -> None:
+    """Refuse a new SAE named like an existing one unless `overwrite` is set."""
+    if not overwrite and name in ws.sae_names():
+        raise WorkspaceError(f"workspace {ws.path} already has an SAE named '{name}'; choose another name or set "
+                             "`overwrite` to replace it (its labels, families and concept index go with it)")
 
 
 def _check_resumable(work: Path, cfg: Any) -> None:
@@ -190,7 +203,9 @@ def _check_resumable(work: Path, cfg: Any) -> None:
     path = work / layout.TRAIN_CONFIG
     if not (work / layout.CHECKPOINT).is_file() or not path.is_file():
         return
-    old = read_json(path).get("sae", {})
+    from .integrity import read_json_object
+
+    old = read_json_object(path).get("sae", {})
     changed = [f"{key} {old.get(key)} -> {getattr(cfg, key)}" for key in ("d_in", "n_latents", "k", "architecture")
                if old.get(key) != getattr(cfg, key)]
     if changed:
@@ -229,16 +244,18 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
     torch.manual_seed(tcfg.seed)
     sae = create_sae(cfg)
     distributed.barrier()
-    sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
+    try:
+        sae, trainer, val_idx = train_on_array(sae, vectors, tcfg, out_dir=work, resume=resume, progress=progress)
+    except BaseException:
+        if not (work / layout.CHECKPOINT).is_file():  # nothing to resume: leave nothing behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - t0
     sae.save(work)
     if own_vectors:  # held-out rows of this workspace (trained on other vectors, all of its rows are)
         save_npy(work / layout.VAL_INDICES, val_idx.astype(np.int64))
-    final = ws.sae_dir(name)
-    if final.exists():
-        shutil.rmtree(final)
     (work / layout.CHECKPOINT).unlink(missing_ok=True)
-    os.replace(work, final)
+    final = replace_sae(ws, name, work)
     from .plots import plot_training_log
 
     plot_training_log(trainer.log, final / layout.TRAIN_LOG_PNG, title=name)
@@ -246,8 +263,19 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
     ws.set_latest_sae(name)
     logger.info(f"trained '{name}' in {seconds:.1f}s ({trainer.step} steps)")
     if evaluate:
-        evaluate_sae(ws, name)
+        _evaluate_locked(ws, name, True)
     return sae.cpu()
+
+
+def replace_sae(ws: Workspace, name: str, folder: Path) -> Path:
+    """Move a finished SAE folder into place as saes/<name>/, replacing one of that name and forgetting the
+    manifest's records of the stages run on it (the caller holds the SAE's lock); returns the final folder."""
+    final = ws.sae_dir(name)
+    if final.exists():
+        shutil.rmtree(final)
+    ws.forget_sae_stages(name)
+    os.replace(folder, final)
+    return final
 
 
 def _check_name(name: str) -> None:
@@ -258,16 +286,26 @@ def _check_name(name: str) -> None:
 # ---------------------------------------------------------------------------- evaluate
 def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, neighbours: bool = True) -> dict[str, Any]:
     """Quality figures of an SAE on the workspace's vectors; written to saes/<name>/metrics.json."""
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    name = ws.resolve_sae(name)
+    with ws.sae_lock(name, "evaluate"):
+        return _evaluate_locked(ws, name, neighbours)
+
+
+def _evaluate_locked(ws: Workspace, name: str, neighbours: bool) -> dict[str, Any]:
     from .plots import plot_density_histogram
     from .sae.codes import stored_codes, workspace_codes
     from .sae.metrics import EVAL_ROWS
     from .sae.metrics import evaluate_sae as _evaluate
 
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    name = ws.resolve_sae(name)
     sae = ws.load_sae(name)
     folder = ws.sae_dir(name)
-    val = np.load(folder / layout.VAL_INDICES) if (folder / layout.VAL_INDICES).is_file() else None
+    val = None
+    if (folder / layout.VAL_INDICES).is_file():
+        from .integrity import reading
+
+        with reading(folder / layout.VAL_INDICES):
+            val = np.asarray(np.load(folder / layout.VAL_INDICES), dtype=np.int64).reshape(-1)
     if val is not None and len(val) and val.max() >= ws.n_documents:
         val = None  # trained on other vectors than these
     # small corpora: encode every document once, store the codes for later stages and evaluate on them
@@ -279,9 +317,17 @@ def evaluate_sae(ws: Workspace | str | os.PathLike, name: str | None = None, *, 
     return metrics
 
 
+METRIC_KEYS = ("sae", "k", "n_latents", "n_vectors", "nmse", "nmse_train", "n_heldout", "l0", "dead_latents",
+               "dead_fraction", "log_feature_density", "act_mean")
+"""What every stored evaluation holds (metrics.json)."""
+
+
 def load_metrics(ws: Workspace, name: str) -> dict[str, Any] | None:
+    """The stored evaluation of an SAE (None before one was made; DamagedFileError when it is damaged)."""
+    from .integrity import read_json_object
+
     path = ws.sae_file(name, layout.METRICS)
-    return read_json(path) if path.is_file() else None
+    return read_json_object(path, required=METRIC_KEYS) if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------- sweep
@@ -339,13 +385,15 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def describe(ws: Workspace) -> dict[str, Any]:
     """A summary of a workspace: model, counts, stages and SAEs with their headline metrics."""
+    from .sae.base import read_config
+
     ws.reload_manifest()
     saes = []
     for name in ws.sae_names():
-        cfg = read_json(ws.sae_file(name, layout.SAE_CONFIG))
+        cfg = read_config(ws.sae_dir(name))
         m = load_metrics(ws, name) or {}
         saes.append({
-            "name": name, "architecture": cfg["architecture"], "k": cfg["k"], "latents": cfg["n_latents"],
+            "name": name, "architecture": cfg.architecture, "k": cfg.k, "latents": cfg.n_latents,
             "nmse": m.get("nmse"), "dead_fraction": m.get("dead_fraction"),
         })
     if not ws.sharded and not ws.path.joinpath(layout.EMBEDDINGS).is_file():

@@ -7,7 +7,7 @@ concurrent stages (two processes, or the server's jobs) never lose each other's 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -17,22 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, layout
-from ._io import atomic_path, read_json, write_json
+from . import layout
+from ._io import atomic_path, now_iso, read_json, write_json
+from ._version import __version__
 from .data import shards
 from .data.shards import SHARD_ROWS, ShardedVectors
 from .data.vectors import ArraySource, VectorSource
 from .errors import ModelMismatchError, NotAWorkspaceError, StageMissingError, WorkspaceBusyError, WorkspaceError
+from .integrity import reading
 
 MANIFEST = layout.MANIFEST
 FORMAT_VERSION = 1
 CORPUS_ROW_GROUP = 65_536
 """Rows per row group of corpus.parquet, and per block when a stage reads only some columns (ids, titles)."""
-
-
-def now_iso() -> str:
-    """The current UTC time as an ISO-8601 string."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def corpus_fingerprint(corpus: pd.DataFrame) -> str:
@@ -168,34 +165,66 @@ class Workspace:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def stage_lock(self, what: str) -> Iterator[None]:
-        """Hold the lock of one writing stage (e.g. "train-NAME"), or fail at once when another process holds it.
+    def stage_lock(self, what: str, doing: str | None = None, *, shared: bool = False) -> Iterator[None]:
+        """Hold the lock of one part of the workspace ("embed", "index", "sae-NAME"), or fail at once with
+        WorkspaceBusyError naming the process that holds it and what it runs.
 
-        A second writer is told, never silently discarded; the lock goes with the process (flock), so a killed
-        run leaves nothing to clean up."""
+        The one lock discipline: every writer of a part takes its lock exclusively (`doing` names the stage);
+        `shared` takes it shared (readers that must not see the part replaced under them, e.g. export), which
+        also works in a read-only workspace, where no writer can run. A second writer is told, never silently
+        discarded (in this process too: each call opens the lock file anew); the lock goes with the process
+        (flock), so a killed run leaves nothing to clean up."""
         import fcntl
 
+        doing = doing or what
         path = self.path / f"{layout.STAGE_LOCK_PREFIX}{what}"
-        with open(path, "a+") as fh:
+        try:
+            fh = open(path, "a+")
+        except OSError as exc:
+            if shared and exc.errno in (errno.EROFS, errno.EACCES):
+                yield  # a read-only workspace: nothing can write it while we read
+                return
+            raise
+        with fh:
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise WorkspaceBusyError(
-                    f"workspace {self.path} is busy: {holder} is running {what.replace('-', ' ', 1)}; wait for it to "
-                    "finish or use another name"
-                ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"process {os.getpid()}")
-            fh.flush()
+                holder = fh.read().strip() or "another process is writing it"
+                part = f"SAE '{what[4:]}' of workspace {self.path}" if what.startswith("sae-") else f"workspace {self.path}"
+                raise WorkspaceBusyError(f"{part} is busy: {holder}; wait for it to finish before you {doing}, "
+                                         "or use another name") from None
+            if not shared:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"process {os.getpid()} is running {doing}")
+                fh.flush()
             try:
                 yield
             finally:
-                fh.seek(0)
-                fh.truncate()
+                if not shared:
+                    fh.seek(0)
+                    fh.truncate()
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def sae_lock(self, name: str, doing: str, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """The lock of one SAE's files (saes/<name>/): train, import, evaluate, interpret, families, index take it
+        exclusively, export shared, so no stage replaces or rewrites an SAE while another works on it."""
+        return self.stage_lock(f"sae-{name}", doing, shared=shared)
+
+    def forget_sae_stages(self, name: str) -> None:
+        """Drop the manifest's records of every stage run on an SAE of this name ("train:NAME", "interpret:NAME",
+        "families:NAME", "concepts:NAME:...", and "index" when it was built for it): called when a new SAE replaces
+        it, before its own record is written."""
+
+        def change(m: dict[str, Any]) -> None:
+            stages = m.setdefault("stages", {})
+            for key in [k for k in stages if k.split(":")[1:2] == [name]]:
+                del stages[key]
+            if (stages.get("index") or {}).get("settings", {}).get("sae") == name:
+                del stages["index"]
+
+        self.update_manifest(change)
 
     def update_manifest(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Apply `change` to the manifest as it is on disk now, under the lock, and write it back."""
@@ -231,7 +260,8 @@ class Workspace:
     def corpus(self) -> pd.DataFrame:
         """The corpus table (id, text, metadata), read once."""
         if self._corpus is None:
-            self._corpus = pd.read_parquet(self.path / layout.CORPUS)
+            with reading(self.path / layout.CORPUS):
+                self._corpus = pd.read_parquet(self.path / layout.CORPUS)
         return self._corpus
 
     def corpus_batches(self, columns: list[str], rows: int = CORPUS_ROW_GROUP) -> Iterator[pd.DataFrame]:
@@ -242,12 +272,13 @@ class Workspace:
             return
         import pyarrow.parquet as pq
 
-        f = pq.ParquetFile(self.path / layout.CORPUS)
-        try:
-            for batch in f.iter_batches(batch_size=rows, columns=columns):
-                yield batch.to_pandas()
-        finally:
-            f.close()
+        with reading(self.path / layout.CORPUS):
+            f = pq.ParquetFile(self.path / layout.CORPUS)
+            try:
+                for batch in f.iter_batches(batch_size=rows, columns=columns):
+                    yield batch.to_pandas()
+            finally:
+                f.close()
 
     @property
     def ids(self) -> list[str]:
@@ -267,11 +298,8 @@ class Workspace:
             if self.sharded:
                 arr = self.vectors.to_array()  # type: ignore[attr-defined]
             else:
-                try:
+                with reading(self.path / layout.EMBEDDINGS):
                     arr = np.load(self.path / layout.EMBEDDINGS, mmap_mode="r")
-                except (ValueError, OSError, EOFError) as exc:
-                    raise WorkspaceError(f"workspace {self.path}: {layout.EMBEDDINGS} is damaged ({exc}); embed the "
-                                         "corpus again") from exc
             self._check_shape(arr.shape)
             self._embeddings = arr
         return self._embeddings
@@ -301,7 +329,8 @@ class Workspace:
         else:
             import pyarrow.parquet as pq
 
-            has_title = "title" in pq.read_schema(self.path / layout.CORPUS).names
+            with reading(self.path / layout.CORPUS):
+                has_title = "title" in pq.read_schema(self.path / layout.CORPUS).names
         out: list[str] = []
         for part in self.corpus_batches(["title", "text"] if has_title else ["text"]):
             if has_title:
@@ -385,12 +414,6 @@ class Workspace:
 
     def set_latest_sae(self, name: str) -> None:
         self.update_manifest(lambda m: m.__setitem__("latest_sae", name))
-
-    def search(self, query: Any, mode: str = "dense", top: int = 10, **kwargs: Any):
-        """Search this workspace's documents (embedsae.search.search; keep a Searcher for many queries)."""
-        from .search import search
-
-        return search(self, query, mode, top, **kwargs)
 
 
 def _first_line(text: str, width: int = 100) -> str:

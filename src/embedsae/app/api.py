@@ -9,15 +9,29 @@ embedding (one worker batches the texts of concurrent requests), then run in the
 from __future__ import annotations
 
 import json
-import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from ..errors import InputError
+from ..errors import InputError, NotFoundError
+from ..project import (
+    ActivationsResponse,
+    DocumentView,
+    FeatureCard,
+    FeaturePage,
+    JobRecord,
+    LabelSearch,
+    Project,
+    SaeSummary,
+    SearchResponse,
+    WorkspaceInfo,
+    plain,
+)
+from ..stages import STAGES
+from .forms import JobBase, JobRequest
 from .schemas import (
     MAX_PAGE,
     MAX_QUERY_CHARS,
@@ -25,7 +39,6 @@ from .schemas import (
     SAE_NAME,
     ActivationsRequest,
     ConceptsRequest,
-    JobRequest,
     SearchRequest,
 )
 from .state import AppState, NotFound, Served
@@ -63,41 +76,27 @@ def served(request: Request, ws: str) -> Served:
     return app_state(request).served(ws)
 
 
-def clean_json(value: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays as numbers and lists, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # ---------------------------------------------------------------------------- workspaces and SAEs
 def workspace_summary(s: Served) -> dict[str, Any]:
-    from ..pipeline import describe
+    """The workspace's record as a client sees it: named, with no path."""
+    info = s.default.info()
+    info.name = s.name
+    return info.to_dict()
 
-    info = describe(s.workspace)
-    info.pop("path", None)
-    return clean_json({"name": s.name, **info})
 
-
-@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces")
+@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces", response_model=list[WorkspaceInfo])
 def list_workspaces(request: Request) -> list[dict[str, Any]]:
     return [workspace_summary(s) for s in app_state(request).workspaces.values()]
 
 
-@router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs")
+@router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs",
+            response_model=WorkspaceInfo)
 def get_workspace(request: Request, ws: WsName) -> dict[str, Any]:
     return workspace_summary(served(request, ws))
 
 
-@router.get("/workspaces/{ws}/saes", tags=["saes"], summary="The workspace's SAEs with their headline metrics")
+@router.get("/workspaces/{ws}/saes", tags=["saes"], summary="The workspace's SAEs with their headline metrics",
+            response_model=list[SaeSummary])
 def list_saes(request: Request, ws: WsName) -> list[dict[str, Any]]:
     return workspace_summary(served(request, ws))["saes"]
 
@@ -105,14 +104,15 @@ def list_saes(request: Request, ws: WsName) -> list[dict[str, Any]]:
 @router.get("/workspaces/{ws}/saes/{sae}", tags=["saes"], summary="One SAE: configuration and stored metrics")
 def get_sae(request: Request, ws: WsName, sae: Annotated[str, Path(pattern=SAE_NAME)]) -> dict[str, Any]:
     p = served(request, ws).project(sae)
-    return clean_json({"name": p.sae_name, "config": p.sae_config, "metrics": p.metrics()})
+    metrics = p.metrics()
+    return plain({"name": p.sae_name, "config": p.sae_config, "metrics": metrics.to_dict() if metrics else None})
 
 
 # ---------------------------------------------------------------------------- features
 @router.get("/workspaces/{ws}/features", tags=["features"], summary="The interpreted features, filtered, sorted, paged",
+            response_model=FeaturePage,
             responses={200: {"description": "A page of features (JSON), or the page as CSV with format=csv",
-                             "content": {"application/json": {"schema": {"type": "object"}},
-                                         "text/csv": {"schema": {"type": "string"}}}}})
+                             "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def list_features(
     request: Request, ws: WsName, sae: SaeParam = None,
     search: Annotated[str | None, Query(max_length=200, description="Label text to look for.")] = None,
@@ -127,30 +127,29 @@ def list_features(
     if format == "csv":
         return Response(page.table.to_csv(index=False), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{ws}-features.csv"'})
-    return clean_json({"sae": p.sae_name, "total": page.total, "offset": page.offset, "limit": limit,
-                       "items": page.items})
+    page.limit = limit
+    return page.to_dict()
 
 
-@router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text")
+@router.get("/workspaces/{ws}/labels", tags=["features"], summary="Features whose label contains some text",
+            response_model=LabelSearch)
 def find_labels(request: Request, ws: WsName,
                 q: Annotated[str, Query(min_length=1, max_length=200, description="Label text.")],
                 sae: SaeParam = None, limit: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict[str, Any]:
     """Label search over every labelled feature (interpreted labels, else the structure fallback)."""
     p = served(request, ws).project(sae)
-    needle = q.strip().lower()
-    hits = [{"id": f, "label": label} for f, label in sorted(p.labels.items()) if needle and needle in label.lower()]
-    hits.sort(key=lambda h: (h["label"].lower() != needle, not h["label"].lower().startswith(needle), h["id"]))
-    return {"sae": p.sae_name, "items": hits[:limit]}
+    return LabelSearch(sae=p.sae_name, items=p.find_labels(q, limit=limit)).to_dict()
 
 
-@router.get("/workspaces/{ws}/features/{feature}", tags=["features"], summary="A feature card")
+@router.get("/workspaces/{ws}/features/{feature}", tags=["features"], summary="A feature card",
+            response_model=FeatureCard)
 def get_feature(request: Request, ws: WsName, feature: FeatureId, sae: SaeParam = None,
                 top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 8,
                 bins: Annotated[int, Query(ge=2, le=200)] = 20) -> dict[str, Any]:
     """Label, labeller, scores, density, mean/max activation, histogram and top documents."""
     p = served(request, ws).project(sae)
-    check_feature(p, feature)
-    return clean_json(p.feature(feature, top=top, bins=bins))
+    p.check_feature(feature)
+    return p.feature(feature, top=top, bins=bins).to_dict()
 
 
 @router.get("/workspaces/{ws}/features/{feature}/neighbours", tags=["features"],
@@ -159,42 +158,30 @@ def get_neighbours(request: Request, ws: WsName, feature: FeatureId, sae: SaePar
                    top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10,
                    min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 3) -> dict[str, Any]:
     p = served(request, ws).project(sae)
-    check_feature(p, feature)
-    return clean_json(p.neighbours(feature, top=top, min_count=min_count))
+    p.check_feature(feature)
+    return plain(p.neighbours(feature, top=top, min_count=min_count))
 
 
-@router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts")
+@router.post("/workspaces/{ws}/activations", tags=["features"], summary="Feature activations on given texts",
+             response_model=ActivationsResponse)
 async def text_activations(request: Request, ws: WsName, body: ActivationsRequest) -> dict[str, Any]:
     """Embeds each text with the workspace's model and encodes it with the SAE."""
     s = served(request, ws)
     p = s.project(body.sae)
+    for f in body.features:
+        p.check_feature(f)
     vecs = await s.embed_async(p, body.texts)
-    results = await app_state(request).run_search_work(s.activations, p, body.texts, body.features, body.top, vecs)
-    return {"sae": p.sae_name, "results": results}
+    results = await app_state(request).run_search_work(
+        lambda: p.activations(body.texts, body.features, top=body.top, vectors=vecs))
+    return ActivationsResponse(sae=p.sae_name, results=results).to_dict()
 
 
-def check_feature(p, feature: int) -> None:
-    n = int(p.sae_config["n_latents"])
-    if feature >= n:
-        raise NotFound(f"feature {feature} does not exist (SAE '{p.sae_name}' has {n} features, 0..{n - 1})")
-
-
-@router.get("/workspaces/{ws}/documents/{row}", tags=["features"], summary="One document with its top features")
+@router.get("/workspaces/{ws}/documents/{row}", tags=["features"], summary="One document with its top features",
+            response_model=DocumentView)
 def get_document(request: Request, ws: WsName, row: Annotated[int, Path(ge=0, le=100_000_000)],
                  sae: SaeParam = None) -> dict[str, Any]:
     """A document by row (as in map points and hits): id, title, the start of its text, its active features."""
-    s = served(request, ws)
-    n = s.workspace.n_documents
-    if row >= n:
-        raise NotFound(f"no document row {row} (workspace '{ws}' has {n} documents, rows 0..{n - 1})")
-    p = s.project(sae)
-    idx, vals = p.codes.indices[row], p.codes.values[row]
-    order = np.argsort(-vals, kind="stable")
-    labels = p.labels
-    text = str(s.workspace.corpus["text"].iat[row])
-    return clean_json({"row": row, "id": p.ids[row], "title": p.titles[row], "text": text[:2000],
-                       "features": [{"id": int(idx[i]), "label": labels.get(int(idx[i]), ""),
-                                     "activation": round(float(vals[i]), 5)} for i in order if vals[i] > 0]})
+    return served(request, ws).project(sae).document(row).to_dict()
 
 
 # ---------------------------------------------------------------------------- families
@@ -206,11 +193,12 @@ def get_families(request: Request, ws: WsName, sae: SaeParam = None) -> dict[str
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"SAE '{p.sae_name}' has no families yet; start a families job")
-    return clean_json(fam)
+    return plain(fam)
 
 
 # ---------------------------------------------------------------------------- search
-@router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered")
+@router.post("/workspaces/{ws}/search", tags=["search"], summary="Search the documents, optionally steered",
+             response_model=SearchResponse)
 async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str, Any]:
     """Ranked hits with the concepts that explain each; steering edits change query features before ranking."""
     s = served(request, ws)
@@ -222,29 +210,29 @@ async def query_vector(s: Served, body: SearchRequest) -> np.ndarray | None:
     """The query's vector when the search reads it (embedded by the shared worker), else None."""
     if not s.workspace.can_embed or (body.mode == "bm25" and not body.explain and not body.query_features):
         return None
-    return (await s.embed_async(s.project(body.sae), [body.query]))[0]
+    p = s.project(body.sae) if body.sae or s.sae_names() else s.default
+    return (await s.embed_async(p, [body.query]))[0]
 
 
 def run_search(s: Served, body: SearchRequest, vector: np.ndarray | None = None) -> dict[str, Any]:
-    p = s.project(body.sae)
-    n = int(p.sae_config["n_latents"])
+    p = s.project(body.sae) if body.sae or s.sae_names() else s.default
     for e in body.steer:
-        if e.feature is not None and e.feature >= n:
-            raise InputError(f"steering edit on feature {e.feature}: it does not exist "
-                             f"(SAE '{p.sae_name}' has {n} features, 0..{n - 1})")
+        if e.feature is not None:
+            try:
+                p.check_feature(e.feature)
+            except NotFoundError as exc:  # a bad edit in the body: the request is wrong, not a path
+                raise InputError(f"steering edit on feature {e.feature}: {exc}") from None
     result = p.search(body.query, mode=body.mode, top=body.top, steer=[e.spec() for e in body.steer] or None,
-                      explain=body.explain, vector=vector)
-    out = {"sae": p.sae_name, **result.to_dict()}
-    if body.query_features:
-        out["query_features"] = s.query_features(p, body.query)
-    return clean_json(out)
+                      explain=body.explain, vector=vector, query_features=body.query_features)
+    return result.to_dict()
 
 
-@router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)")
+@router.get("/workspaces/{ws}/search", tags=["search"], summary="Search (GET form, for links; no steering)",
+            response_model=SearchResponse)
 async def search_get(request: Request, ws: WsName,
                q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$",
                                        description="The query text.")],
-               mode: Literal["dense", "concept", "hybrid", "bm25"] = "dense",
+               mode: Annotated[str, Query(max_length=40, description="A registered search mode.")] = "dense",
                top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10, sae: SaeParam = None) -> dict[str, Any]:
     return await search(request, ws, SearchRequest(query=q, mode=mode, top=top, sae=sae))
 
@@ -259,115 +247,64 @@ def map_points(
     titles: Annotated[bool, Query(description="Include the documents' titles (hover text).")] = True,
 ) -> dict[str, Any]:
     s = served(request, ws)
-    out: dict[str, Any] = {"dims": dims}
-    color: list | None = None
     if feature is not None and column is not None:
         raise InputError("colour by a feature or by a column, not both")
+    p = s.project(sae) if sae or s.sae_names() else s.default
+    out: dict[str, Any] = {"dims": dims}
     if feature is not None:
-        p = s.project(sae)
-        check_feature(p, feature)
-        docs, acts = p.activation_stats.column(feature)
-        values = np.zeros(s.workspace.n_documents, np.float32)
-        values[docs] = acts
-        color = np.round(values, 4).tolist()
+        out["color"] = np.round(p.feature_values(feature), 4).tolist()
         out["color_by"] = {"feature": feature, "label": p.labels.get(feature, "")}
     elif column is not None:
-        corpus = s.workspace.corpus
-        if column not in corpus.columns or column in ("text",):
-            usable = [c for c in corpus.columns if c != "text"]
-            raise InputError(f"no column '{column}' to colour by; the corpus has: {', '.join(map(str, usable))}")
-        color = corpus[column].astype(str).tolist()
+        out["color"] = p.column_values(column)
         out["color_by"] = {"column": column}
-    p = s.project(sae) if s.sae_names() else None
-    coords = (p.map_points(dims) if p is not None else _map_without_sae(s, dims))
-    out["coords"] = np.round(np.asarray(coords, np.float64), 4).T.tolist()
-    out["ids"] = s.workspace.ids
+    out["coords"] = np.round(np.asarray(p.map_points(dims), np.float64), 4).T.tolist()
+    out["ids"] = p.ids
     if titles:
-        out["titles"] = (p.titles if p is not None else s.workspace.titles())
-    if color is not None:
-        out["color"] = color
-    return clean_json(out)
-
-
-def _map_without_sae(s: Served, dims: int):
-    from ..viz.map import umap_coords
-
-    return umap_coords(s.workspace, dims, save=False)
+        out["titles"] = p.titles
+    return plain(out)
 
 
 # ---------------------------------------------------------------------------- concept groups
 @router.post("/workspaces/{ws}/concepts", tags=["concepts"], summary="Score features against concept groups")
 def concepts(request: Request, ws: WsName, body: ConceptsRequest) -> dict[str, Any]:
     """Per group: the monosemantic features, selectivity, P/R/F1, next to the raw-dimension / PCA / ICA baselines."""
-    s = served(request, ws)
-    p = s.project(body.sae)
-    groups = parse_groups(body.groups)
-    report = p.concepts(groups, baselines=tuple(body.baselines))
-    return clean_json(report.to_json())
-
-
-def parse_groups(groups: str | dict[str, list[str]]):
-    """ConceptGroups from `Group: w1, w2` lines or a mapping."""
-    from ..words.groups import ConceptGroups
-
-    if isinstance(groups, str):
-        parsed: dict[str, list[str]] = {}
-        for lineno, line in enumerate(groups.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, rest = line.partition(":")
-            if not sep or not name.strip():
-                raise InputError(f"groups, line {lineno}: expected 'Group: word1, word2, ...', got '{line[:60]}'")
-            parsed.setdefault(name.strip(), []).extend(w.strip() for w in rest.split(",") if w.strip())
-        groups = parsed
-    groups = {g.strip(): list(dict.fromkeys(w.strip() for w in ws if w.strip())) for g, ws in groups.items()}
-    groups = {g: ws for g, ws in groups.items() if g and ws}
-    if not groups:
-        raise InputError("no concept groups with words given; write one group a line as 'Group: word1, word2, ...'")
-    return ConceptGroups(groups, source="request")
+    p = served(request, ws).project(body.sae)
+    report, _ = p.concepts(body.groups, baselines=tuple(body.baselines))
+    return plain(report.to_json())
 
 
 # ---------------------------------------------------------------------------- jobs
-def start_job(state: AppState, s: Served, body) -> dict[str, Any]:
-    import embedsae
-
-    kind, kwargs = body.kind, body.kwargs()
-    sae = getattr(body, "sae", None)
-    if sae is not None:
-        s.project(sae)  # 404 now rather than a failed job later
-    path = s.workspace.path
-
-    def work(progress):
-        if kind == "train":
-            project = embedsae.open(path)
-            trained = project.train(progress=progress, **kwargs)
-            return {"sae": trained.sae_name}
-        project = embedsae.open(path, sae)
-        if kind == "interpret":
-            return clean_json(project.interpret(progress=progress, **kwargs))
-        if kind == "families":
-            r = project.build_families(progress=progress)
-            return clean_json({"sae": r.sae, "families": len(r.families), "stats": r.stats})
-        if kind == "index":
-            return clean_json(project.index(progress=progress, **kwargs))
-        return clean_json(project.evaluate())
-
-    if kind != "train" and not s.sae_names():
+def start_job(state: AppState, s: Served, body: JobBase) -> dict[str, Any]:
+    """Start a stage as a job on a served workspace (one at a time per workspace); the job's result is the stage's
+    summary record."""
+    kind, values = body.kind, body.values()
+    if values.get("sae") is not None:
+        s.project(values["sae"])  # 404 now rather than a failed job later
+    if STAGES[kind].on_sae and not s.sae_names():
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"workspace '{s.name}' has no trained SAE yet; start a train job first")
+    path = s.workspace.path
+    try:
+        Project(s.workspace).check_stage(kind, **values)
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def work(progress):
+        return Project(path).run_stage(kind, progress=progress, **values).to_dict()
+
     job = state.jobs.submit(s.name, kind, body.model_dump(), work)
     return job.to_dict()
 
 
-@router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)")
+@router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)",
+             response_model=JobRecord)
 def create_job(request: Request, ws: WsName, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
     state = app_state(request)
     return start_job(state, state.served(ws), body)
 
 
-@router.get("/jobs", tags=["jobs"], summary="The jobs, newest first")
+@router.get("/jobs", tags=["jobs"], summary="The jobs, newest first", response_model=list[JobRecord])
 def list_jobs(request: Request,
               workspace: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
     state = app_state(request)
@@ -386,12 +323,13 @@ def get_job_or_404(state: AppState, job_id: str):
     return job
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with its progress")
+@router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with its progress", response_model=JobRecord)
 def get_job(request: Request, job_id: JobId) -> dict[str, Any]:
     return get_job_or_404(app_state(request), job_id).to_dict()
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (it stops at its next progress report)")
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (it stops at its next progress report)",
+             response_model=JobRecord)
 def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
     state = app_state(request)
     get_job_or_404(state, job_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..progress import ProgressEvent
+from ..project import JobProgress, JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,17 @@ class Job:
     def finished_state(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
+    def record(self) -> JobRecord:
+        """The job as the API and the screens show it."""
+        return JobRecord(
+            id=self.id, workspace=self.workspace, kind=self.kind, params=self.params, state=self.state,
+            created=self.created, started=self.started, finished=self.finished,
+            progress=JobProgress(stage=self.stage, done=self.done, total=self.total, unit=self.unit,
+                                 message=self.message, fraction=round(self.fraction, 4)),
+            events=self.events, error=self.error, result=self.result, cancel_requested=self.cancel_requested)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "workspace": self.workspace, "kind": self.kind, "params": self.params, "state": self.state,
-            "created": self.created, "started": self.started, "finished": self.finished,
-            "progress": {"stage": self.stage, "done": self.done, "total": self.total, "unit": self.unit,
-                         "message": self.message, "fraction": round(self.fraction, 4)},
-            "events": self.events, "error": self.error, "result": self.result,
-            "cancel_requested": self.cancel_requested,
-        }
+        return self.record().to_dict()
 
     def _notify(self) -> None:
         with self.changed:
@@ -88,7 +91,9 @@ class Job:
 class JobRunner:
     """Starts jobs in daemon threads and remembers them (the newest KEEP_FINISHED finished ones)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Callable[[str], str] = str) -> None:
+        self._redact = redact
+        """Makes a failed job's error fit for the client (no server paths)."""
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -135,7 +140,7 @@ class JobRunner:
             from ..errors import EmbedSAEError
 
             job.state = "failed"
-            job.error = str(exc) if isinstance(exc, EmbedSAEError) else f"{type(exc).__name__}: {exc}"
+            job.error = self._redact(str(exc) if isinstance(exc, EmbedSAEError) else f"{type(exc).__name__}: {exc}")
             if not isinstance(exc, EmbedSAEError):
                 logger.error(f"job {job.id} ({job.kind} on {job.workspace}) failed:\n{traceback.format_exc()}")
         finally:

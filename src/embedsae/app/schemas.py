@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..registry import RETRIEVERS
+from ..search.steering import MAX_VALUE
+from ..stages import SAE_NAME_PATTERN
 
 MAX_QUERY_CHARS = 1000
 """Longest search query, in characters."""
@@ -21,10 +25,17 @@ MAX_PAGE = 500
 """Largest page of the feature list."""
 MAX_GROUPS_CHARS = 20000
 """Longest concept-groups text."""
-MAX_STEER_VALUE = 100.0
-"""Largest absolute steering value."""
+MAX_STEER_VALUE = MAX_VALUE
+"""Largest absolute steering value (the library's bound, embedsae.search.steering.MAX_VALUE)."""
 
-SAE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+SAE_NAME = SAE_NAME_PATTERN
+
+
+def registered_mode(mode: str) -> str:
+    """`mode` when it is a registered search mode (checked when the request arrives, so plug-ins count)."""
+    if mode not in RETRIEVERS:
+        raise ValueError(f"unknown search mode '{mode[:40]}'; use one of {', '.join(RETRIEVERS)}")
+    return mode
 
 
 class Strict(BaseModel):
@@ -70,7 +81,8 @@ class SearchRequest(Strict):
     """A search: query text, mode, number of hits, optional steering edits."""
 
     query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="The query text.")
-    mode: Literal["dense", "concept", "hybrid", "bm25"] = "dense"
+    mode: Annotated[str, AfterValidator(registered_mode)] = Field(
+        "dense", description="A registered search mode (embedsae.registry.RETRIEVERS): dense, concept, hybrid, bm25, ...")
     top: int = Field(10, ge=1, le=MAX_TOP, description="How many hits.")
     steer: list[SteerEdit] = Field(default_factory=list, max_length=MAX_EDITS,
                                    description="Feature edits applied to the query before ranking.")
@@ -125,72 +137,3 @@ class ConceptsRequest(Strict):
         if isinstance(v, dict) and len(v) > 200:
             raise ValueError("at most 200 groups")
         return v
-
-
-# ---------------------------------------------------------------------------- jobs
-class TrainJob(Strict):
-    """Train an SAE (the train stage)."""
-
-    kind: Literal["train"]
-    k: int = Field(32, ge=1, le=512, description="Active latents per document.")
-    latents: int = Field(3072, ge=8, le=65536, description="Dictionary size.")
-    architecture: Literal["topk", "batchtopk", "relu"] = "topk"
-    name: str | None = Field(None, pattern=SAE_NAME, description="SAE name (default: from architecture, k, latents).")
-    epochs: int | None = Field(None, ge=1, le=1000)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    evaluate: bool = True
-
-    @model_validator(mode="after")
-    def _k(self) -> TrainJob:
-        if self.k > self.latents:
-            raise ValueError(f"k ({self.k}) cannot be larger than latents ({self.latents})")
-        return self
-
-    def kwargs(self) -> dict:
-        out = self.model_dump(exclude={"kind"})
-        return {k: v for k, v in out.items() if v is not None}
-
-
-class InterpretJob(Strict):
-    """Label and score the features (the interpret stage, offline keyword labeller)."""
-
-    kind: Literal["interpret"]
-    max_features: int | None = Field(None, ge=1, le=1_000_000, description="Label at most this many features.")
-    sae: str | None = Field(None, pattern=SAE_NAME)
-
-    def kwargs(self) -> dict:
-        return {} if self.max_features is None else {"max_features": self.max_features}
-
-
-class FamiliesJob(Strict):
-    """Find the feature families (the families stage)."""
-
-    kind: Literal["families"]
-    sae: str | None = Field(None, pattern=SAE_NAME)
-
-    def kwargs(self) -> dict:
-        return {}
-
-
-class IndexJob(Strict):
-    """Build the concept and BM25 indexes (the index stage)."""
-
-    kind: Literal["index"]
-    lexical: bool = True
-    sae: str | None = Field(None, pattern=SAE_NAME)
-
-    def kwargs(self) -> dict:
-        return {"lexical": self.lexical}
-
-
-class EvaluateJob(Strict):
-    """Evaluate the SAE (writes metrics.json and the density plot)."""
-
-    kind: Literal["evaluate"]
-    sae: str | None = Field(None, pattern=SAE_NAME)
-
-    def kwargs(self) -> dict:
-        return {}
-
-
-JobRequest = Annotated[TrainJob | InterpretJob | FamiliesJob | IndexJob | EvaluateJob, Field(discriminator="kind")]

@@ -15,8 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .._version import __version__
 from ..errors import EmbedSAEError, InputError, MissingDependencyError, WorkspaceError
+from .guard import RequestGuard, ServerSettings
 from .jobs import JobBusy
 from .state import AppState, NotFound
 
@@ -33,10 +34,13 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None) -> FastAPI:
-    """The app serving `workspaces` (folders); with `token`, every request must carry it."""
+def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None,
+               settings: ServerSettings | None = None) -> FastAPI:
+    """The app serving `workspaces` (folders); with `token`, every request must carry it. What it trusts and
+    refuses (Host, cross-site requests, body size) is `guard.RequestGuard`, in front of every route."""
+    settings = settings or ServerSettings()
     state = AppState(workspaces, token=token)
-    app = FastAPI(title="embedsae", version=__version__, docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="embedsae", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json",
                   description="Sparse, named, steerable concepts for dense embeddings: the workspaces given to "
                               "`embedsae serve`, their SAEs, features, families, search, maps, concept groups and jobs.")
@@ -45,6 +49,7 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
     _add_error_handlers(app)
     if token:
         _add_token_check(app, token)
+    app.add_middleware(RequestGuard, check_host=not token, max_body_bytes=settings.max_body_bytes)  # outermost
 
     from . import api, views
 
@@ -52,6 +57,13 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _list_workspaces_in_schema(app, list(state.workspaces))
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request):
+        """The API's reference, a page of our own built from the OpenAPI schema (no third-party script)."""
+        return views.templates.TemplateResponse(request, "docs.html", {
+            "schema": app.openapi(), "ws": None, "sae": None, "workspaces": list(state.workspaces),
+            "screens": views.SCREENS})
 
     @app.get("/static-plotly/plotly.min.js", include_in_schema=False)
     def plotly_js():
@@ -64,7 +76,12 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None)
 
 
 def _list_workspaces_in_schema(app: FastAPI, names: list[str]) -> None:
-    """The schema names the served workspaces: the `ws` path parameter is an enum of them."""
+    """The schema names the served workspaces (the `ws` path parameter is an enum of them) and the registered
+    choices of every field whose values come from a registry (search modes, architectures, labellers), as they
+    are registered when the schema is first asked for."""
+    from ..registry import RETRIEVERS
+    from .forms import registry_choices
+
     build = app.openapi
 
     def openapi():
@@ -75,6 +92,14 @@ def _list_workspaces_in_schema(app: FastAPI, names: list[str]) -> None:
                     for param in op.get("parameters", []) if isinstance(op, dict) else []:
                         if param.get("name") == "ws" and param.get("in") == "path":
                             param["schema"] = {**param.get("schema", {}), "enum": names}
+                        if param.get("name") == "mode" and param.get("in") == "query":
+                            param["schema"] = {**param.get("schema", {}), "enum": list(RETRIEVERS.names())}
+            components = schema.get("components", {}).get("schemas", {})
+            for model, fields in {"SearchRequest": {"mode": list(RETRIEVERS.names())}, **registry_choices()}.items():
+                props = components.get(model, {}).get("properties", {})
+                for name, choices in fields.items():
+                    if name in props:
+                        props[name]["enum"] = choices
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -102,14 +127,11 @@ def _add_error_handlers(app: FastAPI) -> None:
                  for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request", "invalid_request")
 
-    served = {str(s.workspace.path): name for name, s in app.state.embedsae.workspaces.items()}
+    state: AppState = app.state.embedsae
 
     def answer(status: int, kind: str):
         async def handler(request: Request, exc: Exception):
-            message = str(exc)
-            for path, name in served.items():  # library messages name folders; the client knows workspaces by name
-                message = message.replace(path, f"'{name}'")
-            return _error(status, message, kind)
+            return _error(status, state.public(str(exc)), kind)
 
         return handler
 

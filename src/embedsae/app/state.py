@@ -1,5 +1,5 @@
-"""The workspaces a server was started on (named by their folder; the client never names a path), one cached
-`embedsae.Project` per workspace and SAE, and the few reads the app needs beyond the Project's methods."""
+"""The workspaces a server was started on (named by their folder; the client never names a path) and one cached
+`embedsae.Project` per workspace and SAE: every read and write of the app goes through them."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import InputError, WorkspaceError
+from ..errors import InputError, NotFoundError, WorkspaceError
 from ..project import Project
-from ..workspace import Workspace
 from .jobs import JobRunner
 
 T = TypeVar("T")
@@ -28,8 +27,8 @@ process). On 2 cores, 16 clients: feature-card p50 28-35 ms with one search thre
 the same requests/s (benchmarks/serve_load.py, two alternated pairs)."""
 
 
-class NotFound(LookupError):
-    """A workspace, SAE, feature or job the client named does not exist (answered with 404)."""
+NotFound = NotFoundError
+"""A workspace, SAE, feature or job the client named does not exist (answered with 404)."""
 
 
 class Served:
@@ -37,85 +36,42 @@ class Served:
 
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
-        self.workspace = Workspace.open(path)
-        self._projects: dict[str, Project] = {}
+        self.default = Project(path)
+        self.workspace = self.default.workspace
+        self._projects: dict[str, Project] = {"": self.default}
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def sae_names(self) -> list[str]:
-        return list(self.workspace.sae_names())
+        return self.default.sae_names()
 
     def project(self, sae: str | None = None) -> Project:
         """The project on `sae` (the latest trained SAE when None)."""
         if sae is not None and sae not in self.sae_names():
             known = ", ".join(self.sae_names()) or "none trained yet"
             raise NotFound(f"workspace '{self.name}' has no SAE '{sae}' (its SAEs: {known})")
-        key = sae or ""
-        with self._lock:
-            p = self._projects.get(key)
-            if p is None:
-                p = self._projects[key] = Project(self.workspace, sae)
         if sae is None and not self.sae_names():
             raise WorkspaceError(f"workspace '{self.name}' has no trained SAE yet; start a train job")
+        with self._lock:
+            p = self._projects.get(sae or "")
+            if p is None:
+                p = self._projects[sae] = Project(self.workspace, sae)
         return p
 
-    def embed(self, project: Project, texts: list[str]) -> np.ndarray:
-        """Query vectors for texts (the workspace's model through the project's searcher), the last 256 kept."""
-        out, todo = self._lookup(texts)
-        if todo:
-            self._fill(out, texts, todo, project.searcher.embed([texts[i] for i in todo]))
-        return np.stack(out).astype(np.float32)
-
     async def embed_async(self, project: Project, texts: list[str]) -> np.ndarray:
-        """`embed` awaited without holding a thread: the searcher's embedding worker batches concurrent queries."""
-        out, todo = self._lookup(texts)
-        if todo:
-            vecs = await asyncio.wrap_future(project.searcher.submit_embed([texts[i] for i in todo]))
-            self._fill(out, texts, todo, vecs)
-        return np.stack(out).astype(np.float32)
-
-    def _lookup(self, texts: list[str]) -> tuple[list[np.ndarray | None], list[int]]:
+        """Query vectors for texts, awaited without holding a thread (the project's embedding worker batches
+        concurrent queries); the last 256 are kept."""
         with self._lock:
             out = [self._query_cache.get(t) for t in texts]
-        return out, [i for i, v in enumerate(out) if v is None]
-
-    def _fill(self, out: list[np.ndarray | None], texts: list[str], todo: list[int], vecs: np.ndarray) -> None:
-        with self._lock:
-            for i, v in zip(todo, vecs):
-                out[i] = self._query_cache[texts[i]] = v
-            while len(self._query_cache) > 256:
-                self._query_cache.popitem(last=False)
-
-    def activations(self, project: Project, texts: list[str], features: list[int], top: int,
-                    vecs: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """For each text: its top features (id, label, activation) and the activations of `features` (`vecs`:
-        the texts' vectors when already embedded)."""
-        import torch
-
-        n = int(project.sae_config["n_latents"])
-        bad = [f for f in features if f >= n]
-        if bad:
-            raise NotFound(f"feature {bad[0]} does not exist (SAE '{project.sae_name}' has {n} features, 0..{n - 1})")
-        if vecs is None:
-            vecs = self.embed(project, texts)
-        with torch.no_grad(), project.searcher.single_thread():
-            z = project.searcher.query_sae().encode(torch.from_numpy(vecs)).numpy()
-        labels = project.labels
-        out = []
-        for text, row in zip(texts, z):
-            active = np.flatnonzero(row > 0)
-            order = active[np.argsort(-row[active], kind="stable")][:top]
-            out.append({
-                "text": text,
-                "top_features": [{"id": int(j), "label": labels.get(int(j), ""), "activation": round(float(row[j]), 5)}
-                                 for j in order],
-                "activations": {str(f): round(float(row[f]), 5) for f in features},
-            })
-        return out
-
-    def query_features(self, project: Project, query: str) -> list[dict[str, Any]]:
-        """The query's active features with label and activation, strongest first."""
-        return self.activations(project, [query], [], top=int(project.sae_config["n_latents"]))[0]["top_features"]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            vecs = await asyncio.wrap_future(project.submit_embed([texts[i] for i in todo]))
+            with self._lock:
+                for i, v in zip(todo, vecs):
+                    out[i] = self._query_cache[texts[i]] = v
+                while len(self._query_cache) > 256:
+                    self._query_cache.popitem(last=False)
+        return np.stack(out).astype(np.float32)
 
 
 class AppState:
@@ -133,10 +89,19 @@ class AppState:
                 name, i = f"{base}-{i}", i + 1
             self.workspaces[name] = Served(name, path)
         self.token = token
-        self.jobs = JobRunner()
+        self._paths = sorted(((str(s.workspace.path), name) for name, s in self.workspaces.items()),
+                             key=lambda p: -len(p[0]))
+        self.jobs = JobRunner(redact=self.public)
         self.searches = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="embedsae-search")
         """Searches and text activations run here (their query embedding is awaited before, off any thread),
         so at most SEARCH_THREADS of them compete with the cheap reads that FastAPI runs in its own pool."""
+
+    def public(self, message: str) -> str:
+        """A message as the client may see it: each served folder's path replaced by the workspace's name (the
+        client knows workspaces by name, never by path)."""
+        for path, name in self._paths:
+            message = message.replace(path, f"'{name}'")
+        return message
 
     async def run_search_work(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the search pool, awaited."""

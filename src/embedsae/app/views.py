@@ -4,25 +4,29 @@ same functions as the JSON API (`api.py`), so everything a screen shows is also 
 from __future__ import annotations
 
 import bisect
+import html
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ..errors import EmbedSAEError
+from ..errors import EmbedSAEError, WorkspaceError
+from ..project import FeatureScores, plain
+from ..registry import RETRIEVERS
+from ..stages import STAGES
 from . import api
+from .forms import JobRequest, form_fields, form_values
 from .jobs import JobBusy
 from .schemas import MAX_EDITS, MAX_TEXT_CHARS, SAE_NAME, SearchRequest, SteerEdit
 from .state import NotFound
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-PLOTS = {"train_log.png", "density.png", "families.png"}
 SCREENS = [("search", "Search"), ("features", "Features"), ("families", "Families"), ("map", "Map"),
            ("concepts", "Concept groups"), ("jobs", "Jobs")]
 
@@ -35,9 +39,21 @@ def page(request: Request, template: str, ws: str | None = None, sae: str | None
         **context}, status_code=status)
 
 
+def error_status(exc: Exception) -> int:
+    return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | WorkspaceError) else 400
+
+
 def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy) else 400
-    return page(request, "error.html", ws, sae, status=status, message=str(exc))
+    """The error page: the message (workspaces named, not paths) escaped like every value a template shows."""
+    return page(request, "error.html", ws, sae, status=error_status(exc),
+                message=api.app_state(request).public(str(exc)))
+
+
+def error_fragment(request: Request, exc: Exception | str, status: int | None = None) -> HTMLResponse:
+    """An htmx fragment with an error message, escaped (the message may echo what the client sent)."""
+    text = api.app_state(request).public(str(exc))
+    code = status if status is not None else error_status(exc) if isinstance(exc, Exception) else 400
+    return HTMLResponse(f"<p class='error'>{html.escape(text, quote=False)}</p>", status_code=code)
 
 
 def sae_param(request: Request) -> str | None:
@@ -59,10 +75,11 @@ def home(request: Request):
         try:
             info = api.workspace_summary(s)
             for row in info["saes"]:
-                row["metrics"] = api.clean_json(s.project(row["name"]).metrics() or {})
+                metrics = s.project(row["name"]).metrics()
+                row["metrics"] = metrics.to_dict() if metrics else {}
             summaries.append(info)
         except EmbedSAEError as exc:
-            errors[s.name] = str(exc)
+            errors[s.name] = state.public(str(exc))
     return page(request, "workspaces.html", summaries=summaries, errors=errors)
 
 
@@ -74,12 +91,9 @@ def workspace_root(request: Request, ws: str):
 
 @router.get("/w/{ws}/saes/{sae}/plots/{name}")
 def sae_plot(request: Request, ws: str, sae: str, name: str):
-    s = api.served(request, ws)
-    if name not in PLOTS or sae not in s.sae_names():
-        raise NotFound(f"no plot '{name}' of SAE '{sae}'")
-    path = s.workspace.sae_dir(sae) / name
-    if not path.is_file():
-        raise NotFound(f"SAE '{sae}' has no {name} yet")
+    path = api.served(request, ws).project(sae).plot_file(name)
+    if path is None:
+        raise NotFound(f"SAE '{sae}' has no plot '{name[:40]}' (yet)")
     return FileResponse(path, media_type="image/png")
 
 
@@ -108,10 +122,10 @@ def search_page(request: Request, ws: str):
         q = (request.query_params.get("q") or "").strip()
         mode = request.query_params.get("mode") or "hybrid"
         top = request.query_params.get("top") or "10"
-        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": ("dense", "concept", "hybrid", "bm25")}
+        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": RETRIEVERS.names()}
         if q:
             p = s.project(sae)
-            qf = s.query_features(p, q[:1000])
+            qf = [f.to_dict() for f in p.query_features(q[:1000])]
             sliders = steer_params(request)
             original = {f["id"]: f["activation"] for f in qf}
             edits = [SteerEdit(feature=f, value=max(v, 0.0)) for f, v in sliders.items()
@@ -137,7 +151,7 @@ def label_hits(request: Request, ws: str, label: str = ""):
         sae = sae_param(request)
         hits = api.find_labels(request, ws, sae=sae, q=label[:200], limit=10)["items"] if label.strip() else []
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>")
+        return error_fragment(request, exc, 200)
     return page(request, "_labels.html", ws, sae, hits=hits)
 
 
@@ -153,37 +167,12 @@ def features_page(request: Request, ws: str, search: str = "", sort: str = "scor
         page_no = max(1, page_no)
         fp = p.features(search=search[:200] or None, sort=sort, clean=clean, offset=(page_no - 1) * size, limit=size)
         pages = max(1, -(-fp.total // size))
-        return page(request, "features.html", ws, sae, fp=api.clean_json(fp.items), total=fp.total, search=search,
-                    sort=sort, clean=clean, page_no=page_no, pages=pages, sae_name=p.sae_name)
+        return page(request, "features.html", ws, sae, fp=fp.items, total=fp.total, search=search, sort=sort,
+                    clean=clean, page_no=page_no, pages=pages, sae_name=p.sae_name,
+                    score_columns=FeatureScores.columns(FeatureScores.LISTED),
+                    score_help={n: h for n, _, h in FeatureScores.columns()})
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws, sae)
-
-
-def quantile_examples(p, feature: int, n: int = 5) -> list[dict[str, Any]]:
-    """Documents at evenly spaced activation quantiles (weakest to strongest) with their activations."""
-    docs, acts = p.activation_stats.column(feature)
-    if not len(acts):
-        return []
-    order = np.argsort(acts, kind="stable")
-    picks = sorted(set(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int).tolist()))
-    titles = p.titles
-    return [{"row": int(docs[order[i]]), "title": titles[docs[order[i]]], "activation": round(float(acts[order[i]]), 4),
-             "quantile": round(i / max(len(order) - 1, 1), 2)} for i in picks]
-
-
-def family_of(families: dict[str, Any] | None, feature: int) -> list[dict[str, Any]]:
-    """The families a feature belongs to, with its parent, siblings and children in each."""
-    out = []
-    for i, fam in enumerate((families or {}).get("families", [])):
-        members = [fam["parent"], *fam["children"]]
-        if feature not in members:
-            continue
-        tree = dict(zip(fam["children"], fam["tree_parent"]))
-        parent = tree.get(feature)
-        out.append({"index": i, "label": fam.get("label", ""), "root": fam["parent"], "parent": parent,
-                    "siblings": [c for c, tp in tree.items() if tp == parent and c != feature] if parent is not None else [],
-                    "children": [c for c, tp in tree.items() if tp == feature], "size": fam.get("size")})
-    return out
 
 
 @router.get("/w/{ws}/features/{feature}", response_class=HTMLResponse)
@@ -194,18 +183,17 @@ def feature_page(request: Request, ws: str, feature: int):
         p = api.served(request, ws).project(sae)
         if feature < 0:
             raise NotFound("feature ids are 0 or more")
-        api.check_feature(p, feature)
-        card = api.clean_json(p.feature(feature, top=10, bins=30))
-        neighbours = api.clean_json(p.neighbours(feature, top=8))
-        table = p.feature_table()
-        alive = (sorted(table.loc[table["n_active"] > 0, "id"].astype(int).tolist()) if table is not None
-                 else list(range(int(p.sae_config["n_latents"]))))
+        p.check_feature(feature)
+        card = p.feature(feature, top=10, bins=30)
+        neighbours = plain(p.neighbours(feature, top=8))
+        alive = p.alive_features()
         before, after = bisect.bisect_left(alive, feature), bisect.bisect_right(alive, feature)
         prev_f = alive[before - 1] if before > 0 else None
         nxt = alive[after] if after < len(alive) else None
         return page(request, "feature.html", ws, sae, card=card, nb=neighbours, labels=p.labels,
-                    quantiles=quantile_examples(p, feature), families=family_of(p.families(), feature),
-                    prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name)
+                    quantiles=p.quantile_documents(feature), families=p.families_of(feature),
+                    prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name,
+                    score_rows=FeatureScores.columns())
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws, sae)
 
@@ -218,11 +206,11 @@ def try_text(request: Request, ws: str, feature: int,
         s = api.served(request, ws)
         p = s.project(sae)
         if not text.strip():
-            return HTMLResponse("<p class='error'>Type some text first.</p>")
-        api.check_feature(p, max(feature, 0))
-        res = s.activations(p, [text], [max(feature, 0)], top=10)[0]
+            return error_fragment(request, "Type some text first.", 200)
+        p.check_feature(max(feature, 0))
+        res = p.activations([text], [max(feature, 0)], top=10)[0].to_dict()
     except (EmbedSAEError, NotFound) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_tryit.html", ws, sae, res=res, feature=feature)
 
 
@@ -233,7 +221,7 @@ def families_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
         p = api.served(request, ws).project(sae)
-        fam = api.clean_json(p.families())
+        fam = plain(p.families())
         labels = p.labels
         sunburst = None
         if fam:
@@ -252,7 +240,7 @@ def map_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
         s = api.served(request, ws)
-        columns = [c for c in s.workspace.corpus.columns if c not in ("text", "id", "title", "abstract")]
+        columns = [c for c in s.default.columns() if c not in ("title", "abstract")]
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws)
     return page(request, "map.html", ws, sae, columns=columns)
@@ -276,7 +264,7 @@ def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_leng
         body = api.ConceptsRequest(groups=groups, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")], sae=sae)
         report = api.concepts(request, ws, body)
     except (EmbedSAEError, NotFound, ValidationError) as exc:
-        return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        return error_fragment(request, exc, 400)
     return page(request, "_concepts.html", ws, None, report=report)
 
 
@@ -285,7 +273,8 @@ def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_leng
 def jobs_page(request: Request, ws: str | None = None):
     state = api.app_state(request)
     ws = ws if ws in state.workspaces else next(iter(state.workspaces))
-    return page(request, "jobs.html", ws, None, jobs=[j.to_dict() for j in state.jobs.list()])
+    return page(request, "jobs.html", ws, None, jobs=[j.to_dict() for j in state.jobs.list()],
+                forms=[(kind, STAGES[kind].help, form_fields(kind)) for kind in STAGES])
 
 
 @router.get("/jobs/list", response_class=HTMLResponse)
@@ -295,23 +284,20 @@ def jobs_list(request: Request):
 
 @router.post("/w/{ws}/jobs", response_class=HTMLResponse)
 async def jobs_start(request: Request, ws: str):
+    from pydantic import TypeAdapter
     from starlette.concurrency import run_in_threadpool
 
     form = await request.form()
     kind = str(form.get("kind", ""))
-    fields: dict[str, Any] = {"kind": kind}
-    for key in ("k", "latents", "epochs", "max_features", "name", "architecture"):
-        value = str(form.get(key, "")).strip()
-        if value:
-            fields[key] = value
     try:
-        from pydantic import TypeAdapter
-
-        body = TypeAdapter(api.JobRequest).validate_python(fields)
+        if kind not in STAGES:
+            raise NotFound(f"no job kind '{kind[:40]}'; use one of {', '.join(STAGES)}")
+        fields = form_values(kind, {k: str(v) for k, v in form.items()})
+        body = TypeAdapter(JobRequest).validate_python(fields)
         state = api.app_state(request)
         await run_in_threadpool(api.start_job, state, state.served(ws), body)
         message = ""
-    except (EmbedSAEError, NotFound, JobBusy, ValidationError) as exc:
-        message = str(exc)
+    except (EmbedSAEError, NotFound, JobBusy, ValidationError, HTTPException) as exc:
+        message = api.app_state(request).public(str(exc.detail if isinstance(exc, HTTPException) else exc))
     return page(request, "_jobs.html", ws, None, jobs=[j.to_dict() for j in api.app_state(request).jobs.list()],
                 message=message)

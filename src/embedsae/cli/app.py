@@ -7,7 +7,9 @@ import ipaddress
 import secrets
 import sys
 
+from ..app.guard import ServerSettings
 from ..errors import InputError
+from .options import add_settings_args, settings_kwargs
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--token", help="access token every request must carry (required off loopback); "
                                    "'auto' makes a random one")
+    add_settings_args(p, ServerSettings)
     p.set_defaults(func=cmd_serve)
 
 
@@ -47,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(f"--port must be between 0 and 65535, got {args.port}")
     from ..app import create_app
 
-    app = create_app(args.workspaces, token=token)
+    app = create_app(args.workspaces, token=token, settings=ServerSettings(**settings_kwargs(ServerSettings, args)))
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import embedsae
 
 from ..data.embedding import EmbedSettings
 from ..errors import InputError
+from ..registry import EMBEDDING_BACKENDS
 from .bars import progress_callback
 from .options import add_settings_args, settings_kwargs
+
+if TYPE_CHECKING:
+    from ..project import Metrics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("check", help="read every file of a workspace and verify its vectors' checksums",
+                       description="Reads every file of a workspace whole (corpus, vectors with their recorded sha256, "
+                                   "each SAE's files, the indexes) and names each damaged one with how to make it "
+                                   "again. Exit code 2 when a file is damaged. Writes nothing.")
+    p.add_argument("workspace")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("run", help="the whole pipeline on a corpus: embed, train, evaluate (and later stages)")
     _corpus_args(p, demo=True)
     _train_args(p)
@@ -70,7 +84,7 @@ def _corpus_args(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="L2-normalise vectors (default: on for models, off for --vectors)")
     p.add_argument("--embed-batch-size", type=int, default=64, help="texts per embedding batch")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"], default="auto",
+    p.add_argument("--backend", choices=["auto", *EMBEDDING_BACKENDS], default="auto",
                    help="embedding engine (default auto: on CPU the fastest installed; onnx/openvino need "
                         "pip install 'embedsae[fast]')")
     p.add_argument("--limit", type=int, help="use only the first N records")
@@ -90,7 +104,7 @@ def _train_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line, as keyword arguments of pipeline.train."""
+    """The settings given on the command line, as keyword arguments of Project.train."""
     from ..sae.config import SAEConfig, TrainConfig
 
     kwargs = {**settings_kwargs(TrainConfig, args), **settings_kwargs(SAEConfig, args)}
@@ -99,22 +113,16 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _embed_from_args(args: argparse.Namespace):
-    from .. import pipeline
-
-    corpus: Any = args.corpus
-    if getattr(args, "demo", False):
-        from ..data.demo import load_demo_corpus
-
-        corpus = load_demo_corpus(limit=args.limit)
-    elif corpus is None:
+def _embed_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The embedding settings given on the command line, as keyword arguments of Project.embed."""
+    demo = getattr(args, "demo", False)
+    if not demo and args.corpus is None:
         raise InputError("give a corpus file or folder, or --demo for the Wikipedia demo corpus")
-    return pipeline.embed(
-        corpus, args.output, model=args.model, vectors=args.vectors, text_field=args.text_field,
-        title_field=args.title_field, id_field=args.id_field, normalize=args.normalize,
-        batch_size=args.embed_batch_size, backend=args.backend, limit=None if getattr(args, "demo", False) else args.limit,
-        overwrite=args.overwrite, embedder_options=_endpoint_options(args),
-        settings=EmbedSettings(**settings_kwargs(EmbedSettings, args)), progress=progress_callback(getattr(args, "quiet", False)),
+    return dict(
+        demo=demo, model=args.model, vectors=args.vectors, text_field=args.text_field, title_field=args.title_field,
+        id_field=args.id_field, normalize=args.normalize, batch_size=args.embed_batch_size, backend=args.backend,
+        limit=args.limit, overwrite=args.overwrite, embedder_options=_endpoint_options(args),
+        settings=EmbedSettings(**settings_kwargs(EmbedSettings, args)),
     )
 
 
@@ -128,66 +136,51 @@ def _endpoint_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    ws = _embed_from_args(args)
-    print(f"workspace {ws.path}: {ws.n_documents} documents, {ws.dim}-d vectors of {ws.model_id}")
+    p = embedsae.Project.embed(args.corpus, args.output, progress=progress_callback(args.quiet), **_embed_kwargs(args))
+    info = p.info()
+    print(f"workspace {p.path}: {info.documents} documents, {info.model['dim']}-d vectors of {info.model['id']}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .. import pipeline
-    from ..workspace import Workspace
-
-    ws = Workspace.open(args.workspace)
-    train_vectors = None
-    if args.train_on:
-        other = Workspace.open(args.train_on, expect_model=ws.model_id, expect_dim=ws.dim)
-        train_vectors = other.vectors
-    from ..sae import distributed
-
-    pipeline.train(ws, name=args.name, train_vectors=train_vectors, resume=args.resume,
-                   progress=progress_callback(args.quiet), **_train_kwargs(args))
-    helper = distributed.rank() != 0  # data-parallel helpers (torchrun) train; rank 0 reports
-    distributed.finish()
-    if helper:
-        return 0
-    _print_metrics(pipeline.load_metrics(ws, ws.resolve_sae(args.name)))
+    trained = embedsae.Project(args.workspace).train(name=args.name, train_on=args.train_on, resume=args.resume,
+                                            progress=progress_callback(args.quiet), **_train_kwargs(args))
+    if trained is not None:  # data-parallel helpers (torchrun) train; rank 0 reports
+        print_metrics(trained.metrics())
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .. import pipeline
-    from ..project import Project
-
-    project = Project(args.workspace, args.sae)
-    m = None if args.recompute else project.metrics()
-    if m is None:
-        m = pipeline.evaluate_sae(project.workspace, project.sae_name)
+    m = embedsae.Project(args.workspace, args.sae).evaluate(recompute=args.recompute)
     if args.json:
-        print(json.dumps(m))
+        print(json.dumps(m.to_dict()))
     else:
-        _print_metrics(m)
+        print_metrics(m)
     return 0
 
 
-def _print_metrics(m: dict[str, Any]) -> None:
-    print(f"SAE {m['sae']}: k={m['k']}, {m['n_latents']} latents, evaluated on {m['n_vectors']} vectors")
-    print(f"  NMSE held-out   {m['nmse']:.4f}   (train {m['nmse_train']:.4f}, {m['n_heldout']} held out)")
-    print(f"  L0              {m['l0']:.1f}")
-    print(f"  dead latents    {m['dead_latents']} ({m['dead_fraction']:.2%})")
-    print(f"  log10 density   {m['log_feature_density']:.3f} (mean over alive latents)")
-    print(f"  mean activation {m['act_mean']:.4f}")
-    if m.get("neighbour_overlap_at_10") is not None:
-        print(f"  10-NN overlap   {m['neighbour_overlap_at_10']:.3f} (original vs reconstructed)")
+def print_metrics(m: Metrics | None) -> None:
+    if m is None:
+        print("not evaluated yet: run embedsae evaluate")
+        return
+    print(f"SAE {m.sae}: k={m.k}, {m.n_latents} latents, evaluated on {m.n_vectors} vectors")
+    print(f"  NMSE held-out   {m.nmse:.4f}   (train {m.nmse_train:.4f}, {m.n_heldout} held out)")
+    print(f"  L0              {m.l0:.1f}")
+    print(f"  dead latents    {m.dead_latents} ({m.dead_fraction:.2%})")
+    print(f"  log10 density   {m.log_feature_density:.3f} (mean over alive latents)")
+    print(f"  mean activation {m.act_mean:.4f}")
+    if m.neighbour_overlap_at_10 is not None:
+        print(f"  10-NN overlap   {m.neighbour_overlap_at_10:.3f} (original vs reconstructed)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .. import pipeline
-
     ks, latents = _int_list(args.k, "--k"), _int_list(args.latents, "--latents")
     kwargs = _train_kwargs(args)
     kwargs.pop("k", None)  # the grid's
-    table = pipeline.sweep(args.workspace, ks, latents, progress=progress_callback(args.quiet), **kwargs)
-    print(pipeline.markdown_table(table))
+    from ..pipeline import markdown_table
+
+    table = embedsae.Project(args.workspace).sweep(ks, latents, progress=progress_callback(args.quiet), **kwargs)
+    print(markdown_table(table))
     print(f"wrote {args.workspace}/sweep/sweep.md, sweep.csv and sweep.png")
     return 0
 
@@ -203,40 +196,45 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .. import pipeline
-    from ..workspace import Workspace
-
-    info = pipeline.describe(Workspace.open(args.workspace))
+    p = embedsae.Project(args.workspace)
+    info = p.info()
     if args.json:
-        print(json.dumps(info))
+        print(json.dumps({"path": str(p.path), **info.to_dict()}))
         return 0
-    model = info["model"]
-    print(f"workspace  {info['path']}")
+    model = info.model
+    print(f"workspace  {p.path}")
     print(f"model      {model['id']} ({model['dim']}-d, normalised: {model['normalized']})")
-    print(f"documents  {info['documents']}  columns: {', '.join(info['columns'])}")
-    print(f"stages     {', '.join(info['stages'])}")
-    for s in info["saes"]:
-        mark = "*" if s["name"] == info["latest_sae"] else " "
-        nmse = f"{s['nmse']:.4f}" if s["nmse"] is not None else "-"
-        dead = f"{s['dead_fraction']:.2%}" if s["dead_fraction"] is not None else "-"
-        print(f"  {mark} {s['name']:<28} {s['architecture']:<9} k={s['k']:<4} latents={s['latents']:<6} NMSE={nmse} dead={dead}")
+    print(f"documents  {info.documents}  columns: {', '.join(info.columns)}")
+    print(f"stages     {', '.join(info.stages)}")
+    for s in info.saes:
+        mark = "*" if s.name == info.latest_sae else " "
+        nmse = f"{s.nmse:.4f}" if s.nmse is not None else "-"
+        dead = f"{s.dead_fraction:.2%}" if s.dead_fraction is not None else "-"
+        print(f"  {mark} {s.name:<28} {s.architecture:<9} k={s.k:<4} latents={s.latents:<6} NMSE={nmse} dead={dead}")
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .. import pipeline
+def cmd_check(args: argparse.Namespace) -> int:
+    results = embedsae.Project.check(args.workspace)
+    for r in results:
+        if args.json:
+            print(json.dumps(r.to_dict()))
+        else:
+            print(f"{'ok' if r.ok else 'DAMAGED':<8} {r.path}" + ("" if r.ok else f": {r.message}"))
+    bad = [r for r in results if not r.ok]
+    if not args.json:
+        print(f"{len(results) - len(bad)} of {len(results)} files read well" + (f"; {len(bad)} damaged" if bad else ""))
+    return 2 if bad else 0
 
-    ws = _embed_from_args(args)
-    pipeline.train(ws, progress=progress_callback(args.quiet), **_train_kwargs(args))
-    name = ws.resolve_sae()
-    for stage in pipeline.run_stages():
-        stage(ws, name, progress=progress_callback(args.quiet))
-    m = pipeline.load_metrics(ws, name)
-    _print_metrics(m)
-    folder = ws.sae_dir(name)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    p = embedsae.Project.run(args.corpus, args.output, progress=progress_callback(args.quiet), embed=_embed_kwargs(args),
+                    **_train_kwargs(args))
+    print_metrics(p.metrics())
+    folder = p.workspace.sae_dir(p.sae_name)
     figures = [folder / f for f in ("train_log.png", "density.png", "families.html", "families.png")]
     print("\nlook at: " + ", ".join(str(f) for f in figures if f.exists()))
-    print(f"next:    embedsae info {ws.path}  |  embedsae features {ws.path} --sort score  |  "
-          f'embedsae search {ws.path} "your query" --mode hybrid')
-    print(f"explore: embedsae serve {ws.path}   (the web app: search, features, families, map; pip install 'embedsae[app]')")
+    print(f"next:    embedsae info {p.path}  |  embedsae features {p.path} --sort score  |  "
+          f'embedsae search {p.path} "your query" --mode hybrid')
+    print(f"explore: embedsae serve {p.path}   (the web app: search, features, families, map; pip install 'embedsae[app]')")
     return 0

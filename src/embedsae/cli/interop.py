@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+import embedsae
+
 from ..errors import InputError
+from ..registry import EXPORT_FORMATS, SAE_FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--into", required=True, metavar="WS", help="workspace to add the SAE to")
     p.add_argument("--name", help="SAE name in the workspace (default: the file or folder name)")
     p.add_argument("--k", type=int, help="active latents per vector (default: from the file name or cfg.json)")
-    p.add_argument("--format", choices=["saerch", "saelens", "sparsify", "embedsae"], help="skip format detection")
+    p.add_argument("--format", choices=SAE_FORMATS.names(), help="skip format detection")
     p.add_argument("--trained-on", metavar="MODEL",
                    help="the embedding model the SAE was trained on, when its files name none or another name for "
                         "the workspace's model (saerch files: openai:text-embedding-3-small)")
@@ -33,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "SparseEncoder (text in, sparse codes out).")
     p.add_argument("workspace")
     p.add_argument("--sae", help="SAE name (default: the latest)")
-    p.add_argument("--format", required=True, choices=["saelens", "sparsify", "embedsae", "sentence-transformers"])
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS.names())
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--no-card", action="store_true", help="leave out the README.md model card")
@@ -41,26 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..interop import download_from_hub, import_sae
-    from .core import _print_metrics
+    from .core import print_metrics
 
     if bool(args.source) == bool(args.from_hub):
         raise InputError("give either an SAE file or folder, or --from-hub REPO[/FILE]")
-    source = download_from_hub(args.from_hub) if args.from_hub else args.source
-    m = import_sae(args.into, source, name=args.name, k=args.k, fmt=args.format, trained_on=args.trained_on,
-                   overwrite=args.overwrite)
+    m = embedsae.Project(args.into).import_sae(args.source, hub=args.from_hub, name=args.name, k=args.k,
+                                                fmt=args.format, trained_on=args.trained_on, overwrite=args.overwrite)
     if args.json:
-        print(json.dumps(m))
+        print(json.dumps(m.to_dict()))
     else:
-        _print_metrics(m)
+        print_metrics(m)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..interop import export_sae
-
-    out = export_sae(args.workspace, args.output, args.format, sae_name=args.sae, card=not args.no_card,
-                     overwrite=args.overwrite)
+    out = embedsae.open(args.workspace, args.sae).export(args.output, args.format, card=not args.no_card,
+                                                          overwrite=args.overwrite)
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
     print(f"wrote {out}: {', '.join(files)}")
     return 0

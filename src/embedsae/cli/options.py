@@ -42,7 +42,10 @@ def add_settings_args(
         if f.type is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
-        if f.choices is not None:
+        if f.one_of is not None:  # checked by the library (one line naming the registered choices), listed here
+            kwargs["help"] += f"; one of: {', '.join(map(str, f.choices or ()))}"
+            kwargs["type"] = str
+        elif f.choices is not None:
             kwargs["choices"] = list(f.choices)
             kwargs["type"] = type(f.choices[0])
         elif f.type in _SCALARS:
@@ -54,7 +57,7 @@ def add_settings_args(
         else:
             kwargs["type"] = str
         kwargs["metavar"] = kwargs.pop("metavar", None) or _metavar(f.type, f.choices)
-        if f.choices is not None:
+        if f.choices is not None and f.one_of is None:
             kwargs.pop("metavar")
         parser.add_argument(flag, **kwargs)
 

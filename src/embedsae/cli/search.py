@@ -6,14 +6,16 @@ import argparse
 import json
 import sys
 
+import embedsae
+
 from ..errors import InputError
 from .bars import progress_callback
 from .options import add_settings_args, settings_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..registry import INDEX_BACKENDS
     from ..search import ConceptSettings
-    from ..search.index import BACKENDS
     from ..search.milvus import MilvusSettings
 
     p = sub.add_parser("index", help="build the dense, concept (SAE latent) and BM25 indexes of a workspace")
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dense", action="store_true",
                    help="leave dense search out: the concept and BM25 indexes stand in for it (hybrid = concept + BM25)")
     p.add_argument("--ann", action="store_true", help="also build an approximate dense index (needs embedsae[ann])")
-    p.add_argument("--backend", default="embedded", choices=BACKENDS,
+    p.add_argument("--backend", default="embedded", choices=INDEX_BACKENDS.names(),
                    help="where the concept index and dense vectors go: files of the workspace (embedded, default) or "
                         "a Milvus collection (milvus; needs embedsae[milvus])")
     add_settings_args(p.add_argument_group("Milvus backend"), MilvusSettings, prefix="milvus")
@@ -58,9 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _search_args(p: argparse.ArgumentParser, all_modes: bool = False) -> None:
-    from ..search import HybridSettings, retriever_names
+    from ..registry import RETRIEVERS
+    from ..search import HybridSettings
 
-    modes = retriever_names()
+    modes = RETRIEVERS.names()
     default = "concept" if all_modes else "dense"
     p.add_argument("--mode", default=default, choices=(*modes, "all") if all_modes else modes,
                    help=f"search mode (default {default})" + ("; all: every mode the workspace is indexed for"
@@ -70,31 +73,30 @@ def _search_args(p: argparse.ArgumentParser, all_modes: bool = False) -> None:
     p.add_argument("--ann", action="store_true", help="dense search through the approximate index")
 
 
-def _searcher(args: argparse.Namespace):
-    from ..search import HybridSettings, Searcher
+def _hybrid(args: argparse.Namespace) -> dict:
+    from ..search import HybridSettings
 
-    return Searcher(args.workspace, args.sae, ann=args.ann, hybrid=HybridSettings(**settings_kwargs(HybridSettings, args)))
+    return settings_kwargs(HybridSettings, args)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from ..search import ConceptSettings, adopt_sae, build_index
+    from ..search import ConceptSettings
     from ..search.milvus import MilvusSettings
-    from ..workspace import Workspace
 
     settings = ConceptSettings(**settings_kwargs(ConceptSettings, args))
     milvus = MilvusSettings(**settings_kwargs(MilvusSettings, args, prefix="milvus"))
     if args.backend != "milvus" and settings_kwargs(MilvusSettings, args, prefix="milvus"):
         raise InputError("the --milvus-* options apply to the Milvus backend only: add --backend milvus")
-    ws = Workspace.open(args.workspace)
-    sae = args.sae
-    if args.sae_from:
-        sae = adopt_sae(ws, Workspace.open(args.sae_from), args.sae)
-    info = build_index(ws, sae, settings=settings, lexical=not args.no_bm25, dense=not args.no_dense, ann=args.ann,
-                       backend=args.backend, milvus=milvus, progress=progress_callback(args.quiet))
+    project = embedsae.Project(args.workspace, None if args.sae_from else args.sae)
+    summary = project.index(sae_from=args.sae_from, name=args.sae, settings=settings, lexical=not args.no_bm25,
+                            dense=not args.no_dense, ann=args.ann, backend=args.backend, milvus=milvus,
+                            progress=progress_callback(args.quiet))
+    info = {**summary.details, "sae": summary.sae, "documents": summary.documents, "parts": summary.parts,
+            "seconds": summary.seconds, "backend": summary.backend}
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"indexed {info['documents']} documents of {ws.path} with SAE '{info['sae']}' in {info['seconds']}s")
+    print(f"indexed {info['documents']} documents of {project.path} with SAE '{info['sae']}' in {info['seconds']}s")
     if info.get("backend") == "milvus":
         c = info["concept"]
         print(f"  milvus   collection '{c['collection']}' at {c['uri']}: {c['documents']:,} documents, concept terms"
@@ -117,11 +119,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    searcher = _searcher(args)
     if (args.query is None) == (args.query_vector is None):
         raise InputError("give a query text or --query-vector FILE.npy (one of the two)")
-    query = args.query if args.query is not None else _query_vector(args.query_vector, searcher.ws.dim)
-    res = searcher.search(query, args.mode, args.top, steer=args.steer or None, steer_form=args.steer_form)
+    project = embedsae.open(args.workspace, args.sae)
+    query = args.query if args.query is not None else _query_vector(args.query_vector, project.info().model["dim"])
+    res = project.search(query, args.mode, args.top, steer=args.steer or None, steer_form=args.steer_form,
+                         ann=args.ann, hybrid=_hybrid(args))
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
@@ -134,9 +137,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"  feature {c['feature']} ({c['label']}): {c['before']:.4f} -> {c['after']:.4f}{scale}{how}")
         print()
     for h in res.hits:
-        print(f"{h['rank']:>3}. [{h['score']:.4f}] {h['id']}  {h['title']}")
-        if h.get("concepts"):
-            print("       " + "; ".join(f"{c['label']} {c['share']:.0%}" for c in h["concepts"]))
+        print(f"{h.rank:>3}. [{h.score:.4f}] {h.id}  {h.title}")
+        if h.concepts:
+            print("       " + "; ".join(f"{c.label} {c.share:.0%}" for c in h.concepts))
     if not res.hits:
         print("no hits", file=sys.stderr)
     return 0
@@ -158,20 +161,20 @@ def _query_vector(path: str, dim: int):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..pipeline import markdown_table
-    from ..search.evaluate import evaluate_retrieval
 
-    searcher = _searcher(args)
-    rows = evaluate_retrieval(searcher.ws, args.beir, split=args.split, modes="all" if args.mode == "all" else [args.mode],
-                              searcher=searcher, progress=progress_callback(args.quiet))
+    rows = embedsae.open(args.workspace, args.sae).evaluate_retrieval(
+        args.beir, split=args.split, modes="all" if args.mode == "all" else [args.mode], ann=args.ann,
+        hybrid=_hybrid(args), progress=progress_callback(args.quiet))
     if args.json:
-        print(json.dumps(rows[0] if len(rows) == 1 else rows))
+        out = [r.to_dict() for r in rows]
+        print(json.dumps(out[0] if len(out) == 1 else out))
         return 0
     import pandas as pd
 
     table = pd.DataFrame([{
-        "mode": r["mode"], "nDCG@10": r["ndcg@10"], "MRR@10": r["mrr@10"], "Recall@100": r["recall@100"],
-        "latency ms (median)": r["latency_ms"]["median"], "latency ms (p95)": r["latency_ms"]["p95"],
-        "index bytes": f"{r['index_bytes']:,}", "queries": r["queries"],
+        "mode": r.mode, "nDCG@10": r.ndcg_at_10, "MRR@10": r.mrr_at_10, "Recall@100": r.recall_at_100,
+        "latency ms (median)": r.latency_ms["median"], "latency ms (p95)": r.latency_ms["p95"],
+        "index bytes": f"{r.index_bytes:,}", "queries": r.queries,
     } for r in rows])
     print(markdown_table(table))
     for line in _eval_settings(rows, args):
@@ -179,17 +182,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_settings(rows: list[dict], args: argparse.Namespace) -> list[str]:
+def _eval_settings(rows: list, args: argparse.Namespace) -> list[str]:
     """What the modes ran with, and the commands that compare the alternatives on this collection."""
     out = []
     for r in rows:
-        if r["mode"] == "hybrid" and "hybrid" in r:
-            h = r["hybrid"]
+        h, c = r.details.get("hybrid"), r.details.get("concept")
+        if r.mode == "hybrid" and h:
             weights = ",".join(f"{p}={w:g}" for p, w in h["parts"].items())
             how = f"RRF (k {h['rrf_k']:g})" if h["fusion"] == "rrf" else f"{h['fusion']}-normalised scores"
             out.append(f"hybrid: {weights}, weighted sum of {how} over each part's top {h['depth']}")
-        if r["mode"] == "concept" and "concept" in r:
-            c = r["concept"]
+        if r.mode == "concept" and c:
             residual = c["scoring"] == "projection" and c.get("residual")
             out.append(f"concept: SAE '{c['sae']}', {c['doc_k']} latents per document, {c['scoring']} scoring"
                        + (" with residual sketches" if residual else "")

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+import embedsae
+
 from .bars import progress_callback
 from .options import add_settings_args, settings_kwargs
 
@@ -48,23 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from .. import layout
-    from ..project import Project
     from ..structure.settings import FamilySettings
-    from ..structure.stage import families_stage
 
     given = settings_kwargs(FamilySettings, args)
-    project = Project(args.workspace, args.sae)
+    project = embedsae.open(args.workspace, args.sae)
     data = None if args.rebuild else project.families()
     if data is not None and all(data["settings"].get(k) == v for k, v in given.items()):
-        folder = project.workspace.sae_dir(project.sae_name)  # viewing: the stored families, nothing written
-        written = False
-        paths = {kind: str(folder / f) for kind, f in (("json", layout.FAMILIES_JSON), ("html", layout.FAMILIES_HTML),
-                                                        ("png", layout.FAMILIES_PNG)) if (folder / f).is_file()}
+        written, paths = False, project.family_files()  # viewing: the stored families, nothing written
     else:
-        result = families_stage(project.workspace, project.sae_name, progress_callback(args.quiet),
-                                FamilySettings(**given), figures=not args.no_figures)
-        paths, data, written = result.files, result.to_dict(), True
+        result = project.build_families(progress=progress_callback(args.quiet), settings=FamilySettings(**given),
+                                        figures=not args.no_figures)
+        written, paths, data = True, result.files, project.families()
     if args.json:
         print(json.dumps({**data, "files": paths}))
         return 0
@@ -100,9 +96,7 @@ def _f(x: float | None) -> str:
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from ..project import Project
-
-    data = Project(args.workspace, args.sae).neighbours(args.feature, top=args.top)
+    data = embedsae.open(args.workspace, args.sae).neighbours(args.feature, top=args.top)
     if args.json:
         print(json.dumps(data))
         return 0
@@ -126,10 +120,7 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from ..structure.matching import match_saes
-    from ..workspace import Workspace
-
-    data = match_saes(Workspace.open(args.workspace), args.from_sae, args.to_sae, min_cosine=args.min_cosine)
+    data = embedsae.open(args.workspace, args.from_sae).match(args.to_sae, min_cosine=args.min_cosine)
     if args.json:
         print(json.dumps(data))
         return 0

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import embedsae
+
 from ..errors import InputError
 from .bars import progress_callback
 
@@ -58,47 +60,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_words(args: argparse.Namespace) -> int:
-    from .. import pipeline
-    from ..words.sources import RECOMMENDED_TRAIN, build_word_workspace
-
     if args.words and args.source != "minilm":
         raise InputError("--words only applies to --source minilm (the other sources carry their own vocabulary)")
-    ws = build_word_workspace(
-        args.source, args.output, top=args.top or None, words=args.words, normalize=args.normalize,
-        words_only=not args.all_tokens, overwrite=args.overwrite, progress=progress_callback(args.quiet),
-    )
-    print(f"workspace {ws.path}: {ws.n_documents} words, {ws.dim}-d vectors of {ws.model_id}")
-    rec = RECOMMENDED_TRAIN
+    p = embedsae.Project.words(args.source, args.output, top=args.top or None, words=args.words,
+                               normalize=args.normalize, words_only=not args.all_tokens, overwrite=args.overwrite,
+                               progress=progress_callback(args.quiet))
+    info = p.info()
+    print(f"workspace {p.path}: {info.documents} words, {info.model['dim']}-d vectors of {info.model['id']}")
+    rec = p.recommended_train()
     if args.train:
-        pipeline.train(ws, progress=progress_callback(args.quiet), **rec)
-        m = pipeline.load_metrics(ws, ws.resolve_sae())
-        print(f"trained SAE {m['sae']}: NMSE {m['nmse']:.4f}, dead {m['dead_fraction']:.2%}")
+        trained = p.train(progress=progress_callback(args.quiet), **rec)
+        m = trained.metrics()
+        print(f"trained SAE {m.sae}: NMSE {m.nmse:.4f}, dead {m.dead_fraction:.2%}")
     else:
-        print(f"next: embedsae train {ws.path} --k {rec['k']} --latents {rec['latents']} --epochs {rec['epochs']} "
+        print(f"next: embedsae train {p.path} --k {rec['k']} --latents {rec['latents']} --epochs {rec['epochs']} "
               f"--lr {rec['lr']} --batch-size {rec['batch_size']} --init {rec['init']}   (recommended settings for word vectors)")
     return 0
 
 
 def _baselines(text: str) -> tuple[str, ...]:
-    from ..words.baselines import BASELINES
-
+    known = embedsae.Project.concept_baselines()
     names = tuple(dict.fromkeys(b.strip() for b in text.split(",") if b.strip()))
-    bad = [b for b in names if b not in BASELINES]
+    bad = [b for b in names if b not in known]
     if bad:
-        raise InputError(f"unknown baseline(s) {', '.join(bad)} in --baselines: use some of {', '.join(BASELINES)}")
+        raise InputError(f"unknown baseline(s) {', '.join(bad)} in --baselines: use some of {', '.join(known)}")
     return names
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    from ..words import read_groups
-    from ..words.concepts import concepts_stage
-    from ..workspace import Workspace
-
-    report, files = concepts_stage(
-        Workspace.open(args.workspace), read_groups(args.groups), Path(args.groups).stem, sae=args.sae,
-        baselines=_baselines(args.baselines), top_fraction=args.top_fraction,
-        selectivity_threshold=args.selectivity_threshold, min_group_words=args.min_group_words,
-    )
+    report, files = embedsae.open(args.workspace, args.sae).concepts(
+        Path(args.groups), name=Path(args.groups).stem, baselines=_baselines(args.baselines),
+        top_fraction=args.top_fraction, selectivity_threshold=args.selectivity_threshold,
+        min_group_words=args.min_group_words)
     data = report.to_json()
     print(f"wrote {files['json']} and {files['png']}", file=sys.stderr)
     if args.json:
@@ -145,14 +138,9 @@ def _print_report(report, data: dict[str, Any]) -> None:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from ..viz.map import write_map
-    from ..words import read_groups
-    from ..workspace import Workspace
-
-    ws = Workspace.open(args.workspace)
-    groups = read_groups(args.groups) if args.groups else None
+    groups = Path(args.groups) if args.groups else None
     color_by = args.color_by or ("group" if groups is not None else None)
-    html, png = write_map(ws, args.output, color_by=color_by, groups=groups, dims=args.dims, sae=args.sae,
-                          seed=args.seed)
+    html, png = embedsae.Project(args.workspace, args.sae).write_map(args.output, color_by=color_by, groups=groups,
+                                                                     dims=args.dims, seed=args.seed)
     print(f"wrote {html} (open it in a browser; works offline) and {png}", file=sys.stdout)
     return 0

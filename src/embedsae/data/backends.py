@@ -28,12 +28,10 @@ import numpy as np
 from .._io import atomic_path
 from ..errors import InputError
 from ..progress import ProgressCallback, track
+from ..registry import EMBEDDING_BACKENDS
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "openvino")
-"""Inference engines for sentence-transformers models; "auto" picks the fastest one installed (`auto_backend`)."""
-_PACKAGES = {"onnx": ("onnxruntime",), "openvino": ("openvino",)}
 FAST_ORDER = ("openvino", "onnx")
 """Preference of "auto" on CPU (OpenVINO measured fastest of the three, by a small margin, under load)."""
 
@@ -48,7 +46,7 @@ def cache_dir() -> Path:
 
 def backend_available(backend: str) -> bool:
     """Whether the packages a backend needs are installed (torch always is)."""
-    return all(importlib.util.find_spec(p) is not None for p in _PACKAGES.get(backend, ()))
+    return all(importlib.util.find_spec(p) is not None for p in EMBEDDING_BACKENDS.get(backend).packages)
 
 
 def auto_backend(device: str | None) -> str:
@@ -65,13 +63,14 @@ def auto_backend(device: str | None) -> str:
 
 def check_backend(backend: str) -> None:
     """Raise InputError for an unknown backend or one whose packages are missing."""
-    if backend not in (*BACKENDS, "auto"):
-        raise InputError(f"unknown embedding backend '{backend}'; use one of auto, {', '.join(BACKENDS)}")
-    if not backend_available(backend):
-        missing = ", ".join(p for p in _PACKAGES[backend] if importlib.util.find_spec(p) is None)
+    if backend not in (*EMBEDDING_BACKENDS.names(), "auto"):
+        raise InputError(f"unknown embedding backend '{backend}'; use one of auto, {', '.join(EMBEDDING_BACKENDS)}")
+    if backend != "auto" and not backend_available(backend):
+        spec = EMBEDDING_BACKENDS.get(backend)
+        missing = ", ".join(p for p in spec.packages if importlib.util.find_spec(p) is None)
         raise InputError(
-            f"the {backend} embedding backend needs {missing}, which is not installed: pip install 'embedsae[fast]' "
-            "(or set the backend to torch or auto)"
+            f"the {backend} embedding backend needs {missing}, which is not installed: pip install "
+            f"'embedsae[{spec.extra}]' (or set the backend to torch or auto)"
         )
 
 
@@ -157,7 +156,9 @@ class ExportedRunner:
         else:
             import openvino as ov
 
-            compiled = ov.Core().compile_model(str(path), "CPU")
+            # f32 throughout: on CPUs with native bf16 (AVX512_BF16 / AMX) OpenVINO otherwise infers in bf16, whose
+            # vectors differ from torch's by up to 1e-3 and change which latents an SAE picks
+            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             local = threading.local()
 
             def forward(feed):  # one infer request per thread: a shared one answers "Infer Request is busy"

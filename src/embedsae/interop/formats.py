@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_path, read_json, write_json
+from .._io import read_json, write_bytes, write_json
 from ..errors import InputError
+from ..registry import SAE_FORMATS
 from ..sae import SAE, SAEConfig, TopKSAE, load_sae
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("saerch", "saelens", "sparsify", "embedsae")
+FORMATS = SAE_FORMATS.names()
 SAERCH_NAME = re.compile(r"^(?P<domain>.+?)_(?P<k>\d+)_(?P<n>\d+)_(?P<auxk>\d+)$")
 SAERCH_MODEL = "openai:text-embedding-3-small"
 """The paper's SAEs were trained on raw text-embedding-3-small vectors (1536-d, title + abstract)."""
@@ -85,7 +86,12 @@ def read_sae(path: str | os.PathLike, *, fmt: str | None = None, k: int | None =
     readers = {"saerch": read_saerch, "saelens": read_saelens, "sparsify": read_sparsify, "embedsae": read_embedsae}
     if fmt not in readers:
         raise InputError(f"unknown SAE format '{fmt}'; use one of {', '.join(FORMATS)}")
-    return readers[fmt](Path(path), k=k)
+    got = readers[fmt](Path(path), k=k)
+    bad = [n for n, t in got.sae.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(f"the SAE in {path} holds non-finite weights (NaN or infinity in {', '.join(bad)}): it cannot "
+                         "encode or reconstruct anything; import a finished, working SAE")
+    return got
 
 
 # ---------------------------------------------------------------------------- shared
@@ -139,10 +145,10 @@ def _pursuit_note(sae: SAE) -> None:
 
 
 def _save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
+    """Write tensors as safetensors, atomically (a full disk is an OSError, as for every file embedsae writes)."""
+    from safetensors.torch import save
 
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    write_bytes(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
 # ---------------------------------------------------------------------------- saerch (.pth)

@@ -10,15 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_json, write_text
-from ..errors import InputError, ModelMismatchError, WorkspaceError, require
+from .. import layout
+from .._io import disk_error, write_json, write_text
+from ..errors import InputError, ModelMismatchError, require
+from ..registry import EXPORT_FORMATS as EXPORT_FORMAT_REGISTRY
 from ..workspace import Workspace
 from . import formats
 from .card import model_card
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("saelens", "sparsify", "embedsae", "sentence-transformers")
+EXPORT_FORMATS = EXPORT_FORMAT_REGISTRY.names()
 
 
 def import_sae(
@@ -38,7 +40,7 @@ def import_sae(
     that model (set `trained_on` to the workspace's model to vouch for files that name another or none).
     It is saved like a trained SAE (saes/<name>/), becomes the latest, and is evaluated (metrics.json).
     """
-    from ..pipeline import _check_name, _same_model, evaluate_sae
+    from ..pipeline import _check_name, _evaluate_locked, _same_model, check_new_sae, replace_sae
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     got = formats.read_sae(source, fmt=fmt, k=k)
@@ -61,20 +63,19 @@ def import_sae(
     sae.cfg.extra = {**sae.cfg.extra, "imported": {"format": got.format, "source": str(source), **got.details}}
     name = name or _default_name(Path(source))
     _check_name(name)
-    final = ws.sae_dir(name)
-    if final.exists() and not overwrite:
-        raise WorkspaceError(f"workspace {ws.path} already has an SAE named '{name}'; choose another name or set `overwrite` to replace it")
-    work = ws.saes_dir / f".partial-{name}"
-    if work.exists():
-        shutil.rmtree(work)
-    sae.save(work)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(work, final)
-    ws.record_stage(f"import:{name}", {"format": got.format, "source": str(source), "k": sae.cfg.k, **got.details})
-    ws.set_latest_sae(name)
-    logger.info("imported %s SAE '%s' (k=%d, %d latents) into %s", got.format, name, sae.cfg.k, sae.cfg.n_latents, ws.path)
-    return evaluate_sae(ws, name) if evaluate else {"sae": name}
+    check_new_sae(ws, name, overwrite)
+    with ws.sae_lock(name, "import an SAE"):
+        check_new_sae(ws, name, overwrite)
+        work = ws.saes_dir / f".partial-{name}"
+        if work.exists():
+            shutil.rmtree(work)
+        sae.save(work)
+        replace_sae(ws, name, work)
+        ws.record_stage(f"import:{name}", {"format": got.format, "source": str(source), "k": sae.cfg.k, **got.details})
+        ws.set_latest_sae(name)
+        logger.info("imported %s SAE '%s' (k=%d, %d latents) into %s", got.format, name, sae.cfg.k, sae.cfg.n_latents,
+                    ws.path)
+        return _evaluate_locked(ws, name, True) if evaluate else {"sae": name}
 
 
 def _default_name(source: Path) -> str:
@@ -111,24 +112,44 @@ def export_sae(
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format '{fmt}'; use one of {', '.join(EXPORT_FORMATS)}")
     name = ws.resolve_sae(sae_name)
-    sae = ws.load_sae(name)
     out = Path(out)
+    check_export_folder(out, ws)
     if out.exists() and not (out.is_dir() and (overwrite or not any(out.iterdir()))):
         raise InputError(f"{out} exists and is not an empty folder; choose another output folder or set `overwrite` to replace it")
-    work = out.parent / f".{out.name}.partial"  # the folder appears complete or not at all
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    try:
-        _write(ws, name, sae, fmt, work, card, str(out))
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    with ws.sae_lock(name, "export the SAE", shared=True):  # no stage replaces the SAE while it is read
+        sae = ws.load_sae(name)
+        work = out.parent / f".{out.name}.partial"  # the folder appears complete or not at all
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        try:
+            _write(ws, name, sae, fmt, work, card, str(out))
+        except BaseException as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            disk = disk_error(exc)
+            if disk is not None and disk is not exc:
+                raise disk from exc
+            raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(work, out)
     logger.info("exported SAE '%s' of %s as %s to %s", name, ws.path, fmt, out)
     return out
+
+
+def check_export_folder(out: Path, ws: Workspace) -> None:
+    """Refuse an export folder that would replace or mix with work: the current folder or one holding it, a
+    workspace, a folder inside one, or a folder holding one."""
+    target, here = out.resolve(), Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise InputError(f"'{out}' is the current folder or holds it; export to a new folder, e.g. {ws.path.name}-export")
+    for folder in (target, *target.parents):
+        if Workspace.exists(folder) or folder == ws.path.resolve():
+            where = "is" if folder == target else "lies inside"
+            raise InputError(f"'{out}' {where} the workspace {folder}; export to a folder outside every workspace")
+    for root, _, files in os.walk(target):  # nothing to walk when the folder is new
+        if layout.MANIFEST in files:
+            raise InputError(f"'{out}' holds the workspace {root}; export to a folder outside every workspace")
 
 
 def _write(ws: Workspace, name: str, sae, fmt: str, work: Path, card: bool, shown_path: str) -> None:

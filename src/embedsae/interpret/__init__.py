@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import layout
-from ..workspace import Workspace
+from ..records import INTERPRETED, KEYWORDS
 
 if TYPE_CHECKING:
     from ..sae.codes import Codes
+    from ..workspace import Workspace
 
-INTERPRETED = "interpret"
-"""`FeatureLabels.source` of labels made by the interpret stage."""
-KEYWORDS = "keywords"
-"""`FeatureLabels.source` of the quick title keywords given to an SAE that was never interpreted."""
+__all__ = ["INTERPRETED", "KEYWORDS", "FeatureLabels", "clean_features", "feature_labels"]
 
 
 class FeatureLabels(dict):

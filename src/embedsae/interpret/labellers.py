@@ -13,19 +13,19 @@ A labeller turns the selected examples of a batch of features into labels. Every
 
     register_labeller("shout", lambda context: ShoutingLabeller())
 
-Built-in labellers are registered below as "module:function" strings, imported only when used.
+Built-in labellers are listed in `embedsae.registry.LABELLERS` as "module:function" strings, imported only
+when used.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import InputError
+from ..registry import LABELLERS
 
 if TYPE_CHECKING:
     from ..data.vectors import UnitRows
@@ -88,33 +88,20 @@ class LabellingStopped(Exception):
 
 LabellerFactory = Callable[[LabelContext], Labeller]
 
-LABELLERS: dict[str, LabellerFactory | str] = {}
-"""Labeller name -> factory building it from the run's context (or a "module:function" string naming one)."""
+def register_labeller(name: str, factory: LabellerFactory | str, *, replace: bool = True) -> None:
+    """Make a labeller available to `interpret(labeller=name)`, the CLI's --labeller and the app's interpret form."""
+    LABELLERS.register(name, factory, replace=replace)
 
 
-def register_labeller(name: str, factory: LabellerFactory | str) -> None:
-    """Make a labeller available to `interpret(labeller=name)`."""
-    LABELLERS[name] = factory
-
-
-def labeller_names() -> list[str]:
-    return sorted(LABELLERS)
+def labeller_names() -> tuple[str, ...]:
+    """The registered labellers, built-ins first."""
+    return LABELLERS.names()
 
 
 def make_labeller(name: str, context: LabelContext) -> Labeller:
     """Build the labeller registered as `name` for one run."""
-    factory = LABELLERS.get(name)
-    if factory is None:
-        raise InputError(f"unknown labeller '{name}': use one of {', '.join(labeller_names())}")
-    if isinstance(factory, str):
-        module, attr = factory.split(":")
-        factory = getattr(importlib.import_module(module), attr)
-    labeller = factory(context)
+    labeller = LABELLERS.get(name)(context)
     if not isinstance(labeller, Labeller):
         raise TypeError(f"labeller factory '{name}' returned {type(labeller).__name__}, which has no name and "
                         "label_batch(examples, context)")
     return labeller
-
-
-register_labeller("keywords", "embedsae.interpret.keywords:make_keyword_labeller")
-register_labeller("llm", "embedsae.interpret.llm:make_llm_labeller")

@@ -6,18 +6,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 
 from ..data.vectors import IN_MEMORY_BYTES, unit_rows
 from ..progress import ProgressCallback, Tracker
-from ..settings import Settings, check
+from ..registry import LABELLERS
+from ..settings import OneOf, Range, Settings, check
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .keywords import MIXED_PREFIX
 from .labellers import LabelContext, Labeller
-from .store import FeatureStore, db_path
+from .store import DISK_FULL, FeatureStore, db_path, remove_database
 
 if TYPE_CHECKING:
     from .llm import LLMConfig
@@ -52,11 +53,12 @@ class CleanConfig(Settings):
 class InterpretSettings(Settings):
     """Which labeller runs and on how many features."""
 
-    labeller: str = "keywords"
-    """Name of a registered labeller: keywords (offline) or llm (an OpenAI-compatible chat endpoint or a local model)."""
+    labeller: Annotated[str, OneOf(LABELLERS)] = "keywords"
+    """The labeller (registered in embedsae.registry.LABELLERS): keywords, offline; llm, an OpenAI-compatible chat
+    endpoint or a local model."""
     llm_score: bool = True
     """Run the LLM detection scorer too, when an LLM is configured."""
-    max_features: int | None = None
+    max_features: Annotated[int, Range(ge=1)] | None = None
     """Interpret only the first N alive features (default: all)."""
     batch_size: int = 128
     """Features labelled and committed to the feature store together."""
@@ -68,8 +70,6 @@ class InterpretSettings(Settings):
         super().validate()
         check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
         check(self.in_memory_bytes >= 0, f"in_memory_bytes must be 0 or more, got {self.in_memory_bytes}")
-        check(self.max_features is None or self.max_features >= 1,
-              f"max_features must be positive, got {self.max_features}")
 
 
 def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,15 +108,16 @@ def interpret(
     name = ws.resolve_sae(sae)
     ex_cfg = examples or ExampleConfig()
     clean_cfg = clean or CleanConfig()
-    codes = workspace_codes(ws, name, progress=progress, save=True)
-    csr = codes.to_csr()
-    csc = csr.tocsc()
-    n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)
-    alive = np.flatnonzero(n_active > 0)
-    chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
-
-    with ws.stage_lock(f"interpret-{name}"):  # a second interpret of the same SAE is refused
-        store = FeatureStore(db_path(ws.sae_dir(name)))
+    with ws.sae_lock(name, "interpret"):  # no other stage writes the SAE meanwhile (a second interpret is refused)
+        codes = workspace_codes(ws, name, progress=progress, save=True)
+        csr = codes.to_csr()
+        csc = csr.tocsc()
+        n_active, density, act_mean, act_max = feature_stats(csc, ws.n_documents)
+        alive = np.flatnonzero(n_active > 0)
+        chosen = alive[: cfg.max_features] if cfg.max_features is not None else alive
+        path = db_path(ws.sae_dir(name))
+        new = not path.exists()
+        store = FeatureStore(path)
         try:
             embedder = ws.embedder(batch_size=256)
             context = LabelContext(
@@ -140,7 +141,15 @@ def interpret(
                 _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
             n_clean = apply_clean_filter(store, clean_cfg)
             table = store.table()
-        finally:
+        except OSError as exc:
+            store.close(checkpoint=False)
+            if new and exc.errno in DISK_FULL:  # the run wrote nothing worth keeping: leave no database behind
+                remove_database(path)
+            raise
+        except BaseException:
+            store.close()
+            raise
+        else:
             store.close()
     done_now = table[table["id"].isin(chosen) & (table["status"] == "done")]
     summary = {

@@ -9,19 +9,24 @@ the clean-feature filter has run), not the existence of the file.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from .. import layout
-from .._io import atomic_path
+from .._io import atomic_path, now_iso
 from ..errors import InputError, WorkspaceError
-from ..workspace import now_iso
+from ..integrity import DISK_FULL, damaged, sqlite_error
+from ..records import INTERPRETED, FeatureScores, FeatureSummary, number, plain
+
+__all__ = ["DISK_FULL", "FeatureStore", "db_path", "remove_database"]
+F = TypeVar("F", bound=Callable[..., Any])
 
 DB_NAME = layout.FEATURES_DB
 
@@ -58,13 +63,36 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 );
 """
 
-SCORE_NAMES = ("embedding_auc", "embedding_auc_hard", "llm_f1", "llm_pearson", "category_f1", "category_precision",
-               "category_recall", "embedding_auc_combined", "coherence", "mixture")
+SCORE_NAMES = FeatureScores.names()
+"""Every score a feature can have (the columns the feature table always carries)."""
 
 
 def db_path(sae_dir: str | os.PathLike) -> Path:
     """Where an SAE's feature database lives."""
     return Path(sae_dir) / DB_NAME
+
+
+def remove_database(path: str | os.PathLike) -> None:
+    """Delete a feature database with its side files (-wal, -shm, -journal)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _guarded(method: F) -> F:
+    """SQLite errors of a store method as embedsae errors: damage names the file and the fix, a full disk is an
+    OSError (ENOSPC), a lock held elsewhere a WorkspaceBusyError (pandas wraps sqlite's error: its cause counts)."""
+
+    @functools.wraps(method)
+    def wrapper(self: FeatureStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+            if isinstance(cause, sqlite3.Error):
+                raise sqlite_error(self.path, cause) from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 class FeatureStore:
@@ -81,6 +109,14 @@ class FeatureStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        try:
+            self._create()
+        except BaseException:
+            self.con.close()
+            raise
+
+    @_guarded
+    def _create(self) -> None:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(SCHEMA)
@@ -91,24 +127,32 @@ class FeatureStore:
         """The store at `path` opened read-only, or None when there is none."""
         return cls(path, readonly=True) if Path(path).is_file() else None
 
+    @_guarded
     def is_interpreted(self) -> bool:
         """True once an interpret run has finished (its clean-feature filter has run). Stores written before
         the flag existed count as interpreted when some feature was labelled."""
-        try:
-            if self.get_meta("interpreted", False):
-                return True
-            return self.con.execute("SELECT 1 FROM features WHERE status = 'done' LIMIT 1").fetchone() is not None
-        except sqlite3.OperationalError:
-            return False
+        if self.get_meta("interpreted", False):
+            return True
+        return self.con.execute("SELECT 1 FROM features WHERE status = 'done' LIMIT 1").fetchone() is not None
+
+    @_guarded
+    def check(self) -> None:
+        """Read the whole database (SQLite's integrity check and every table): DamagedFileError when it is damaged."""
+        problems = [r[0] for r in self.con.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+        if problems:
+            raise damaged(self.path, problems[0])
+        self.table()
+        self.con.execute("SELECT count(*) FROM examples").fetchone()
 
     # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Close; a writer leaves the database in rollback-journal mode, so readers later touch no file."""
-        if not self.readonly:
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Close; a writer leaves the database in rollback-journal mode, so readers later touch no file
+        (`checkpoint` False skips that, e.g. on a full disk)."""
+        if not self.readonly and checkpoint:
             try:
                 self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self.con.execute("PRAGMA journal_mode=DELETE")
-            except sqlite3.OperationalError:
+            except sqlite3.Error:
                 pass  # another connection is open: it switches back when it closes
         self.con.close()
 
@@ -119,14 +163,17 @@ class FeatureStore:
         self.close()
 
     # ------------------------------------------------------------------ meta
+    @_guarded
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    @_guarded
     def set_meta(self, key: str, value: Any) -> None:
         self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
         self.con.commit()
 
+    @_guarded
     def new_run(self) -> int:
         """A fresh run number (each interpret call gets one; rows note the run that wrote them)."""
         run = int(self.get_meta("runs", 0)) + 1
@@ -134,6 +181,7 @@ class FeatureStore:
         return run
 
     # ------------------------------------------------------------------ writes
+    @_guarded
     def write_stats(self, rows: Iterable[tuple[int, float, float, float, int]]) -> None:
         """Insert or refresh (id, density, act_mean, act_max, n_active) of features, keeping labels and scores."""
         self.con.executemany(
@@ -144,6 +192,7 @@ class FeatureStore:
         )
         self.con.commit()
 
+    @_guarded
     def write_batch(
         self,
         *,
@@ -185,6 +234,7 @@ class FeatureStore:
                     [(int(f), int(d), k, s, float(a)) for f, rows in examples.items() for d, k, s, a in rows],
                 )
 
+    @_guarded
     def set_clean(self, clean_ids: Sequence[int]) -> None:
         """Mark exactly these features as clean; the SAE counts as interpreted from then on."""
         with self.con:
@@ -193,6 +243,7 @@ class FeatureStore:
             self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('interpreted', 'true')")
 
     # ------------------------------------------------------------------ reads
+    @_guarded
     def done_ids(self, labeller: str) -> set[int]:
         """Features already labelled by this labeller and scored (skipped on a resumed run)."""
         rows = self.con.execute(
@@ -202,6 +253,7 @@ class FeatureStore:
         ).fetchall()
         return {int(r[0]) for r in rows}
 
+    @_guarded
     def table(self) -> pd.DataFrame:
         """All features with their stats, label and scores (one column per scorer)."""
         feats = pd.read_sql_query(
@@ -219,6 +271,7 @@ class FeatureStore:
         feats["clean"] = feats["clean"].fillna(0).astype(bool)
         return feats
 
+    @_guarded
     def examples(self, feature: int) -> pd.DataFrame:
         """The stored examples of one feature (doc, kind, split, activation)."""
         return pd.read_sql_query(
@@ -226,22 +279,26 @@ class FeatureStore:
             self.con, params=(int(feature),),
         )
 
+    @_guarded
     def labels(self) -> dict[int, str]:
         """Feature id -> label of every labelled feature."""
         rows = self.con.execute("SELECT id, label FROM features WHERE label IS NOT NULL").fetchall()
         return {int(i): str(label) for i, label in rows}
 
+    @_guarded
     def clean_ids(self) -> set[int]:
         """Ids of the features marked clean."""
         return {int(r[0]) for r in self.con.execute("SELECT id FROM features WHERE clean = 1").fetchall()}
 
     # ------------------------------------------------------------------ LLM cache
+    @_guarded
     def cache_get(self, key: str) -> tuple[str, int, int] | None:
         row = self.con.execute(
             "SELECT response, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", (key,)
         ).fetchone()
         return (row[0], int(row[1] or 0), int(row[2] or 0)) if row else None
 
+    @_guarded
     def cache_put(self, key: str, response: str, prompt_tokens: int, completion_tokens: int) -> None:
         with self.con:
             self.con.execute(
@@ -257,14 +314,19 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise WorkspaceError(f"no feature database at {path}")
     uri = path.resolve().as_uri()
+    error: sqlite3.Error | None = None
     for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
         con = sqlite3.connect(uri + suffix, uri=True, timeout=30, check_same_thread=False)
         try:
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return con
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:  # e.g. no WAL side files can be made in a read-only folder
             con.close()
-    raise WorkspaceError(f"cannot read the feature database {path}: it is locked or not an SQLite file")
+            error = exc
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            con.close()
+            raise sqlite_error(path, exc) from exc
+    raise sqlite_error(path, error) if error is not None else damaged(path, "it cannot be opened")
 
 
 def stored_labels(path: str | os.PathLike) -> dict[int, str]:
@@ -274,8 +336,6 @@ def stored_labels(path: str | os.PathLike) -> dict[int, str]:
         return {}
     try:
         return store.labels()
-    except sqlite3.OperationalError:
-        return {}
     finally:
         store.close()
 
@@ -287,40 +347,27 @@ def stored_clean_ids(path: str | os.PathLike) -> set[int] | None:
         return None
     try:
         return store.clean_ids() if store.is_interpreted() else None
-    except sqlite3.OperationalError:
-        return None
     finally:
         store.close()
 
 
-def feature_records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Features as JSON-ready objects: id, label, density, act_mean, ..., and a `scores` object."""
+def feature_records(table: pd.DataFrame) -> list[FeatureSummary]:
+    """The rows of a feature table as records (every score a field, None where it was not computed)."""
     out = []
     for row in table.to_dict("records"):
-        scores = {k: _num(row.get(k)) for k in SCORE_NAMES if _num(row.get(k)) is not None}
-        rec = {
-            "id": int(row["id"]), "label": _text(row.get("label")), "labeller": _text(row.get("labeller")),
-            "density": _num(row.get("density")), "act_mean": _num(row.get("act_mean")),
-            "act_max": _num(row.get("act_max")), "n_active": int(row.get("n_active") or 0),
-            "category": _text(row.get("category")), "clean": bool(row.get("clean")), "scores": scores,
-        }
-        rec["scores"].setdefault("embedding_auc", None)
-        out.append(rec)
+        out.append(FeatureSummary(
+            id=int(row["id"]), label=_text(row.get("label")), description=_text(row.get("description")),
+            labeller=_text(row.get("labeller")), label_source=INTERPRETED if _text(row.get("label")) else None,
+            density=number(row.get("density")), act_mean=number(row.get("act_mean")),
+            act_max=number(row.get("act_max")), n_active=int(row.get("n_active") or 0),
+            category=_text(row.get("category")), clean=bool(row.get("clean")),
+            scores=FeatureScores.from_values(row),
+        ))
     return out
 
 
 def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if f != f else round(f, 6)
 
 
 EXPORT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
@@ -340,5 +387,5 @@ def export_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
         elif fmt == "parquet":
             table.to_parquet(tmp, index=False)
         else:
-            tmp.write_text(json.dumps(feature_records(table), indent=1) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(plain(feature_records(table)), indent=1) + "\n", encoding="utf-8")
     return path

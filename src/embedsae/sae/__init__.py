@@ -1,7 +1,7 @@
 """Sparse autoencoders: one file per architecture behind a shared interface.
 
 An architecture is a subclass of `SAE` in its own module, registered with `@register_architecture`; the
-built-in ones are listed in `base.BUILTIN_ARCHITECTURES` (a plugin may register from anywhere before use).
+built-in ones are listed in `embedsae.registry.ARCHITECTURES` (a plugin may register from anywhere before use).
 Importing this package does not import torch: its names load on first use.
 """
 
@@ -22,9 +22,9 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     if name == "ARCHITECTURES":
-        from .base import architectures
+        from ..registry import ARCHITECTURES
 
-        return architectures()
+        return ARCHITECTURES
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -14,29 +13,22 @@ from torch import Tensor, nn
 from .. import layout
 from .._io import write_bytes, write_json
 from ..errors import InputError, WorkspaceError
+from ..registry import ARCHITECTURES
 from .config import SAEConfig
-
-ARCHITECTURES: dict[str, type[SAE]] = {}
-"""The registered SAE architectures by name (see `register_architecture`); use `architectures()` to read it."""
-
-BUILTIN_ARCHITECTURES = ("topk", "batchtopk", "relu")
-"""Modules of embedsae.sae whose import registers the built-in architectures."""
 
 
 def architectures() -> dict[str, type[SAE]]:
-    """Every registered SAE architecture by name (the built-in ones registered on first call)."""
-    import importlib
-
-    for module in BUILTIN_ARCHITECTURES:
-        importlib.import_module(f"embedsae.sae.{module}")
-    return ARCHITECTURES
+    """Every registered SAE architecture by name, imported (`embedsae.registry.ARCHITECTURES` lists them without
+    importing)."""
+    return ARCHITECTURES.load_all()
 
 
 def register_architecture(cls: type[SAE]) -> type[SAE]:
-    """Register an SAE class under its `architecture` name (usable as a class decorator)."""
+    """Register an SAE class under its `architecture` name (usable as a class decorator): the pipeline, the CLI's
+    --architecture choices and the app's train form then offer it."""
     if not cls.architecture:
         raise ValueError(f"{cls.__name__} needs an `architecture` name to be registered")
-    ARCHITECTURES[cls.architecture] = cls
+    ARCHITECTURES.register(cls.architecture, cls, replace=True, supports_pursuit=cls.supports_pursuit)
     return cls
 
 
@@ -233,27 +225,37 @@ class SAE(nn.Module):
         write_json(folder / layout.SAE_CONFIG, self.cfg.to_dict())
 
 
+def read_config(folder: str | os.PathLike) -> SAEConfig:
+    """The configuration of an SAE saved with `SAE.save` (its cfg.json, checked), without loading the weights."""
+    from ..errors import InputError
+    from ..integrity import damaged, read_json_object
+
+    path = Path(folder) / layout.SAE_CONFIG
+    raw = read_json_object(path, required=("d_in", "n_latents", "k", "architecture"))
+    try:
+        return SAEConfig.from_dict(raw)
+    except (InputError, ValueError, TypeError) as exc:
+        raise damaged(path, exc) from exc
+
+
 def load_sae(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SAE:
     """Load an SAE saved with `SAE.save` (cfg.json + sae.safetensors)."""
     from safetensors.torch import load_file
+
+    from ..integrity import damaged
 
     folder = Path(folder)
     cfg_file, weights = folder / layout.SAE_CONFIG, folder / layout.SAE_WEIGHTS
     if not cfg_file.is_file() or not weights.is_file():
         raise WorkspaceError(f"{folder} holds no saved SAE ({layout.SAE_CONFIG} and {layout.SAE_WEIGHTS} are needed)")
-    try:
-        with open(cfg_file, encoding="utf-8") as f:
-            cfg = SAEConfig.from_dict(json.load(f))
-    except (ValueError, TypeError) as exc:
-        raise WorkspaceError(f"the SAE in {folder} is damaged ({layout.SAE_CONFIG}: {exc}); train it again") from exc
-    sae = create_sae(cfg)
+    sae = create_sae(read_config(folder))
     try:
         sae.load_state_dict(load_file(str(weights)))
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise WorkspaceError(f"the SAE in {folder} is damaged ({layout.SAE_WEIGHTS}: {exc}); train it again") from exc
+        raise damaged(weights, exc) from exc
     return sae.to(device).eval()
 
 
 def create_sae(cfg: SAEConfig) -> SAE:
     """A freshly initialised SAE of the configured architecture."""
-    return architectures()[cfg.architecture](cfg)
+    return ARCHITECTURES.get(cfg.architecture)(cfg)

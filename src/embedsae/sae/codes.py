@@ -57,8 +57,11 @@ class Codes:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Codes:
-        with np.load(Path(path)) as z:
-            return cls(z["indices"], z["values"], int(z["n_latents"]))
+        """Codes written by `save` (DamagedFileError when the file is damaged)."""
+        from ..integrity import reading
+
+        with reading(path), np.load(Path(path)) as z:
+            return cls(*_checked(z["indices"], z["values"]), int(z["n_latents"]))
 
 
 def encode_array(
@@ -135,14 +138,20 @@ def stored_codes(ws, name: str) -> Codes | None:
     path = ws.sae_file(name, layout.CODES)
     if not path.is_file():
         return None
-    try:
-        with np.load(path) as z:
-            key = str(z["key"]) if "key" in z.files else None
-            if key != codes_key(ws, name) or len(z["indices"]) != ws.n_documents:
-                return None
-            return Codes(z["indices"], z["values"], int(z["n_latents"]))
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable: recomputed
+    from ..integrity import reading
+
+    with reading(path), np.load(path) as z:
+        key = str(z["key"]) if "key" in z.files else None
+        if key != codes_key(ws, name) or len(z["indices"]) != ws.n_documents:
+            return None  # stale: recomputed
+        return Codes(*_checked(z["indices"], z["values"]), int(z["n_latents"]))
+
+
+def _checked(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored code arrays as read, or ValueError when they do not fit together."""
+    if indices.ndim != 2 or indices.shape != values.shape:
+        raise ValueError(f"indices {indices.shape} and values {values.shape} differ")
+    return indices, values
 
 
 def workspace_codes(ws, sae: str | None = None, *, save: bool = False, progress: ProgressCallback | None = None,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ..errors import InputError
-from ..settings import Settings, check
+from ..registry import ARCHITECTURES
+from ..settings import OneOf, Range, Settings, check
 
 
 @dataclass
@@ -20,12 +21,12 @@ class SAEConfig(Settings):
 
     d_in: int
     """Dimension of the input vectors."""
-    n_latents: int = 3072
+    n_latents: Annotated[int, Range(ge=1, le=2**20)] = 3072
     """Number of latent features (dictionary size)."""
-    k: int = 32
+    k: Annotated[int, Range(ge=1, le=4096)] = 32
     """Active latents per vector (top-k / BatchTopK); for ReLU, the cap used by encode_sparse."""
-    architecture: str = "topk"
-    """A registered architecture (embedsae.sae.ARCHITECTURES): topk, batchtopk, relu, ..."""
+    architecture: Annotated[str, OneOf(ARCHITECTURES)] = "topk"
+    """The SAE architecture (a name registered in embedsae.registry.ARCHITECTURES)."""
     aux_k: int | None = None
     """Dead latents used by the auxiliary loss (default 2k)."""
     aux_coef: float = 1 / 32
@@ -36,7 +37,7 @@ class SAEConfig(Settings):
     """Weight of the multi-k loss."""
     l1_coef: float = 5e-3
     """L1 penalty (ReLU SAE only)."""
-    pursuit: int = 4
+    pursuit: Annotated[int, Range(ge=0)] = 4
     """Top-k only: encode by non-negative orthogonal matching pursuit over the encoder's `pursuit` x k
     strongest latents (values refit by least squares on the decoder; 0 = the plain top-k and ReLU encoder).
     Training is unchanged; every encode (codes, search, evaluation) uses it. Set to 0 for other
@@ -47,18 +48,13 @@ class SAEConfig(Settings):
     """Provenance kept with the SAE, e.g. where an imported SAE came from (format, source file)."""
 
     def validate(self) -> None:
-        from .base import architectures
-
         if self.d_in <= 0 or self.n_latents <= 0:
             raise InputError(f"d_in and n_latents must be positive (got {self.d_in}, {self.n_latents})")
         if self.k <= 0 or self.k > self.n_latents:
             raise InputError(f"k must be between 1 and the number of latents ({self.n_latents}); got {self.k}")
-        registered = architectures()
-        if self.architecture not in registered:
-            raise InputError(f"unknown SAE architecture '{self.architecture}'; use one of {', '.join(registered)}")
-        if self.pursuit < 0:
-            raise InputError(f"pursuit must be 0 (off) or a positive candidate multiple of k; got {self.pursuit}")
-        if not registered[self.architecture].supports_pursuit:
+        ARCHITECTURES.check(self.architecture)
+        super().validate()
+        if not ARCHITECTURES.info(self.architecture).get("supports_pursuit", False):
             self.pursuit = 0
 
     @property
@@ -76,11 +72,11 @@ class SAEConfig(Settings):
 class TrainConfig(Settings):
     """Optimisation settings (the seed recipe's defaults, with a learning rate suited to small corpora)."""
 
-    lr: float = 1e-3
+    lr: Annotated[float, Range(gt=0, what="the learning rate")] = 1e-3
     """Adam learning rate."""
-    batch_size: int = 256
+    batch_size: Annotated[int, Range(ge=1, le=2**20, what="the batch size")] = 256
     """Vectors per step (the seed used 1024 on millions of vectors; smaller batches suit corpora of thousands)."""
-    epochs: int | None = None
+    epochs: Annotated[int, Range(ge=1, le=100_000)] | None = None
     """Passes over the training vectors (train_on_array only); default 30, more for small corpora (see min_steps)."""
     min_steps: int = 500
     """With the default epochs, train at least this many steps (small corpora need more passes)."""
@@ -90,7 +86,7 @@ class TrainConfig(Settings):
     """Share of the final steps over which the learning rate decays linearly to zero."""
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
-    seed: int = 0
+    seed: Annotated[int, Range(ge=0)] = 0
     """Seed for initialisation and shuffling."""
     val_fraction: float = 0.05
     """Share of vectors held out for validation (train_on_array only)."""
@@ -100,9 +96,9 @@ class TrainConfig(Settings):
     """Steps between host-side metric reads (progress bar and log)."""
     val_every: int = 100
     """Steps between held-out NMSE evaluations in the log (rounded up to a log step; always at the end)."""
-    checkpoint_every: int = 0
+    checkpoint_every: Annotated[int, Range(ge=0)] = 0
     """Steps between checkpoints (0 = only at the end of each epoch when a folder is given)."""
-    noise: float = 0.3
+    noise: Annotated[float, Range(ge=0)] = 0.3
     """Gaussian input noise while training, as a share of the mean vector norm (regularises small corpora)."""
     init: Literal["auto", "data", "random"] = "auto"
     """Where latents start. 'data': each at a different training vector (centred, unit norm); 'random': at a
@@ -128,9 +124,6 @@ class TrainConfig(Settings):
 
     def validate(self) -> None:
         super().validate()
-        check(self.lr > 0, f"the learning rate must be positive, got {self.lr}")
-        check(self.batch_size >= 1, f"the batch size must be at least 1, got {self.batch_size}")
-        check(self.epochs is None or self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         check(self.min_steps >= 1, f"min_steps must be at least 1, got {self.min_steps}")
         check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
         check(0 <= self.decay_fraction <= 1, f"decay_fraction must lie in [0, 1], got {self.decay_fraction}")
@@ -138,9 +131,7 @@ class TrainConfig(Settings):
         check(0 <= self.val_fraction < 1, f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         check(self.dead_after is None or self.dead_after >= 1, f"dead_after must be at least 1, got {self.dead_after}")
         check(self.log_every >= 1 and self.val_every >= 1, "log_every and val_every must be at least 1")
-        check(self.checkpoint_every >= 0, f"checkpoint_every must be 0 or more, got {self.checkpoint_every}")
         check(self.in_memory_bytes >= 0, f"in_memory_bytes must be 0 or more, got {self.in_memory_bytes}")
         check(self.shuffle_buffer >= 1, f"shuffle_buffer must be at least 1, got {self.shuffle_buffer}")
-        check(self.noise >= 0, f"noise must be 0 (off) or positive, got {self.noise}")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith(("cuda", "mps")),
               f"unknown device '{self.device}': use auto, cpu, cuda or cuda:N")

@@ -28,14 +28,14 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from .._io import atomic_path
 from ..errors import InputError, WorkspaceError
 from ..progress import ProgressCallback
-from ..settings import Settings, check
+from ..settings import Range, Settings, check
 from .compress import dequantize, quantize, residual_estimate, residual_lut, residual_sketch, stored_values
 from .retriever import BuildContext, Query, Retriever
 from .terms import term_weights
@@ -47,7 +47,7 @@ FILE_NAME = "concept_index.npz"
 class ConceptSettings(Settings):
     """How the concept index is built and scored."""
 
-    doc_k: int = 32
+    doc_k: Annotated[int, Range(ge=1, le=4096)] = 32
     """Latents each document keeps in the concept index (may exceed the SAE's k: the encoder is asked for more)."""
     query_k: int = 64
     """Latents of the query that find candidates in Milvus, and the query's terms in dot and bm25 scoring."""
@@ -335,7 +335,9 @@ class ConceptIndex(ConceptStore):
         path = Path(path)
         if not path.is_file():
             raise WorkspaceError(f"no concept index at {path}; build it with: embedsae index WORKSPACE")
-        with np.load(path) as z:
+        from ..integrity import reading
+
+        with reading(path), np.load(path) as z:
             settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
             clusters = (z["centres"], z["cluster_ptr"], z["cluster_members"]) if "centres" in z.files else None
             residual = (z["residual_bits"], z["residual_scale"]) if "residual_bits" in z.files else None

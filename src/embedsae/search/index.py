@@ -7,12 +7,13 @@ import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from .._io import read_json, write_json
+from .._io import now_iso, write_json
 from ..errors import InputError
 from ..progress import ProgressCallback, Tracker
-from ..workspace import Workspace, now_iso
+from ..workspace import Workspace
 from .concept import ConceptSettings
 from .milvus import MilvusSettings
 from .storage import BACKENDS, concept_path, folder_bytes, index_dir, index_info, part_built, store_class
@@ -22,13 +23,14 @@ __all__ = ["BACKENDS", "adopt_sae", "build_index", "concept_path", "folder_bytes
 
 logger = logging.getLogger(__name__)
 
+
 def adopt_sae(ws: Workspace, source: Workspace, name: str | None = None) -> str:
     """Copy an SAE trained in another workspace into this one (same embedding model required); returns its name."""
-    from ..sae import SAEConfig
+    from ..sae.base import read_config
 
     name = source.resolve_sae(name)
     src = source.sae_dir(name)
-    cfg = SAEConfig.from_dict(read_json(src / "cfg.json"))
+    cfg = read_config(src)
     if cfg.model_id is None and source.model_id != ws.model_id:
         cfg.model_id = source.model_id
     ws.check_sae_compatible(cfg)
@@ -41,19 +43,25 @@ def adopt_sae(ws: Workspace, source: Workspace, name: str | None = None) -> str:
         )
     dst = ws.sae_dir(name)
     if dst.resolve() != src.resolve():
-        tmp = ws.saes_dir / f".adopt-{name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for f in ("cfg.json", "sae.safetensors", "metrics.json", "train_log.png"):
-            if (src / f).is_file():
-                shutil.copy2(src / f, tmp / f)
-        write_json(tmp / "origin.json", {"workspace": str(source.path), "sae": name, "copied": now_iso()})
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
-        (dst / "sae.safetensors").touch()  # newer than any stale codes
+        with ws.sae_lock(name, "copy in an SAE"), source.sae_lock(name, "copy out the SAE", shared=True):
+            _copy_sae(ws, source, name, src, dst)
     ws.set_latest_sae(name)
     return name
+
+
+def _copy_sae(ws: Workspace, source: Workspace, name: str, src: Path, dst: Path) -> None:
+    """Copy the SAE's files beside its place, then move them in (the caller holds both SAEs' locks)."""
+    from ..pipeline import replace_sae
+
+    tmp = ws.saes_dir / f".adopt-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in ("cfg.json", "sae.safetensors", "metrics.json", "train_log.png"):
+        if (src / f).is_file():
+            shutil.copy2(src / f, tmp / f)
+    write_json(tmp / "origin.json", {"workspace": str(source.path), "sae": name, "copied": now_iso()})
+    replace_sae(ws, name, tmp)
+    (dst / "sae.safetensors").touch()  # newer than any stale codes
 
 
 def build_index(
@@ -76,7 +84,7 @@ def build_index(
     workspace's embedding matrix itself; `ann` adds the approximate one. `backend` "milvus" keeps the concept
     index and the dense vectors in a Milvus collection (`milvus` says where) instead of the workspace.
     """
-    from .retriever import BuildContext, retriever_class, retriever_names
+    from .retriever import retriever_class, retriever_names
 
     settings = settings or ConceptSettings()
     name = ws.resolve_sae(sae)
@@ -84,10 +92,17 @@ def build_index(
     names = [n for n in names if (lexical or n != "bm25") and (dense or n != "dense")]
     if not names:
         raise InputError("no index to build: every part was left out")
-    store = store_class(backend)
-    store.check_build(names, ann)
+    store_class(backend).check_build(names, ann)
+    with ws.sae_lock(name, "build the index"), ws.stage_lock("index", "build the index"):
+        return _build_locked(ws, name, settings, names, ann, backend, milvus, progress)
+
+
+def _build_locked(ws: Workspace, name: str, settings: ConceptSettings, names: list[str], ann: bool, backend: str,
+                  milvus: MilvusSettings | None, progress: ProgressCallback | None) -> dict[str, Any]:
+    from .retriever import BuildContext, retriever_class
+
     ctx = BuildContext(ws, name, settings, ann=ann, progress=progress, parts=tuple(names), backend=backend,
-                       milvus=milvus, store=store(ws))
+                       milvus=milvus, store=store_class(backend)(ws))
     ctx.cache["sae"] = ws.load_sae(name)
     t0 = time.perf_counter()
     info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names,

@@ -53,7 +53,10 @@ class LexicalIndex:
         folder = Path(folder)
         if not (folder / "n_docs.txt").is_file():
             raise WorkspaceError(f"no BM25 index at {folder}; build it with: embedsae index WORKSPACE")
-        return cls(bm25s.BM25.load(str(folder), show_progress=False), int((folder / "n_docs.txt").read_text()))
+        from ..integrity import reading
+
+        with reading(folder):
+            return cls(bm25s.BM25.load(str(folder), show_progress=False), int((folder / "n_docs.txt").read_text()))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for one query (zeros when no query word is in the vocabulary)."""

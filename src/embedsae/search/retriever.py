@@ -3,19 +3,18 @@
 A retriever builds its index into the workspace (`build`), reads it back (`load`), ranks documents for
 one query (`rank`) and says how many bytes its index takes (`size`). The Searcher, `build_index` and
 `evaluate_retrieval` all read the registry, so a new mode is one new file with a `Retriever` subclass
-plus one registration: a line in `BUILTIN` below for a built-in, or `register_retriever(MyRetriever)`.
+plus one registration: a line in `embedsae.registry.RETRIEVERS` for a built-in, or `register_retriever(MyRetriever)`.
 """
 
 from __future__ import annotations
 
-import importlib
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..errors import InputError
+from ..registry import RETRIEVERS
 
 if TYPE_CHECKING:
     from ..progress import ProgressCallback
@@ -25,16 +24,6 @@ if TYPE_CHECKING:
     from .searcher import Searcher
     from .storage import IndexStore
 
-# name -> "module:Class" of the built-in retrievers, imported on first use (order = the order of modes)
-BUILTIN: dict[str, str] = {
-    "dense": "embedsae.search.dense:DenseRetriever",
-    "concept": "embedsae.search.concept:ConceptRetriever",
-    "hybrid": "embedsae.search.hybrid:HybridRetriever",
-    "bm25": "embedsae.search.lexical:BM25Retriever",
-}
-
-_REGISTRY: dict[str, type[Retriever]] = {}
-_LOCK = threading.Lock()
 
 
 @dataclass
@@ -106,47 +95,24 @@ class Retriever:
 
 
 def register_retriever(cls: type[Retriever], *, replace: bool = False) -> type[Retriever]:
-    """Register a retriever class under its `name` (usable as a decorator)."""
+    """Register a retriever class under its `name` (usable as a decorator): it becomes a search mode everywhere
+    (the CLI's --mode choices, the app's mode menu, the API's schema, `eval-retrieval --mode all`)."""
     if not cls.name:
         raise InputError(f"retriever {cls.__name__} has no name")
-    _load_builtins()
-    with _LOCK:
-        if cls.name in _REGISTRY and not replace and _REGISTRY[cls.name] is not cls:
-            raise InputError(f"a retriever named '{cls.name}' is already registered")
-        _REGISTRY[cls.name] = cls
+    RETRIEVERS.register(cls.name, cls, replace=replace)
     return cls
 
 
 def unregister_retriever(name: str) -> None:
     """Remove a registered retriever (tests register toys and take them away again)."""
-    with _LOCK:
-        _REGISTRY.pop(name, None)
+    RETRIEVERS.unregister(name)
 
 
 def retriever_names() -> tuple[str, ...]:
     """The names of every registered search mode, built-ins first."""
-    _load_builtins()
-    return tuple(_REGISTRY)
+    return RETRIEVERS.names()
 
 
 def retriever_class(name: str) -> type[Retriever]:
     """The retriever registered under `name`, or an InputError listing the modes."""
-    _load_builtins()
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise InputError(f"unknown search mode '{name}'; use one of {', '.join(_REGISTRY)}")
-    return cls
-
-
-def _load_builtins() -> None:
-    if all(name in _REGISTRY for name in BUILTIN):
-        return
-    with _LOCK:
-        loaded = {}
-        for name, spec in BUILTIN.items():
-            module, attr = spec.split(":")
-            loaded[name] = getattr(importlib.import_module(module), attr)
-        extra = {k: v for k, v in _REGISTRY.items() if k not in loaded}
-        _REGISTRY.clear()
-        _REGISTRY.update(loaded)
-        _REGISTRY.update(extra)
+    return RETRIEVERS.get(name)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmbedSAEError, InputError
+from ..errors import DamagedFileError, EmbedSAEError, InputError
 from ..workspace import Workspace
 from .hybrid import HybridSettings
 from .retriever import Query, Retriever, retriever_class, retriever_names
@@ -58,8 +58,12 @@ class Searcher:
         rrf_k: float | None = None,
         depth: int | None = None,
         hybrid: HybridSettings | None = None,
+        parts: Any = None,
     ) -> None:
+        """`parts`: where the SAE, its name, labels and titles come from when they are cached elsewhere (an
+        `embedsae.Project`, which keeps them current when a stage rewrites them); else this Searcher loads them."""
         self.ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+        self._parts = parts
         given = {k: v for k, v in {"fusion": fusion, "weights": weights, "rrf_k": rrf_k, "depth": depth}.items()
                  if v is not None}
         self.hybrid = (hybrid or HybridSettings()).replace(**given) if given else (hybrid or HybridSettings())
@@ -86,10 +90,14 @@ class Searcher:
 
     @property
     def sae_name(self) -> str:
+        if self._parts is not None:
+            return self._parts.sae_name
         return self._cached("sae_name", lambda: self.ws.resolve_sae(self._sae_name))
 
     @property
     def sae(self):
+        if self._parts is not None:
+            return self._parts.sae
         return self._cached("sae", lambda: self.ws.load_sae(self.sae_name))
 
     def query_sae(self):
@@ -155,6 +163,8 @@ class Searcher:
         """Feature id -> label, as every view shows them (embedsae.interpret.feature_labels)."""
         from ..interpret import feature_labels
 
+        if self._parts is not None:
+            return self._parts.labels
         return self._cached("labels", lambda: feature_labels(self.ws, self.sae_name))
 
     def concept_query(self, vector: np.ndarray):
@@ -259,6 +269,8 @@ class Searcher:
         """Each changed feature's largest activation over the documents, the scale for edit values."""
         try:
             index = self.concept
+        except DamagedFileError:
+            raise
         except EmbedSAEError:
             return
         for c in changes:
@@ -271,11 +283,13 @@ class Searcher:
         if vector is not None:
             try:
                 cq = self.concept_query(vector)
+            except DamagedFileError:  # a damaged file is told, never passed over
+                raise
             except EmbedSAEError as exc:  # explanations need the concept index; hits come without them
                 self._cache.setdefault("explain_error", str(exc))
         hits = []
         for rank, (r, s) in enumerate(zip(rows.tolist(), scores.tolist()), 1):
-            hit = {"rank": rank, "id": ids.iat[r], "title": titles[r], "score": round(float(s), 5)}
+            hit = {"rank": rank, "id": ids.iat[r], "title": titles[r], "score": round(float(s), 5), "row": int(r)}
             if cq is not None:
                 from .explain import explain_hit
 
@@ -284,4 +298,6 @@ class Searcher:
         return hits
 
     def _titles(self) -> list[str]:
+        if self._parts is not None:
+            return self._parts.titles
         return self._cached("titles", self.ws.titles)

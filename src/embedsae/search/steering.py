@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, NotFoundError, check_feature
 
 FORMS = ("residual", "decode")
+MAX_VALUE = 100.0
+"""Largest absolute steering value (set or added): activations are of order 1, and far larger values only
+overflow the ranking."""
 _SPEC = re.compile(r"^\s*(?P<target>.+?)\s*=\s*(?P<value>[+-]?\s*\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
 
 
@@ -61,10 +64,17 @@ def parse_spec(spec: str) -> tuple[str, str, float]:
             f"bad steering spec '{spec}': use ID=VALUE or \"label text\"=VALUE, where VALUE sets the activation "
             "(0 removes the feature), +X raises it and -X lowers it, e.g. 123=0.5 or \"wing flutter\"=+0.3"
         )
-    target = m.group("target").strip().strip("\"'")
+    target = m.group("target").strip().strip("\"'").strip()
     raw = m.group("value").replace(" ", "")
     op = "add" if raw[0] in "+-" else "set"
-    return target, op, float(raw)
+    value = float(raw)
+    if not target:
+        raise InputError(f"bad steering spec '{spec}': the label is empty; give a feature id or some label text, "
+                         "e.g. 123=0.5 or \"wing flutter\"=+0.3")
+    if not abs(value) <= MAX_VALUE:
+        raise InputError(f"bad steering spec '{spec}': the value must be between -{MAX_VALUE:g} and {MAX_VALUE:g} "
+                         "(activations are of order 1)")
+    return target, op, value
 
 
 class Steering:
@@ -95,10 +105,10 @@ class Steering:
         for spec in specs:
             target, op, value = parse_spec(spec)
             if target.isdigit():
-                feature = int(target)
-                if feature >= sae.cfg.n_latents:
-                    raise InputError(f"steering spec '{spec}': feature {feature} does not exist "
-                                     f"(the SAE has {sae.cfg.n_latents} features, 0..{sae.cfg.n_latents - 1})")
+                try:
+                    feature = check_feature(target, sae.cfg.n_latents)
+                except NotFoundError as exc:
+                    raise NotFoundError(f"steering spec '{spec}': {exc}") from None
                 edits.append(Edit(feature, op, value, spec))
                 continue
             feature, how, score = resolve_label(target, sae, labels or {}, embed)

@@ -4,18 +4,18 @@ A store writes and opens the concept index of an SAE and the dense vectors' inde
 ``embedded`` (files of the workspace: saes/<name>/concept_index.npz, the workspace's own vectors and the
 optional usearch index) and ``milvus`` (a Milvus collection, milvus.py). Retrievers never ask which backend
 holds an index: building goes through the store of the build (`BuildContext.store`), searching through
-`Storage`, which finds the store that holds each index. A new backend is a subclass registered in BACKENDS.
+`Storage`, which finds the store that holds each index. A new backend is a subclass registered with
+`register_store` (embedsae.registry.INDEX_BACKENDS).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._io import read_json
 from ..errors import InputError, WorkspaceError
+from ..registry import INDEX_BACKENDS
 from .concept import FILE_NAME, ConceptIndex, ConceptStore, DocumentCodes, sae_arrays
 
 if TYPE_CHECKING:
@@ -23,11 +23,8 @@ if TYPE_CHECKING:
     from .retriever import BuildContext
 
 INDEX_DIR = "index"
-BACKENDS: dict[str, str | type[IndexStore]] = {
-    "embedded": "embedsae.search.storage:EmbeddedStore",
-    "milvus": "embedsae.search.milvus:MilvusStore",
-}
-"""Backend name -> its store class, or "module:Class" (imported on first use)."""
+BACKENDS = INDEX_BACKENDS
+"""The storage backends by name (embedsae.registry.INDEX_BACKENDS): each an `IndexStore` class."""
 
 
 def index_dir(ws: Workspace) -> Path:
@@ -37,8 +34,10 @@ def index_dir(ws: Workspace) -> Path:
 
 def index_info(ws: Workspace) -> dict[str, Any] | None:
     """What `build_index` wrote last (index.json), or None."""
+    from ..integrity import read_json_object
+
     path = index_dir(ws) / "index.json"
-    return read_json(path) if path.is_file() else None
+    return read_json_object(path) if path.is_file() else None
 
 
 def part_built(ws: Workspace, name: str) -> bool | None:
@@ -62,21 +61,15 @@ def folder_bytes(folder: Path) -> int:
 
 def store_class(backend: str) -> type[IndexStore]:
     """The store class of a backend, or an InputError naming the backends."""
-    spec = BACKENDS.get(backend)
-    if spec is None:
-        raise InputError(f"unknown index backend '{backend}'; use one of {', '.join(BACKENDS)}")
-    if isinstance(spec, str):
-        module, attr = spec.split(":")
-        spec = BACKENDS[backend] = getattr(importlib.import_module(module), attr)
-    return spec
+    return INDEX_BACKENDS.get(backend)
 
 
 def register_store(cls: type[IndexStore]) -> type[IndexStore]:
-    """Register a storage backend under its `name` (usable as a decorator); `build_index(backend=name)` then
-    writes to it and every Searcher finds the indexes it holds."""
-    if not cls.name or (cls.name in BACKENDS and store_class(cls.name) is not cls):
-        raise InputError(f"a storage backend needs a name not registered yet; got '{cls.name}'")
-    BACKENDS[cls.name] = cls
+    """Register a storage backend under its `name` (usable as a decorator): `build_index(backend=name)` then writes
+    to it, every Searcher finds the indexes it holds, and the CLI's --backend offers it."""
+    if not cls.name:
+        raise InputError(f"storage backend {cls.__name__} has no name")
+    INDEX_BACKENDS.register(cls.name, cls)
     return cls
 
 
@@ -84,7 +77,7 @@ def unregister_store(name: str) -> None:
     """Remove a registered storage backend (tests register toys and take them away again)."""
     if name in ("embedded", "milvus"):
         raise InputError(f"the built-in storage backend '{name}' cannot be removed")
-    BACKENDS.pop(name, None)
+    INDEX_BACKENDS.unregister(name)
 
 
 class IndexStore:
@@ -104,7 +97,7 @@ class IndexStore:
         """Store an SAE's concept index from the documents' codes; other backends forget theirs; returns what
         index.json records."""
         info = self._write_concept(ctx, docs, sae)
-        for other in BACKENDS:
+        for other in INDEX_BACKENDS.names():
             if other != self.name:
                 store_class(other)(self.ws).drop_concept(ctx.sae)
         return info
@@ -191,7 +184,7 @@ class Storage:
 
     def concept_store(self, sae: str) -> IndexStore | None:
         """The store that holds the SAE's concept index (the embedded one first), or None."""
-        for backend in BACKENDS:
+        for backend in INDEX_BACKENDS.names():
             store = store_class(backend)(self.ws)
             if store.has_concept(sae):
                 return store

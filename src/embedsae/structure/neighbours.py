@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..data.embedders import l2_normalise
-from ..errors import InputError
+from ..errors import InputError, check_feature
 from ..workspace import Workspace
 
 
@@ -15,17 +15,6 @@ def decoder_directions(sae) -> np.ndarray:
     """The SAE's decoder rows as unit vectors (n_latents x d), float32 numpy."""
     w = sae.W_dec.detach().float().cpu().numpy()
     return l2_normalise(w)
-
-
-def check_feature(feature: int, n_latents: int, sae: str) -> int:
-    """The feature id as an int, or an InputError saying which ids exist."""
-    try:
-        f = int(feature)
-    except (TypeError, ValueError):
-        raise InputError(f"feature id must be a whole number, got '{feature}'") from None
-    if not 0 <= f < n_latents:
-        raise InputError(f"feature {f} does not exist: SAE '{sae}' has features 0 to {n_latents - 1}")
-    return f
 
 
 class NeighbourFinder:

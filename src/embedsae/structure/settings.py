@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from ..settings import Settings, check
+from ..settings import Range, Settings, check
 
 
 @dataclass
 class FamilySettings(Settings):
     """Parameters of family finding (defaults: the seed's values)."""
 
-    threshold: float = 0.1
+    threshold: Annotated[float, Range(ge=0, lt=1)] = 0.1
     """Normalised co-occurrence below which an edge is dropped before the spanning tree (seed: 0.1)."""
     normalisation: Literal["sqrt", "min", "max"] = "sqrt"
     """Edge weight: co-occurrence / "sqrt" (sqrt(n_i n_j); ours, keeps very general features from swallowing
@@ -25,7 +25,7 @@ class FamilySettings(Settings):
     """Children (all descendants) a family needs to be kept (seed: more than three)."""
     max_jaccard: float = 0.6
     """Families whose children overlap more than this (Jaccard) are near-duplicates; the larger one stays."""
-    max_density: float = 0.2
+    max_density: Annotated[float, Range(gt=0, le=1)] = 0.2
     """Features firing in more than this share of documents are left out (seed: 0.2)."""
     random_permutations: int = 10
     """Random feature orders averaged for `block_ratio_random`."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import layout
-from .._io import read_json, write_json
+from .._io import write_json
 from ..progress import ProgressCallback
 from ..workspace import Workspace
 from .cooccurrence import Cooccurrence, cooccurrence
@@ -106,20 +106,33 @@ def write_families(ws: Workspace, result: FamiliesResult, *, figures: bool = Tru
 
 
 def load_families(ws: Workspace, sae: str | None = None) -> dict[str, Any] | None:
-    """The stored families of an SAE (as written by the stage), or None when the stage has not run."""
+    """The stored families of an SAE (as written by the stage), or None when the stage has not run
+    (DamagedFileError when the file is damaged)."""
+    from ..integrity import damaged, read_json_object, reading
+
     path = ws.sae_dir(ws.resolve_sae(sae)) / FAMILIES_JSON
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    data = read_json_object(path, required=("families",))
+    with reading(path):
+        for i, fam in enumerate(data["families"]):
+            members = [int(fam["parent"]), *map(int, fam["children"])]
+            if len(fam["tree_parent"]) != len(fam["children"]) or any(m < 0 for m in members):
+                raise damaged(path, f"family {i} is not a tree of feature ids")
+    return data
 
 
 def families_stage(ws: Workspace, sae_name: str | None = None, progress: ProgressCallback | None = None,
                    settings: FamilySettings | None = None, *, figures: bool = True) -> FamiliesResult:
     """The families stage: build, store (families.json, and with `figures` the sunburst and PNG) and record the
     families of an SAE (the latest trained by default)."""
-    result = build_families(ws, sae_name, settings, progress=progress, save_codes=True)
-    paths = result.files = write_families(ws, result, figures=figures)
+    name = ws.resolve_sae(sae_name)
+    with ws.sae_lock(name, "find families"):
+        result = build_families(ws, name, settings, progress=progress, save_codes=True)
+        paths = result.files = write_families(ws, result, figures=figures)
+        ws.record_stage(f"families:{result.sae}", result.settings.to_dict(), seconds=round(result.seconds, 2),
+                        families=len(result.families))
     s = result.stats
-    ws.record_stage(f"families:{result.sae}", result.settings.to_dict(), seconds=round(result.seconds, 2),
-                    families=len(result.families))
     logger.info(f"families of '{result.sae}': {len(result.families)} families, coverage {s['coverage']:.1%}, "
         f"co-occurrence ratio {_fmt(s['cooccurrence_ratio'])}, block ratio {_fmt(s['block_ratio'])} "
         f"(random {_fmt(s['block_ratio_random'])}); see {paths.get('html', paths['json'])}")

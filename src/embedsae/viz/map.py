@@ -16,12 +16,12 @@ import numpy as np
 
 from .. import layout
 from .._io import atomic_path, read_json, save_npy, write_json
-from ..errors import InputError, require
+from ..errors import InputError, check_feature, require
 from ..workspace import Workspace
+from .map_png import OTHER, plot_map_png
 
 logger = logging.getLogger(__name__)
 
-OTHER = "other"
 SVG_MAX_POINTS = 25000
 """Above this many points the 2-D map uses WebGL (scattergl) instead of SVG."""
 
@@ -88,8 +88,7 @@ def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | Non
         from ..sae.codes import workspace_codes
 
         codes = workspace_codes(ws, sae)
-        if not 0 <= feature < codes.n_latents:
-            raise InputError(f"feature {feature} does not exist: the SAE has features 0 to {codes.n_latents - 1}")
+        check_feature(feature, codes.n_latents, ws.resolve_sae(sae))
         values = np.where(codes.indices == feature, codes.values, 0).max(axis=1).astype(np.float32)
         return Coloring("feature", f"feature {feature}", values=values)
     if color_by.startswith("column:"):
@@ -203,7 +202,6 @@ def write_map(
     with atomic_path(out) as tmp:
         fig.write_html(str(tmp), include_plotlyjs=True, full_html=True, config={"displaylogo": False})
     png = out.with_suffix(".png")
-    from .map_png import plot_map_png
 
     plot_map_png(coords, color, png, title=title)
     return out, png

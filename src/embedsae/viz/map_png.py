@@ -8,6 +8,9 @@ import numpy as np
 
 from ..plots import _pyplot, _save
 
+OTHER = "other"
+"""The colour group of points in no named group."""
+
 
 def plot_map_png(coords: np.ndarray, color, path: str | os.PathLike, title: str = "", max_legend: int = 20) -> None:
     """Scatter of the map's points (3-D axes for a 3-D map), coloured like the HTML map."""
@@ -23,7 +26,6 @@ def plot_map_png(coords: np.ndarray, color, path: str | os.PathLike, title: str 
     if color is None:
         scatter(np.ones(len(coords), bool), s=3, c="#4472c4", alpha=0.6)
     elif color.labels is not None:
-        from .map import OTHER
 
         labels = np.asarray(color.labels, dtype=object)
         names = sorted(set(color.labels) - {OTHER})

@@ -4,6 +4,7 @@ against a workspace's vocabulary with every missing word reported."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,13 +88,27 @@ def read_groups(path: str | os.PathLike) -> ConceptGroups:
     if not path.is_file():
         raise InputError(f"groups file not found: {path}; give a CSV (category,word) or a text file of 'Group: w1, w2' lines")
     if path.suffix.lower() in (".csv", ".tsv"):
-        groups = _read_csv(path)
-    else:
-        groups = _read_text(path)
+        return _groups(_read_csv(path), str(path))
+    return parse_groups(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_groups(groups: str | Mapping[str, Sequence[str]], source: str = "groups") -> ConceptGroups:
+    """Concept groups from `Group: w1, w2, ...` lines (blank lines and `#` comments skipped) or from a mapping
+    group -> words; the same rules as a groups file, errors naming the line."""
+    if isinstance(groups, str):
+        return _groups(_parse_lines(groups, source), source)
+    parsed = {str(g).strip(): [str(w).strip() for w in ws if str(w).strip()] for g, ws in groups.items()}
+    empty = [g for g, ws in parsed.items() if not g or not ws]
+    if empty:
+        raise InputError(f"{source}: group '{empty[0]}' has no name or no words; give each group a name and words")
+    return _groups(parsed, source)
+
+
+def _groups(groups: dict[str, list[str]], source: str) -> ConceptGroups:
     groups = {g: list(dict.fromkeys(ws)) for g, ws in groups.items() if ws}
     if not groups:
-        raise InputError(f"groups file {path} defines no groups with words")
-    return ConceptGroups(groups, source=str(path))
+        raise InputError(f"{source} defines no groups with words; write one group a line as 'Group: word1, word2, ...'")
+    return ConceptGroups(groups, source=source)
 
 
 def _read_csv(path: Path) -> dict[str, list[str]]:
@@ -119,22 +134,22 @@ def _read_csv(path: Path) -> dict[str, list[str]]:
     return groups
 
 
-def _read_text(path: Path) -> dict[str, list[str]]:
+def _parse_lines(text: str, source: str) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if ":" not in line:
             raise InputError(
-                f"{path}, line {lineno}: expected 'Group: word1, word2, ...', got '{line[:60]}' (no colon)"
+                f"{source}, line {lineno}: expected 'Group: word1, word2, ...', got '{line[:60]}' (no colon)"
             )
         name, _, rest = line.partition(":")
         name = name.strip()
         if not name:
-            raise InputError(f"{path}, line {lineno}: the group name before ':' is empty")
+            raise InputError(f"{source}, line {lineno}: the group name before ':' is empty")
         words = [w.strip() for w in rest.split(",") if w.strip()]
         if not words:
-            raise InputError(f"{path}, line {lineno}: group '{name}' lists no words after ':'")
+            raise InputError(f"{source}, line {lineno}: group '{name}' lists no words after ':'")
         groups.setdefault(name, []).extend(words)
     return groups
