@@ -202,6 +202,6 @@ def _eval_settings(rows: list, args: argparse.Namespace) -> list[str]:
         ws, beir = args.workspace, args.beir
         out += ["", "To compare the alternatives on this collection:",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights dense=1,concept=1,bm25=1",
-                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion minmax   (or rrf, dbsf, zscore)",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion rrf   (or minmax, dbsf, zscore)",
                 f"  embedsae index {ws} --feedback-docs 5   (or --no-residual, --doc-k N), then eval-retrieval again"]
     return out
