@@ -139,7 +139,8 @@ def test_label_search_and_documents(client, app_ws):
     p = embedsae.open(app_ws.path)
     f, label = next(iter(sorted(p.labels.items())))
     hits = client.get(f"{API}/labels", params={"q": label}).json()["items"]
-    assert hits[0] == {"id": f, "label": label, "description": None}  # the keyword labeller writes no description
+    assert hits[0] == {"id": f, "label": label, "description": p.feature(f).description}
+    assert hits[0]["description"].startswith(label[:1].upper() + label[1:])  # the keyword labeller's sentence
     doc = client.get(f"{API}/documents/3").json()
     assert doc["row"] == 3 and doc["title"] == p.titles[3] and doc["features"]
     assert doc["features"][0]["activation"] >= doc["features"][-1]["activation"] > 0

@@ -4,31 +4,49 @@ import numpy as np
 import pytest
 
 from embedsae.data.vectors import ArraySource, UnitRows, unit
-from embedsae.interpret.examples import ExampleConfig, _nearest, select_examples
+from embedsae.interpret.examples import ExampleConfig, select_examples
+from embedsae.interpret.hard import NearestDocuments
 
 
-def _brute_force(docs: np.ndarray, means: np.ndarray, excluded: list[np.ndarray], n: int) -> list[np.ndarray]:
+def _brute_force(docs: np.ndarray, rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     out = []
-    for j, ex in enumerate(excluded):
-        sims = docs @ means[j]
-        sims[ex] = -np.inf
-        order = np.argsort(-sims, kind="stable")
-        out.append(order[np.isfinite(sims[order])][:n])
-    return out
+    for r in rows:
+        sims = docs @ docs[r]
+        sims[excluded] = -np.inf
+        out.append(int(np.argmax(sims)))
+    return np.asarray(out)
 
 
 def test_nearest_documents_by_block_equal_brute_force() -> None:
+    """Each row's nearest document outside an excluded set, from the kept neighbours or, when all of them are
+    excluded, by a scan of the whole pool: the same on vectors in memory and read block by block."""
     rng = np.random.default_rng(1)
     docs = unit(rng.standard_normal((500, 16)))
-    means = rng.standard_normal((6, 16)).astype(np.float32)
-    per = [dict(active=rng.choice(500, 40, replace=False), random_neg=rng.choice(500, 5), heldout_neg=np.array([j]))
-           for j in range(6)]
-    excluded = [np.unique(np.concatenate([p["active"], p["random_neg"], p["heldout_neg"]])) for p in per]
     lazy = UnitRows(ArraySource(docs, shard_rows=130), chunk_rows=37)
-    for got, want in zip(_nearest(per, lazy, means, 12), _brute_force(docs, means, excluded, 12)):
-        np.testing.assert_array_equal(got, want)
-    for got, want in zip(_nearest(per, docs, means, 12), _brute_force(docs, means, excluded, 12)):
-        np.testing.assert_array_equal(got, want)
+    for source in (docs, lazy):
+        near = NearestDocuments(source, k=8)
+        for _ in range(6):
+            active = np.sort(rng.choice(500, 40, replace=False))
+            rows = active[:10]
+            np.testing.assert_array_equal(near.nearest_outside(rows, active), _brute_force(docs, rows, active))
+        # exclude a row's 8 kept neighbours: the answer comes from the scan
+        row = np.array([3])
+        excluded = np.sort(near.neighbours(row)[0])
+        before = near.fallbacks
+        np.testing.assert_array_equal(near.nearest_outside(row, excluded), _brute_force(docs, row, excluded))
+        assert near.fallbacks == before + 1
+
+
+def test_nearest_documents_search_a_bounded_sample_of_a_large_corpus() -> None:
+    rng = np.random.default_rng(2)
+    docs = unit(rng.standard_normal((400, 8)))
+    near = NearestDocuments(docs, k=4, pool=100)
+    assert len(near.pool_rows) == 100 and near.pool_vecs.shape == (100, 8)
+    got = near.nearest_outside(np.arange(20), np.arange(20))
+    assert set(got.tolist()) <= set(near.pool_rows.tolist())
+    outside = np.setdiff1d(near.pool_rows, np.arange(20))
+    want = outside[np.argmax(docs[:20] @ docs[outside].T, axis=1)]
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from embedsae.interpret.llm import (
     LLMEndpointError,
     MalformedAnswer,
     parse_label,
+    parse_name_description,
     parse_ratings,
 )
 
@@ -72,7 +73,8 @@ class FakeLLM:
                 elif fake.malformed_when and fake.malformed_when in prompt:
                     text = "I am not sure what these share."
                 else:
-                    text = f"They all discuss one topic.\nFINAL: {expected_label(prompt)}"
+                    name = expected_label(prompt)
+                    text = f"They all discuss one topic.\nNAME: {name}\nDESCRIPTION: Documents that discuss {name}."
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
                 out = {"id": "x", "object": "chat.completion", "model": body["model"],
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -117,7 +119,8 @@ def test_client_answers_counts_tokens_and_sends_key(fake_llm, monkeypatch):
     monkeypatch.setenv("MY_KEY", "sk-test-123")
     client = ChatClient(cfg(fake_llm.url, api_key_env="MY_KEY"))
     out = client.complete_many([MSG, MSG])
-    assert all(isinstance(o, str) and parse_label(o) == "quantum research" for o in out)
+    assert all(isinstance(o, str) and parse_name_description(o) == ("quantum research", "Documents that discuss "
+                                                                      "quantum research.") for o in out)
     assert client.usage.requests == 2
     assert client.usage.prompt_tokens == 2 * len(MSG[0]["content"].split())
     assert fake_llm.headers[0]["Authorization"] == "Bearer sk-test-123"
@@ -185,9 +188,52 @@ def test_parsers():
     assert parse_label("FINAL: a\nmore thought\nFinal: b c") == "b c"
     with pytest.raises(MalformedAnswer):
         parse_label("no label here")
+    with pytest.raises(MalformedAnswer):
+        parse_name_description("DESCRIPTION: a sentence, but no name line")
     assert parse_ratings("1: 10\n2: 3\n3. 0", 3).tolist() == [10, 3, 0]
     with pytest.raises(MalformedAnswer):
         parse_ratings("1: 10\n3: 2", 3)
+
+
+# Answers in the formats larger chat models return to the labelling prompt (reasoning, then the two lines asked
+# for; or JSON, bare or fenced; markdown keys; other key names; chatter after the answer).
+ANSWERS = [
+    ("The firing documents all study molecules with graph networks, while the others use graphs for social "
+     "data.\n\nNAME: Graph neural networks for molecules\nDESCRIPTION: Abstracts that predict molecular "
+     "properties with graph neural networks, unlike nearby ones on social or citation graphs.",
+     "Graph neural networks for molecules",
+     "Abstracts that predict molecular properties with graph neural networks, unlike nearby ones on social or "
+     "citation graphs."),
+    ('```json\n{"name": "Backdoor attacks", "description": "Poisoning training data to plant hidden triggers in '
+     'neural networks."}\n```', "Backdoor attacks", "Poisoning training data to plant hidden triggers in neural networks."),
+    ('Here is my answer: {"label": "Quantum error correction", "explanation": "Codes that protect qubits from '
+     'noise."}', "Quantum error correction", "Codes that protect qubits from noise."),
+    ("**Reasoning:** all ten are about turbulence.\n\n**Name:** Turbulent boundary layers\n**Description:** "
+     "Wall-bounded turbulent flows and their skin friction,\nset apart by measurements near the wall.\n\n"
+     "Let me know if you want a shorter description.",
+     "Turbulent boundary layers",
+     "Wall-bounded turbulent flows and their skin friction, set apart by measurements near the wall."),
+    ("1. Name: Dark matter halos\n2. Description: Simulations of dark matter halos around galaxies.",
+     "Dark matter halos", "Simulations of dark matter halos around galaxies."),
+    ("Label: Galaxies, stars and interstellar dust\nSummary: Observations of the Milky Way.",
+     "Galaxies", "Observations of the Milky Way."),  # a list as a name: its first item
+    ("Thinking step by step...\nFINAL: Reinforcement learning", "Reinforcement learning", None),  # the older form
+    ("NAME: “Speech enhancement”\nDESCRIPTION:", "Speech enhancement", None),
+]
+
+
+@pytest.mark.parametrize("answer, name, description", ANSWERS)
+def test_name_and_description_parser_reads_what_models_answer(answer, name, description):
+    assert parse_name_description(answer) == (name, description)
+
+
+def test_the_labelling_prompt_asks_for_both_fields_and_shows_near_misses():
+    from embedsae.interpret.llm_prompts import label_prompt
+
+    msgs = label_prompt(["A text on dark matter."], [0.7], ["A text on dark energy."], 200)
+    user = msgs[-1]["content"]
+    assert "NAME: <name>" in user and "DESCRIPTION: <description>" in user and "30 words" in user
+    assert "does NOT fire" in user and "dark energy" in user
 
 
 # ---------------------------------------------------------------------------- the whole LLM path on arXiv
@@ -206,13 +252,17 @@ def test_llm_labeller_end_to_end(arxiv_trained, copy_ws, fake_llm):
     assert s["llm_usage"]["requests"] == 24
     assert s["llm_usage"]["prompt_tokens"] == sum(len(r["messages"][-1]["content"].split()) for r in fake_llm.requests)
     labels = feature_labels(ws)
-    label_prompts = [r["messages"][-1]["content"] for r in fake_llm.requests if "FINAL" in r["messages"][-1]["content"]]
+    label_prompts = [r["messages"][-1]["content"] for r in fake_llm.requests
+                     if "NAME: <name>" in r["messages"][-1]["content"]]
     assert sorted(labels.values()) == sorted(expected_label(p) for p in label_prompts)
     with FeatureStore(db_path(ws.sae_dir(ws.resolve_sae()))) as store:
         t = store.table()
     done = t[t["status"] == "done"]
     assert done["llm_f1"].notna().all() and done["llm_f1"].between(0, 1).all()
     assert done["embedding_auc"].notna().all()
+    # both fields stored and scored the same way
+    assert (done["description"] == "Documents that discuss " + done["label"] + ".").all()
+    assert done["description_auc"].between(0, 1).all() and done["description_auc_hard"].between(0, 1).all()
     assert (done["labeller"] == "llm:fake-model").all()
 
     # a second run finds everything done: nothing is sent

@@ -17,6 +17,7 @@ from embedsae.interpret.llm_local import LocalChatClient, load_local_model
 from embedsae.interpret.llm_prompts import (
     SMALL_LABEL_WORDS,
     MalformedAnswer,
+    parse_small_description,
     parse_small_label,
     parse_small_rating,
     small_label_prompt,
@@ -43,9 +44,44 @@ from embedsae.interpret.llm_prompts import (
     ('They share a topic called "Optimizing Monte Carlo Tree Search"', "Optimizing Monte Carlo Tree Search"),
     ("This document discusses a novel low-complexity beam search decoder.", "novel low-complexity beam search decoder"),
     ("This topic is focused on the tracking of multiple objects.", "tracking of multiple objects"),
+    ("They share the topic of 3D Point Clouds.", "3D Point Clouds"),
+    ('The topic is "experimental studies on panel flutter"', "experimental studies on panel flutter"),
+    ("The topic they share is general theory of large deflections of thin shells with special applications.",
+     "general theory of large deflections of"),
 ])
 def test_small_label_parser(answer, label):
     assert parse_small_label(answer) == label
+
+
+# SmolLM2-135M's answers to the small profile's second prompt (one sentence, given the name it gave), on arXiv and
+# Cranfield features, with the descriptions read from them
+SMALL_DESCRIPTIONS = [
+    ("These texts share a common thread of exploring the potential of text-based supervision for visually-grounded "
+     "spoken language understanding.", "These texts share a common thread of exploring the potential of text-based "
+     "supervision for visually-grounded spoken language understanding."),
+    ("These texts share a common thread of exploring panel flutter experiments and its potential impact on panel "
+     "flutter separation criteria.", "These texts share a common thread of exploring panel flutter experiments and "
+     "its potential impact on panel flutter separation criteria."),
+    # cut off at the token bound, repeating itself: 30 words kept
+    ("This text shares a common thread in the text-based approach to 3D Point Clouds, showcasing the use of 3D Point "
+     "Clouds in a 3D Point Cloud-based 3D Point Cloud-based 3D Point Cloud-based 3D Point Cloud-based 3",
+     "This text shares a common thread in the text-based approach to 3D Point Clouds, showcasing the use of 3D Point "
+     "Clouds in a 3D Point Cloud-based 3D Point Cloud-based 3D."),
+    # a list instead of a sentence: its first item
+    ("- on the approach to chemical and vibrational equilibrium behind a strong normal shock wave\n- concurrent "
+     "approach to chemical and vibrational equilibrium of a pure diatomic gas passing through a st\u2026",
+     "on the approach to chemical and vibrational equilibrium behind a strong normal shock wave."),
+    ("Description: **Wall interference in wind tunnels.** More on this below.", "Wall interference in wind tunnels."),
+]
+
+
+@pytest.mark.parametrize("answer, description", SMALL_DESCRIPTIONS)
+def test_small_description_parser(answer, description):
+    assert parse_small_description(answer) == description
+
+
+def test_small_description_parser_gives_none_for_no_words():
+    assert parse_small_description("") is None and parse_small_description("**\n\n- \n") is None
 
 
 def test_small_label_parser_bounds_words_and_refuses_empty_answers():
@@ -180,8 +216,9 @@ def test_local_llm_labels_and_scores_real_features(smollm2, cranfield_ws, tmp_pa
     s = json.loads(capsys.readouterr().out)
     assert s["labeller"] == "llm:" + Path(smollm2).name
     assert s["interpreted"] + s["failed"] == 3 and s["interpreted"] >= 2, s
-    # one label prompt per feature, one yes/no prompt per held-out document (4 firing + 4 not) of a labelled one
-    assert s["llm_usage"]["requests"] == 3 + 8 * s["interpreted"]
+    # one name prompt per feature, one description prompt per named one, one yes/no prompt per held-out document
+    # (4 firing + 4 not) of a labelled one
+    assert s["llm_usage"]["requests"] == 3 + 9 * s["interpreted"]
     ws = Workspace.open(dst)
     with FeatureStore(db_path(ws.sae_dir(ws.resolve_sae()))) as store:
         t = store.table()
@@ -189,6 +226,9 @@ def test_local_llm_labels_and_scores_real_features(smollm2, cranfield_ws, tmp_pa
     assert len(done) == s["interpreted"]
     assert all(0 < len(lab.split()) <= SMALL_LABEL_WORDS and "FINAL" not in lab for lab in done["label"])
     assert done["embedding_auc"].between(0, 1).all()
+    # the second prompt's sentence, scored like the name
+    assert done["description"].notna().all() and (done["description"].str.split().str.len() <= 30).all()
+    assert done["description_auc"].between(0, 1).all()
     # the ratings are probabilities of "yes": graded, so r is defined for every scored feature
     assert done["llm_pearson"].notna().all() and all(math.isfinite(v) and -1 <= v <= 1 for v in done["llm_pearson"])
     assert done["llm_f1"].notna().all()

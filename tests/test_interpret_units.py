@@ -51,23 +51,47 @@ def test_select_examples_kinds():
     acts[:60, 0] = rng.random(60) + 0.1  # feature 0 fires on the first 60 documents
     acts[60:62, 1] = 1.0  # feature 1 on two
     csc = sp.csc_matrix(acts)
-    cfg = ExampleConfig(n_top=10, n_quantile=5, n_random_neg=20, n_hard_neg=5, n_heldout_pos=12, n_heldout_neg=20,
-                        n_heldout_hard=5)
+    cfg = ExampleConfig(n_top=10, n_quantile=5, n_random_neg=20, n_hard_neg=12, n_heldout_pos=12, n_heldout_neg=20)
     ex0, ex1 = select_examples(csc, np.array([0, 1]), emb, cfg)
     active = set(range(60))
     assert set(ex0.top) <= active and set(ex0.quantile) <= active and set(ex0.heldout_pos) <= active
     assert not set(ex0.shown_pos) & set(ex0.heldout_pos)
     negs = [ex0.random_neg, ex0.heldout_neg, ex0.hard_neg, ex0.heldout_hard]
     assert all(not set(n) & active for n in negs)
-    assert len({int(d) for n in negs for d in n}) == sum(len(n) for n in negs)  # all negatives distinct
+    assert not set(ex0.random_neg) & set(ex0.heldout_neg)
+    # shown and held-out sides share no negative: the labeller never sees a held-out document
+    assert not (set(ex0.random_neg) | set(ex0.hard_neg)) & (set(ex0.heldout_neg) | set(ex0.heldout_hard))
     assert list(ex0.top_act) == sorted(ex0.top_act, reverse=True)
     assert len(ex0.top) == 10 and len(ex0.quantile) == 5 and len(ex0.heldout_pos) == 12
-    # hard negatives are closer to the top documents' mean than random negatives are
-    mean = emb[ex0.top].mean(0)
-    assert (emb[ex0.hard_neg] @ mean).mean() > (emb[ex0.random_neg] @ mean).mean()
     assert len(ex1.shown_pos) == 1 and len(ex1.heldout_pos) == 1
     kinds = {(k, s) for _, k, s, _ in ex0.rows()}
     assert ("top", "shown") in kinds and ("pos", "heldout") in kinds and ("hard_neg", "heldout") in kinds
+
+
+def test_hard_negatives_are_each_documents_nearest_non_activating_document():
+    """Per document: each held-out activating document's hard negative is its nearest document the feature does
+    not fire on (other than the shown random negatives); each shown one's likewise, outside the held-out side."""
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(300, 6)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    fires = np.sort(rng.choice(300, 50, replace=False))
+    acts = np.zeros((300, 1), np.float32)
+    acts[fires, 0] = rng.random(50) + 0.1
+    cfg = ExampleConfig(n_top=8, n_quantile=8, n_random_neg=10, n_hard_neg=16, n_heldout_pos=25, n_heldout_neg=30)
+    (ex,) = select_examples(sp.csc_matrix(acts), np.array([0]), emb, cfg)
+
+    def nearest(rows, excluded):
+        sims = emb[rows] @ emb.T
+        sims[:, excluded] = -np.inf
+        return sims.argmax(1)
+
+    assert len(ex.heldout_hard) == len(ex.heldout_pos) == 25
+    np.testing.assert_array_equal(ex.heldout_hard, nearest(ex.heldout_pos, np.union1d(fires, ex.random_neg)))
+    apart = np.concatenate([fires, ex.heldout_neg, ex.heldout_hard])
+    assert len(ex.hard_neg) == len(ex.shown_pos) == 16
+    np.testing.assert_array_equal(ex.hard_neg, nearest(ex.shown_pos, apart))
+    # nearer to their own activating documents than random documents are
+    assert (emb[ex.heldout_hard] * emb[ex.heldout_pos]).sum(1).mean() > (emb[ex.heldout_neg] @ emb[ex.heldout_pos].T).mean() + 0.3
 
 
 def test_vocabulary_phrases_are_readable():
@@ -147,34 +171,39 @@ def _toy_labeller(n_docs: int = 300, seed: int = 0):
                          hard_neg=np.zeros(0, np.int64), heldout_pos=fires[20:40], heldout_pos_act=np.ones(20),
                          heldout_neg=np.zeros(0, np.int64), heldout_hard=np.zeros(0, np.int64))
     vocab = build_vocabulary(texts, min_df=2, max_df=0.9)
-    return KeywordLabeller(vocab, docs, encoder, PhraseEmbeddings(embed)), ex
+    titles = [t.split(".")[0] for t in texts]
+    return KeywordLabeller(vocab, docs, encoder, PhraseEmbeddings(embed), titles=titles), ex
 
 
-def test_keyword_labeller_names_what_discriminates():
+def test_keyword_labeller_names_and_describes_what_discriminates():
     lab, ex = _toy_labeller()
-    (label, detail), = lab.label_batch([ex], None)
+    (made,) = lab.label_batch([ex], None)
+    label, detail = made.name, made.detail
     assert label is not None and "quantum chaos" in label.lower() and "common" not in label.lower()
     assert 1 <= len(label.split()) <= 6 and detail["rank_score"] == max(detail["candidates"].values())
-    assert not label.startswith("mixed:")  # the activating documents are one group
+    assert made.description.lower().startswith(label.lower()) and len(made.description.split()) <= 30
     # the held-out examples play no part in the choice
     import dataclasses
 
     blind = dataclasses.replace(ex, heldout_pos=np.zeros(0, np.int64), heldout_pos_act=np.zeros(0))
-    assert lab.label_batch([blind], None)[0][0] == label
+    again = lab.label_batch([blind], None)[0]
+    assert (again.name, again.description) == (label, made.description)
 
 
 def test_keyword_labeller_weighs_the_shown_hard_negatives():
     import dataclasses
 
+    from embedsae.interpret.keywords import _Feature
     from embedsae.interpret.scorers import auc_matrix
 
     lab, ex = _toy_labeller()
     ex = dataclasses.replace(ex, hard_neg=ex.random_neg[:8])
     vecs = lab.phrase_emb.get(["quantum chaos", "common method", "galaxy clusters"])
     a_hard = auc_matrix(vecs @ lab.docs[ex.shown_pos].T, vecs @ lab.docs[ex.hard_neg].T)
-    base = lab.shown_criteria(vecs, ex)
+    f = _Feature(lab, ex)
+    base = f.criterion(lab, vecs)
     lab.hard_weight = 3.0
-    assert np.allclose(lab.shown_criteria(vecs, ex) - base, 2.0 * a_hard)
+    assert np.allclose(f.criterion(lab, vecs) - base, 2.0 * a_hard)
 
 
 def test_category_scores_by_hand():
@@ -286,3 +315,127 @@ def test_clean_filter_uses_the_hard_negative_auc(tmp_path):
         assert apply_clean_filter(st, CleanConfig(min_embedding_auc_hard=0.0)) == 3
     with pytest.raises(InputError, match="min_embedding_auc_hard"):
         CleanConfig(min_embedding_auc_hard=1.5)
+
+
+# ---------------------------------------------------------------------------- names and descriptions
+def test_names_and_descriptions_are_cut_to_their_lengths():
+    from embedsae.interpret.labellers import MAX_DESCRIPTION_WORDS, MAX_NAME_WORDS, Label, as_label, is_one_phrase
+
+    long_name = "a name of far more than six words in it"
+    long_desc = " ".join(f"w{i}," for i in range(40))
+    lab = as_label(Label(long_name, long_desc, {"x": 1}))
+    assert len(lab.name.split()) == MAX_NAME_WORDS == 6 and lab.detail == {"x": 1}
+    assert len(lab.description.split()) == MAX_DESCRIPTION_WORDS == 30 and lab.description.endswith("…")
+    assert as_label(("graph kernels", {})) == Label("graph kernels", None, {})  # a (name, detail) pair
+    assert as_label(None) is None and as_label(Label("  ", "")).name is None
+    assert is_one_phrase("Dirac equation in curved spacetime") and is_one_phrase("LSTM")
+    for listed in ("galaxies, stars and dust", "graphs and kernels", "mixed: A / B", "A; B", long_name):
+        assert not is_one_phrase(listed), listed
+
+
+def test_describe_joins_the_name_and_its_parts_within_thirty_words():
+    from embedsae.interpret.keywords import describe
+
+    assert describe("graph kernels", ["Weisfeiler-Lehman test", "molecules", "subtree patterns"]) == (
+        "Graph kernels: Weisfeiler-Lehman test, molecules; set apart by subtree patterns.")
+    assert describe("graph kernels", ["kernel methods", "molecules"]) == "Graph kernels; set apart by molecules."
+    assert describe("LSTM", []) == "LSTM."
+    many = [f"phrase number {i} of six" for i in range(10)]
+    text = describe("a name", many)
+    assert len(text.split()) <= 30 and text.endswith("set apart by phrase number 9 of six.")
+
+
+def test_title_chunks_read_as_names():
+    from embedsae.interpret.phrases import title_chunks
+
+    v = build_vocabulary([
+        "Deep residual learning for image recognition. Image recognition with residual networks.",
+        "Image recognition and image classification; image segmentation of images.",
+        "We study image recognition. Residual learning helps image recognition in practice.",
+    ], min_df=1, max_df=1.0)
+    chunks = title_chunks("Deep Residual Learning for Image Recognition", v)
+    assert "deep residual learning for image recognition" in chunks and "residual learning" in chunks
+    assert not any(c.split()[-1] == "image" for c in chunks)  # "image" mostly modifies the next word
+    assert all(2 <= len(c.split()) <= 6 for c in chunks)
+    assert title_chunks("Attention Is All You Need", v) == []
+    assert "wing in a slipstream" in title_chunks("experimental investigation of the aerodynamics of a wing in a "
+                                                  "slipstream .")
+
+
+def test_vocabulary_counted_on_a_sample_finds_other_documents_phrases():
+    texts = [f"graph neural networks and protein folding, text {i}" for i in range(50)]
+    texts += ["a lone text on protein folding and graph neural networks"]
+    full = build_vocabulary(texts, min_df=2, max_df=1.0)
+    part = build_vocabulary(texts, min_df=2, max_df=1.0, sample=20)
+    assert part.matrix.shape[0] == 20 and part.n_docs == full.n_docs == 51
+    assert "graph neural networks" in part.phrases
+    rows = [0, 50, 7]
+    got = part.rows(rows)
+    for r, d in enumerate(rows):
+        want = {full.phrases[i] for i in full.rows([d]).indices}
+        assert {part.phrases[i] for i in got[r].indices} == want & set(part.phrases)
+    i = part.phrases.index("protein folding")
+    assert part.df[i] == pytest.approx(51, rel=0.1)  # document frequency scaled to the corpus
+
+
+def test_names_shared_by_features_are_told_apart_by_their_contrast():
+    from embedsae.interpret.names import distinct_share, name_key, rename_shared
+
+    assert name_key("Backdoor  Attacks") == name_key("backdoor attack") and name_key("glass") == "glass"
+    names = {1: "Dirac equation", 2: "Dirac equation", 3: "dirac equations", 4: "graphene", 5: "spacetime"}
+    candidates = {1: {"Dirac equation": 2.0, "graphene": 1.9, "Dirac materials": 1.5},
+                  2: {"Dirac equation": 1.9, "curved spacetime": 1.6},
+                  3: {"Dirac equation": 1.8, "Dirac sea": 1.2}}
+    # how well each candidate separates a member's documents from the other members' (given)
+    sep = {(1, "Dirac materials"): 0.9, (2, "curved spacetime"): 0.95, (3, "Dirac sea"): 0.8}
+
+    def contrast(f, others, cands):
+        assert f not in others and set(others) <= {1, 2, 3}
+        return np.asarray([sep.get((f, c), 0.5) for c in cands])
+
+    renamed = rename_shared(names, candidates, contrast)
+    # 1 keeps the shared name (best), 2 and 3 get what sets them apart; "graphene" belongs to feature 4
+    assert renamed == {2: "curved spacetime", 3: "Dirac sea"}
+    final = {**names, **renamed}
+    assert distinct_share(list(final.values())) == 1.0
+    assert distinct_share(list(names.values())) == pytest.approx(2 / 5)
+    # a member without a free candidate keeps the shared name
+    assert rename_shared({1: "x", 2: "x"}, {1: {"x": 1.0}, 2: {"x": 0.5}}, lambda f, o, c: np.zeros(len(c))) == {}
+    # a name another feature has is never given, though it is only that feature's (4's "graphene"), nor is
+    # a name of a feature whose labeller stored no candidates taken from it
+    renamed = rename_shared({1: "x", 2: "x", 4: "graphene", 6: "y", 7: "y"},
+                            {1: {"graphene": 9.0, "x": 1.0, "v": 0.5}, 2: {"Graphenes": 8.0, "z": 0.1},
+                             7: {"y": 5.0, "w": 1.0}}, lambda f, o, c: np.zeros(len(c)))
+    assert renamed == {1: "v", 7: "w"}
+
+
+def test_a_feature_store_of_before_descriptions_still_opens(tmp_path):
+    """A features.db written before the description column: read as it is (descriptions empty), and given the
+    column when opened for writing."""
+    import sqlite3
+
+    path = tmp_path / "features.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE features (id INTEGER PRIMARY KEY, label TEXT, labeller TEXT, density REAL, act_mean REAL,
+            act_max REAL, n_active INTEGER, category TEXT, clean INTEGER DEFAULT 0, status TEXT, run INTEGER,
+            updated TEXT);
+        CREATE TABLE labels (feature INTEGER, labeller TEXT, label TEXT, detail TEXT, created TEXT,
+            PRIMARY KEY (feature, labeller));
+        CREATE TABLE scores (feature INTEGER, scorer TEXT, value REAL, PRIMARY KEY (feature, scorer));
+        INSERT INTO features VALUES (0, 'graph kernels', 'keywords', 0.1, 0.5, 0.9, 10, NULL, 1, 'done', 1, 'x');
+        INSERT INTO scores VALUES (0, 'embedding_auc', 0.9);
+        INSERT INTO meta VALUES ('interpreted', 'true');
+    """)
+    con.close()
+    store = FeatureStore.read(path)
+    t = store.table()
+    store.close()
+    assert t.loc[0, "label"] == "graph kernels" and t["description"].isna().all()
+    assert t.loc[0, "embedding_auc"] == 0.9 and np.isnan(t.loc[0, "description_auc"])
+    with FeatureStore(path) as st:
+        st.write_stats([(1, 0.2, 0.4, 0.8, 12)])
+        st.write_batch(labels={1: ("spectral graph theory", "keywords", {})}, scores={}, descriptions={1: "Graphs."})
+        t = st.table().set_index("id")
+    assert t.loc[0, "label"] == "graph kernels" and t.loc[1, "description"] == "Graphs."

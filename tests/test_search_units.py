@@ -157,3 +157,23 @@ def test_blas_limit_is_safe_under_concurrent_searches():
         t.join()
     assert inside == [[1] * len(default)] * 4
     assert threads.holders() == 0 and count() == default
+
+
+def test_hit_explanations_never_repeat_a_name():
+    """Features that share a label are one entry of a hit's explanation, their contributions summed."""
+    import numpy as np
+
+    from embedsae.search.concept import ConceptQuery
+    from embedsae.search.explain import explain_hit
+
+    class Index:  # the one method explain_hit reads: per latent, its contribution to the document's score
+        def contributions(self, doc, query):
+            return {3: 0.5, 7: 0.3, 9: 0.15, 11: 0.05, 12: -0.1}
+
+    query = ConceptQuery(latents=np.array([3, 7, 9, 12]), weights=np.ones(4))
+    labels = {3: "galaxies", 7: "black holes", 9: "Galaxies", 11: "dust", 12: "galaxies"}
+    got = explain_hit(Index(), 0, query, labels)
+    assert [g["label"] for g in got] == ["galaxies", "black holes"]  # 11 is not among the query's latents
+    assert got[0]["features"] == [3, 9] and got[0]["feature"] == 3
+    assert got[0]["contribution"] == pytest.approx(0.65) and got[0]["share"] == pytest.approx(0.65 / 1.0)
+    assert got[1]["features"] == [7] and got[1]["share"] == pytest.approx(0.3)

@@ -4,6 +4,10 @@ non-activating documents and hard negatives, with held-out examples kept apart f
 Split rule: the activating documents of a feature, sorted by activation, are taken in consecutive pairs and
 one of each pair (at random) is held out, so both halves span the same activation range. Negatives shown to
 the labeller and held-out negatives are disjoint random draws.
+
+Hard negatives are per document (`hard.NearestDocuments`): the held-out hard negatives are, for each held-out
+activating document, its nearest document the feature does not fire on (and not shown as a random negative);
+the shown hard negatives are the same for the shown activating documents, never a held-out document.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.vectors import UnitRows, blocks
+from ..data.vectors import UnitRows
 from ..settings import Settings, check
+from .hard import NearestDocuments
 
 
 @dataclass
@@ -26,23 +31,25 @@ class ExampleConfig(Settings):
     """Further activating documents sampled evenly across activation quantiles (shown to the labeller)."""
     n_random_neg: int = 20
     """Random non-activating documents shown to the labeller."""
-    n_hard_neg: int = 8
-    """Non-activating documents nearest to the mean embedding of the top documents (shown to the labeller)."""
+    n_hard_neg: int = 20
+    """Shown activating documents (strongest first) whose nearest non-activating document is shown as a hard negative."""
     n_heldout_pos: int = 40
-    """Held-out activating documents (for scoring; never shown to the labeller)."""
-    n_heldout_neg: int = 40
+    """Held-out activating documents, spread over the activation range (for scoring; never shown to the labeller);
+    each one's nearest non-activating document is its held-out hard negative."""
+    n_heldout_neg: int = 200
     """Held-out random non-activating documents (for scoring)."""
-    n_heldout_hard: int = 10
-    """Held-out hard negatives (for scoring)."""
+    hard_pool: int = 50_000
+    """Hard negatives are searched among at most this many documents: all of a smaller corpus, a seeded sample of a
+    larger one (held in memory: this many vectors)."""
     seed: int = 0
     """Seed of the random draws (held-out split, random negatives)."""
 
     def validate(self) -> None:
         super().validate()
-        for name in ("n_top", "n_quantile", "n_random_neg", "n_hard_neg", "n_heldout_pos", "n_heldout_neg",
-                     "n_heldout_hard"):
+        for name in ("n_top", "n_quantile", "n_random_neg", "n_hard_neg", "n_heldout_pos", "n_heldout_neg"):
             check(getattr(self, name) >= 0, f"example setting '{name}' must not be negative, got {getattr(self, name)}")
         check(self.n_top >= 1, f"n_top must be at least 1, got {self.n_top}")
+        check(self.hard_pool >= 1, f"hard_pool must be at least 1, got {self.hard_pool}")
 
 
 @dataclass
@@ -71,14 +78,14 @@ class FeatureExamples:
         return np.concatenate([self.random_neg, self.hard_neg])
 
     def rows(self) -> list[tuple[int, str, str, float]]:
-        """(doc, kind, split, activation) rows for the feature store."""
+        """(doc, kind, split, activation) rows for the feature store. The held-out random negatives (200 seeded
+        draws; `select_examples` draws them again) are left out: they would be two thirds of the rows."""
         out: list[tuple[int, str, str, float]] = []
         out += [(int(d), "top", "shown", float(a)) for d, a in zip(self.top, self.top_act)]
         out += [(int(d), "quantile", "shown", float(a)) for d, a in zip(self.quantile, self.quantile_act)]
         out += [(int(d), "random_neg", "shown", 0.0) for d in self.random_neg]
         out += [(int(d), "hard_neg", "shown", 0.0) for d in self.hard_neg]
         out += [(int(d), "pos", "heldout", float(a)) for d, a in zip(self.heldout_pos, self.heldout_pos_act)]
-        out += [(int(d), "random_neg", "heldout", 0.0) for d in self.heldout_neg]
         out += [(int(d), "hard_neg", "heldout", 0.0) for d in self.heldout_hard]
         return out
 
@@ -114,12 +121,15 @@ def select_examples(
     features: np.ndarray,
     embeddings: np.ndarray | UnitRows,
     cfg: ExampleConfig | None = None,
+    nearest: NearestDocuments | None = None,
 ) -> list[FeatureExamples]:
     """Examples for each feature in `features`, from the documents x latents CSC matrix of codes.
 
-    `embeddings` are the (normalised) document vectors, used for hard negatives.
+    `embeddings` are the (normalised) document vectors, used for hard negatives; `nearest` (built from them when
+    not given) finds and keeps each document's nearest documents: pass the same one to every batch of a run.
     """
     cfg = cfg or ExampleConfig()
+    nearest = nearest if nearest is not None else NearestDocuments(embeddings, pool=cfg.hard_pool, seed=cfg.seed)
     n_docs = codes_csc.shape[0]
     per: list[dict] = []
     for f in features:
@@ -141,10 +151,10 @@ def select_examples(
         cand = cand[~np.isin(cand, docs)][:n_neg]
         per.append(dict(
             feature=f, top=top, top_act=s_acts[: cfg.n_top], quantile=s_docs[q], quantile_act=s_acts[q],
-            random_neg=cand[: cfg.n_random_neg], heldout_neg=cand[cfg.n_random_neg:],
-            heldout_pos=h_docs[hp], heldout_pos_act=h_acts[hp], active=docs,
+            random_neg=cand[: cfg.n_random_neg], heldout_neg=cand[cfg.n_random_neg:], heldout_pos=h_docs[hp],
+            heldout_pos_act=h_acts[hp], active=np.sort(docs),
         ))
-    _add_hard_negatives(per, embeddings, cfg)
+    _add_hard_negatives(per, nearest, cfg.n_hard_neg)
     out = []
     for p in per:
         p.pop("active")
@@ -152,48 +162,13 @@ def select_examples(
     return out
 
 
-def _add_hard_negatives(per: list[dict], embeddings: np.ndarray | UnitRows, cfg: ExampleConfig) -> None:
-    """Hard negatives: non-activating documents most similar to the mean of each feature's top documents."""
-    n_hard = cfg.n_hard_neg + cfg.n_heldout_hard
-    if not per or n_hard == 0:
-        for p in per:
-            p["hard_neg"] = p["heldout_hard"] = np.zeros(0, np.int64)
-        return
-    dim = embeddings.shape[1]
-    means = np.stack([np.asarray(embeddings[p["top"]], np.float32).mean(0) if len(p["top"]) else np.zeros(dim, np.float32)
-                      for p in per])
-    for p, best in zip(per, _nearest(per, embeddings, means, n_hard)):
-        # alternate so shown and held-out hard negatives are equally hard
-        rng = np.random.default_rng([cfg.seed, p["feature"], 1])
-        perm = rng.permutation(len(best))
-        held_mask = np.zeros(len(best), bool)
-        held_mask[perm[: min(cfg.n_heldout_hard, len(best))]] = True
-        p["hard_neg"] = best[~held_mask][: cfg.n_hard_neg]
-        p["heldout_hard"] = best[held_mask]
-
-
-def _excluded(p: dict) -> np.ndarray:
-    return np.unique(np.concatenate([p["active"], p["random_neg"], p["heldout_neg"]]).astype(np.int64))
-
-
-def _nearest(per: list[dict], docs: np.ndarray | UnitRows, means: np.ndarray, n_hard: int) -> list[np.ndarray]:
-    """Per feature j, its `n_hard` documents most similar to `means[j]` outside its excluded ones, best first;
-    the documents are read block by block, so memory stays bounded by a block whatever the corpus size."""
-    excluded = [_excluded(p) for p in per]
-    best_rows = [np.zeros(0, np.int64) for _ in per]
-    best_sims = [np.zeros(0, np.float32) for _ in per]
-    for start, block in blocks(docs):
-        sims = block @ means.T
-        for j in range(len(per)):
-            col = sims[:, j].copy()
-            lo, hi = np.searchsorted(excluded[j], [start, start + len(block)])
-            col[excluded[j][lo:hi] - start] = -np.inf
-            take = min(n_hard, int(np.isfinite(col).sum()))
-            if not take:
-                continue
-            top = np.argpartition(-col, take - 1)[:take]
-            rows = np.concatenate([best_rows[j], top + start])
-            vals = np.concatenate([best_sims[j], col[top]])
-            keep = np.argsort(-vals, kind="stable")[:n_hard]
-            best_rows[j], best_sims[j] = rows[keep], vals[keep]
-    return best_rows
+def _add_hard_negatives(per: list[dict], nearest: NearestDocuments, n_shown: int) -> None:
+    """Per-document hard negatives (see the module docstring) of each feature in `per`."""
+    asked = [p["heldout_pos"] for p in per] + [np.concatenate([p["top"], p["quantile"]])[:n_shown] for p in per]
+    nearest.neighbours(np.concatenate(asked) if asked else np.zeros(0, np.int64))  # one search for the batch
+    for p in per:
+        held = nearest.nearest_outside(p["heldout_pos"], np.union1d(p["active"], p["random_neg"]))
+        p["heldout_hard"] = held[held >= 0]
+        apart = np.union1d(np.union1d(p["active"], p["heldout_neg"]), p["heldout_hard"])
+        shown = nearest.nearest_outside(np.concatenate([p["top"], p["quantile"]])[:n_shown], apart)
+        p["hard_neg"] = shown[shown >= 0]

@@ -1,27 +1,39 @@
-"""The offline labeller: one phrase of 1–6 words that separates a feature's activating documents from the
-documents nearest to them that it does not fire on (hard negatives) and from the rest of the corpus; "mixed: A / B"
-only when the activating documents form two separate groups and two phrases do clearly better than one.
+"""The offline labeller: for each feature a name (one phrase of 1–6 words) and a description (one sentence of
+at most 30 words), chosen by the criteria the scorer uses, on the examples the labeller is shown.
 
-The scorer (`scorers.embedding_scores`) ranks documents by the cosine between their embedding x and the label's
-embedding v and reports the AUC of held-out activating documents against held-out random and against held-out
-hard negatives. The labeller chooses by the same criteria on the examples it is shown, never the held-out ones:
+The scorer (`scorers.embedding_scores`) ranks documents by the cosine between their embedding x and the embedding
+v of the name (or of the description) and reports the AUC of held-out activating documents against held-out
+random documents and against their per-document hard negatives (each one's nearest non-activating document).
+The labeller chooses by the same criteria on the documents it is shown, never the held-out ones:
 
-1. Candidates: phrases of the vocabulary (`phrases.build_vocabulary`) that stand alone as names and occur in at
-   least one shown activating document. Two rankings pick the ones worth embedding: the best `n_candidates` by
-   the d' of the phrase's cosine along the feature's direction (below), and the best `n_contrastive` by
-   contrastive c-TF-IDF: (share of shown activating documents containing the phrase - share of shown hard
-   negatives containing it) x idf. Each phrase is embedded once, whichever feature asks first.
-2. Each candidate is scored on the shown examples: AUC against the shown random negatives and a sample of the
-   corpus (the feature's held-out documents left out), plus `hard_weight` x its AUC against the shown hard
-   negatives, plus `PRIOR_WEIGHT` x its d' relative to the best candidate's (the prior keeps the choice stable
-   where a handful of shown examples cannot decide).
-3. When the shown activating documents form two groups (`scorers.is_mixture`), the pairs "mixed: A / B" of the
-   best candidates are scored the same way and one wins only by `MIXED_MARGIN`.
+1. Candidates. (a) Phrases of the corpus vocabulary (`phrases.build_vocabulary`) that stand alone as names and
+   occur in a shown activating document: the best `n_contrastive` by contrastive c-TF-IDF ((share of shown
+   activating documents containing the phrase - share of their hard negatives containing it) x idf) and the best
+   `n_candidates` of a wider pool by the d' priors below; and the best `n_global` by the priors of all the
+   phrases found in the shown activating documents whose embedding is known (embedded for any feature).
+   Phrases found in none of them are no candidates: picked by the criterion, such phrases raised the AUCs a
+   little but named 26 % of the demo corpus's features with a word none of their documents holds, mostly a
+   wrong one ("Punjab" for Bactrian camel · Kalahari Desert · Alpaca). (b) Runs of up to six words of the titles of the
+   `n_titles` strongest shown documents that read as names (`phrases.title_chunks`: "Dirac equation in curved
+   spacetime"); each is first scored by the priors on an approximate embedding (the normalised sum of the
+   embeddings of the vocabulary phrases that make it up), and only the best `n_chunks` are embedded. Each phrase
+   is embedded once, whichever feature asks first.
+2. Criterion of a candidate: its AUC on the shown activating documents against the shown random negatives and a
+   corpus sample, plus `hard_weight` x its AUC against their shown hard negatives, plus three d' priors, each
+   relative to the best candidate's: `prior_weight` x the d' along the target t below, `encoder_weight` x the
+   d' along the SAE's encoder row w, and `pair_weight` x the d' along the mean difference between the shown
+   activating documents and their hard negatives (what sets them apart from their nearest neighbours). The
+   priors keep the choice stable where a few dozen shown examples cannot decide.
+3. The name is the best candidate. The description joins it with `description_parts` more candidates, picked
+   greedily (sharing no word with those already picked) by the same criterion applied to the normalised sum of
+   the parts' embeddings: "<Name>: <what they share>, <...>; set apart by <the part that best separates them from
+   their hard negatives>." A part is a title run or one of the best phrases by c-TF-IDF that occurs in several
+   shown activating documents (`SHARED_MIN_DOCS`, `SHARED_MIN_SHARE`).
 
-The d' of a phrase: the feature fires where its encoder row w has a large projection w·x. If document vectors
-were Gaussian with covariance Σ (about the corpus mean μ), documents with a large w·x would sit at μ + c·Σw, and a
-label vector v would separate them from the rest with a d' proportional to v·t / sqrt(vᵀΣv), with the target t the
-unit Σw plus a quarter of the unit difference between the mean of the shown activating documents and μ.
+The d' of a label vector v along a direction u is v·u / sqrt(vᵀΣv), Σ the corpus covariance: the spread of the
+label's cosine over the corpus. The feature fires where its encoder row w has a large projection w·x; if document
+vectors were Gaussian about the corpus mean μ, documents with a large w·x would sit at μ + c·Σw: the target t is
+the unit Σw plus a quarter of the unit difference between the mean of the shown activating documents and μ.
 """
 
 from __future__ import annotations
@@ -31,22 +43,32 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..data.vectors import UnitRows
-from .phrases import PhraseVocabulary, build_vocabulary, stop_words
-from .scorers import auc_matrix, is_mixture
+from .labellers import MAX_DESCRIPTION_WORDS, Label
+from .phrases import PhraseVocabulary, build_vocabulary, stop_words, title_chunks
+from .scorers import auc_matrix
 
 __all__ = ["KeywordLabeller", "PhraseEmbeddings", "PhraseVocabulary", "build_vocabulary", "stop_words"]
 
 TARGET_SHOWN_WEIGHT = 0.25
 """Weight of the shown documents' mean (as a unit vector) next to the unit Σw in the target direction."""
 PRIOR_WEIGHT = 0.6
-"""Weight of a candidate's relative d' next to its two AUCs on the shown examples."""
+"""Weight of a candidate's d' along the target, relative to the best candidate's."""
+ENCODER_WEIGHT = 0.6
+"""Weight of a candidate's d' along the encoder row, relative to the best candidate's."""
+PAIR_WEIGHT = 0.3
+"""Weight of a candidate's d' along the mean difference of the shown activating documents and their hard
+negatives, relative to the best candidate's."""
 HARD_WEIGHT = 1.0
 """Weight of the AUC against the shown hard negatives next to the AUC against random and corpus documents."""
-MIXED_MARGIN = 0.2
-"""How much more (in the sum of the two shown AUCs) a "mixed: A / B" label must reach than the best phrase."""
-MIXED_PREFIX = "mixed: "
 CORPUS_SAMPLE = 400
 """Corpus documents the label must also separate the activating documents from (besides the shown negatives)."""
+SET_APART = "; set apart by "
+SHARED_MIN_DOCS = 2
+"""A description part occurs in at least this many shown activating documents ..."""
+SHARED_MIN_SHARE = 0.1
+"""... and in at least this share of them."""
+PART_MAX_DF = 0.02
+"""A one-word name or description part occurs in at most this share of the corpus's documents."""
 
 
 class PhraseEmbeddings:
@@ -80,11 +102,61 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _rel(x: np.ndarray, top: float) -> np.ndarray:
+    """Values relative to a best value (0 where the best is not positive)."""
+    return x / top if top > 1e-9 else np.zeros_like(x)
+
+
+class _Feature:
+    """What the criterion of one feature needs: its shown documents' vectors and its three prior directions."""
+
+    def __init__(self, lab: KeywordLabeller, ex) -> None:
+        docs = lab.docs
+        self.ex = ex
+        self.pos = np.asarray(docs[ex.shown_pos], np.float32)
+        held = np.concatenate([ex.shown_pos, ex.heldout_pos, ex.heldout_neg, ex.heldout_hard])
+        neg = np.concatenate([ex.random_neg, lab.sample[~np.isin(lab.sample, held)]])
+        self.neg = np.asarray(docs[neg], np.float32)
+        self.hard = np.asarray(docs[ex.hard_neg], np.float32) if len(ex.hard_neg) else None
+        t = lab.cov_dirs[ex.feature].copy()
+        if len(self.pos):
+            t += TARGET_SHOWN_WEIGHT * _unit(self.pos.mean(0) - lab.mean)
+        k = min(len(self.pos), len(ex.hard_neg))
+        pair = (self.pos[:k] - self.hard[:k]).mean(0) if k else np.zeros_like(t)
+        self.dirs = np.stack([t, lab.encoder[ex.feature], pair])  # target, encoder row, pair difference
+        self.top: np.ndarray | None = None  # the best candidate's d' along each direction
+
+    def priors(self, lab: KeywordLabeller, vecs: np.ndarray) -> np.ndarray:
+        """d' of each label vector along the three directions (rows: vectors)."""
+        return (vecs @ self.dirs.T) / lab.spread(vecs)[:, None]
+
+    def criterion(self, lab: KeywordLabeller, vecs: np.ndarray) -> np.ndarray:
+        """The labeller's criterion of each row of `vecs` (see the module docstring); the first call fixes the
+        best candidate's priors that later calls are relative to."""
+        pos = vecs @ self.pos.T
+        a_rand = auc_matrix(pos, vecs @ self.neg.T)
+        a_hard = auc_matrix(pos, vecs @ self.hard.T) if self.hard is not None else a_rand
+        pri = self.priors(lab, vecs)
+        if self.top is None:
+            self.top = pri.max(0)
+        w = (lab.prior_weight, lab.encoder_weight, lab.pair_weight)
+        rel = sum(wi * _rel(pri[:, i], float(self.top[i])) for i, wi in enumerate(w))
+        return a_rand + lab.hard_weight * a_hard + rel
+
+    def contrast(self, lab: KeywordLabeller, vecs: np.ndarray) -> np.ndarray:
+        """How well each vector separates the shown activating documents from their hard negatives: the AUC
+        against them plus the relative d' along the pair difference."""
+        pos = vecs @ self.pos.T
+        a_hard = auc_matrix(pos, vecs @ self.hard.T) if self.hard is not None else np.zeros(len(vecs))
+        return a_hard + _rel(self.priors(lab, vecs)[:, 2], float(self.top[2]) if self.top is not None else 0.0)
+
+
 class KeywordLabeller:
-    """Labels features from the phrase vocabulary (see the module docstring).
+    """Names and describes features from the corpus's phrases and titles (see the module docstring).
 
     `doc_vectors` are the unit document embeddings, `encoder` the SAE's encoder rows (features x dim, in the
-    embedding space), `phrase_emb` the shared phrase-embedding cache.
+    embedding space), `phrase_emb` the shared phrase-embedding cache, `titles` the documents' titles (None: no
+    title candidates).
     """
 
     def __init__(
@@ -94,148 +166,216 @@ class KeywordLabeller:
         encoder: np.ndarray,
         phrase_emb: PhraseEmbeddings,
         *,
+        titles: Sequence[str] | None = None,
         n_candidates: int = 12,
         n_contrastive: int = 12,
-        mixed: bool = True,
+        n_global: int = 12,
+        n_titles: int = 6,
+        n_chunks: int = 8,
+        description_parts: int = 3,
         prior_weight: float = PRIOR_WEIGHT,
-        mixed_margin: float = MIXED_MARGIN,
+        encoder_weight: float = ENCODER_WEIGHT,
+        pair_weight: float = PAIR_WEIGHT,
         hard_weight: float = HARD_WEIGHT,
     ) -> None:
         self.name = "keywords"
         self.vocab = vocab
         self.docs = doc_vectors if isinstance(doc_vectors, UnitRows) else np.asarray(doc_vectors, dtype=np.float32)
         self.phrase_emb = phrase_emb
-        self.n_candidates, self.n_contrastive, self.mixed = n_candidates, n_contrastive, mixed
-        self.prior_weight, self.mixed_margin, self.hard_weight = prior_weight, mixed_margin, hard_weight
+        self.titles = titles
+        self.n_candidates, self.n_contrastive = n_candidates, n_contrastive
+        self.n_titles, self.n_chunks, self.description_parts = n_titles, n_chunks, description_parts
+        self.prior_weight, self.encoder_weight = prior_weight, encoder_weight
+        self.pair_weight, self.hard_weight = pair_weight, hard_weight
+        self.n_global = n_global
         if isinstance(self.docs, UnitRows):  # read block by block: the corpus need not fit in memory
             self.mean, self.cov = _mean_cov(self.docs)
         else:
             self.mean = self.docs.mean(0)
             centred = self.docs - self.mean
             self.cov = (centred.T @ centred / max(len(centred), 1)).astype(np.float32)
-        self.cov_dirs = _unit(np.asarray(encoder, dtype=np.float32) @ self.cov)  # unit Σw per feature
-        self._doc_phrases = vocab.matrix.tocsr()
+        self.encoder = np.asarray(encoder, dtype=np.float32)
+        self.cov_dirs = _unit(self.encoder @ self.cov)  # unit Σw per feature
         self._idf = np.log(vocab.n_docs / np.maximum(vocab.df, 1)).astype(np.float32)
+        # a name, or a description part, of one word must be a rare one ("graphene", not "parameters")
+        one_word = np.char.count(np.asarray(vocab.phrases, dtype=str), " ") == 0 if vocab.phrases else np.zeros(0, bool)
+        self._specific = ~one_word | (vocab.df <= PART_MAX_DF * vocab.n_docs)
         rng = np.random.default_rng(0)
-        self._sample = np.sort(rng.choice(len(self.docs), min(len(self.docs), CORPUS_SAMPLE), replace=False))
+        self.sample = np.sort(rng.choice(len(self.docs), min(len(self.docs), CORPUS_SAMPLE), replace=False))
         n, dim = len(vocab.phrases), self.docs.shape[1]
         self._vec = np.zeros((n, dim), np.float32)  # vocabulary phrase embeddings, filled as phrases are needed
-        self._sd = np.full(n, np.nan, np.float32)  # and their sqrt(vᵀΣv)
+        self._done = np.zeros(n, bool)
+        self._spread_all = np.ones(n, np.float32)
 
+    # ------------------------------------------------------------------ embeddings
     def _ensure(self, ids: np.ndarray) -> None:
         """Embed the vocabulary phrases `ids` not embedded yet (one batched call)."""
-        new = np.unique(ids[np.isnan(self._sd[ids])])
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        new = ids[~self._done[ids]]
         if len(new):
-            vecs = self.phrase_emb.get([self.vocab.display[i] for i in new])
-            self._vec[new] = vecs
-            self._sd[new] = self._spread(vecs)
+            self._vec[new] = self.phrase_emb.get([self.vocab.display[i] for i in new])
+            self._spread_all[new] = self.spread(self._vec[new])
+            self._done[new] = True
 
-    def _spread(self, vecs: np.ndarray) -> np.ndarray:
+    def spread(self, vecs: np.ndarray) -> np.ndarray:
         """sqrt(vᵀΣv) per row: the spread of the label's cosine over the corpus."""
         return np.sqrt(np.maximum(((vecs @ self.cov) * vecs).sum(1), 1e-12))
 
-    def target(self, ex) -> np.ndarray:
-        """The direction a label's embedding should point along for feature `ex.feature` (its FeatureExamples)."""
-        t = self.cov_dirs[ex.feature].copy()
-        if len(ex.shown_pos):
-            t += TARGET_SHOWN_WEIGHT * _unit(self.docs[ex.shown_pos].mean(0) - self.mean)
-        return t
-
+    # ------------------------------------------------------------------ candidates
     def _grounded(self, ex) -> np.ndarray:
         """Ids of standalone phrases occurring in at least one shown activating document."""
         if len(ex.shown_pos) == 0:
             return np.zeros(0, np.int64)
-        ids = np.unique(self._doc_phrases[ex.shown_pos].indices)
+        ids = np.unique(self.vocab.rows(ex.shown_pos).indices)
         return ids[self.vocab.standalone[ids]]
 
     def contrastive(self, ex, ids: np.ndarray) -> np.ndarray:
         """Contrastive c-TF-IDF of phrases `ids`: (share of shown activating documents containing each - share of
-        shown hard negatives containing it) x idf."""
-        share = np.asarray(self._doc_phrases[ex.shown_pos][:, ids].mean(0)).ravel()
+        their shown hard negatives containing it) x idf."""
+        share = np.asarray(self.vocab.rows(ex.shown_pos)[:, ids].mean(0)).ravel()
         if len(ex.hard_neg):
-            share = share - np.asarray(self._doc_phrases[ex.hard_neg][:, ids].mean(0)).ravel()
+            share = share - np.asarray(self.vocab.rows(ex.hard_neg)[:, ids].mean(0)).ravel()
         return share * self._idf[ids]
 
-    def _pool(self, ex) -> tuple[np.ndarray, np.ndarray]:
-        """The grounded phrases, ranked by contrastive c-TF-IDF: the best `n_contrastive`, and a wider pool
-        whose d' is looked at (it needs their embeddings)."""
+    def _pool(self, ex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The grounded phrases ranked by contrastive c-TF-IDF: the best `n_contrastive`, a wider pool whose
+        priors are looked at (it needs their embeddings), and all of them (sorted ids)."""
         ids = self._grounded(ex)
         if len(ids) == 0:
-            return ids, ids
+            return ids, ids, ids
         order = ids[np.argsort(-self.contrastive(ex, ids), kind="stable")]
-        return order[: self.n_contrastive], order[: max(4 * self.n_candidates, self.n_contrastive)]
+        return order[: self.n_contrastive], order[: max(4 * self.n_candidates, self.n_contrastive)], ids
 
-    def _candidates(self, ex, by_ctf: np.ndarray, pool: np.ndarray) -> np.ndarray:
-        """The best `n_contrastive` by c-TF-IDF and the best `n_candidates` of the pool by the d' prior."""
-        if len(pool) == 0:
-            return pool
-        t = self.target(ex)
-        by_prior = pool[np.argsort(-((self._vec[pool] @ t) / self._sd[pool]), kind="stable")[: self.n_candidates]]
-        return np.unique(np.concatenate([by_prior, by_ctf]))
+    def _chunks(self, ex) -> list[tuple[str, list[int]]]:
+        """Title runs of the strongest shown documents (`phrases.title_chunks`) with the vocabulary phrases that
+        make them up; those that are a vocabulary phrase themselves are left to the vocabulary candidates."""
+        if self.titles is None:
+            return []
+        out: dict[str, list[int]] = {}
+        for d in ex.top[: self.n_titles]:
+            for chunk in title_chunks(str(self.titles[d]), self.vocab):
+                low = chunk.lower()
+                if low in out or self.vocab.index(low) is not None:
+                    continue
+                parts = self.vocab.cover(low.split())
+                if parts:
+                    out[chunk] = parts
+        return list(out.items())
 
-    def shown_criteria(self, vecs: np.ndarray, ex) -> np.ndarray:
-        """Per row of `vecs` (unit label embeddings): AUC of the shown activating documents against the shown
-        random negatives and a sample of the corpus (never the feature's held-out documents), plus AUC against
-        the shown hard negatives (the first again when there are none)."""
-        pos = vecs @ self.docs[ex.shown_pos].T
-        held = np.concatenate([ex.shown_pos, ex.heldout_pos, ex.heldout_neg, ex.heldout_hard])
-        neg = np.concatenate([ex.random_neg, self._sample[~np.isin(self._sample, held)]])
-        a_rand = auc_matrix(pos, vecs @ self.docs[neg].T)
-        a_hard = auc_matrix(pos, vecs @ self.docs[ex.hard_neg].T) if len(ex.hard_neg) else a_rand
-        return a_rand + self.hard_weight * a_hard
-
-    def label_batch(self, examples: Sequence, context=None) -> list[tuple[str | None, dict]]:
-        """Labels for a batch of features (FeatureExamples), each with details (candidates, scores)."""
-        disp = self.vocab.display
+    # ------------------------------------------------------------------ labelling
+    def label_batch(self, examples: Sequence, context=None) -> list[Label]:
+        """Names and descriptions of a batch of features (FeatureExamples), with details (candidates, scores)."""
         pools = [self._pool(ex) for ex in examples]
-        if pools:
-            self._ensure(np.concatenate([p for _, p in pools]))  # one embedding call per batch
+        chunks = [self._chunks(ex) for ex in examples]
+        cover = [i for ch in chunks for _, parts in ch for i in parts]
+        self._ensure(np.concatenate([p for _, p, _ in pools] + [np.asarray(cover, np.int64)]))  # one call per batch
+        feats = [_Feature(self, ex) for ex in examples]
         plans = []
-        for ex, (by_ctf, pool) in zip(examples, pools):
-            ids = self._candidates(ex, by_ctf, pool)
-            if len(ids) == 0:
-                plans.append(None)
-                continue
-            vecs = self._vec[ids]
-            prior = (vecs @ self.target(ex)) / self._sd[ids]
-            aucs = self.shown_criteria(vecs, ex)
-            crit = aucs + self.prior_weight * prior / max(float(prior.max()), 1e-6)
-            order = np.argsort(-crit, kind="stable")
-            cands = [(disp[ids[i]], float(crit[i])) for i in order]
-            mixed = self.mixed and is_mixture(self.docs, ex.shown_pos)
-            plans.append((ex, cands, self._mixed_options(cands) if mixed else [], float(aucs[order[0]])))
-        self.phrase_emb.add([m for plan in plans if plan for m, _ in plan[2]])
-        return [self._choose(plan) for plan in plans]
+        for f, (by_ctf, pool, grounded), ch in zip(feats, pools, chunks):
+            ids, vecs = self._vocab_candidates(f, by_ctf, pool, grounded[self._done[grounded]])
+            names = [self.vocab.display[i] for i in ids]
+            counts = np.asarray(self.vocab.rows(f.ex.shown_pos)[:, ids].sum(0)).ravel() if len(ids) else np.zeros(0)
+            # description parts: title runs, and the characteristic phrases (best by c-TF-IDF) shared by documents
+            shared = (counts >= max(SHARED_MIN_DOCS, SHARED_MIN_SHARE * len(f.ex.shown_pos))) & np.isin(ids, by_ctf)
+            shared &= self._specific[ids]
+            chunk_names = self._best_chunks(f, ch, vecs)
+            nameable = np.concatenate([self._specific[ids], np.ones(len(chunk_names), bool)])
+            plans.append((names + chunk_names, np.concatenate([shared, np.ones(len(chunk_names), bool)]), nameable,
+                          len(names)))
+        self.phrase_emb.add([c for names, _, _, n in plans for c in names[n:]])
+        return [self._label(f, names, shared, nameable) for f, (names, shared, nameable, _) in zip(feats, plans)]
 
-    @staticmethod
-    def _mixed_options(cands: list[tuple[str, float]], n: int = 4) -> list[tuple[str, float]]:
-        """ "mixed: A / B" labels of the best `n` candidates that share no word."""
-        top = [c for c, _ in cands[:n]]
-        return [(f"{MIXED_PREFIX}{a} / {b}", 0.0) for i, a in enumerate(top) for b in top[i + 1 :]
-                if not (_words(a) & _words(b))]
+    def _vocab_candidates(self, f: _Feature, by_ctf: np.ndarray, pool: np.ndarray, known: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and embeddings of the best `n_contrastive` phrases by c-TF-IDF, the best `n_candidates` of the
+        pool by the priors and the best `n_global` by the priors of all the phrases of the feature's shown
+        documents whose embedding is `known`."""
+        if len(pool) == 0:
+            return pool, np.zeros((0, self.docs.shape[1]), np.float32)
+        w = (self.prior_weight, self.encoder_weight, self.pair_weight)
+        pri = f.priors(self, self._vec[pool])
+        top = pri.max(0)
+        score = sum(wi * _rel(pri[:, i], float(top[i])) for i, wi in enumerate(w))
+        parts = [by_ctf, pool[np.argsort(-score, kind="stable")[: self.n_candidates]]]
+        if self.n_global and len(known):
+            gp = (self._vec[known] @ f.dirs.T) / self._spread_all[known][:, None]
+            gscore = sum(wi * _rel(gp[:, i], float(top[i])) for i, wi in enumerate(w))
+            parts.append(known[np.argsort(-gscore, kind="stable")[: self.n_global]])
+        ids = np.unique(np.concatenate(parts))
+        return ids, self._vec[ids]
 
-    def _choose(self, plan) -> tuple[str | None, dict]:
-        if plan is None:
-            return None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"}
-        ex, cands, mixed, best_aucs = plan  # best_aucs: the best candidate's shown AUCs, without the prior
-        label, best = cands[0]
-        detail: dict = {"candidates": {c: round(v, 4) for c, v in cands[:12]}}
-        if mixed:
-            names = [m for m, _ in mixed]
-            crit = self.shown_criteria(self.phrase_emb.get(names), ex)
-            detail["mixed"] = {m: round(float(v), 4) for m, v in zip(names, crit)}
-            j = int(np.argmax(crit))
-            if crit[j] > best_aucs + self.mixed_margin:  # AUCs against AUCs: the candidates' criteria add the prior
-                label, best = names[j], float(crit[j])
-        detail["rank_score"] = round(best, 4)
-        return label, detail
+    def _best_chunks(self, f: _Feature, chunks: list[tuple[str, list[int]]], vocab_vecs: np.ndarray) -> list[str]:
+        """The `n_chunks` title runs with the best priors on their approximate embeddings (relative to the
+        vocabulary candidates' best priors)."""
+        if not chunks or not self.n_chunks:
+            return []
+        approx = _unit(np.stack([self._vec[parts].sum(0) for _, parts in chunks]))
+        pri = f.priors(self, approx)
+        top = np.maximum(pri.max(0), f.priors(self, vocab_vecs).max(0)) if len(vocab_vecs) else pri.max(0)
+        score = sum(w * _rel(pri[:, i], float(top[i]))
+                    for i, w in enumerate((self.prior_weight, self.encoder_weight, self.pair_weight)))
+        return [chunks[i][0] for i in np.argsort(-score, kind="stable")[: self.n_chunks]]
+
+    def _label(self, f: _Feature, names: list[str], shared: np.ndarray, nameable: np.ndarray) -> Label:
+        if not names:
+            return Label(None, None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"})
+        vecs = self.phrase_emb.get(names)
+        crit = f.criterion(self, vecs)
+        order = np.argsort(-crit, kind="stable")
+        if nameable.any():  # names: no common single word ("ability", "changes"); descriptions may use them
+            order = order[nameable[order]]
+        best = int(order[0])
+        parts = self._describe(f, names, vecs, best, shared)
+        detail: dict = {"candidates": {names[i]: round(float(crit[i]), 4) for i in order[:12]},
+                        "rank_score": round(float(crit[best]), 4), "description_parts": parts}
+        return Label(names[best], describe(names[best], parts), detail)
+
+    def _describe(self, f: _Feature, names: list[str], vecs: np.ndarray, best: int, shared: np.ndarray) -> list[str]:
+        """`description_parts` candidates to describe the feature with besides its name: phrases `shared` by
+        several shown activating documents, picked greedily by the criterion of the normalised sum of their and
+        the name's embeddings (the last by how well it separates the shown documents from their hard
+        negatives)."""
+        chosen = [best]
+        used = set(_words(names[best]))
+        for step in range(self.description_parts):
+            free = [j for j in range(len(names))
+                    if shared[j] and j not in chosen and not (_words(names[j]) & used)]
+            if not free:
+                break
+            sums = _unit(vecs[chosen].sum(0) + vecs[free])
+            last = step == self.description_parts - 1
+            score = f.contrast(self, sums) if last else f.criterion(self, sums)
+            j = free[int(np.argmax(score))]
+            chosen.append(j)
+            used |= _words(names[j])
+        return [names[j] for j in chosen[1:]]
+
+
+def describe(name: str, parts: Sequence[str], *, max_words: int = MAX_DESCRIPTION_WORDS) -> str:
+    """A description from a name and further phrases: "<Name>: <p1>, <p2>; set apart by <p3>." (the last part
+    says what sets the documents apart), parts sharing a word with the name left out, cut to `max_words` words
+    by dropping parts."""
+    parts = [p for p in parts if not (_words(p) & _words(name))]
+    while True:
+        if not parts:
+            text = name
+        elif len(parts) == 1:
+            text = f"{name}{SET_APART}{parts[0]}"
+        else:
+            text = f"{name}: {', '.join(parts[:-1])}{SET_APART}{parts[-1]}"
+        if len(text.split()) <= max_words or not parts:
+            break
+        parts.pop(len(parts) - 2 if len(parts) > 1 else 0)
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
 
 
 def make_keyword_labeller(context) -> KeywordLabeller:
     """The registered factory of the "keywords" labeller: the corpus's phrase vocabulary and the SAE's encoder."""
     encoder = context.ws.load_sae(context.sae).W_enc.detach().float().cpu().numpy()
     vocab = build_vocabulary(context.texts, progress=context.progress)
-    return KeywordLabeller(vocab, context.doc_vectors, encoder, context.phrase_emb, **context.options)
+    return KeywordLabeller(vocab, context.doc_vectors, encoder, context.phrase_emb, titles=context.ws.titles(),
+                           **context.options)
 
 
 def top_documents(codes_csc, features: np.ndarray, n: int) -> list[np.ndarray]:
@@ -251,19 +391,20 @@ def top_documents(codes_csc, features: np.ndarray, n: int) -> list[np.ndarray]:
 def title_keyword_labels(titles: Sequence[str], codes_csc, *, top_docs: int = 10) -> dict[int, str]:
     """Quick labels for an SAE that was never interpreted: per feature, the standalone phrase of the phrase
     vocabulary (built over the titles) most frequent in the titles of its `top_docs` strongest documents and
-    rare in the corpus (share of those titles x idf; longer phrases win ties). No embeddings, a second or two."""
+    rare in the corpus (share of those titles x idf; longer phrases win ties), one that two of the titles share
+    where there is one. No embeddings, a second or two."""
     vocab = build_vocabulary(titles, min_df=2, max_df=0.1)
     if not vocab.phrases:
         return {}
-    mat = vocab.matrix.tocsr()
     idf = np.log(vocab.n_docs / np.maximum(vocab.df, 1)) * (1 + 0.1 * np.char.count(vocab.phrases, " "))
     idf = np.where(vocab.standalone, idf, 0.0)
     feats = np.flatnonzero(np.diff(codes_csc.indptr))
     labels: dict[int, str] = {}
     for f, docs in zip(feats, top_documents(codes_csc, feats, top_docs)):
-        counts = np.asarray(mat[docs].sum(0)).ravel()
-        score = counts * idf * (counts >= min(2, len(docs)))
-        best = int(np.argmax(score))
+        counts = np.asarray(vocab.rows(docs).sum(0)).ravel()
+        score = counts * idf
+        shared = score * (counts >= min(2, len(docs)))
+        best = int(np.argmax(shared)) if shared.max() > 0 else int(np.argmax(score))
         if score[best] > 0:
             labels[int(f)] = vocab.display[best]
     return labels

@@ -1,6 +1,7 @@
 """The labeller protocol and registry.
 
-A labeller turns the selected examples of a batch of features into labels. Every labeller implements
+A labeller turns the selected examples of a batch of features into labels: per feature a name (one phrase of
+at most six words) and, optionally, a description (a sentence of at most 30 words). Every labeller implements
 `Labeller`; `interpret()` looks one up by name in `LABELLERS` and builds it once per run from the run's
 `LabelContext`. Adding a labeller is one new module with a factory plus one `register_labeller` line:
 
@@ -19,6 +20,7 @@ when used.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -36,9 +38,49 @@ if TYPE_CHECKING:
     from .llm import LLMConfig
 
 
-LabelResult = tuple[str | None, dict[str, Any]] | None
-"""What a labeller returns per feature: (label, detail), (None, detail) when it could not label the feature
-(stored as failed), or None when it did not get to the feature (left for the next run)."""
+@dataclass
+class Label:
+    """A feature's label: its name, its description (None when the labeller gives none) and details (candidates,
+    scores, the model's answer) kept in the feature store."""
+
+    name: str | None
+    description: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+LabelResult = Label | tuple[str | None, dict[str, Any]] | None
+"""What a labeller returns per feature: a `Label` (or a (name, detail) pair, a label without description); a
+name of None when it could not label the feature (stored as failed); or None when it did not get to the feature
+(left for the next run)."""
+
+MAX_NAME_WORDS = 6
+"""Longest name, in words."""
+MAX_DESCRIPTION_WORDS = 30
+"""Longest description, in words."""
+
+
+_LIST = re.compile(r"[,;/:]|\s(?:and|or|&)\s", re.IGNORECASE)
+
+
+def is_one_phrase(name: str) -> bool:
+    """Whether a name is one phrase: 1 to MAX_NAME_WORDS words, no list ("A, B", "A and B", "A / B", "mixed: A")."""
+    return 1 <= len(name.split()) <= MAX_NAME_WORDS and not _LIST.search(name)
+
+
+def as_label(result: LabelResult) -> Label | None:
+    """A labeller's result for one feature as a `Label` (None stays None), name and description cut to their
+    lengths (MAX_NAME_WORDS, MAX_DESCRIPTION_WORDS)."""
+    if result is None:
+        return None
+    lab = result if isinstance(result, Label) else Label(result[0], None, dict(result[1] or {}))
+    name = " ".join(lab.name.split()[:MAX_NAME_WORDS]) if lab.name else None
+    desc = lab.description
+    if desc:
+        words = desc.split()
+        desc = " ".join(words[:MAX_DESCRIPTION_WORDS])
+        if len(words) > MAX_DESCRIPTION_WORDS:
+            desc = desc.rstrip(",;:") + "…"
+    return Label(name or None, desc or None, lab.detail)
 
 
 @dataclass

@@ -35,17 +35,20 @@ from .llm_prompts import (
     detection_prompt,
     label_prompt,
     parse_label,
+    parse_name_description,
     parse_ratings,
+    parse_small_description,
     parse_small_label,
     parse_small_rating,
+    small_description_prompt,
     small_detection_prompt,
     small_label_prompt,
 )
 from .scorers import f1_score, pearson
 
 __all__ = ["LLMConfig", "ChatClient", "LLMEndpointError", "MalformedAnswer", "LLMLabeller", "make_chat_client",
-           "llm_detection", "label_prompt", "parse_label", "detection_prompt", "parse_ratings", "parse_small_label",
-           "parse_small_rating"]
+           "llm_detection", "label_prompt", "parse_label", "parse_name_description", "detection_prompt",
+           "parse_ratings", "parse_small_label", "parse_small_description", "parse_small_rating"]
 
 DEFAULT_KEY_ENV = "EMBEDSAE_LLM_API_KEY"
 
@@ -66,6 +69,7 @@ class Profile:
     chars: int
     label_tokens: int
     detect_tokens: int
+    description_tokens: int
 
 
 @dataclass
@@ -93,7 +97,7 @@ class LLMConfig(Settings):
     temperature: float = 0.0
     """Sampling temperature of an endpoint (0: the most likely answer, repeatable and cacheable); local models always decode greedily."""
     max_tokens: int | None = None
-    """Longest answer, in tokens (default 512; small profile: 24 for a label, 6 for a rating)."""
+    """Longest answer, in tokens (default 512; small profile: 24 for a name, 6 for a rating, 60 for a description)."""
     batch_size: int = 8
     """Prompts a local model answers together."""
     threads: int | None = None
@@ -101,7 +105,7 @@ class LLMConfig(Settings):
     n_examples: int | None = None
     """Top activating documents shown in the labelling prompt (default 10; small profile 5)."""
     n_negatives: int | None = None
-    """Non-activating documents shown in the labelling prompt (default 5; small profile 0)."""
+    """Nearest non-activating documents of the top ones shown in the labelling prompt (default 5; small profile 0)."""
     n_detect: int | None = None
     """Held-out activating (and as many non-activating) documents rated per feature by the detection scorer (default 10; small profile 5)."""
     chars: int | None = None
@@ -131,7 +135,8 @@ class LLMConfig(Settings):
             return default if value is None else value
 
         return Profile(small, pick(self.n_examples, d[0]), pick(self.n_negatives, d[1]), pick(self.n_detect, d[2]),
-                       pick(self.chars, d[3]), pick(self.max_tokens, d[4]), pick(self.max_tokens, d[5]))
+                       pick(self.chars, d[3]), pick(self.max_tokens, d[4]), pick(self.max_tokens, d[5]),
+                       pick(self.max_tokens, 60 if small else 512))
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
@@ -378,8 +383,9 @@ def detection_scores(ratings: np.ndarray, acts: np.ndarray) -> dict[str, float |
 
 # ---------------------------------------------------------------------------- labeller and scorer of a run
 class LLMLabeller:
-    """The LLM labeller: one prompt per feature with its top (and, in the full profile, non-activating)
-    documents."""
+    """The LLM labeller: a name and a description per feature. The full profile asks for both in one prompt
+    with the feature's top documents and, for contrast, the nearest documents it does not fire on; the small
+    profile asks for the name, then for one sentence about the texts given that name."""
 
     def __init__(self, client: CachingClient) -> None:
         self.client = client
@@ -388,15 +394,16 @@ class LLMLabeller:
     def label_batch(self, examples: Sequence, context) -> list:
         """Labels of a batch; failures of single features are recorded, a model failure stops the run
         (`LabellingStopped`) after the features that did get an answer."""
-        from .labellers import LabellingStopped
+        from .labellers import Label, LabellingStopped
 
         p, texts = self.client.cfg.settings(), context.texts
+        tops = [[texts[d] for d in ex.top[: p.n_examples]] for ex in examples]
         if p.small:
-            prompts = [small_label_prompt([texts[d] for d in ex.top[: p.n_examples]], p.chars) for ex in examples]
+            prompts = [small_label_prompt(top, p.chars) for top in tops]
         else:
-            prompts = [label_prompt([texts[d] for d in ex.top[: p.n_examples]], ex.top_act[: p.n_examples],
-                                    [texts[d] for d in ex.shown_neg[: p.n_negatives]], p.chars) for ex in examples]
-        parse = parse_small_label if p.small else parse_label
+            prompts = [label_prompt(top, ex.top_act[: p.n_examples], [texts[d] for d in ex.hard_neg[: p.n_negatives]],
+                                    p.chars) for ex, top in zip(examples, tops)]
+        parse = parse_small_label if p.small else parse_name_description
         made: list = []
         error = None
         for ans in self.client.complete_many(prompts, validate=parse, max_tokens=p.label_tokens):
@@ -404,14 +411,38 @@ class LLMLabeller:
                 error = error or ans
                 made.append(None)  # not attempted to the end: left for the next run
             elif isinstance(ans, MalformedAnswer):
-                made.append((None, {"error": f"malformed answer: {ans}"}))
+                made.append(Label(None, None, {"error": f"malformed answer: {ans}"}))
             elif isinstance(ans, Exception):
-                made.append((None, {"error": str(ans)}))
+                made.append(Label(None, None, {"error": str(ans)}))
+            elif p.small:
+                made.append(Label(parse_small_label(ans), None, {"answer": ans[-2000:]}))
             else:
-                made.append((parse(ans), {"answer": ans[-2000:]}))  # validated: parses
+                name, desc = parse_name_description(ans)  # validated: parses
+                made.append(Label(name, desc, {"answer": ans[-2000:]}))
+        if p.small and error is None:
+            error = self._describe_small(made, tops, p)
         if error is not None:
             raise LabellingStopped(made, error)
         return made
+
+    def _describe_small(self, made: list, tops: list[list[str]], p: Profile) -> Exception | None:
+        """The small profile's descriptions: one more prompt per named feature; returns a model failure."""
+        todo = [i for i, lab in enumerate(made) if lab is not None and lab.name]
+        prompts = [small_description_prompt(made[i].name, tops[i], p.chars) for i in todo]
+        answers = self.client.complete_many(prompts, validate=_has_description, max_tokens=p.description_tokens)
+        for i, ans in zip(todo, answers):
+            if isinstance(ans, LLMEndpointError):
+                made[i] = None  # the whole feature is asked again next run
+                return ans
+            if isinstance(ans, str):
+                made[i].description = parse_small_description(ans)
+                made[i].detail["description_answer"] = ans[-2000:]
+        return None
+
+
+def _has_description(answer: str) -> None:
+    if parse_small_description(answer) is None:
+        raise MalformedAnswer("no sentence in the answer")
 
 
 def make_llm_labeller(context) -> LLMLabeller:

@@ -1,8 +1,9 @@
 """Scorers: how well a feature's label predicts where the feature fires.
 
-- embedding scorer (delphi's, offline): AUC of the cosine similarity between the label's embedding and
-  held-out activating vs. held-out random non-activating documents, and vs. held-out hard negatives (the
-  non-activating documents nearest to the activating ones);
+- embedding scorer (delphi's, offline): AUC of the cosine similarity between the embedding of the label (its
+  name, or its description) and held-out activating documents (up to 40, spread over the activation range) vs.
+  held-out random non-activating documents (200), and vs. their per-document hard negatives (each held-out
+  activating document's nearest document the feature does not fire on);
 - quality (no label needed): coherence of the top documents and a flag for features that are mixtures;
 - category scorer: precision, recall and F1 of the feature as a detector of its best-matching document
   category (where documents carry categories);
@@ -21,12 +22,15 @@ def auc_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
     `pos` is (m, a) and `neg` is (m, b): scores of a positives and b negatives under m scorers.
     """
+    from scipy.stats import rankdata
+
     pos = np.atleast_2d(np.asarray(pos, dtype=np.float64))
     neg = np.atleast_2d(np.asarray(neg, dtype=np.float64))
-    if pos.shape[1] == 0 or neg.shape[1] == 0:
+    a, b = pos.shape[1], neg.shape[1]
+    if a == 0 or b == 0:
         return np.full(pos.shape[0], np.nan)
-    diff = pos[:, :, None] - neg[:, None, :]
-    return ((diff > 0).sum((1, 2)) + 0.5 * (diff == 0).sum((1, 2))) / (pos.shape[1] * neg.shape[1])
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # ties share their mean rank
+    return (ranks[:, :a].sum(1) - a * (a + 1) / 2) / (a * b)
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
@@ -34,19 +38,23 @@ def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
     return float(auc_matrix(np.asarray(pos)[None, :], np.asarray(neg)[None, :])[0])
 
 
-def embedding_scores(label_vec: np.ndarray, doc_vectors: np.ndarray, ex) -> dict[str, float | None]:
-    """Delphi's embedding scorer on held-out examples: AUC against random and against hard negatives, and their
-    mean (`embedding_auc_combined`), which rewards labels that are precise as well as on topic."""
+def embedding_scores(label_vec: np.ndarray, doc_vectors: np.ndarray, ex, prefix: str = "embedding_auc"
+                     ) -> dict[str, float | None]:
+    """Delphi's embedding scorer on held-out examples: AUC against random (`<prefix>`) and against the per-document
+    hard negatives (`<prefix>_hard`), and for the name (prefix `embedding_auc`) their mean
+    (`embedding_auc_combined`), which rewards names that are precise as well as on topic. The description is
+    scored with prefix `description_auc`."""
     v = np.asarray(label_vec, dtype=np.float32)
     v = v / max(float(np.linalg.norm(v)), 1e-12)
     pos = doc_vectors[ex.heldout_pos] @ v
-    out: dict[str, float | None] = {"embedding_auc": None, "embedding_auc_hard": None}
+    rand, hard = prefix, f"{prefix}_hard"
+    out: dict[str, float | None] = {rand: None, hard: None}
     if len(pos) and len(ex.heldout_neg):
-        out["embedding_auc"] = auc(pos, doc_vectors[ex.heldout_neg] @ v)
+        out[rand] = auc(pos, doc_vectors[ex.heldout_neg] @ v)
     if len(pos) and len(ex.heldout_hard):
-        out["embedding_auc_hard"] = auc(pos, doc_vectors[ex.heldout_hard] @ v)
-    if out["embedding_auc"] is not None and out["embedding_auc_hard"] is not None:
-        out["embedding_auc_combined"] = (out["embedding_auc"] + out["embedding_auc_hard"]) / 2
+        out[hard] = auc(pos, doc_vectors[ex.heldout_hard] @ v)
+    if prefix == "embedding_auc" and out[rand] is not None and out[hard] is not None:
+        out["embedding_auc_combined"] = (out[rand] + out[hard]) / 2
     return out
 
 

@@ -14,10 +14,11 @@ from ..data.vectors import IN_MEMORY_BYTES, unit_rows
 from ..progress import ProgressCallback, Tracker
 from ..registry import LABELLERS
 from ..settings import OneOf, Range, Settings, check
+from ..threads import blas_single_thread
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
-from .keywords import MIXED_PREFIX
-from .labellers import LabelContext, Labeller
+from .hard import NearestDocuments
+from .labellers import LabelContext, Labeller, is_one_phrase
 from .store import DISK_FULL, FeatureStore, db_path, remove_database
 
 if TYPE_CHECKING:
@@ -28,12 +29,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CleanConfig(Settings):
-    """The clean-feature filter (the seed's): thresholds on scores and density, duplicate labels by score."""
+    """The clean-feature filter (the seed's): thresholds on scores and density, duplicate labels by score. A feature's
+    label passes when its name, or its description, reaches both embedding AUC thresholds."""
 
     min_embedding_auc: float = 0.8
-    """Least embedding AUC against random non-activating documents."""
+    """Least embedding AUC (of the name or of the description) against random non-activating documents."""
     min_embedding_auc_hard: float = 0.6
-    """Least embedding AUC against hard negatives (non-activating documents nearest to the activating ones)."""
+    """Least embedding AUC (of the same) against hard negatives (each activating document's nearest non-activating
+    document)."""
     max_density: float = 0.2
     """Features firing on this share of documents or more are not clean."""
     min_llm_f1: float = 0.5
@@ -137,8 +140,15 @@ def interpret(
             logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
                         f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
             detect = context.chat is not None and cfg.llm_score
+            n_renamed = 0
             if len(todo):
-                _process(_Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect), todo)
+                nearest = NearestDocuments(context.doc_vectors, pool=ex_cfg.hard_pool, seed=ex_cfg.seed)
+                r = _Run(context, labeller, store, csr, csc, ex_cfg, cfg.batch_size, run, detect, nearest)
+                # many small products: more BLAS threads only contend (measured: the stage 7x slower on 2 busy
+                # cores); the embedding model keeps its own threads
+                with blas_single_thread():
+                    _process(r, todo)
+                    n_renamed = _distinct_names(r)
             n_clean = apply_clean_filter(store, clean_cfg)
             table = store.table()
         except OSError as exc:
@@ -158,7 +168,10 @@ def interpret(
         "failed": int((table["id"].isin(chosen) & (table["status"] == "failed")).sum()),
         "mean_embedding_auc": _mean(done_now["embedding_auc"]),
         "mean_embedding_auc_hard": _mean(done_now["embedding_auc_hard"]),
-        "single_phrase": _share(done_now["label"], lambda x: not x.startswith(MIXED_PREFIX)),
+        "mean_description_auc": _mean(done_now["description_auc"]),
+        "mean_description_auc_hard": _mean(done_now["description_auc_hard"]),
+        "single_phrase": _share(done_now["label"], is_one_phrase),
+        "distinct_names": _distinct(table[table["status"] == "done"]["label"]), "renamed": n_renamed,
         "mixtures": int((done_now["mixture"] == 1).sum()),
         "median_embedding_auc": _mean(done_now["embedding_auc"], median=True), "mean_llm_f1": _mean(done_now["llm_f1"]),
         "mean_category_f1": _mean(done_now["category_f1"]), "clean": n_clean,
@@ -170,6 +183,14 @@ def interpret(
               "clean": clean_cfg.to_dict()}
     ws.record_stage(f"interpret:{name}", record, summary=summary)
     return summary
+
+
+def _distinct(col) -> float | None:
+    """Share of names that no other feature has (`names.name_key`: case, spacing and plural "s" ignored)."""
+    from .names import distinct_share
+
+    share = distinct_share(col.dropna().tolist())
+    return None if share is None else round(share, 4)
 
 
 def _share(col, pred) -> float | None:
@@ -196,11 +217,13 @@ class _Run:
     run: int
     detect: bool
     """Whether the LLM detection scorer runs."""
+    nearest: NearestDocuments
+    """Each document's nearest documents (for the per-document hard negatives), kept across batches."""
 
 
 def _process(r: _Run, todo: np.ndarray) -> None:
     """Label and score the features in `todo`, one committed batch at a time."""
-    from .labellers import LabellingStopped
+    from .labellers import LabellingStopped, as_label
     from .scorers import category_scores, document_categories, embedding_scores, quality_scores
 
     ctx = r.context
@@ -209,19 +232,23 @@ def _process(r: _Run, todo: np.ndarray) -> None:
     tracker = Tracker(ctx.progress, "interpret", len(todo), unit="feature")
     for start in range(0, len(todo), r.batch_size):
         batch = todo[start : start + r.batch_size]
-        exs = select_examples(r.csc, batch, ctx.doc_vectors, r.examples)
+        exs = select_examples(r.csc, batch, ctx.doc_vectors, r.examples, nearest=r.nearest)
         error = None
         try:
             made = r.labeller.label_batch(exs, ctx)
         except LabellingStopped as stop:
             made, error = stop.results, stop.cause
-        labelled = [(ex, lab) for ex, lab in zip(exs, made) if lab is not None]
-        ctx.phrase_emb.add([lab[0] for _, lab in labelled if lab[0]])
-        labels, scores, rows, categories = {}, {}, {}, {}
-        for ex, (label, detail) in labelled:
+        labelled = [(ex, lab) for ex, lab in zip(exs, map(as_label, made)) if lab is not None]
+        ctx.phrase_emb.add([t for _, lab in labelled for t in (lab.name, lab.description) if t])
+        labels, descriptions, scores, rows, categories = {}, {}, {}, {}, {}
+        for ex, lab in labelled:
             f = ex.feature
-            labels[f] = (label, r.labeller.name, detail)
-            s = embedding_scores(ctx.phrase_emb.get([label])[0], ctx.doc_vectors, ex) if label else {}
+            labels[f] = (lab.name, r.labeller.name, lab.detail)
+            descriptions[f] = lab.description
+            s = embedding_scores(ctx.phrase_emb.get([lab.name])[0], ctx.doc_vectors, ex) if lab.name else {}
+            if lab.name and lab.description:
+                s.update(embedding_scores(ctx.phrase_emb.get([lab.description])[0], ctx.doc_vectors, ex,
+                                          prefix="description_auc"))
             s.update(quality_scores(ctx.doc_vectors, ex))
             cs = cat_scores.get(f, {})
             categories[f] = cs.get("category")
@@ -231,15 +258,58 @@ def _process(r: _Run, todo: np.ndarray) -> None:
         if r.detect and error is None:
             from .llm import llm_detection
 
-            det, error = llm_detection(ctx.chat, ctx.llm, [ex for ex, lab in labelled if lab[0]], labels, ctx.texts)
+            det, error = llm_detection(ctx.chat, ctx.llm, [ex for ex, lab in labelled if lab.name], labels, ctx.texts)
             for f, s in det.items():
                 scores[f].update(s)
-        r.store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=r.run)
+        r.store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=r.run,
+                            descriptions=descriptions)
         tracker.update(len(batch))
         if error is not None:
             tracker.close()
             raise error
     tracker.close()
+
+
+def _distinct_names(r: _Run) -> int:
+    """Rename features that share a name (`names.rename_shared`), rebuild their descriptions and score both again;
+    returns how many were renamed. Only features whose labeller stored its candidates take part."""
+    from .keywords import describe
+    from .names import rename_shared, shared_names
+    from .scorers import auc_matrix, embedding_scores
+
+    t = r.store.table()
+    t = t[(t["status"] == "done") & t["label"].notna()]
+    names = dict(zip(t["id"].astype(int), t["label"]))
+    members = sorted({f for fs in shared_names(names).values() for f in fs})
+    details = {f: d for f, d in r.store.details(members, r.labeller.name).items() if d.get("candidates")}
+    if not details:
+        return 0
+    ctx = r.context
+    exs = {ex.feature: ex for ex in select_examples(r.csc, np.asarray(sorted(details)), ctx.doc_vectors, r.examples,
+                                                   nearest=r.nearest)}
+
+    def contrast(f: int, others: list[int], cands: list[str]) -> np.ndarray:
+        rest = np.concatenate([exs[g].shown_pos for g in others if g in exs] or [np.zeros(0, np.int64)])
+        if f not in exs or not len(rest) or not len(exs[f].shown_pos):
+            return np.zeros(len(cands))
+        vecs = ctx.phrase_emb.get(cands)
+        return auc_matrix(vecs @ np.asarray(ctx.doc_vectors[exs[f].shown_pos]).T,
+                          vecs @ np.asarray(ctx.doc_vectors[rest]).T)
+
+    renamed = rename_shared(names, {f: d["candidates"] for f, d in details.items()}, contrast)
+    descs = dict(zip(t["id"].astype(int), t["description"]))
+    for f, name in renamed.items():
+        d = details[f]
+        parts = d.get("description_parts")
+        desc = describe(name, parts) if parts is not None else descs.get(f)
+        ctx.phrase_emb.add([x for x in (name, desc) if isinstance(x, str)])
+        scores = embedding_scores(ctx.phrase_emb.get([name])[0], ctx.doc_vectors, exs[f])
+        if isinstance(desc, str):
+            scores.update(embedding_scores(ctx.phrase_emb.get([desc])[0], ctx.doc_vectors, exs[f],
+                                           prefix="description_auc"))
+        r.store.rename(f, r.labeller.name, name, desc if isinstance(desc, str) else None, scores,
+                       {**d, "renamed_from": names[f]})
+    return len(renamed)
 
 
 def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
@@ -248,8 +318,11 @@ def apply_clean_filter(store: FeatureStore, cfg: CleanConfig) -> int:
     t = store.table()
     ok = (t["status"] == "done") & t["label"].notna() & (t["n_active"] >= cfg.min_active)
     ok &= t["density"] < cfg.max_density
-    ok &= t["embedding_auc"].fillna(0) >= cfg.min_embedding_auc
-    ok &= t["embedding_auc_hard"].isna() | (t["embedding_auc_hard"] >= cfg.min_embedding_auc_hard)
+    def passes(rand: str, hard: str):
+        return (t[rand].fillna(0) >= cfg.min_embedding_auc) & (t[hard].isna() | (t[hard] >= cfg.min_embedding_auc_hard))
+
+    ok &= passes("embedding_auc", "embedding_auc_hard") | (
+        t["description_auc"].notna() & passes("description_auc", "description_auc_hard"))
     ok &= t["llm_f1"].isna() | (t["llm_f1"] >= cfg.min_llm_f1)
     cand = t[ok].copy()
     cand["key"] = cand["label"].str.lower().str.strip()

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS features (
     id INTEGER PRIMARY KEY,
     label TEXT,
+    description TEXT,
     labeller TEXT,
     density REAL,
     act_mean REAL,
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS features (
     updated TEXT
 );
 CREATE TABLE IF NOT EXISTS labels (
-    feature INTEGER, labeller TEXT, label TEXT, detail TEXT, created TEXT,
+    feature INTEGER, labeller TEXT, label TEXT, description TEXT, detail TEXT, created TEXT,
     PRIMARY KEY (feature, labeller)
 );
 CREATE TABLE IF NOT EXISTS scores (
@@ -65,6 +66,10 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 
 SCORE_NAMES = FeatureScores.names()
 """Every score a feature can have (the columns the feature table always carries)."""
+
+MIGRATIONS = (("features", "description", "TEXT"), ("labels", "description", "TEXT"))
+"""Columns added since the first schema: (table, column, type). A store opened for writing gains the missing ones;
+one opened for reading shows them as empty."""
 
 
 def db_path(sae_dir: str | os.PathLike) -> Path:
@@ -120,6 +125,9 @@ class FeatureStore:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(SCHEMA)
+        for table, column, kind in MIGRATIONS:
+            if column not in _columns(self.con, table):
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self.con.commit()
 
     @classmethod
@@ -202,18 +210,23 @@ class FeatureStore:
         categories: dict[int, str | None] | None = None,
         run: int = 0,
         status: str = "done",
+        descriptions: dict[int, str | None] | None = None,
     ) -> None:
-        """Store the labels, scores and examples of a batch of features in one transaction."""
+        """Store the labels (name, labeller, detail), descriptions, scores and examples of a batch of features in
+        one transaction."""
         ts = now_iso()
+        descriptions = descriptions or {}
         with self.con:
             for fid, (label, labeller, detail) in labels.items():
+                desc = descriptions.get(fid)
                 self.con.execute(
-                    "INSERT OR REPLACE INTO labels (feature, labeller, label, detail, created) VALUES (?, ?, ?, ?, ?)",
-                    (int(fid), labeller, label, json.dumps(detail), ts),
+                    "INSERT OR REPLACE INTO labels (feature, labeller, label, description, detail, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (int(fid), labeller, label, desc, json.dumps(detail), ts),
                 )
                 self.con.execute(
-                    "UPDATE features SET label = ?, labeller = ?, status = ?, run = ?, updated = ? WHERE id = ?",
-                    (label, labeller, status if label is not None else "failed", run, ts, int(fid)),
+                    "UPDATE features SET label = ?, description = ?, labeller = ?, status = ?, run = ?, updated = ? "
+                    "WHERE id = ?",
+                    (label, desc, labeller, status if label is not None else "failed", run, ts, int(fid)),
                 )
             for fid, vals in scores.items():
                 for name, value in vals.items():
@@ -235,6 +248,24 @@ class FeatureStore:
                 )
 
     @_guarded
+    def rename(self, feature: int, labeller: str, label: str, description: str | None,
+               scores: dict[str, float | None], detail: dict[str, Any]) -> None:
+        """Give a labelled feature another name and description (with their scores and the labeller's detail)."""
+        ts = now_iso()
+        with self.con:
+            self.con.execute("UPDATE features SET label = ?, description = ?, updated = ? WHERE id = ?",
+                             (label, description, ts, int(feature)))
+            self.con.execute("UPDATE labels SET label = ?, description = ?, detail = ?, created = ? "
+                             "WHERE feature = ? AND labeller = ?",
+                             (label, description, json.dumps(detail), ts, int(feature), labeller))
+            for name, value in scores.items():
+                if value is None:
+                    self.con.execute("DELETE FROM scores WHERE feature = ? AND scorer = ?", (int(feature), name))
+                else:
+                    self.con.execute("INSERT OR REPLACE INTO scores (feature, scorer, value) VALUES (?, ?, ?)",
+                                     (int(feature), name, float(value)))
+
+    @_guarded
     def set_clean(self, clean_ids: Sequence[int]) -> None:
         """Mark exactly these features as clean; the SAE counts as interpreted from then on."""
         with self.con:
@@ -254,10 +285,22 @@ class FeatureStore:
         return {int(r[0]) for r in rows}
 
     @_guarded
+    def details(self, features: Sequence[int], labeller: str) -> dict[int, dict[str, Any]]:
+        """The labeller's stored detail of each of `features` that has one."""
+        out: dict[int, dict[str, Any]] = {}
+        for f in features:
+            row = self.con.execute("SELECT detail FROM labels WHERE feature = ? AND labeller = ?",
+                                   (int(f), labeller)).fetchone()
+            if row and row[0]:
+                out[int(f)] = json.loads(row[0])
+        return out
+
+    @_guarded
     def table(self) -> pd.DataFrame:
         """All features with their stats, label and scores (one column per scorer)."""
+        desc = "description" if "description" in _columns(self.con, "features") else "NULL AS description"
         feats = pd.read_sql_query(
-            "SELECT id, label, labeller, density, act_mean, act_max, n_active, category, clean, status, run "
+            f"SELECT id, label, {desc}, labeller, density, act_mean, act_max, n_active, category, clean, status, run "
             "FROM features ORDER BY id",
             self.con,
         )
@@ -306,6 +349,11 @@ class FeatureStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (key, response, int(prompt_tokens), int(completion_tokens), now_iso()),
             )
+
+
+def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+    """The column names of a table."""
+    return {row[1] for row in con.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:

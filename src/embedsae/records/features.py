@@ -50,7 +50,7 @@ class FeatureScores(Record):
     @classmethod
     def columns(cls, names: tuple[str, ...] | None = None) -> list[tuple[str, str, str]]:
         """(name, short title, help text) of each score, in order (all, or those of `names`)."""
-        from .settings import field_docs
+        from ..settings import field_docs
 
         docs = field_docs(cls)
         return [(n, cls.TITLES.get(n, n), docs.get(n, "")) for n in (names or cls.names())]

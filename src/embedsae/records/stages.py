@@ -82,9 +82,11 @@ class InterpretSummary(Record):
     mean_description_auc: float | None = None
     mean_description_auc_hard: float | None = None
     single_phrase: float | None = None
-    """Share of names that are one phrase (not a mixture "A / B")."""
+    """Share of names that are one phrase (at most six words, not a list)."""
     distinct_names: float | None = None
-    """Share of features whose name no other feature has."""
+    """Share of features whose name no other feature has (case, spacing and a plural "s" ignored)."""
+    renamed: int | None = None
+    """Features this run renamed because another had the same name."""
     mixtures: int | None = None
     mean_llm_f1: float | None = None
     mean_category_f1: float | None = None

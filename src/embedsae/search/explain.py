@@ -17,14 +17,23 @@ from .concept import ConceptQuery, ConceptStore
 def explain_hit(
     index: ConceptStore, doc: int, query: ConceptQuery, labels: Mapping[int, str], *, top: int = 5
 ) -> list[dict[str, Any]]:
-    """The shared features of one hit, largest contribution first, with labels (or 'feature <id>')."""
+    """The shared features of one hit, largest contribution first, with labels (or 'feature <id>'). Features that
+    share a label are one entry (their contributions summed; `features` lists them, `feature` is the largest), so
+    an explanation never repeats a name."""
     contrib = index.contributions(doc, query)
     total = sum(v for v in contrib.values() if v > 0)
     query_latents = set(query.latents.tolist())
     shared = [(f, c) for f, c in contrib.items() if c > 0 and f in query_latents]
     shared.sort(key=lambda t: -t[1])
-    return [
-        {"feature": int(f), "label": labels.get(int(f), f"feature {f}"), "contribution": round(float(c), 5),
-         "share": round(float(c / total), 4) if total > 0 else 0.0}
-        for f, c in shared[:top]
-    ]
+    merged: dict[str, dict[str, Any]] = {}
+    for f, c in shared:
+        label = labels.get(int(f), f"feature {f}")
+        entry = merged.setdefault(label.strip().lower(), {"feature": int(f), "label": label, "contribution": 0.0,
+                                                          "features": []})
+        entry["contribution"] += float(c)
+        entry["features"].append(int(f))
+    out = sorted(merged.values(), key=lambda e: -e["contribution"])[:top]
+    for e in out:
+        e["share"] = round(e["contribution"] / total, 4) if total > 0 else 0.0
+        e["contribution"] = round(e["contribution"], 5)
+    return out
