@@ -60,7 +60,9 @@ def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for a in range(0, n, 65536):
         b = min(a + 65536, n)
         vectors[a:b] = np.einsum("nk,nkd->nd", val[a:b], W[lat[a:b]]) + b_pre
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scale = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors /= scale
+    val /= scale  # as a trained SAE's codes: they reconstruct the unit vector (up to b_pre), not a multiple of it
     srt = np.argsort(lat, axis=1)  # a latent drawn twice for one document keeps one activation
     dup = np.zeros_like(swap)
     dup[:, 1:] = np.diff(np.take_along_axis(lat, srt, 1), axis=1) == 0
