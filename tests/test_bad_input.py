@@ -4,7 +4,6 @@ writers of the same SAE, a read-only workspace, a full disk."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import pytest
 from embedsae import layout, pipeline
 from embedsae.cli import main
 from embedsae.workspace import Workspace
+from tests.faults import mounted
 
 
 @pytest.fixture(scope="module")
@@ -158,19 +158,6 @@ def test_a_second_train_of_the_same_sae_is_refused(probe, tmp_path):
     finally:
         first.kill()
         first.wait()
-
-
-@contextlib.contextmanager
-def mounted(*args: str, target: Path):
-    """Mount something at `target` (root and mount(8) needed), or skip the test saying why."""
-    target.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount here ({done.stderr.strip() or 'mount failed'}); the fault needs a mount")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
 def test_a_read_only_workspace_is_fully_browsable(probe, tmp_path):

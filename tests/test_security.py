@@ -34,6 +34,7 @@ import pytest
 from embedsae import layout
 from embedsae.cli import main
 from embedsae.workspace import Workspace
+from tests.faults import tmpfs
 
 fastapi = pytest.importorskip("fastapi", reason="the app extra (fastapi) is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -405,20 +406,6 @@ def test_export_refuses_workspaces_and_the_current_folder(export_root, capsys, m
              "export to")
     assert sorted(str(p) for p in export_root.rglob("*")) == before
     assert Workspace.open(ws).sae_names() == [SAE] and Workspace.open(export_root / "other")
-
-
-@contextlib.contextmanager
-def tmpfs(target: Path, size: str):
-    """A small tmpfs at `target` (root and mount(8) needed), or skip saying why."""
-    target.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); the fault needs one")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
 def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(app_ws, tmp_path, capsys):

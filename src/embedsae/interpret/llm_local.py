@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..progress import ProgressCallback
-from .llm import Answer, CachingClient, LLMConfig, LLMEndpointError
+from .llm_client import Answer, CachingClient, LLMConfig, LLMEndpointError
 from .llm_prompts import parse_small_rating
 
 logger = logging.getLogger(__name__)
