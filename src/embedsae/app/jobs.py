@@ -5,6 +5,7 @@ whatever a job is doing (the job is interrupted as by Ctrl-C)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -50,11 +51,8 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    stage: str = ""
-    done: int = 0
-    total: int | None = None
-    unit: str = ""
-    message: str = ""
+    progress: JobProgress = field(default_factory=JobProgress)
+    """The stage's last progress report (its `fraction` is filled in by `record`)."""
     events: int = 0
     error: str | None = None
     result: dict[str, Any] | None = None
@@ -65,7 +63,8 @@ class Job:
     def fraction(self) -> float:
         if self.state == "done":
             return 1.0
-        return 0.0 if not self.total else min(self.done / self.total, 1.0)
+        p = self.progress
+        return 0.0 if not p.total else min(p.done / p.total, 1.0)
 
     @property
     def finished_state(self) -> bool:
@@ -76,8 +75,7 @@ class Job:
         return JobRecord(
             id=self.id, workspace=self.workspace, kind=self.kind, params=self.params, state=self.state,
             created=self.created, started=self.started, finished=self.finished,
-            progress=JobProgress(stage=self.stage, done=self.done, total=self.total, unit=self.unit,
-                                 message=self.message, fraction=round(self.fraction, 4)),
+            progress=dataclasses.replace(self.progress, fraction=round(self.fraction, 4)),
             events=self.events, error=self.error, result=self.result, cancel_requested=self.cancel_requested)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,8 +146,8 @@ class JobRunner:
                     continue
                 if "progress" in message:
                     e = message["progress"]
-                    job.stage, job.done, job.total = e["stage"], int(e["done"]), e["total"]
-                    job.unit, job.message = e["unit"], e["message"]
+                    job.progress = JobProgress(stage=e["stage"], done=int(e["done"]), total=e["total"], unit=e["unit"],
+                                               message=e["message"])
                     job._notify()
                 else:
                     outcome = message
