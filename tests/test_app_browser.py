@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
@@ -18,9 +16,8 @@ from urllib.parse import urljoin, urlparse
 import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+from tests.browser import chromium, serving
+
 BROWSER_PAGES_PER_KIND = 3
 """Pages of one kind (a feature page, a features page, ...) per workspace the crawl opens in the browser; every
 link is still fetched (status 200)."""
@@ -34,20 +31,8 @@ def served(real_workspaces, ws_trained, tmp_path_factory):
     jobs = tmp_path_factory.mktemp("served") / "jobs"
     shutil.copytree(ws_trained.path, jobs)
     folders = [*real_workspaces.values(), jobs]
-    proc = subprocess.Popen([sys.executable, "-m", "embedsae", "serve", *map(str, folders), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        line = proc.stdout.readline()
-        m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        assert m, f"serve printed no URL: {line!r}"
-        yield m.group(1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving(folders) as url:
+        yield url
 
 
 class Watched:
@@ -82,13 +67,8 @@ class Watched:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
