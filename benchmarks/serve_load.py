@@ -123,13 +123,22 @@ def main() -> int:
         prepare(args.workspace, args.prepare, args.k, args.latents)
     proc, host, port = start_server(args.workspace)
     try:
-        return run(args, host, port)
+        return run(args, host, port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def run(args, host: str, port: int) -> int:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(args, host: str, port: int, server_pid: int | None = None) -> int:
     ws = args.workspace.name
     base = f"/api/v1/workspaces/{ws}"
     c = Client(host, port)
@@ -190,6 +199,7 @@ def run(args, host: str, port: int) -> int:
                     errors.append(f"{kind} {status} {body[:120]!r}")
 
     load = os.getloadavg()[0]
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0, time.process_time(), _machine_busy()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(args.seed * 1000 + i,)) for i in range(args.clients)]
     for t in threads:
@@ -197,10 +207,18 @@ def run(args, host: str, port: int) -> int:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    server_cpu = (cpu_seconds(server_pid) if server_pid else 0.0) - cpu0[0]
+    client_cpu, busy = time.process_time() - cpu0[1], _machine_busy() - cpu0[2]
     print(f"workspace {ws}: {args.requests} requests, {args.clients} clients, {wall:.1f} s, "
           f"{args.requests / wall:.1f} requests/s, {len(errors)} errors ({reconnects[0]} idle connections reopened); "
           f"think time {args.think * 1000:.0f} ms; "
           f"load average before {load:.1f} on {os.cpu_count()} CPUs")
+    # what bounds the closed loop: the CPU each request costs the server and the load generator, against the CPU
+    # the machine had (every process's busy time: other work on the machine takes its share too)
+    print(f"CPU per request: server {1000 * server_cpu / args.requests:.1f} ms, this client {1000 * client_cpu / args.requests:.1f} "
+          f"ms; server used {server_cpu / wall:.2f} cores, client {client_cpu / wall:.2f}, every process "
+          f"{busy / wall:.2f} of {os.cpu_count()}; at this server CPU per request {os.cpu_count()} idle cores would give "
+          f"at most {args.requests * os.cpu_count() / max(server_cpu, 1e-9):.0f} requests/s")
     print(f"{'kind':<11}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for k in kinds:
         xs = sorted(lat[k])
@@ -211,6 +229,16 @@ def run(args, host: str, port: int) -> int:
     for e in errors[:5]:
         print("error:", e)
     return 1 if errors else 0
+
+
+def _machine_busy() -> float:
+    """Seconds of CPU time the whole machine has been busy (all CPUs, from /proc/stat; 0 elsewhere)."""
+    try:
+        vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return 0.0
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest_plugins = ["tests.real_workspaces"]  # the session's real workspaces of every kind (a-g)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CACHE = Path(os.environ.get("EMBEDSAE_TEST_CACHE") or ROOT / ".pytest_cache" / "embedsae-vectors")
@@ -131,11 +133,13 @@ def small_corpus(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def app_ws(cranfield_ws, tmp_path_factory):
     """A copy of the Cranfield workspace with a small SAE (top-k, k = 8, 256 latents), interpreted (first 96
-    features), its families and indexes: what the web app serves in the app tests (read-only: copy to modify)."""
+    features), its families, indexes and 2-D map: what the web app serves in the app tests (read-only: copy to
+    modify)."""
     from embedsae import pipeline
     from embedsae.interpret.stage import interpret
     from embedsae.search.index import build_index
     from embedsae.structure import families_stage
+    from embedsae.viz.map import map_stage
     from embedsae.workspace import Workspace
 
     dst = tmp_path_factory.mktemp("app") / "cranfield"
@@ -145,6 +149,7 @@ def app_ws(cranfield_ws, tmp_path_factory):
     interpret(ws, max_features=96)
     families_stage(ws)
     build_index(ws)
+    map_stage(ws, dims=(2,))
     return ws
 
 

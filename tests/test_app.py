@@ -13,16 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
-pytest.importorskip("fastapi", reason="the app extra (fastapi) is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
-
-import embedsae  # noqa: E402
-from embedsae import layout  # noqa: E402
-from embedsae.app import create_app  # noqa: E402
-from embedsae.app.schemas import MAX_EDITS, MAX_PAGE, MAX_QUERY_CHARS, MAX_TEXT_CHARS, MAX_TOP  # noqa: E402
-from embedsae.app.state import SEARCH_THREADS  # noqa: E402
-from embedsae.cli import main as cli_main  # noqa: E402
+import embedsae
+from embedsae import layout
+from embedsae.app import create_app
+from embedsae.app.schemas import MAX_EDITS, MAX_PAGE, MAX_QUERY_CHARS, MAX_TEXT_CHARS, MAX_TOP
+from embedsae.app.state import SEARCH_THREADS
+from embedsae.cli import main as cli_main
 
 APP_DIR = Path(embedsae.__file__).parent / "app"
 HTMX_VERSION = "2.0.4"
@@ -157,7 +155,6 @@ def test_families(client, app_ws):
 
 
 def test_map_points_coloured_by_a_feature(client, app_ws):
-    pytest.importorskip("umap", reason="umap-learn (extra 'map') is not installed")
     p = embedsae.open(app_ws.path)
     f = p.features(sort="density", limit=1).items[0].id
     m = client.get(f"{API}/map", params={"feature": f}).json()
@@ -168,6 +165,45 @@ def test_map_points_coloured_by_a_feature(client, app_ws):
     r = client.get(f"{API}/map", params={"column": "nope"})
     assert r.status_code == 400 and "no column 'nope'" in r.json()["message"]
     assert client.get(f"{API}/map", params={"dims": 4}).status_code == 422
+
+
+def test_families_that_found_none_say_why_and_what_to_do(app_ws, copy_ws):
+    """A families stage that kept no family (here: families need more members than there are features) answers
+    200 with a notice saying how many features it considered and to interpret them all, then rerun it."""
+    from embedsae.structure import families_stage
+    from embedsae.structure.settings import FamilySettings
+
+    ws = copy_ws(app_ws)
+    assert not families_stage(ws, settings=FamilySettings(min_children=10_000), figures=False).families
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
+        r = c.get("/w/cranfield/families")
+    assert r.status_code == 200
+    notice = re.search(r'id="no-families">(.*?)</p>', r.text, re.S).group(1)
+    assert "found no family" in notice and "Interpret every feature" in notice and "/jobs?ws=cranfield" in notice
+    assert re.search(r"among the\s+\d+\s+features", notice), notice
+
+
+@pytest.mark.slow
+def test_a_map_job_computes_the_map_that_a_request_never_does(app_ws, copy_ws):
+    """Without a stored map the map answers 409 naming the map stage, at once; a map job computes it in its worker
+    process with progress (one unit per UMAP epoch), and the map then answers the layout the library computes."""
+    from embedsae.viz.map import stored_map
+
+    ws = copy_ws(app_ws)
+    shutil.rmtree(ws.path / layout.MAP)
+    with TestClient(create_app([ws.path]), base_url=LOCAL) as c:
+        t0 = time.perf_counter()
+        r = c.get(f"{API}/map", params={"dims": 3})
+        assert r.status_code == 409 and r.json()["stage"] == "map" and "no 3-D map yet" in r.json()["message"]
+        assert time.perf_counter() - t0 < 5
+        job = c.post(f"{API}/jobs", json={"kind": "map"})  # the 2-D layout is up to date: only 3-D is computed
+        assert job.status_code == 202, job.text
+        events = c.get(f"/api/v1/jobs/{job.json()['id']}/events", params={"timeout": 600})
+        lines = [json.loads(line[6:]) for line in events.text.splitlines() if line.startswith("data: ")]
+        assert lines[-1]["state"] == "done", lines[-1]
+        assert any(0 < e["progress"]["done"] < 500 and e["progress"]["unit"] == "epoch" for e in lines)
+        m = c.get(f"{API}/map", params={"dims": 3}).json()
+        assert np.allclose(np.asarray(m["coords"]).T, stored_map(ws, 3), atol=1e-4)
 
 
 # ---------------------------------------------------------------------------- search
@@ -418,3 +454,35 @@ def test_concept_groups_on_a_word_workspace(tmp_path):
         assert html.status_code == 200 and "Months" in html.text and "Baseline: raw" in html.text
         r = c.post("/api/v1/workspaces/words/concepts", json={"groups": "Nothing: qwxzy, zzqv"})
         assert r.status_code == 400 and "qwxzy" in r.json()["message"] and str(ws.path) not in r.text
+
+
+def test_a_damaged_workspace_shows_its_own_error_and_the_others_keep_working(app_ws, tmp_path):
+    """Served beside a good workspace: one whose manifest is damaged, one whose vectors go and one whose manifest
+    is damaged while served. The list and
+    the home page answer 200 with each damaged workspace's one-line error on its own card; its API answers 409
+    naming the file; the good one answers as ever."""
+    bad_manifest, no_vectors, later = tmp_path / "bad-manifest", tmp_path / "no-vectors", tmp_path / "later"
+    for folder in (bad_manifest, no_vectors, later):
+        shutil.copytree(app_ws.path, folder)
+    (bad_manifest / layout.MANIFEST).write_text('{"model": ')
+    with TestClient(create_app([app_ws.path, bad_manifest, no_vectors, later]), base_url=LOCAL) as c:
+        shutil.rmtree(no_vectors / layout.SHARDS)  # damaged while served
+        (later / layout.MANIFEST).write_text("[1, 2")
+        listed = c.get("/api/v1/workspaces")
+        assert listed.status_code == 200
+        by_name = {w["name"]: w for w in listed.json()}
+        assert by_name["cranfield"]["documents"] == 1400 and "error" not in by_name["cranfield"]
+        assert "manifest.json" in by_name["bad-manifest"]["error"] and str(tmp_path) not in listed.text
+        assert "vectors" in by_name["no-vectors"]["error"] and "manifest.json" in by_name["later"]["error"]
+        home = c.get("/")
+        assert home.status_code == 200 and "topk-k8-n256" in home.text
+        card = re.search(r'<section class="card workspace damaged" id="ws-bad-manifest">(.*?)</section>', home.text, re.S)
+        assert card and "manifest.json" in card.group(1)
+        for url in ("/api/v1/workspaces/bad-manifest", "/api/v1/workspaces/bad-manifest/features",
+                    "/api/v1/workspaces/no-vectors"):
+            r = c.get(url)
+            assert r.status_code == 409 and r.json()["message"].count("\n") == 0, (url, r.text)
+        assert "manifest.json" in c.get("/api/v1/workspaces/bad-manifest/features").json()["message"]
+        assert c.get("/w/bad-manifest/features").status_code == 409
+        assert c.get(f"{API}/features", params={"limit": 3}).status_code == 200
+        assert c.post(f"{API}/search", json={"query": "shock waves"}).status_code == 200

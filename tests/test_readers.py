@@ -115,3 +115,19 @@ def test_json_mapping_file(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"k1": {"text": "alpha"}, "k2": {"text": "beta"}}))
     df = read_corpus(tmp_path / "m.json")
     assert list(df["id"]) == ["k1", "k2"]
+
+
+def test_vectors_given_with_their_ids_alone_make_a_workspace_without_texts(tmp_path):
+    """A corpus of ids only is enough when the vectors come with it (a vectors-only workspace: titles are the
+    ids); without vectors the text field is still required."""
+    import numpy as np
+
+    from embedsae import pipeline
+
+    rng = np.random.default_rng(0)
+    ids = pd.DataFrame({"id": [f"v{i}" for i in range(50)], "year": range(50)})
+    ws = pipeline.embed(ids, tmp_path / "ws", vectors=rng.normal(size=(50, 16)).astype(np.float32))
+    assert ws.n_documents == 50 and ws.titles()[:2] == ["v0", "v1"] and set(ws.corpus["text"]) == {""}
+    assert "year" in ws.corpus.columns and not ws.can_embed
+    with pytest.raises(InputError, match="no text field"):
+        pipeline.embed(ids, tmp_path / "ws2")

@@ -9,23 +9,16 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pytest
 
 from embedsae import layout
+from tests.browser import chromium, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 SAE = "topk-k8-n256"
 PAYLOAD = "<img src=x onerror=\"document.title='pwned'\">"
 """Markup that runs a script wherever a page puts it back raw (no '/': a path segment keeps it whole)."""
@@ -39,19 +32,8 @@ def served(app_ws, tmp_path_factory):
     pytest.importorskip("fastapi", reason="the app extra is not installed")
     ws = tmp_path_factory.mktemp("attacked") / "cranfield"
     shutil.copytree(app_ws.path, ws)
-    proc = subprocess.Popen([sys.executable, "-m", "embedsae", "serve", str(ws), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        m = re.search(r"at http://127\.0\.0\.1:(\d+)/", proc.stdout.readline())
-        assert m, "serve printed no URL"
-        yield int(m.group(1)), ws
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving([ws]) as url:
+        yield urlparse(url).port, ws
 
 
 def attacker_pages(port: int) -> dict[str, str]:
@@ -97,13 +79,8 @@ def attacker(served):
 
 @pytest.fixture(scope="module")
 def browser(attacker):
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def api(port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None):

@@ -136,3 +136,29 @@ def test_minilm_source_embeds_a_word_list(tmp_path, embedder):
     sims = e @ e.T
     # the sentence model puts words of one kind closer together than words of different kinds
     assert sims[0, 1] > sims[0, 3] and sims[3, 4] > sims[3, 6] and sims[6, 7] > sims[6, 0]
+
+
+def test_a_word_query_is_looked_up_with_no_model_to_load(tmp_path, monkeypatch):
+    """Searching a GloVe workspace for "dog" uses the workspace's own vector (or GloVe's, for a word beyond its top
+    words), never a sentence model (which would try to download 'glove-6B-50d' from the hub)."""
+    all_words, all_vectors = _glove_package()
+    import embedsae
+    from embedsae.data import embedders
+
+    monkeypatch.setattr(embedders, "load_embedder", lambda *a, **k: pytest.fail("a model was loaded"))
+    from embedsae import pipeline
+
+    ws = build_word_workspace("glove50", tmp_path / "ws", top=300)
+    pipeline.train(ws, k=2, latents=64, epochs=1, evaluate=False)
+    p = embedsae.open(ws.path)
+    hits = p.search("the", mode="dense", top=3, explain=False).hits
+    assert hits[0].id == "the" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    emb = ws.embedder()
+    assert "dog" not in ws.ids  # beyond the 300 most frequent words: GloVe's own vector, normalised like the workspace
+    raw = np.asarray(all_vectors[all_words.index("dog")], np.float32)
+    np.testing.assert_allclose(emb.embed(["dog"])[0], raw / np.linalg.norm(raw), atol=1e-6)
+    two = emb.embed(["Dog  the"])[0]  # words of a phrase: the normalised mean of their vectors
+    mean = raw / np.linalg.norm(raw) + ws.embeddings[ws.ids.index("the")]
+    np.testing.assert_allclose(two, mean / np.linalg.norm(mean), atol=1e-6)
+    with pytest.raises(InputError, match="'qwxzy' holds no word of workspace ws"):
+        emb.embed(["qwxzy"])

@@ -70,7 +70,7 @@ def embed(
         raise InputError(f"the record limit must be at least 1, got {limit}")
     out = Path(out)
     staged = _stage_corpus(corpus, out, text_field=text_field, title_field=title_field, id_field=id_field,
-                           limit=limit, progress=progress)
+                           limit=limit, progress=progress, texts_required=vectors is None)
     try:
         return _embed_staged(staged, out, "dataframe" if isinstance(corpus, pd.DataFrame) else str(corpus), model=model,
                              vectors=vectors, normalize=normalize, batch_size=batch_size, backend=backend,
@@ -81,17 +81,17 @@ def embed(
 
 
 def _stage_corpus(corpus: str | os.PathLike | pd.DataFrame, out: Path, *, limit: int | None,
-                  progress: ProgressCallback | None, **fields: str | None) -> CorpusFile:
+                  progress: ProgressCallback | None, texts_required: bool, **fields: str | None) -> CorpusFile:
     """The corpus read chunk by chunk, checked and written as Parquet in a hidden file beside the workspace."""
     from .data.corpus_store import write_corpus
     from .data.readers import iter_corpus, normalise_corpus
 
     if isinstance(corpus, pd.DataFrame):  # in memory already: no progress to report
-        table = normalise_corpus(corpus, **fields)
+        table = normalise_corpus(corpus, texts_required=texts_required, **fields)
         chunks: Any = [table.iloc[:limit].reset_index(drop=True) if limit is not None else table]
         progress = None
     else:
-        chunks = iter_corpus(corpus, limit=limit, **fields)
+        chunks = iter_corpus(corpus, limit=limit, texts_required=texts_required, **fields)
     trackers: list[Tracker] = []
 
     def on_rows(n: int) -> None:  # the bar starts with the first chunk read (a bad first line shows none)
@@ -474,6 +474,7 @@ RUN_STAGES: list[str] = [
     "embedsae.interpret.stage:run_stage",
     "embedsae.structure.stage:families_stage",
     "embedsae.search.stage:index_stage",
+    "embedsae.viz.map:run_stage",
 ]
 
 

@@ -34,16 +34,21 @@ class Registry(Generic[T]):
         self._info: dict[str, dict[str, Any]] = {name: dict(v) for name, v in (info or {}).items()}
         self._lock = threading.Lock()
 
+    @property
+    def _a(self) -> str:
+        """The kind with its article ("a labeller", "an index backend")."""
+        return f"{'an' if self.kind[:1] in 'aeiou' else 'a'} {self.kind}"
+
     def register(self, name: str, obj: T | str, *, replace: bool = False, **info: Any) -> T | str:
         """Add `obj` (or a "module:attribute" string naming it) under `name`; `info` holds facts about it that
         callers read without importing it. Registering a name again needs `replace=True` unless it is the
         same object."""
         if not name or not isinstance(name, str):
-            raise InputError(f"a {self.kind} needs a non-empty name to be registered")
+            raise InputError(f"{self._a} needs a non-empty name to be registered")
         with self._lock:
             old = self._entries.get(name)
             if old is not None and old is not obj and not replace and not isinstance(old, str):
-                raise InputError(f"a {self.kind} named '{name}' is already registered")
+                raise InputError(f"{self._a} named '{name}' is already registered")
             self._entries[name] = obj
             self._info[name] = {**(self._info.get(name, {}) if replace or old is None else {}), **info}
         return obj
@@ -120,6 +125,7 @@ RUN_STAGES: Registry[Any] = Registry("run stage", {
     "interpret": "embedsae.interpret.stage:run_stage",
     "families": "embedsae.structure.stage:families_stage",
     "index": "embedsae.search.stage:index_stage",
+    "map": "embedsae.viz.map:run_stage",
 })
 """The stages `embedsae run` calls after training, in order: each takes (workspace, sae_name, progress=...)."""
 
@@ -159,8 +165,8 @@ for _name, _help in (("saerch", "the .pth files of O'Neill et al. ({domain}_{k}_
 EXPORT_FORMATS.register("sentence-transformers", FormatSpec("the embedding model and the SAE as one SparseEncoder"))
 
 INDEX_BACKENDS: Registry[Any] = Registry("index backend", {
-    "embedded": "embedsae.search.concept:ConceptIndex",
-    "milvus": "embedsae.search.milvus:MilvusConceptIndex",
+    "embedded": "embedsae.search.storage:EmbeddedStore",
+    "milvus": "embedsae.search.milvus:MilvusStore",
 })
-"""Where the concept index (and, with Milvus, the dense vectors) lives: files of the workspace or a Milvus
-collection."""
+"""Where the concept index (and, with Milvus, the dense vectors) lives: the `IndexStore` class of each backend,
+files of the workspace or a Milvus collection (`embedsae.search.storage.register_store` adds one)."""

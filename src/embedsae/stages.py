@@ -63,6 +63,8 @@ STAGES: dict[str, StageSpec] = {
         settings=(("embedsae.search.concept:ConceptSettings", ("doc_k",)),),
         own=(_own("lexical", bool, True, "Also build the lexical BM25 index.", optional=False),)),
     "evaluate": StageSpec("evaluate", "Evaluate the SAE (writes metrics.json and the density plot)."),
+    "map": StageSpec("map", "Lay the documents out for the map: UMAP in 2-D and 3-D, stored in the workspace.",
+                     on_sae=False),
 }
 """The stages a front end can start, by kind (a plug-in stage may add itself here)."""
 

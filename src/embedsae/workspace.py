@@ -27,8 +27,9 @@ from .data.corpus_store import (
     CorpusFile,
     TextStore,
     corpus_fingerprint,
-    first_line,
+    display_titles,
     parquet_safe,
+    title_of,
     write_row_stores,
 )
 from .data.shards import SHARD_ROWS, ShardedVectors
@@ -123,15 +124,7 @@ class Workspace:
         path = Path(path)
         if not (path / MANIFEST).is_file():
             raise NotAWorkspaceError(f"{path} is not an embedsae workspace (no {MANIFEST}); embed a corpus into it first")
-        try:
-            manifest = read_json(path / MANIFEST)
-            manifest["model"]["id"], manifest["model"]["dim"], manifest["counts"]["documents"]  # noqa: B018
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WorkspaceError(
-                f"the manifest of workspace {path} is damaged ({MANIFEST}: {exc}); restore it, or embed the corpus "
-                "into a new workspace"
-            ) from exc
-        ws = cls(path, manifest)
+        ws = cls(path, _read_manifest(path))
         if expect_model is not None and ws.model_id != expect_model:
             raise ModelMismatchError(
                 f"workspace {path} was embedded with model '{ws.model_id}', not '{expect_model}'; "
@@ -161,7 +154,7 @@ class Workspace:
 
     def reload_manifest(self) -> None:
         """Re-read the manifest from disk (another process may have added a stage)."""
-        self.manifest = read_json(self.path / MANIFEST)
+        self.manifest = _read_manifest(self.path)
 
     @contextlib.contextmanager
     def manifest_lock(self) -> Iterator[None]:
@@ -259,8 +252,11 @@ class Workspace:
 
     @property
     def can_embed(self) -> bool:
-        """Whether the workspace names a model that can embed new texts (not bare precomputed vectors)."""
-        return not self.model_id.startswith("precomputed")
+        """Whether query texts can be embedded: the workspace names a model (not bare precomputed vectors), or it
+        is a word workspace whose words are looked up (`embedsae.words.lookup`)."""
+        from .words.lookup import word_source
+
+        return not self.model_id.startswith("precomputed") or word_source(self.manifest) is not None
 
     @property
     def n_documents(self) -> int:
@@ -346,6 +342,11 @@ class Workspace:
         return [str(i) for part in self.corpus_batches(["id"]) for i in part["id"]]
 
     @property
+    def has_texts(self) -> bool:
+        """Whether any document has text (a workspace of vectors given with their ids alone has none)."""
+        return any(part["text"].astype(str).str.strip().ne("").any() for part in self.corpus_batches(["text"]))
+
+    @property
     def sharded(self) -> bool:
         """Whether the vectors are a sharded store (WS/embeddings/); older workspaces hold one embeddings.npy."""
         return (self.path / layout.SHARDS / layout.SHARDS_INDEX).is_file()
@@ -385,7 +386,8 @@ class Workspace:
             )
 
     def titles(self) -> list[str]:
-        """A short display title per document: the title column, else the text's first line."""
+        """A short display title per document: the title column, else the text's first line, else (a document
+        without text: vectors given with their ids alone) the id."""
         if self._corpus is not None:
             has_title = "title" in self._corpus.columns
         else:
@@ -394,12 +396,8 @@ class Workspace:
             with reading(self.path / layout.CORPUS):
                 has_title = "title" in pq.read_schema(self.path / layout.CORPUS).names
         out: list[str] = []
-        for part in self.corpus_batches(["title", "text"] if has_title else ["text"]):
-            if has_title:
-                out += [str(t) if isinstance(t, str) and t.strip() else first_line(x)
-                        for t, x in zip(part["title"], part["text"])]
-            else:
-                out += [first_line(x) for x in part["text"]]
+        for part in self.corpus_batches(["id", "title", "text"] if has_title else ["id", "text"]):
+            out += display_titles(part)
         return out
 
     def titles_of(self, rows: Any) -> list[str]:
@@ -410,7 +408,10 @@ class Workspace:
     def embedder(self, **kwargs: Any):
         """The embedding model that made this workspace's vectors (to embed queries the same way)."""
         from .data.embedders import load_embedder
+        from .words.lookup import WordLookupEmbedder, word_source
 
+        if word_source(self.manifest) is not None:
+            return WordLookupEmbedder(self)
         if not self.can_embed:
             raise WorkspaceError(
                 f"workspace {self.path} holds precomputed vectors ('{self.model_id}') and names no model to embed "
@@ -489,6 +490,7 @@ class _TitlesFromTable:
     def __init__(self, ws: Workspace) -> None:
         self.title = ws.column("title", convert=None) if "title" in ws.manifest.get("columns", []) else None
         self.text = ws.column("text")
+        self.id = ws.column("id")
 
     def __len__(self) -> int:
         return len(self.text)
@@ -497,9 +499,21 @@ class _TitlesFromTable:
         many = np.ndim(rows) > 0 or isinstance(rows, slice)
         rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, np.int64).reshape(-1)
         titles = self.title.take(rows) if self.title is not None else [None] * len(rows)
-        out = [str(t) if isinstance(t, str) and t.strip() else first_line(x)
-               for t, x in zip(titles, self.text.take(rows))]
+        out = [title_of(t, x, i) for t, x, i in zip(titles, self.text.take(rows), self.id.take(rows))]
         return out if many else out[0]
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A workspace's manifest; WorkspaceError naming the file when it is damaged."""
+    try:
+        manifest = read_json(path / MANIFEST)
+        manifest["model"]["id"], manifest["model"]["dim"], manifest["counts"]["documents"]  # noqa: B018
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WorkspaceError(
+            f"the manifest of workspace {path} is damaged ({MANIFEST}: {exc}); restore it, or embed the corpus "
+            "into a new workspace"
+        ) from exc
+    return manifest
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -9,9 +9,6 @@ from typing import Any
 def create_app(workspaces, *, token: str | None = None, settings: Any = None) -> Any:
     """The ASGI app (FastAPI) serving the given workspace folders (see `embedsae.app.server.create_app`);
     `settings` are its limits (`embedsae.app.guard.ServerSettings`)."""
-    from ..errors import require
-
-    require("fastapi", "the web app", "app")
     from .server import create_app as _create
 
     return _create(workspaces, token=token, settings=settings)

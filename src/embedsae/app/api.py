@@ -9,6 +9,7 @@ embedding (one worker batches the texts of concurrent requests), then run in the
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -39,9 +40,12 @@ from .schemas import (
     SAE_NAME,
     ActivationsRequest,
     ConceptsRequest,
+    GroupsRequest,
     SearchRequest,
 )
 from .state import AppState, NotFound, Served
+
+logger = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
@@ -50,6 +54,8 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     details: list[dict[str, Any]] | None = None
+    stage: str | None = None
+    """For a 409 that a stage would cure: the stage to run ("train", "interpret", "map", ...)."""
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -60,6 +66,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "A parameter or the body fails validation (the message names the field)."))
 }
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
+EVENT_POLL = 0.2
+"""Seconds between two looks at a job for its event stream (no thread waits on a job)."""
 
 WsName = Annotated[str, Path(description="A served workspace's name (see GET /api/v1/workspaces).",
                              max_length=200)]
@@ -84,9 +92,42 @@ def workspace_summary(s: Served) -> dict[str, Any]:
     return info.to_dict()
 
 
-@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces", response_model=list[WorkspaceInfo])
+class WorkspaceUnavailable(BaseModel):
+    """A served workspace that cannot be read now: its name and why (one line naming the file)."""
+
+    name: str
+    error: str
+
+
+def workspace_entry(s: Served, metrics: bool = False) -> dict[str, Any]:
+    """The workspace's summary (with each SAE's stored metrics when `metrics`), or `{"name", "error"}` when it
+    cannot be read: one damaged workspace never breaks the list of the others."""
+    try:
+        info = workspace_summary(s)
+        if metrics:
+            for row in info["saes"]:
+                m = s.project(row["name"]).metrics()
+                row["metrics"] = m.to_dict() if m else {}
+        return info
+    except Exception as exc:  # noqa: BLE001 - contained to this workspace's entry
+        return {"name": s.name, "error": workspace_error(s, exc)}
+
+
+def workspace_error(s: Served, exc: Exception) -> str:
+    """One line saying why a workspace cannot be shown (the library's message names the file)."""
+    from ..errors import EmbedSAEError
+
+    if not isinstance(exc, EmbedSAEError):
+        logger.exception(f"workspace '{s.name}' cannot be read")
+        exc = f"workspace '{s.name}' cannot be read ({type(exc).__name__}: {exc})"
+    return str(exc).replace(str(s.path), f"'{s.name}'").splitlines()[0]
+
+
+@router.get("/workspaces", tags=["workspaces"], summary="The served workspaces",
+            description="Each workspace's summary, or `{name, error}` for one that cannot be read now.",
+            response_model=list[WorkspaceInfo | WorkspaceUnavailable])
 def list_workspaces(request: Request) -> list[dict[str, Any]]:
-    return [workspace_summary(s) for s in app_state(request).workspaces.values()]
+    return [workspace_entry(s) for s in app_state(request).workspaces.values()]
 
 
 @router.get("/workspaces/{ws}", tags=["workspaces"], summary="One workspace: model, counts, stages, SAEs",
@@ -208,8 +249,8 @@ async def search(request: Request, ws: WsName, body: SearchRequest) -> dict[str,
 
 async def query_vector(s: Served, body: SearchRequest) -> np.ndarray | None:
     """The query's vector when the search reads it (embedded by the shared worker), else None."""
-    if not s.workspace.can_embed or (body.mode == "bm25" and not body.explain and not body.query_features):
-        return None
+    if body.mode == "bm25" and (not s.workspace.can_embed or not (body.explain or body.query_features)):
+        return None  # the words alone (a workspace with no model: the query is no document to look up)
     p = s.project(body.sae) if body.sae or s.sae_names() else s.default
     return (await s.embed_async(p, [body.query]))[0]
 
@@ -238,7 +279,9 @@ async def search_get(request: Request, ws: WsName,
 
 
 # ---------------------------------------------------------------------------- map
-@router.get("/workspaces/{ws}/map", tags=["map"], summary="UMAP coordinates of the documents, with colour values")
+@router.get("/workspaces/{ws}/map", tags=["map"], summary="The stored UMAP coordinates of the documents, with colours",
+            description="The layout of the map stage (`embedsae run`, `embedsae map WS` or a map job); 409 naming "
+                        "the stage when there is none yet. Colours by a feature's activation or a corpus column.")
 def map_points(
     request: Request, ws: WsName, sae: SaeParam = None,
     dims: Annotated[int, Query(ge=2, le=3)] = 2,
@@ -269,8 +312,22 @@ def map_points(
 def concepts(request: Request, ws: WsName, body: ConceptsRequest) -> dict[str, Any]:
     """Per group: the monosemantic features, selectivity, P/R/F1, next to the raw-dimension / PCA / ICA baselines."""
     p = served(request, ws).project(body.sae)
-    report, _ = p.concepts(body.groups, baselines=tuple(body.baselines))
+    report, _ = p.concepts(request_groups(p, body), baselines=tuple(body.baselines))
     return plain(report.to_json())
+
+
+def request_groups(p: Project, body: GroupsRequest):
+    """The concept groups a request gives: `Group: words` text or a mapping, or a corpus column's values."""
+    return p.column_groups(body.column) if body.column is not None else p.concept_groups(body.groups)
+
+
+@router.post("/workspaces/{ws}/map/groups", tags=["map"], summary="Each document's concept group (map colours)")
+def map_groups(request: Request, ws: WsName, body: GroupsRequest) -> dict[str, Any]:
+    """Per document (in map order) the first concept group it belongs to, else "other"; with the groups' words
+    not found among the documents."""
+    p = served(request, ws).default
+    labels, match = p.group_labels(request_groups(p, body))
+    return {"color": labels, "color_by": {"groups": match.names}, "missing": match.missing_words()[:200]}
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -284,17 +341,12 @@ def start_job(state: AppState, s: Served, body: JobBase) -> dict[str, Any]:
         from ..errors import WorkspaceError
 
         raise WorkspaceError(f"workspace '{s.name}' has no trained SAE yet; start a train job first")
-    path = s.workspace.path
     try:
         Project(s.workspace).check_stage(kind, **values)
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
-
-    def work(progress):
-        return Project(path).run_stage(kind, progress=progress, **values).to_dict()
-
-    job = state.jobs.submit(s.name, kind, body.model_dump(), work)
-    return job.to_dict()
+    spec = {"workspace": str(s.workspace.path), "kind": kind, "values": values}  # run by embedsae.app.worker
+    return state.jobs.submit(s.name, kind, body.model_dump(), spec).to_dict()
 
 
 @router.post("/workspaces/{ws}/jobs", tags=["jobs"], status_code=202, summary="Start a job (one at a time per workspace)",
@@ -328,7 +380,7 @@ def get_job(request: Request, job_id: JobId) -> dict[str, Any]:
     return get_job_or_404(app_state(request), job_id).to_dict()
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (it stops at its next progress report)",
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job (interrupted as by Ctrl-C)",
              response_model=JobRecord)
 def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
     state = app_state(request)
@@ -340,21 +392,23 @@ def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "`data: <job JSON>` lines"}})
-def job_events(request: Request, job_id: JobId,
-               timeout: Annotated[float, Query(gt=0, le=3600, description="Stop streaming after this many seconds.")] = 600):
-    """One `data:` line of job JSON per change, until the job finishes (or `timeout` passes)."""
+async def job_events(request: Request, job_id: JobId,
+                     timeout: Annotated[float, Query(gt=0, le=3600, description="Stop streaming after this many seconds.")] = 600):
+    """One `data:` line of job JSON per change, until the job finishes, `timeout` passes or the server stops."""
+    import asyncio
     import time
 
-    job = get_job_or_404(app_state(request), job_id)
+    state = app_state(request)
+    job = get_job_or_404(state, job_id)
 
-    def stream():
+    async def stream():
         seen, end = -1, time.monotonic() + timeout
         while True:
-            seen_now = job.wait_change(seen, min(1.0, max(end - time.monotonic(), 0.01)))
-            if seen_now != seen:
-                seen = seen_now
+            if job.events != seen:
+                seen = job.events
                 yield f"data: {json.dumps(job.to_dict())}\n\n"
-            if job.finished_state or time.monotonic() >= end:
+            if job.finished_state or time.monotonic() >= end or state.stopping:
                 return
+            await asyncio.sleep(EVENT_POLL)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -119,21 +119,37 @@ class ActivationsRequest(Strict):
         return v
 
 
-class ConceptsRequest(Strict):
-    """Concept groups as `Group: w1, w2, ...` lines (or a mapping group -> words), scored against the features."""
+class GroupsRequest(Strict):
+    """Concept groups: `Group: w1, w2, ...` lines (or a mapping group -> words), or a corpus column whose values
+    group the documents (give one of the two)."""
 
     groups: str | dict[Annotated[str, Field(min_length=1, max_length=100)],
-                       list[Annotated[str, Field(min_length=1, max_length=100)]]] = Field(
-        ..., description="`Group: w1, w2` lines, or {group: [words]}.")
-    baselines: list[Literal["raw", "pca", "ica"]] = Field(default_factory=lambda: ["raw", "pca"], max_length=3)
+                       list[Annotated[str, Field(min_length=1, max_length=100)]]] | None = Field(
+        None, description="`Group: w1, w2` lines, or {group: [words]}.")
+    column: str | None = Field(None, min_length=1, max_length=200,
+                               description="A corpus column: each value (e.g. a category) is a group of documents.")
     sae: str | None = Field(None, pattern=SAE_NAME)
 
     @field_validator("groups")
     @classmethod
     def _size(cls, v):
+        if v is None:
+            return v
         size = len(v) if isinstance(v, str) else sum(len(g) + sum(len(w) for w in ws) for g, ws in v.items())
         if size > MAX_GROUPS_CHARS:
             raise ValueError(f"the groups are {size} characters long; the limit is {MAX_GROUPS_CHARS}")
         if isinstance(v, dict) and len(v) > 200:
             raise ValueError("at most 200 groups")
         return v
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.groups is None) == (self.column is None):
+            raise ValueError("give exactly one of `groups` (Group: word lines) or `column` (a corpus column)")
+        return self
+
+
+class ConceptsRequest(GroupsRequest):
+    """Concept groups scored against the features, next to the raw-dimension / PCA / ICA baselines."""
+
+    baselines: list[Literal["raw", "pca", "ica"]] = Field(default_factory=lambda: ["raw", "pca"], max_length=3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from ..errors import EmbedSAEError, InputError, MissingDependencyError, WorkspaceError
+from ..errors import EmbedSAEError, InputError, MissingDependencyError, StageMissingError, WorkspaceError
 from .guard import RequestGuard, ServerSettings
 from .jobs import JobBusy
 from .state import AppState, NotFound
@@ -40,7 +41,13 @@ def create_app(workspaces: list[str | os.PathLike], *, token: str | None = None,
     refuses (Host, cross-site requests, body size) is `guard.RequestGuard`, in front of every route."""
     settings = settings or ServerSettings()
     state = AppState(workspaces, token=token)
-    app = FastAPI(title="embedsae", version=__version__, docs_url=None, redoc_url=None,
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        state.close()  # interrupt the running jobs (the serve command has done it already when it stops)
+
+    app = FastAPI(title="embedsae", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",
                   description="Sparse, named, steerable concepts for dense embeddings: the workspaces given to "
                               "`embedsae serve`, their SAEs, features, families, search, maps, concept groups and jobs.")
@@ -131,7 +138,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     def answer(status: int, kind: str):
         async def handler(request: Request, exc: Exception):
-            return _error(status, state.public(str(exc)), kind)
+            response = _error(status, state.public(str(exc)), kind)
+            if isinstance(exc, StageMissingError):  # the stage to run (the map screen offers to start it)
+                response = JSONResponse({"error": kind, "message": state.public(str(exc)), "stage": exc.stage},
+                                        status_code=status)
+            return response
 
         return handler
 

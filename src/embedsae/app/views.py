@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ..errors import EmbedSAEError, WorkspaceError
+from ..errors import EmbedSAEError, InputError, StageMissingError, WorkspaceError
 from ..project import FeatureScores, plain
 from ..registry import RETRIEVERS
 from ..stages import STAGES
@@ -44,9 +44,14 @@ def error_status(exc: Exception) -> int:
 
 
 def error_page(request: Request, exc: Exception, ws: str | None = None, sae: str | None = None) -> HTMLResponse:
-    """The error page: the message (workspaces named, not paths) escaped like every value a template shows."""
-    return page(request, "error.html", ws, sae, status=error_status(exc),
-                message=api.app_state(request).public(str(exc)))
+    """The error page: the message (workspaces named, not paths) escaped like every value a template shows. A
+    stage not run yet is no error (200): the screen says so and offers to start it as a job."""
+    message = api.app_state(request).public(str(exc))
+    if isinstance(exc, StageMissingError) and ws is not None:
+        stage = exc.stage if exc.stage in STAGES else None
+        on_sae = stage is not None and STAGES[stage].on_sae
+        return page(request, "error.html", ws, sae, message=message, stage=stage, on_sae=on_sae, missing=True)
+    return page(request, "error.html", ws, sae, status=error_status(exc), message=message)
 
 
 def error_fragment(request: Request, exc: Exception | str, status: int | None = None) -> HTMLResponse:
@@ -70,17 +75,8 @@ def is_htmx(request: Request) -> bool:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request):
     state = api.app_state(request)
-    summaries, errors = [], {}
-    for s in state.workspaces.values():
-        try:
-            info = api.workspace_summary(s)
-            for row in info["saes"]:
-                metrics = s.project(row["name"]).metrics()
-                row["metrics"] = metrics.to_dict() if metrics else {}
-            summaries.append(info)
-        except EmbedSAEError as exc:
-            errors[s.name] = state.public(str(exc))
-    return page(request, "workspaces.html", summaries=summaries, errors=errors)
+    return page(request, "workspaces.html", summaries=[api.workspace_entry(s, metrics=True)
+                                                       for s in state.workspaces.values()])
 
 
 @router.get("/w/{ws}", response_class=HTMLResponse)
@@ -113,6 +109,15 @@ def steer_params(request: Request) -> dict[int, float]:
     return out
 
 
+def search_placeholder(s) -> str:
+    """What the search box takes: text, a word (word workspaces) or a document id (vectors with no model)."""
+    if (s.workspace.manifest.get("stages") or {}).get("words") is not None:
+        return "Search a word…"
+    if not s.workspace.can_embed:
+        return f"A document id (e.g. {s.default.ids[0]}): the documents like it…"
+    return "Search the documents…"
+
+
 @router.get("/w/{ws}/search", response_class=HTMLResponse)
 def search_page(request: Request, ws: str):
     sae = None
@@ -122,16 +127,23 @@ def search_page(request: Request, ws: str):
         q = (request.query_params.get("q") or "").strip()
         mode = request.query_params.get("mode") or "hybrid"
         top = request.query_params.get("top") or "10"
-        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": RETRIEVERS.names()}
+        ctx: dict[str, Any] = {"q": q, "mode": mode, "top": top, "modes": RETRIEVERS.names(),
+                               "placeholder": search_placeholder(s)}
         if q:
             p = s.project(sae)
-            qf = [f.to_dict() for f in p.query_features(q[:1000])]
+            looked_up = s.workspace.can_embed or mode != "bm25"  # bm25 on a workspace with no model: the words alone
+            try:
+                vector = p.embed_queries([q[:1000]])[0] if looked_up else None
+            except InputError as exc:  # a word or document id the workspace does not hold: said on the screen
+                ctx["error"] = api.app_state(request).public(str(exc))
+                return page(request, "_results.html" if is_htmx(request) else "search.html", ws, sae, **ctx)
+            qf = [] if vector is None else [f.to_dict() for f in p.query_features(q[:1000], vector=vector)]
             sliders = steer_params(request)
             original = {f["id"]: f["activation"] for f in qf}
             edits = [SteerEdit(feature=f, value=max(v, 0.0)) for f, v in sliders.items()
                      if abs(v - original.get(f, 0.0)) > 1e-6][:MAX_EDITS]
             body = SearchRequest(query=q, mode=mode, top=int(top) if top.isdigit() else 10, steer=edits, sae=sae)
-            result = api.run_search(s, body)
+            result = api.run_search(s, body, vector)
             labels = p.labels
             scale = max([f["activation"] for f in qf] + [1e-3]) * 2
             shown = [{**f, "value": sliders.get(f["id"], f["activation"])} for f in qf[:24]]
@@ -190,8 +202,10 @@ def feature_page(request: Request, ws: str, feature: int):
         before, after = bisect.bisect_left(alive, feature), bisect.bisect_right(alive, feature)
         prev_f = alive[before - 1] if before > 0 else None
         nxt = alive[after] if after < len(alive) else None
+        words = p.workspace.manifest.get("stages", {}).get("words") is not None
         return page(request, "feature.html", ws, sae, card=card, nb=neighbours, labels=p.labels,
                     quantiles=p.quantile_documents(feature), families=p.families_of(feature),
+                    bands=p.activation_bands(feature, 12 if words else 5), words=words,
                     prev_f=prev_f, next_f=nxt, max_chars=MAX_TEXT_CHARS, sae_name=p.sae_name,
                     score_rows=FeatureScores.columns())
     except (EmbedSAEError, NotFound) as exc:
@@ -240,28 +254,37 @@ def map_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
         s = api.served(request, ws)
-        columns = [c for c in s.default.columns() if c not in ("title", "abstract")]
+        columns = group_columns(s)
+        dims = s.default.map_dims()
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws)
-    return page(request, "map.html", ws, sae, columns=columns)
+    return page(request, "map.html", ws, sae, columns=columns, map_dims=dims)
+
+
+def group_columns(s) -> list[str]:
+    """Corpus columns that can colour or group the documents (categories, years, ...): not the title."""
+    return [c for c in s.default.columns() if c not in ("title", "abstract")]
 
 
 @router.get("/w/{ws}/concepts", response_class=HTMLResponse)
 def concepts_page(request: Request, ws: str):
     try:
         sae = sae_param(request)
-        api.served(request, ws)
+        columns = group_columns(api.served(request, ws))
     except (EmbedSAEError, NotFound) as exc:
         return error_page(request, exc, ws)
-    return page(request, "concepts.html", ws, sae)
+    return page(request, "concepts.html", ws, sae, columns=columns)
 
 
 @router.post("/w/{ws}/concepts", response_class=HTMLResponse)
-def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_length=20000)],
+def concepts_run(request: Request, ws: str, groups: Annotated[str, Form(max_length=20000)] = "",
+                 column: Annotated[str, Form(max_length=200)] = "",
                  baselines: Annotated[list[str] | None, Form()] = None):
     try:
         sae = sae_param(request)
-        body = api.ConceptsRequest(groups=groups, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")], sae=sae)
+        source = {"column": column} if column.strip() else {"groups": groups}
+        body = api.ConceptsRequest(**source, baselines=[b for b in baselines or [] if b in ("raw", "pca", "ica")],
+                                   sae=sae)
         report = api.concepts(request, ws, body)
     except (EmbedSAEError, NotFound, ValidationError) as exc:
         return error_fragment(request, exc, 400)

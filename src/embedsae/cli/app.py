@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import secrets
+import signal
 import sys
 
 from ..app.guard import ServerSettings
@@ -37,10 +38,8 @@ def is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import socket
 
-    from ..errors import require
+    import uvicorn
 
-    require("fastapi", "embedsae serve", "app")
-    uvicorn = require("uvicorn", "embedsae serve", "app")
     token = secrets.token_urlsafe(16) if args.token == "auto" else args.token
     if not is_loopback(args.host) and not token:
         raise InputError(f"refusing to serve on {args.host} without an access token: anyone who can reach that "
@@ -66,11 +65,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = ", ".join(app.state.embedsae.workspaces)
     print(f"embedsae serving {names} at {url}", flush=True)
     print(f"  API: http://{shown}:{port}/api/v1   docs: http://{shown}:{port}/docs   (Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    state = app.state.embedsae
+    server = _server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                    timeout_graceful_shutdown=GRACEFUL_SECONDS), state)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-    print("stopped", file=sys.stderr)
-    return 0
+        state.close()  # the running jobs were interrupted at the signal; wait for them (a few seconds at most)
+    print("stopped", file=sys.stderr, flush=True)
+    code = 130 if signal.SIGINT in server.signals else 0
+    _exit_now_if_threads_remain(code)
+    return code
+
+
+GRACEFUL_SECONDS = 2
+"""Seconds open responses get to finish once the server is asked to stop (then they are cancelled)."""
+
+
+def _server(config, state):
+    """uvicorn's server, stopping promptly: the first SIGINT or SIGTERM ends the event streams and interrupts the
+    running jobs (as Ctrl-C interrupts the CLI) while uvicorn closes the connections; the signal is not raised
+    again after the shutdown (uvicorn would), so `serve` ends with its own exit code (0, or 130 after SIGINT)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:
+            self.signals.append(sig)
+            state.begin_stop()
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    server = Server(config)
+    server.signals = []
+    return server
+
+
+def _exit_now_if_threads_remain(code: int) -> None:
+    """End the process now when a request's thread still runs (a long read answered to no one): nothing a request
+    does writes, and the jobs' processes are gone, so there is nothing left to finish."""
+    import os
+    import threading
+    import time
+
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        if not [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]:
+            return
+        time.sleep(0.05)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

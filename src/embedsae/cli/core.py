@@ -236,5 +236,5 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\nlook at: " + ", ".join(str(f) for f in figures if f.exists()))
     print(f"next:    embedsae info {p.path}  |  embedsae features {p.path} --sort score  |  "
           f'embedsae search {p.path} "your query" --mode hybrid')
-    print(f"explore: embedsae serve {p.path}   (the web app: search, features, families, map; pip install 'embedsae[app]')")
+    print(f"explore: embedsae serve {p.path}   (the web app: search, features, families, map)")
     return 0

@@ -107,7 +107,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  ann      {info['dense']['ann']['bytes']:,} bytes (usearch)")
     if "concept" in info and info.get("backend") != "milvus":
         c = info["concept"]
-        print(f"  concept  {c['postings']:,} postings, {c['stored_bytes']:,} bytes stored "
+        clustered = f" in {c['clusters']:,} clusters" if c.get("clusters") else ""
+        print(f"  concept  {c['entries']:,} latent entries{clustered}, {c['stored_bytes']:,} bytes stored "
               f"({c['stored_vs_dense']:.1%} of dense), {c['memory_bytes']:,} in memory ({c['memory_vs_dense']:.1%})")
     if "bm25" in info:
         print(f"  bm25     {info['bm25']['bytes']:,} bytes")
@@ -176,4 +177,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "index bytes": f"{r.index_bytes:,}", "queries": r.queries,
     } for r in rows])
     print(markdown_table(table))
+    for line in _eval_settings(rows, args):
+        print(line)
     return 0
+
+
+def _eval_settings(rows: list, args: argparse.Namespace) -> list[str]:
+    """What the modes ran with, and the commands that compare the alternatives on this collection."""
+    out = []
+    for r in rows:
+        h, c = r.details.get("hybrid"), r.details.get("concept")
+        if r.mode == "hybrid" and h:
+            weights = ",".join(f"{p}={w:g}" for p, w in h["parts"].items())
+            how = f"RRF (k {h['rrf_k']:g})" if h["fusion"] == "rrf" else f"{h['fusion']}-normalised scores"
+            out.append(f"hybrid: {weights}, weighted sum of {how} over each part's top {h['depth']}")
+        if r.mode == "concept" and c:
+            residual = c["scoring"] == "projection" and c.get("residual")
+            out.append(f"concept: SAE '{c['sae']}', {c['doc_k']} latents per document, {c['scoring']} scoring"
+                       + (" with residual sketches" if residual else "")
+                       + (f", query expansion by {c['feedback_docs']} documents" if c["feedback_docs"] else "")
+                       + (f", the nearest of {c['clusters']:,} clusters ({c['probe']:.0%} of the documents)"
+                          if c["clusters"] else ", every document scored"))
+    if out and len(rows) > 1:
+        ws, beir = args.workspace, args.beir
+        out += ["", "To compare the alternatives on this collection:",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights dense=1,concept=1,bm25=1",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion rrf   (or minmax, dbsf, zscore)",
+                f"  embedsae index {ws} --feedback-docs 5   (or --no-residual, --doc-k N), then eval-retrieval again"]
+    return out

@@ -33,8 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("concepts", help="which features detect which concept groups (F1, selectivity; vs raw dims, PCA, ICA)")
     p.add_argument("workspace")
-    p.add_argument("--groups", required=True, metavar="FILE",
-                   help="categories CSV (category,word columns) or a text file of 'Group: w1, w2, ...' lines")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--groups", metavar="FILE",
+                       help="categories CSV (category,word columns) or a text file of 'Group: w1, w2, ...' lines")
+    which.add_argument("--column", metavar="NAME",
+                       help="a corpus column: each of its values (e.g. a category) is a group of documents")
     p.add_argument("--sae", help="SAE name (default: the latest trained)")
     p.add_argument("--baselines", default="raw,pca,ica", help="comma-separated baselines: raw, pca, ica (default: all)")
     p.add_argument("--top-fraction", type=float, default=0.01,
@@ -45,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_concepts)
 
-    p = sub.add_parser("map", help="interactive UMAP map (offline Plotly HTML) and a PNG")
+    p = sub.add_parser("map", help="the map stage: UMAP layouts (2-D, 3-D) stored in the workspace for the app; "
+                                   "with -o also an interactive map (offline Plotly HTML) and a PNG")
     p.add_argument("workspace")
     p.add_argument("--color-by", default=None, metavar="group|feature:ID|column:NAME|none",
                    help="colour points by concept group (needs --groups), a feature's activation, or a corpus column "
@@ -55,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", help="SAE name (default: the latest trained) for hover text and feature colouring")
     p.add_argument("--seed", type=int, default=0, help="UMAP random seed")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("-o", "--output", required=True, metavar="MAP.html", help="HTML file to write (a .png goes beside it)")
+    p.add_argument("-o", "--output", metavar="MAP.html", help="also write this HTML map (a .png goes beside it)")
     p.set_defaults(func=cmd_map)
 
 
@@ -88,8 +92,13 @@ def _baselines(text: str) -> tuple[str, ...]:
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    report, files = embedsae.open(args.workspace, args.sae).concepts(
-        Path(args.groups), name=Path(args.groups).stem, baselines=_baselines(args.baselines),
+    project = embedsae.open(args.workspace, args.sae)
+    if args.column is not None:
+        groups, name = project.column_groups(args.column), args.column
+    else:
+        groups, name = Path(args.groups), Path(args.groups).stem
+    report, files = project.concepts(
+        groups, name=name, baselines=_baselines(args.baselines),
         top_fraction=args.top_fraction, selectivity_threshold=args.selectivity_threshold,
         min_group_words=args.min_group_words)
     data = report.to_json()
@@ -138,9 +147,18 @@ def _print_report(report, data: dict[str, Any]) -> None:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    project = embedsae.Project(args.workspace, args.sae)
     groups = Path(args.groups) if args.groups else None
+    if args.output is None:
+        if groups is not None or args.color_by:
+            raise InputError("--groups and --color-by colour an HTML map: add -o MAP.html")
+        summary = project.build_map(seed=args.seed, progress=progress_callback(args.quiet))
+        done = "computed " + " and ".join(f"{d}-D" for d in summary.computed) if summary.computed else "up to date"
+        print(f"map of {summary.documents} documents {done} in {project.path / 'map'}; "
+              f"see it in the app: embedsae serve {project.path}")
+        return 0
     color_by = args.color_by or ("group" if groups is not None else None)
-    html, png = embedsae.Project(args.workspace, args.sae).write_map(args.output, color_by=color_by, groups=groups,
-                                                                     dims=args.dims, seed=args.seed)
+    html, png = project.write_map(args.output, color_by=color_by, groups=groups, dims=args.dims, seed=args.seed,
+                                  progress=progress_callback(args.quiet))
     print(f"wrote {html} (open it in a browser; works offline) and {png}", file=sys.stdout)
     return 0

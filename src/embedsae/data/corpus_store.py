@@ -83,9 +83,15 @@ ROW_STORES = ("texts", "titles", "ids")
 
 
 def display_titles(chunk: pd.DataFrame) -> list[str]:
-    """A short title per document of a corpus table: its title, else the first line of its text."""
+    """A short title per document of a corpus table: its title, else the first line of its text, else its id."""
     titles = chunk["title"] if "title" in chunk.columns else [None] * len(chunk)
-    return [str(t) if isinstance(t, str) and t.strip() else first_line(x) for t, x in zip(titles, chunk["text"])]
+    return [title_of(t, x, i) for t, x, i in zip(titles, chunk["text"], chunk["id"])]
+
+
+def title_of(title: Any, text: Any, doc_id: Any) -> str:
+    """A document's display title: its title, else the first line of its text, else its id (a corpus given with
+    its vectors may hold no text)."""
+    return str(title) if isinstance(title, str) and title.strip() else (first_line(text) or str(doc_id))
 
 
 def first_line(text: Any, width: int = 100) -> str:

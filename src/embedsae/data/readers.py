@@ -179,9 +179,10 @@ class CorpusNormaliser:
     corpus or duplicate ids and warns once about records without text."""
 
     def __init__(self, *, text_field: str | None = None, title_field: str | None = None, id_field: str | None = None,
-                 source: str = "corpus") -> None:
+                 source: str = "corpus", texts_required: bool = True) -> None:
         self.fields = {"text": text_field, "title": title_field, "id": id_field}
         self.source = source
+        self.texts_required = texts_required  # False: records that come with their vectors may have no text field
         self.rows = 0
         self._picked = False
         self._seen = np.zeros(0, np.uint64)  # sorted hashes of the ids so far
@@ -193,7 +194,8 @@ class CorpusNormaliser:
 
     def _pick(self, columns: list[str]) -> None:
         f = self.fields
-        f["text"] = _pick_field(columns, f["text"], DEFAULT_TEXT_FIELDS, "text", self.source)
+        f["text"] = _pick_field(columns, f["text"], DEFAULT_TEXT_FIELDS, "text", self.source,
+                                required=self.texts_required)
         f["id"] = _pick_field(columns, f["id"], DEFAULT_ID_FIELDS, "id", self.source, required=False)
         f["title"] = _pick_field(columns, f["title"], DEFAULT_TITLE_FIELDS, "title", self.source, required=False)
         self._picked = True
@@ -225,7 +227,7 @@ class CorpusNormaliser:
             missing = missing & (title == "")
         else:
             text = body.fillna("").astype(str).tolist()
-        if missing.any():
+        if missing.any() and text_field is not None:
             bad = ids[missing.to_numpy()]
             self._n_empty += len(bad)
             self._empty += bad.iloc[: 5 - len(self._empty)].tolist() if len(self._empty) < 5 else []
@@ -288,9 +290,12 @@ def normalise_corpus(
     title_field: str | None = None,
     id_field: str | None = None,
     source: str = "corpus",
+    texts_required: bool = True,
 ) -> pd.DataFrame:
-    """Turn raw records into a corpus table: `id`, `text`, then metadata columns; validate it."""
-    norm = CorpusNormaliser(text_field=text_field, title_field=title_field, id_field=id_field, source=source)
+    """Turn raw records into a corpus table: `id`, `text`, then metadata columns; validate it. Without
+    `texts_required` (records that come with their vectors), a corpus may hold no text field: its texts are empty."""
+    norm = CorpusNormaliser(text_field=text_field, title_field=title_field, id_field=id_field, source=source,
+                            texts_required=texts_required)
     out = norm.chunk(df)
     norm.finish()
     return out
@@ -304,12 +309,14 @@ def iter_corpus(
     id_field: str | None = None,
     limit: int | None = None,
     chunk_rows: int | None = None,
+    texts_required: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """A corpus file or BEIR folder as validated corpus tables of at most `chunk_rows` rows (default CHUNK_ROWS), in
     order: memory stays bounded by a chunk whatever the file's size. The checks that need the whole corpus (unique ids, some
     text) run as the chunks go by; their errors are raised after the last chunk."""
     path = _corpus_file(path, limit)
-    norm = CorpusNormaliser(text_field=text_field, title_field=title_field, id_field=id_field, source=str(path))
+    norm = CorpusNormaliser(text_field=text_field, title_field=title_field, id_field=id_field, source=str(path),
+                            texts_required=texts_required)
     for raw in iter_records(path, chunk_rows):
         if limit is not None:
             raw = raw.iloc[: limit - norm.rows]
@@ -327,9 +334,12 @@ def read_corpus(
     title_field: str | None = None,
     id_field: str | None = None,
     limit: int | None = None,
+    texts_required: bool = True,
 ) -> pd.DataFrame:
-    """Read a corpus from a JSONL/JSON/CSV/Parquet file or a BEIR folder into a validated corpus table."""
-    parts = list(iter_corpus(path, text_field=text_field, title_field=title_field, id_field=id_field, limit=limit))
+    """Read a corpus from a JSONL/JSON/CSV/Parquet file or a BEIR folder into a validated corpus table (see
+    `normalise_corpus` for `texts_required`)."""
+    parts = list(iter_corpus(path, text_field=text_field, title_field=title_field, id_field=id_field, limit=limit,
+                             texts_required=texts_required))
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 

@@ -373,7 +373,9 @@ def describe(name: str, parts: Sequence[str], *, max_words: int = MAX_DESCRIPTIO
 def make_keyword_labeller(context) -> KeywordLabeller:
     """The registered factory of the "keywords" labeller: the corpus's phrase vocabulary and the SAE's encoder."""
     encoder = context.ws.load_sae(context.sae).W_enc.detach().float().cpu().numpy()
-    vocab = build_vocabulary(context.texts, progress=context.progress)
+    texts = context.texts
+    words = len(texts) > 0 and all(len(str(t).split()) <= 1 for t in texts[:2000])  # a word list: each word once
+    vocab = build_vocabulary(texts, min_df=1 if words else 3, progress=context.progress)
     return KeywordLabeller(vocab, context.doc_vectors, encoder, context.phrase_emb, titles=context.ws.titles(),
                            **context.options)
 

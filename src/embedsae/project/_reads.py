@@ -138,6 +138,15 @@ class Reads(Parts):
                  "activation": round(float(acts[order[i]]), 4), "quantile": round(i / max(len(order) - 1, 1), 2)}
                 for i in picks]
 
+    def activation_bands(self, feature: int, n: int = 5) -> dict[str, list[dict[str, Any]]]:
+        """The documents (words, in a word workspace) a feature fires on, in three bands of its activations: strong
+        (the top third), medium and weak; the strongest `n` of each band."""
+        docs, acts = self.activation_stats.column(self.check_feature(feature))
+        order = np.argsort(-acts, kind="stable")
+        titles = self.titles
+        return {band: [{"row": int(docs[i]), "title": titles[docs[i]], "activation": round(float(acts[i]), 4)}
+                       for i in part[:n]] for band, part in zip(("strong", "medium", "weak"), np.array_split(order, 3))}
+
     def alive_features(self) -> list[int]:
         """The ids of the features that fire (interpreted ones when the SAE was interpreted), in order."""
         table = self.feature_table()
@@ -223,7 +232,7 @@ class Reads(Parts):
             raise InputError("give at least one text")
         searcher = self.searcher
         if vectors is None:
-            vectors = searcher.embed(list(texts))
+            vectors = self.embed_queries(list(texts))
         with torch.no_grad(), searcher.single_thread():
             z = searcher.query_sae().encode(torch.from_numpy(np.asarray(vectors, np.float32))).numpy()
         labels = self.labels
@@ -240,10 +249,26 @@ class Reads(Parts):
 
     # ------------------------------------------------------------------ maps
     def map_points(self, dims: int = 2, *, seed: int = 0) -> Any:
-        """UMAP coordinates of the documents (the stored map when there is one; else computed, not stored)."""
-        from ..viz.map import umap_coords
+        """The stored UMAP coordinates of the documents (documents x dims); StageMissingError before the map stage
+        (`build_map`, `embedsae map`, `embedsae run`)."""
+        from .. import layout
+        from ..errors import StageMissingError
+        from ..viz.map import stored_map
 
-        return self._part(f"map{dims}-{seed}", (), lambda: umap_coords(self.workspace, dims, seed=seed, save=False))
+        def build():
+            coords = stored_map(self.workspace, dims, seed=seed)
+            if coords is None:
+                raise StageMissingError(f"workspace {self.path} has no {dims}-D map yet", "map")
+            return coords
+
+        return self._part(f"map{dims}-{seed}", (f"{layout.MAP}/umap-{dims}d.npy", f"{layout.MAP}/umap-{dims}d.json"),
+                          build, sae_files=False)
+
+    def map_dims(self, *, seed: int = 0) -> list[int]:
+        """The dimensions (2, 3) whose layout the map stage stored for the workspace as it is."""
+        from ..viz.map import map_is_stored
+
+        return [d for d in (2, 3) if map_is_stored(self.workspace, d, seed=seed)]
 
     def feature_values(self, feature: int) -> np.ndarray:
         """One feature's activation on every document (0 where it does not fire)."""
@@ -253,7 +278,10 @@ class Reads(Parts):
         return values
 
     def column_values(self, column: str) -> list[str]:
-        """A corpus column's values as text, one per document (for colouring and grouping)."""
+        """A corpus column's values as text, one per document (for colouring and grouping): a list value (several
+        categories) gives its first item, a missing one "other"."""
+        from ..viz.map import coloring
+
         if column not in self.columns():
             raise InputError(f"no column '{column}'; the corpus has: {', '.join(self.columns()) or 'none'}")
-        return [str(v) for part in self.workspace.corpus_batches([column]) for v in part[column]]
+        return coloring(self.workspace, f"column:{column}").labels

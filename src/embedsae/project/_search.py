@@ -29,6 +29,8 @@ class Search(Reads):
         weights (a HybridSettings or its fields); `vector`: the text's query vector when already embedded;
         `query_features`: also return the query's active features (the steering sliders' starting values)."""
         searcher = self.searcher_for(ann=ann, hybrid=self._hybrid(hybrid))
+        if isinstance(query, str) and vector is None and not self.workspace.can_embed and mode != "bm25":
+            vector = self.document_vectors([query])[0]  # vectors with no model: a document's id is the query
         if steer is not None and not isinstance(steer, str | bytes):
             steer = [str(s) for s in steer]
         result = searcher.search(query, mode, top, steer=steer or None, steer_form=steer_form, explain=explain,
@@ -46,13 +48,39 @@ class Search(Reads):
         return self.activations([query], top=n, vectors=vectors)[0].top_features
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        """Query vectors made by the workspace's model (or looked up, in a word workspace); concurrent callers
-        share forward passes."""
+        """Query vectors made by the workspace's model (or looked up, in a word workspace; a workspace of vectors
+        with no model takes document ids: their vectors); concurrent callers share forward passes."""
+        if not self.workspace.can_embed:
+            return self.document_vectors(texts)
         return self.searcher.embed(texts)
 
     def submit_embed(self, texts: list[str]):
         """A future of `embed_queries(texts)`, for callers that wait without holding a thread (an async server)."""
+        if not self.workspace.can_embed:
+            from concurrent.futures import Future
+
+            done: Future = Future()
+            try:
+                done.set_result(self.document_vectors(texts))
+            except Exception as exc:  # noqa: BLE001 - the caller gets it from the future
+                done.set_exception(exc)
+            return done
         return self.searcher.submit_embed(texts)
+
+    def document_vectors(self, ids: list[str]) -> np.ndarray:
+        """The stored vectors of documents named by their ids (how a workspace of vectors with no model is queried:
+        the documents like a given one); InputError for a text that is no document's id."""
+        from .. import layout
+        from ..errors import InputError
+
+        rows_of = self._part("rows", (layout.CORPUS,), lambda: {d: i for i, d in enumerate(self.ids)}, sae_files=False)
+        rows = [rows_of.get(str(t).strip()) for t in ids]
+        if None in rows:
+            bad = str(ids[rows.index(None)])
+            raise InputError(f"workspace {self.path} holds vectors with no model to embed text: '{bad[:60]}' is not "
+                             f"one of its document ids; give a document's id (e.g. '{self.ids[0]}') to find the "
+                             "documents like it")
+        return np.asarray(self.workspace.embeddings[np.asarray(rows)], dtype=np.float32)
 
     def modes(self) -> list[str]:
         """The registered search modes this workspace is indexed for."""

@@ -11,6 +11,7 @@ from ..records import (
     FamiliesSummary,
     IndexSummary,
     InterpretSummary,
+    MapSummary,
     Metrics,
     Record,
     TrainSummary,
@@ -137,6 +138,16 @@ class Stages(Search):
         self.refresh()
         return IndexSummary.from_build(info)
 
+    def build_map(self, *, progress: ProgressCallback | None = None, dims: tuple[int, ...] = (2, 3),
+                  seed: int = 0) -> MapSummary:
+        """The map stage: the UMAP layouts of the documents (2-D and 3-D), stored in the workspace (each computed
+        only when the stored one does not match it); embedsae.viz.map.map_stage."""
+        from ..viz.map import map_stage
+
+        summary = MapSummary.from_dict(map_stage(self.workspace, dims=dims, seed=seed, progress=progress))
+        self.refresh()
+        return summary
+
     # ------------------------------------------------------------------ stages by kind (jobs)
     def check_stage(self, kind: str, **values: Any) -> None:
         """Raise InputError when `values` are not valid settings of a stage on this workspace (before starting it)."""
@@ -176,6 +187,8 @@ class Stages(Search):
             trained = self.train(progress=progress, **kwargs, **own)
             metrics = trained.metrics() if trained is not None else None
             return TrainSummary(sae=trained.sae_name if trained else str(own.get("name")), metrics=metrics)
+        if kind == "map":
+            return self.build_map(progress=progress)
         settings = next(iter(cls(**kw) for cls, kw in per_class.items()), None)
         if kind == "interpret":
             return project.interpret(progress=progress, **(settings.to_dict() if settings else {}))

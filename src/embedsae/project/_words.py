@@ -56,6 +56,25 @@ class Words(Stages):
                                   **kwargs), {}
         return concepts_stage(self.workspace, groups, name, sae=self._requested_sae, baselines=baselines, **kwargs)
 
+    def column_groups(self, column: str, **kwargs: Any) -> ConceptGroups:
+        """Concept groups from a corpus column: one group per value (e.g. per category), members the documents
+        that carry it (embedsae.words.groups.column_groups)."""
+        from ..errors import InputError
+        from ..words.groups import column_groups
+
+        usable = [c for c in self.workspace.corpus.columns if c not in ("id", "text")]
+        if column not in usable:
+            raise InputError(f"no column '{column}' to group the documents by; the corpus has: {', '.join(map(str, usable))}")
+        return column_groups(self.ids, self.workspace.corpus[column], column, **kwargs)
+
+    def group_labels(self, groups: Any) -> tuple[list[str], Any]:
+        """Each document's concept group (its first group; "other" for none) and the match of the groups' words
+        (colours of the map)."""
+        from ..viz.map import coloring
+
+        groups = self.concept_groups(groups)
+        return coloring(self.workspace, "group", groups=groups).labels, groups.match(self.ids)
+
     @staticmethod
     def concept_baselines() -> tuple[str, ...]:
         """The directions features are compared with in a concept report (raw dimensions, PCA, ICA)."""
@@ -64,13 +83,15 @@ class Words(Stages):
         return BASELINES
 
     def write_map(self, out: str | os.PathLike, *, color_by: str | None = None, groups: Any = None, dims: int = 2,
-                  seed: int = 0) -> tuple[Path, Path]:
-        """The interactive map (offline HTML) and a PNG, coloured by a concept group, a feature or a column."""
+                  seed: int = 0, progress: ProgressCallback | None = None) -> tuple[Path, Path]:
+        """The interactive map (offline HTML) and a PNG, coloured by a concept group, a feature or a column (the
+        layout is the stored one, computed and stored first when there is none)."""
         from ..viz.map import write_map
 
         groups = self.concept_groups(groups) if groups is not None else None
         sae = self.sae_name if self.sae_names() else None
-        return write_map(self.workspace, out, color_by=color_by, groups=groups, dims=dims, sae=sae, seed=seed)
+        return write_map(self.workspace, out, color_by=color_by, groups=groups, dims=dims, sae=sae, seed=seed,
+                         progress=progress)
 
     def match(self, other: str, *, min_cosine: float = 0.35) -> dict[str, Any]:
         """Map each feature of this SAE to its closest feature of the SAE `other` (usually a larger one) by

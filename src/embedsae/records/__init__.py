@@ -29,6 +29,7 @@ from .stages import (
     InterpretSummary,
     JobProgress,
     JobRecord,
+    MapSummary,
     Metrics,
     SaeSummary,
     TrainSummary,
@@ -39,6 +40,6 @@ __all__ = [
     "INTERPRETED", "KEYWORDS", "ActivationsResponse", "DocumentRef", "DocumentView", "FamiliesSummary",
     "FeatureActivation", "FeatureCard", "FeaturePage", "FeatureScores", "FeatureSummary", "FileCheck",
     "HistogramRecord", "HitConcept", "IndexSummary", "InterpretSummary", "JobProgress", "JobRecord", "LabelHit",
-    "LabelSearch", "Metrics", "Record", "RetrievalRow", "SaeSummary", "SearchHit", "SearchResponse",
+    "LabelSearch", "MapSummary", "Metrics", "Record", "RetrievalRow", "SaeSummary", "SearchHit", "SearchResponse",
     "TextActivations", "TrainSummary", "WorkspaceInfo", "number", "plain",
 ]

@@ -126,6 +126,16 @@ class IndexSummary(Record):
 
 
 @dataclass
+class MapSummary(Record):
+    """A map stage: the layouts it keeps (2-D, 3-D), those it computed (the others were up to date), seconds."""
+
+    dims: list[int]
+    computed: list[int]
+    documents: int
+    seconds: float = 0.0
+
+
+@dataclass
 class FileCheck(Record):
     """One file of a workspace and what reading it found."""
 

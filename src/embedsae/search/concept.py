@@ -1,24 +1,25 @@
-"""Concept-level sparse retrieval (CL-SR): an inverted index over SAE latents.
+"""Concept-level sparse retrieval (CL-SR): documents as the SAE latents they keep, queries as weights on latents.
 
-Each document keeps its top `doc_k` latents with their activations. On disk the index is that forward
-table (int16 latent ids when there are fewer than 32,768 latents, float16 activations) plus one float32
-norm per document; on load it is inverted into posting lists per latent (int64 pointers, int32 document
-ids, float16 weights). Three scorings:
+Each document keeps its top `doc_k` latents with their activations (its forward row). On disk the embedded
+index is that forward table (int16 latent ids when there are fewer than 32,768 latents, uint8 activations
+with a float16 scale per document, see `quantize`) plus one float32 norm per document, and, for an index of
+more than `exact_docs` documents, its document clusters (clusters.py). Three scorings (term weights in terms.py):
 
 - ``projection`` (default): the query's weight on latent i is its projection on feature i's decoder
   direction, ``w_i = W_dec[i] . q``, so ``sum_i w_i z_{d,i} + q . b_pre`` is the query's dot product with
-  the document's SAE reconstruction; divided by the reconstruction's norm it is their cosine. The
-  posting lists of the query's `query_k` largest weights (queries use more latents than documents)
-  give candidates; the best `rerank` of them are rescored with every latent the document keeps, read
-  from a forward index (document -> latents), so the final score is that cosine exactly.
+  the document's SAE reconstruction; divided by the reconstruction's norm it is their cosine. Every scored
+  document is scored exactly, from all the latents it keeps.
 - ``dot``: the plain dot product of the query's SAE code (at `query_k` latents) with the document code.
 - ``bm25``: BM25 over latents (CL-SR): latents are terms, activations are term frequencies, with
-  tunable `k1` and `b`; the query weights its latents by the projection weights.
+  tunable `k1` and `b`; the query weights its `query_k` strongest latents by their projection weights.
 
-Query expansion (on by default): the mean unit SAE reconstruction of a first pass's top `feedback_docs`
-documents, read from the forward index, is added to the unit query with weight `feedback_weight` before the
-final pass, so latents that co-occur with the query's own in its best matches join it. On Cranfield it
-raises nDCG@10 from 0.376 to 0.388 (dense: 0.374) at twice the query cost (benchmarks/concept_study.py).
+Which documents are scored: every one up to `exact_docs` documents (a compiled loop over the forward rows,
+concept_kernel.py), else those of the clusters nearest to the query (`probe`). The Milvus backend
+(milvus.py) finds candidates through the collection's inverted index instead and rescores them the same way.
+
+Query expansion (`feedback_docs`, off by default): the mean unit SAE reconstruction of a first pass's top
+documents is added to the unit query with weight `feedback_weight` before the final pass. It pays on
+Cranfield and costs on the other development collections (benchmarks/retrieval_matrix.py).
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from typing import Annotated, Any, Literal
 import numpy as np
 
 from .._io import atomic_path
-from ..errors import WorkspaceError
+from ..errors import InputError, WorkspaceError
+from ..progress import ProgressCallback
 from ..settings import Range, Settings, check
+from .compress import dequantize, quantize, residual_estimate, residual_lut, residual_sketch, stored_values
 from .retriever import BuildContext, Query, Retriever
+from .terms import term_weights
 
 FILE_NAME = "concept_index.npz"
 
@@ -43,25 +47,36 @@ FILE_NAME = "concept_index.npz"
 class ConceptSettings(Settings):
     """How the concept index is built and scored."""
 
-    doc_k: Annotated[int, Range(ge=1, le=4096)] = 32
-    """Latents each document keeps in the concept index (may exceed the SAE's k: the encoder is asked for more)."""
+    doc_k: Annotated[int, Range(ge=1, le=4096)] = 28
+    """Latents each document keeps in the concept index (may exceed the SAE's k: the encoder is asked for more).
+    28 keeps a 384-d index, residual sketches and clusters included, under a tenth of the dense vectors' bytes."""
     query_k: int = 64
-    """Latents whose postings a concept query reads (its largest weights)."""
+    """Latents of the query that find candidates in Milvus, and the query's terms in dot and bm25 scoring."""
     scoring: Literal["projection", "dot", "bm25"] = "projection"
     """Concept scoring: projection (cosine with each document's SAE reconstruction), dot (query code . document
     code) or bm25 (BM25 over latents)."""
     rerank: int = 200
-    """Projection scoring: candidates rescored exactly with all the document's latents (0 = none)."""
+    """Milvus backend: candidates from the collection's inverted index scored exactly (collections of more than
+    `exact_docs` documents; up to that every document is)."""
     k1: float = 1.2
     """BM25-over-latents term-frequency saturation."""
     b: float = 0.75
     """BM25-over-latents length normalisation."""
-    feedback_docs: int = 5
+    residual: bool = True
+    """Projection scoring: keep a one-bit sketch of what each document's SAE reconstruction leaves out (one bit
+    per dimension) and add its estimate of the query's dot product with it, so the score is close to the
+    query's cosine with the document itself; off: the cosine with the reconstruction alone."""
+    feedback_docs: int = 0
     """Concept query expansion: the top documents of a first pass whose SAE reconstructions are added to the
     query, bringing in the latents that co-occur with its own (0 = off)."""
     feedback_weight: float = 0.5
     """Concept query expansion: weight of the feedback documents' mean unit reconstruction added to the unit
     query."""
+    exact_docs: int = 100_000
+    """Indexes of up to this many documents score every document for each query; larger ones group the
+    documents into clusters when built, and a query scores those of the clusters nearest to it."""
+    probe: float = 0.05
+    """Clustered index: share of the documents a query scores (the clusters nearest to it, best first)."""
 
     def validate(self) -> None:
         super().validate()
@@ -71,194 +86,28 @@ class ConceptSettings(Settings):
         check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 over latents needs `k1` >= 0 and 0 <= `b` <= 1 (got k1={self.k1}, b={self.b})")
         check(self.feedback_docs >= 0 and self.feedback_weight >= 0,
               f"`feedback_docs` and `feedback_weight` must be >= 0 (got {self.feedback_docs}, {self.feedback_weight})")
-
-
-def bm25_weight(tf: np.ndarray, idf: np.ndarray, doc_len: np.ndarray, avg_len: float, k1: float, b: float) -> np.ndarray:
-    """BM25 weight of a latent in a document: its idf times its activation saturated by k1, normalised by the
-    document's code mass (doc_len, the sum of its activations) against the corpus mean `avg_len`."""
-    return idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doc_len / max(avg_len, 1e-9)))
-
-
-class ConceptIndex:
-    """Posting lists per latent, the forward codes per document, and what scoring needs."""
-
-    def __init__(
-        self,
-        fwd_indices: np.ndarray,
-        fwd_values: np.ndarray,
-        n_latents: int,
-        doc_norms: np.ndarray,
-        settings: ConceptSettings,
-        sae_name: str = "",
-    ) -> None:
-        self.fwd_indices = fwd_indices
-        self.fwd_values = fwd_values
-        self.n_docs, self.doc_k = fwd_indices.shape
-        self.n_latents = int(n_latents)
-        self.doc_norms = np.asarray(doc_norms, np.float32)
-        self.settings = settings
-        self.sae_name = sae_name
-        rows = np.repeat(np.arange(self.n_docs, dtype=np.int32), self.doc_k)
-        lat = fwd_indices.ravel().astype(np.int64)
-        val = fwd_values.ravel()
-        keep = val > 0
-        rows, lat, val = rows[keep], lat[keep], val[keep]
-        order = np.argsort(lat, kind="stable")  # rows stay ascending within a latent
-        self.indptr = np.zeros(self.n_latents + 1, np.int64)
-        np.cumsum(np.bincount(lat, minlength=self.n_latents), out=self.indptr[1:])
-        self.doc_ids = rows[order]
-        self.weights = val[order].astype(np.float16)
-        self.doc_lengths = np.bincount(rows, weights=val.astype(np.float64), minlength=self.n_docs).astype(np.float32)
-        df = np.diff(self.indptr).astype(np.float64)
-        self.idf = np.log1p((self.n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-        self._inv_norms = (1.0 / np.maximum(self.doc_norms, 1e-6)).astype(np.float32)
-        self._bm25: np.ndarray | None = None
-
-    # ------------------------------------------------------------------ building
-    @classmethod
-    def from_codes(
-        cls, indices: np.ndarray, values: np.ndarray, n_latents: int, doc_norms: np.ndarray,
-        settings: ConceptSettings, sae_name: str = "",
-    ) -> ConceptIndex:
-        """Build the index from per-document codes ((docs x doc_k) latent ids and activations)."""
-        idx_dtype = np.int16 if n_latents <= np.iinfo(np.int16).max else np.int32
-        return cls(np.ascontiguousarray(indices, idx_dtype), np.ascontiguousarray(values, np.float16), n_latents,
-                   doc_norms, settings, sae_name)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index as one .npz (atomically): forward codes and norms; postings are rebuilt on load."""
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f, fwd_indices=self.fwd_indices, fwd_values=self.fwd_values, doc_norms=self.doc_norms,
-                    n_latents=np.int64(self.n_latents), settings=np.array(json.dumps(asdict(self.settings))),
-                    sae_name=np.array(self.sae_name),
-                )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ConceptIndex:
-        """Read an index written by `save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise WorkspaceError(f"no concept index at {path}; build it with: embedsae index WORKSPACE")
-        from ..integrity import reading
-
-        with reading(path), np.load(path) as z:
-            settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
-            return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
-                       str(z["sae_name"]))
-
-    @property
-    def stored_bytes(self) -> int:
-        """Bytes of the stored arrays (forward codes and norms), what the .npz holds."""
-        return int(self.fwd_indices.nbytes + self.fwd_values.nbytes + self.doc_norms.nbytes)
-
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes held in memory while serving (forward codes, postings, norms, lengths)."""
-        return int(self.stored_bytes + self.indptr.nbytes + self.doc_ids.nbytes + self.weights.nbytes
-                   + self.doc_lengths.nbytes)
-
-    # ------------------------------------------------------------------ scoring
-    def _bm25_weights(self) -> np.ndarray:
-        if self._bm25 is None:
-            s = self.settings
-            tf = self.weights.astype(np.float32)
-            dl = self.doc_lengths[self.doc_ids]
-            avg = float(self.doc_lengths.mean()) if self.n_docs else 1.0
-            lat = np.repeat(np.arange(self.n_latents), np.diff(self.indptr))
-            self._bm25 = bm25_weight(tf, self.idf[lat], dl, avg, s.k1, s.b)
-        return self._bm25
-
-    def _term_weights(self) -> np.ndarray:
-        return self._bm25_weights() if self.settings.scoring == "bm25" else self.weights
-
-    def traverse(self, latents: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Sum over the query's latents of weight x posting weight, for every document (zeros elsewhere)."""
-        latents = np.asarray(latents, np.int64)
-        weights = np.asarray(weights, np.float32)
-        starts, ends = self.indptr[latents], self.indptr[latents + 1]
-        lens = ends - starts
-        if len(latents) == 0 or int(lens.sum()) == 0:
-            return np.zeros(self.n_docs, np.float32)
-        sl = [slice(a, b) for a, b in zip(starts.tolist(), ends.tolist()) if b > a]
-        docs = np.concatenate([self.doc_ids[s] for s in sl])
-        base = self._term_weights()
-        contrib = np.concatenate([base[s] for s in sl]) * np.repeat(weights[lens > 0], lens[lens > 0])
-        return np.bincount(docs, weights=contrib, minlength=self.n_docs).astype(np.float32)
-
-    def exact(self, docs: np.ndarray, full_weights: np.ndarray, offset: float) -> np.ndarray:
-        """Projection scores of some documents from all the latents they keep (forward index)."""
-        idx = self.fwd_indices[docs].astype(np.int64)
-        val = self.fwd_values[docs].astype(np.float32)
-        return ((full_weights[idx] * val).sum(1) + offset) * self._inv_norms[docs]
-
-    def reconstruct(self, docs: np.ndarray, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
-        """Unit-norm SAE reconstructions of some documents from the latents they keep, (docs x d)."""
-        idx = self.fwd_indices[docs].astype(np.int64)
-        val = self.fwd_values[docs].astype(np.float32)
-        return (np.einsum("nk,nkd->nd", val, W_dec[idx]) + b_pre) * self._inv_norms[docs, None]
-
-    def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k document rows and scores for one query."""
-        from .dense import top_k
-
-        scores = self.traverse(query.latents, query.weights)
-        if self.settings.scoring != "projection":
-            i, v = top_k(scores[None, :], k)
-            return i[0], v[0]
-        scores += np.float32(query.offset)
-        scores *= self._inv_norms
-        depth = max(k, self.settings.rerank) if self.settings.rerank else k
-        cand, _ = top_k(scores[None, :], depth)
-        cand = cand[0]
-        if self.settings.rerank and query.full_weights is not None:
-            exact = self.exact(cand, query.full_weights, query.offset)
-            order = np.argsort(-exact, kind="stable")[:k]
-            return cand[order], exact[order]
-        return cand[:k], scores[cand[:k]]
-
-    def contributions(self, doc: int, query: ConceptQuery) -> dict[int, float]:
-        """Per latent the document keeps, its contribution to the document's score (before normalisation)."""
-        idx = self.fwd_indices[doc].astype(np.int64)
-        val = self.fwd_values[doc].astype(np.float32)
-        out: dict[int, float] = {}
-        if self.settings.scoring == "projection" and query.full_weights is not None:
-            for i, v in zip(idx.tolist(), val.tolist()):
-                if v > 0:
-                    out[i] = float(query.full_weights[i]) * v
-            return out
-        qw = dict(zip(np.asarray(query.latents).tolist(), np.asarray(query.weights).tolist()))
-        base = self._term_weights()
-        for i in idx.tolist():
-            if i in qw:
-                a, b = int(self.indptr[i]), int(self.indptr[i + 1])
-                pos = a + int(np.searchsorted(self.doc_ids[a:b], doc))
-                if pos < b and self.doc_ids[pos] == doc:
-                    out[i] = float(base[pos]) * float(qw[i])
-        return out
-
-    def feature_stats(self, feature: int) -> tuple[float, float]:
-        """A feature's largest activation over the documents and the share of documents it fires in."""
-        a, b = int(self.indptr[feature]), int(self.indptr[feature + 1])
-        return (float(self.weights[a:b].max()) if b > a else 0.0), float(b - a) / max(self.n_docs, 1)
-
-    def describe(self) -> dict[str, Any]:
-        """Sizes and settings, for reports."""
-        return {"documents": self.n_docs, "latents": self.n_latents, "postings": int(len(self.doc_ids)),
-                "stored_bytes": self.stored_bytes, "memory_bytes": self.memory_bytes,
-                "settings": asdict(self.settings), "sae": self.sae_name}
+        check(self.exact_docs >= 0 and 0 < self.probe <= 1,
+              f"`exact_docs` must be >= 0 and 0 < `probe` <= 1 (got {self.exact_docs}, {self.probe})")
 
 
 @dataclass
 class ConceptQuery:
-    """A query in latent space: the latents whose postings are read, their weights, and for projection
-    scoring the weights of all latents and the offset q . b_pre."""
+    """A query in latent space: its latents and weights (the `query_k` strongest), the offset q . b_pre, the
+    weights of all latents (projection scoring) and the query vector itself."""
 
     latents: np.ndarray
     weights: np.ndarray
     offset: float = 0.0
     full_weights: np.ndarray | None = None
+    vector: np.ndarray | None = None
+
+    def dense_weights(self, n_latents: int) -> np.ndarray:
+        """The query's weight on every latent: all of them for projection scoring, else its own latents'."""
+        if self.full_weights is not None:
+            return np.asarray(self.full_weights, np.float32)
+        out = np.zeros(n_latents, np.float32)
+        out[np.asarray(self.latents, np.int64)] = self.weights
+        return out
 
 
 def sae_arrays(sae) -> tuple[np.ndarray, np.ndarray]:
@@ -282,14 +131,14 @@ def encode_query(
             code = sae.encode_sparse(torch.from_numpy(q[None, :].copy()), min(settings.query_k, sae.cfg.n_latents))
         lat, w = code.indices[0].numpy(), code.values[0].float().numpy()
         keep = w > 0
-        return ConceptQuery(lat[keep].astype(np.int64), w[keep])
+        return ConceptQuery(lat[keep].astype(np.int64), w[keep], vector=q)
     W, b_pre = arrays if arrays is not None else sae_arrays(sae)
     proj = W @ q
-    offset = float(q @ b_pre)
     m = min(settings.query_k, len(proj))
     lat = np.argpartition(-proj, m - 1)[:m]
     lat = lat[proj[lat] > 0]
-    return ConceptQuery(lat.astype(np.int64), proj[lat], offset, proj)
+    full = proj if settings.scoring == "projection" else None
+    return ConceptQuery(lat.astype(np.int64), proj[lat], float(q @ b_pre), full, q)
 
 
 def doc_norms(sae, indices: np.ndarray, values: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -305,6 +154,276 @@ def doc_norms(sae, indices: np.ndarray, values: np.ndarray, batch_size: int = 81
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+@dataclass
+class DocumentCodes:
+    """What a concept index keeps of every document, whichever store keeps it: latent ids and activations (as
+    stored, compress.py), reconstruction norms and, for projection scoring with `residual`, residual sketches."""
+
+    indices: np.ndarray
+    values: np.ndarray
+    norms: np.ndarray
+    n_latents: int
+    residual: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class ConceptStore:
+    """What a concept index offers whatever keeps it (the workspace's files, a Milvus collection): search, the
+    forward rows of documents, and the maths on them that explanations and query expansion use."""
+
+    settings: ConceptSettings
+    sae_name: str
+    n_docs: int
+    n_latents: int
+
+    def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k document rows and scores for one query."""
+        raise NotImplementedError
+
+    def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latent ids (int64), activations (float32) and inverse reconstruction norms of some documents."""
+        raise NotImplementedError
+
+    def terms(self, doc: int) -> dict[int, float]:
+        """A document's term weights (latent -> weight, terms.py) for the index's scoring."""
+        raise NotImplementedError
+
+    def feature_stats(self, feature: int) -> tuple[float, float]:
+        """A feature's largest activation over the documents and the share of documents it fires in."""
+        raise NotImplementedError
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the index as stored."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and settings, for reports."""
+        raise NotImplementedError
+
+    def sketch(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The residual sketches (bits, scales; compress.py) of some documents, or None when the index keeps none."""
+        return None
+
+    @property
+    def uses_residual(self) -> bool:
+        """Whether scores add the residual sketch's estimate (projection scoring with `residual` on)."""
+        return self.settings.scoring == "projection" and self.settings.residual
+
+    def exact(self, docs: np.ndarray, query: ConceptQuery) -> np.ndarray:
+        """Projection scores of some documents from all the latents they keep (and their residual sketches)."""
+        idx, val, inv = self.forward(docs)
+        dot = (query.full_weights[idx] * val).sum(1) + np.float32(query.offset)
+        if not self.uses_residual:
+            return dot * inv
+        bits, scale = self.sketch(docs)
+        return dot + residual_estimate(bits, scale, *residual_lut(query.vector, bits.shape[1]))
+
+    def reconstruct(self, docs: np.ndarray, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
+        """Unit-norm SAE reconstructions of some documents from the latents they keep, (docs x d)."""
+        idx, val, inv = self.forward(docs)
+        return (np.einsum("nk,nkd->nd", val, W_dec[idx]) + b_pre) * inv[:, None]
+
+    def contributions(self, doc: int, query: ConceptQuery) -> dict[int, float]:
+        """Per latent the document keeps, its contribution to the document's score (before normalisation)."""
+        if self.settings.scoring == "projection" and query.full_weights is not None:
+            idx, val, _ = self.forward(np.array([doc]))
+            return {i: float(query.full_weights[i]) * v for i, v in zip(idx[0].tolist(), val[0].tolist()) if v > 0}
+        qw = dict(zip(np.asarray(query.latents).tolist(), np.asarray(query.weights).tolist()))
+        return {i: w * float(qw[i]) for i, w in self.terms(doc).items() if i in qw}
+
+
+_NO_BITS, _NO_SCALE, _NO_LUT = np.zeros((0, 0), np.uint8), np.zeros(0, np.float32), np.zeros((0, 256), np.float32)
+
+
+class ConceptIndex(ConceptStore):
+    """The concept index kept in the workspace: forward rows, reconstruction norms and, for a large index,
+    document clusters; scored by the compiled loop of concept_kernel.py."""
+
+    def __init__(
+        self,
+        fwd_indices: np.ndarray,
+        fwd_values: np.ndarray,
+        n_latents: int,
+        doc_norms: np.ndarray,
+        settings: ConceptSettings,
+        sae_name: str = "",
+        clusters: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        *,
+        quantized: tuple[np.ndarray, np.ndarray] | None = None,
+        residual: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """`fwd_values`: the activations (quantised here, see compress.py), or None with `quantized` given;
+        `residual`: the documents' residual sketches (needed by projection scoring with `residual` on)."""
+        self.n_latents = int(n_latents)
+        idx_dtype = np.int16 if self.n_latents <= np.iinfo(np.int16).max else np.int32
+        self.fwd_indices = np.ascontiguousarray(fwd_indices, idx_dtype)
+        self.fwd_codes, self.doc_scale = quantized if quantized is not None else quantize(fwd_values)
+        self.n_docs, self.doc_k = self.fwd_indices.shape
+        self.doc_norms = np.asarray(doc_norms, np.float32)
+        self.settings = settings
+        self.sae_name = sae_name
+        self.inv_norms = (1.0 / np.maximum(self.doc_norms, 1e-6)).astype(np.float32)
+        self.residual = residual
+        self._residual_scale = residual[1].astype(np.float32) if residual is not None else _NO_SCALE
+        if self.uses_residual and residual is None:
+            raise WorkspaceError("this concept index keeps no residual sketches; rebuild it (embedsae index) or score "
+                                 "without them (setting `residual` off)")
+        self.term_weights = term_weights(self.fwd_indices, self.fwd_values, self.inv_norms, self.n_latents, settings)
+        # the projection scoring's constant q . b_pre: once per document, over the reconstruction's norm without
+        # the residual sketch (the cosine with the reconstruction), as it is with it (the dot product with d)
+        if settings.scoring != "projection":
+            self.factor = np.zeros(self.n_docs, np.float32)
+        else:
+            self.factor = np.ones(self.n_docs, np.float32) if self.uses_residual else self.inv_norms
+        self.clusters = clusters
+        if clusters is None:
+            self._ptr, self._members = np.array([0, self.n_docs], np.int64), np.zeros(0, np.int32)
+        else:
+            self._ptr, self._members = clusters[1], clusters[2]
+        self._stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def fwd_values(self) -> np.ndarray:
+        """Every document's kept activations (float32, as stored)."""
+        return dequantize(self.fwd_codes, self.doc_scale)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_codes(
+        cls, indices: np.ndarray, values: np.ndarray, n_latents: int, doc_norms: np.ndarray,
+        settings: ConceptSettings, sae_name: str = "", *, decoder: tuple[np.ndarray, np.ndarray] | None = None,
+        vectors=None, residual: tuple[np.ndarray, np.ndarray] | None = None, progress: ProgressCallback | None = None,
+    ) -> ConceptIndex:
+        """Build the index from per-document codes ((docs x doc_k) latent ids and activations). More than
+        `settings.exact_docs` documents are clustered, which needs the SAE's `decoder` (W_dec, b_pre); the
+        residual sketches come from `residual`, or are computed from the documents' `vectors` and the decoder."""
+        quantized = quantize(values)
+        clusters = None
+        if len(indices) > settings.exact_docs:
+            if decoder is None:
+                raise InputError(f"a concept index of more than {settings.exact_docs:,} documents is clustered, which "
+                                 "needs the SAE's decoder: pass decoder=(W_dec, b_pre)")
+            from .clusters import cluster_documents
+
+            clusters = cluster_documents(indices, dequantize(*quantized), *decoder, progress=progress)
+        if residual is None and settings.scoring == "projection" and settings.residual:
+            if decoder is None or vectors is None:
+                raise InputError("the residual sketches need the documents' vectors and the SAE's decoder: pass "
+                                 "vectors=... and decoder=(W_dec, b_pre), or turn the setting `residual` off")
+            residual = residual_sketch(vectors, indices, dequantize(*quantized), *decoder)
+        return cls(indices, None, n_latents, doc_norms, settings, sae_name, clusters, quantized=quantized,
+                   residual=residual)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index as one .npz (atomically): forward codes, norms and clusters."""
+        extra = {}
+        if self.clusters is not None:
+            extra = dict(zip(("centres", "cluster_ptr", "cluster_members"), self.clusters))
+        if self.residual is not None:
+            extra.update(residual_bits=self.residual[0], residual_scale=self.residual[1])
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f, fwd_indices=self.fwd_indices, fwd_codes=self.fwd_codes, doc_scale=self.doc_scale,
+                    doc_norms=self.doc_norms,
+                    n_latents=np.int64(self.n_latents), settings=np.array(json.dumps(asdict(self.settings))),
+                    sae_name=np.array(self.sae_name), **extra,
+                )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ConceptIndex:
+        """Read an index written by `save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise WorkspaceError(f"no concept index at {path}; build it with: embedsae index WORKSPACE")
+        from ..integrity import reading
+
+        with reading(path), np.load(path) as z:
+            settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
+            clusters = (z["centres"], z["cluster_ptr"], z["cluster_members"]) if "centres" in z.files else None
+            residual = (z["residual_bits"], z["residual_scale"]) if "residual_bits" in z.files else None
+            if "fwd_codes" not in z.files:  # written before activations were stored as uint8
+                settings = settings.replace(residual=False)
+                return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
+                           str(z["sae_name"]), clusters)
+            return cls(z["fwd_indices"], None, int(z["n_latents"]), z["doc_norms"], settings, str(z["sae_name"]),
+                       clusters, quantized=(z["fwd_codes"], z["doc_scale"]), residual=residual)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the stored arrays (forward codes, norms, clusters), what the .npz holds."""
+        extra = sum(a.nbytes for a in self.clusters) if self.clusters is not None else 0
+        extra += sum(a.nbytes for a in self.residual) if self.residual is not None else 0
+        return int(self.fwd_indices.nbytes + self.fwd_codes.nbytes + self.doc_scale.nbytes + self.doc_norms.nbytes
+                   + extra)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held in memory while serving (the stored arrays, term weights, inverse norms)."""
+        return int(self.stored_bytes + self.term_weights.nbytes + self.inv_norms.nbytes)
+
+    # ------------------------------------------------------------------ scoring
+    def chosen_clusters(self, query: ConceptQuery) -> np.ndarray:
+        """The clusters a query scores: all (an unclustered index), else the nearest holding `probe` of the
+        documents."""
+        if self.clusters is None:
+            return np.zeros(1, np.int64)
+        if query.vector is None:
+            raise InputError("a clustered concept index needs the query vector to choose its clusters")
+        order = np.argsort(-(self.clusters[0] @ np.asarray(query.vector, np.float32)), kind="stable")
+        sizes = np.diff(self._ptr)[order]
+        take = int(np.searchsorted(np.cumsum(sizes), self.settings.probe * self.n_docs)) + 1
+        return order[:take]
+
+    def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k document rows and scores for one query."""
+        from .concept_kernel import top_docs
+
+        if self.uses_residual:
+            bits, scale = self.residual[0], self._residual_scale
+            lut, total = residual_lut(query.vector, bits.shape[1])
+        else:
+            bits, scale, lut, total = _NO_BITS, _NO_SCALE, _NO_LUT, 0.0
+        return top_docs(self.fwd_indices, self.term_weights, query.dense_weights(self.n_latents), query.offset,
+                        self.factor, self._ptr, self._members, self.chosen_clusters(query), min(k, self.n_docs),
+                        bits, scale, lut, total)
+
+    def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        docs = np.asarray(docs, np.int64)
+        return (self.fwd_indices[docs].astype(np.int64), dequantize(self.fwd_codes[docs], self.doc_scale[docs]),
+                self.inv_norms[docs])
+
+    def sketch(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.residual is None:
+            return None
+        docs = np.asarray(docs, np.int64)
+        return self.residual[0][docs], self.residual[1][docs]
+
+    def terms(self, doc: int) -> dict[int, float]:
+        idx, w = self.fwd_indices[doc].tolist(), self.term_weights[doc].tolist()
+        return {i: x for i, x in zip(idx, w) if x > 0}
+
+    def feature_stats(self, feature: int) -> tuple[float, float]:
+        if self._stats is None:
+            values = self.fwd_values
+            keep = values > 0
+            lat = self.fwd_indices[keep].astype(np.int64)
+            val = values[keep]
+            top = np.zeros(self.n_latents, np.float32)
+            np.maximum.at(top, lat, val)
+            self._stats = top, np.bincount(lat, minlength=self.n_latents)
+        top, df = self._stats
+        return float(top[feature]), float(df[feature]) / max(self.n_docs, 1)
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and settings, for reports."""
+        return {"documents": self.n_docs, "latents": self.n_latents,
+                "entries": int(np.count_nonzero(self.fwd_codes)),
+                "clusters": 0 if self.clusters is None else len(self.clusters[0]),
+                "stored_bytes": self.stored_bytes, "memory_bytes": self.memory_bytes,
+                "settings": asdict(self.settings), "sae": self.sae_name}
+
+
 class ConceptRetriever(Retriever):
     """Concept-level sparse retrieval over the SAE's latents (the concept index of the Searcher's SAE)."""
 
@@ -312,40 +431,21 @@ class ConceptRetriever(Retriever):
 
     @classmethod
     def build(cls, ctx: BuildContext) -> dict[str, Any]:
-        from ..sae.codes import encode_array, workspace_codes
-        from .index import concept_path
+        from ..sae.codes import encode_array
 
         model = ctx.cache.get("sae") or ctx.ws.load_sae(ctx.sae)
         settings = ctx.concept
-        k = min(settings.doc_k, model.cfg.n_latents)
-        # at the SAE's own k the documents' stored codes are these codes (encoded once for every stage)
-        codes = (workspace_codes(ctx.ws, ctx.sae, model=model, save=True, progress=ctx.progress) if k == model.cfg.k
-                 else encode_array(model, ctx.ws.vectors, k=k, progress=ctx.progress))
-        norms = doc_norms(model, codes.indices, codes.values)
-        path = concept_path(ctx.ws, ctx.sae)
-        if ctx.backend == "milvus":
-            from .milvus import write_collection
-
-            info = write_collection(ctx, codes.indices, codes.values, norms, model.cfg.n_latents)
-            path.unlink(missing_ok=True)  # the Milvus collection is this SAE's concept index now
-            return info
-        index = ConceptIndex.from_codes(codes.indices, codes.values, model.cfg.n_latents, norms, settings, ctx.sae)
-        index.save(path)
-        from .milvus import pointer_path
-
-        pointer_path(ctx.ws, ctx.sae).unlink(missing_ok=True)
-        dense_bytes = int(ctx.ws.n_documents * ctx.ws.dim * 4)
-        return {**index.describe(), "file_bytes": path.stat().st_size,
-                "stored_vs_dense": round(index.stored_bytes / dense_bytes, 4),
-                "memory_vs_dense": round(index.memory_bytes / dense_bytes, 4)}
+        codes = encode_array(model, ctx.ws.vectors, k=min(settings.doc_k, model.cfg.n_latents), progress=ctx.progress)
+        values = stored_values(codes.values)  # what the index keeps: its norms and residuals are of these
+        residual = None
+        if settings.scoring == "projection" and settings.residual:
+            residual = residual_sketch(ctx.ws.vectors, codes.indices, values, *sae_arrays(model))
+        docs = DocumentCodes(codes.indices, values, doc_norms(model, codes.indices, values), model.cfg.n_latents,
+                             residual)
+        return ctx.store.write_concept(ctx, docs, model)
 
     def load(self) -> None:
-        from .index import require_concept
-        from .milvus import MilvusConceptIndex, read_pointer
-
-        ws, sae = self.searcher.ws, self.searcher.sae_name
-        pointer = None if concept_path_exists(ws, sae) else read_pointer(ws, sae)
-        self.index = MilvusConceptIndex(ws, pointer) if pointer else require_concept(ws, sae)
+        self.index = self.searcher.storage.concept(self.searcher.sae_name)
         self.arrays = sae_arrays(self.searcher.sae)
 
     def encode(self, vector: np.ndarray) -> ConceptQuery:
@@ -371,14 +471,11 @@ class ConceptRetriever(Retriever):
         return self.index.stored_bytes
 
     def available(self) -> bool:
-        from .milvus import pointer_path
+        return self.searcher.storage.has_concept(self.searcher.sae_name)
 
-        ws, sae = self.searcher.ws, self.searcher.sae_name
-        return concept_path_exists(ws, sae) or pointer_path(ws, sae).is_file()
-
-
-def concept_path_exists(ws, sae: str) -> bool:
-    """Whether the embedded concept index of an SAE is in the workspace."""
-    from .index import concept_path
-
-    return concept_path(ws, sae).is_file()
+    def describe(self) -> dict[str, Any]:
+        """The SAE and the index settings this mode searches with, for reports."""
+        info = self.index.describe()
+        return {"sae": self.index.sae_name or self.searcher.sae_name, "documents": self.index.n_docs,
+                "clusters": info.get("clusters", 0), "backend": info.get("backend", "embedded"),
+                **asdict(self.index.settings)}

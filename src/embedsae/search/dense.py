@@ -147,36 +147,13 @@ class DenseRetriever(Retriever):
 
     @classmethod
     def build(cls, ctx: BuildContext) -> dict:
-        from .index import index_dir
-
-        if ctx.backend == "milvus":  # the concept part writes the vectors into its collection
-            return {"kind": "Milvus collection (the concept index's)", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
-        info: dict = {"kind": "exact cosine over the workspace's vectors", "bytes": int(ctx.ws.n_documents * ctx.ws.dim * 4)}
-        if ctx.ann:
-            path = index_dir(ctx.ws) / "dense.usearch"
-            AnnIndex.build(ctx.ws.vectors).save(path)
-            info["ann"] = {"file": "index/dense.usearch", "bytes": path.stat().st_size}
-        return info
+        return ctx.store.write_dense(ctx)
 
     def load(self) -> None:
-        from .index import index_dir
-
-        ws = self.searcher.ws
         if not self.available():
-            raise WorkspaceError(f"the index of {ws.path} was built without the dense part; rebuild it with dense "
-                                 "search on to search by dense vectors")
-        pointer = milvus_pointer(ws)
-        if pointer is not None:
-            from .milvus import MilvusDenseIndex
-
-            self.index = MilvusDenseIndex(pointer, ws.dim)
-            self._bytes = int(ws.n_documents * ws.dim * 4)
-        elif self.searcher.ann:
-            self.index = AnnIndex.load(index_dir(ws) / "dense.usearch")
-            self._bytes = (index_dir(ws) / "dense.usearch").stat().st_size
-        else:
-            self.index = DenseIndex(ws.vectors, normalized=bool(ws.manifest["model"].get("normalized", True)))
-            self._bytes = int(ws.n_documents * ws.dim * 4)
+            raise WorkspaceError(f"the index of {self.searcher.ws.path} was built without the dense part; rebuild it "
+                                 "with dense search on to search by dense vectors")
+        self.index, self._bytes = self.searcher.storage.dense(self.searcher.ann)
 
     def rank(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
         i, s = self.index.search(query.vector[None, :], k)
@@ -186,18 +163,4 @@ class DenseRetriever(Retriever):
         return self._bytes
 
     def available(self) -> bool:
-        from .index import part_built
-
-        return part_built(self.searcher.ws, "dense") is not False
-
-
-def milvus_pointer(ws) -> dict | None:
-    """Where the dense vectors live in Milvus, when the workspace's last index build put them there."""
-    from .index import index_info
-    from .milvus import read_pointer
-
-    info = index_info(ws)
-    if not info or info.get("backend") != "milvus":
-        return None
-    pointer = read_pointer(ws, info["sae"])
-    return pointer if pointer and pointer.get("dense") else None
+        return self.searcher.storage.part_built("dense") is not False

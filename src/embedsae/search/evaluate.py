@@ -47,7 +47,9 @@ def evaluate_retrieval(
     depth: int = 100,
     progress: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """nDCG@10, MRR@10, Recall@100, index bytes and per-query latency (median, p95, milliseconds) per mode.
+    """nDCG@10, MRR@10, Recall@100, index bytes and per-query latency (median, p95, milliseconds) per mode, and
+    under the mode's name the settings it ran with where it has some (hybrid: parts, weights, fusion; concept:
+    the SAE and the index settings).
 
     `modes="all"` evaluates every registered mode the workspace is indexed for. Queries are embedded once in
     a batch (not counted in the latency); each query is then searched alone, as a user's query would be.
@@ -86,7 +88,7 @@ def evaluate_retrieval(
             "split": split, "documents": ws.n_documents,
             "sae": searcher.sae_name if mode in ("concept", "hybrid") else None,
         }
-        if hasattr(retriever, "describe"):
-            row["hybrid"] = retriever.describe()
+        if hasattr(retriever, "describe"):  # the settings a mode ran with (hybrid: parts and fusion; concept)
+            row[mode] = retriever.describe()
         results.append(row)
     return results

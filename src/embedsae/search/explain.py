@@ -9,16 +9,13 @@ document. Its share is its contribution over the sum of the document's positive 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .concept import ConceptIndex, ConceptQuery
-
-if TYPE_CHECKING:
-    from .milvus import MilvusConceptIndex
+from .concept import ConceptQuery, ConceptStore
 
 
 def explain_hit(
-    index: ConceptIndex | MilvusConceptIndex, doc: int, query: ConceptQuery, labels: Mapping[int, str], *, top: int = 5
+    index: ConceptStore, doc: int, query: ConceptQuery, labels: Mapping[int, str], *, top: int = 5
 ) -> list[dict[str, Any]]:
     """The shared features of one hit, largest contribution first, with labels (or 'feature <id>'). Features that
     share a label are one entry (their contributions summed; `features` lists them, `feature` is the largest), so

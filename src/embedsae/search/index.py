@@ -11,45 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from .._io import now_iso, write_json
-from ..errors import InputError, WorkspaceError
+from ..errors import InputError
 from ..progress import ProgressCallback, Tracker
-from ..registry import INDEX_BACKENDS
 from ..workspace import Workspace
-from .concept import FILE_NAME, ConceptIndex, ConceptSettings
+from .concept import ConceptSettings
 from .milvus import MilvusSettings
+from .storage import BACKENDS, concept_path, folder_bytes, index_dir, index_info, part_built, store_class
+
+__all__ = ["BACKENDS", "adopt_sae", "build_index", "concept_path", "folder_bytes", "index_dir", "index_info",
+           "part_built"]
 
 logger = logging.getLogger(__name__)
-
-INDEX_DIR = "index"
-BACKENDS = INDEX_BACKENDS.names()
-"""Where the concept index and the dense vectors are kept: files of the workspace, or a Milvus collection."""
-
-
-def index_dir(ws: Workspace) -> Path:
-    """WS/index/: the dense ANN index, the BM25 index and index.json."""
-    return ws.path / INDEX_DIR
-
-
-def concept_path(ws: Workspace, sae: str) -> Path:
-    """Where the concept index of an SAE lives: saes/<name>/concept_index.npz."""
-    return ws.sae_dir(sae) / FILE_NAME
-
-
-def index_info(ws: Workspace) -> dict[str, Any] | None:
-    """What `build_index` wrote last (index.json), or None."""
-    from ..integrity import read_json_object
-
-    path = index_dir(ws) / "index.json"
-    return read_json_object(path) if path.is_file() else None
-
-
-def part_built(ws: Workspace, name: str) -> bool | None:
-    """Whether the last `build_index` built a retriever's index (None when no index was ever built)."""
-    info = index_info(ws)
-    if info is None:
-        return None
-    parts = info.get("parts") or [k for k in ("dense", "concept", "bm25") if k in info]  # index.json before parts
-    return name in parts
 
 
 def adopt_sae(ws: Workspace, source: Workspace, name: str | None = None) -> str:
@@ -118,30 +90,31 @@ def build_index(
     name = ws.resolve_sae(sae)
     names = [n for n in (retriever_names() if parts is None else parts) if retriever_class(n).index_part]
     names = [n for n in names if (lexical or n != "bm25") and (dense or n != "dense")]
+    left_out = {}
+    if not ws.has_texts:
+        wanted = [n for n in names if retriever_class(n).needs_text]
+        if parts is not None and wanted:
+            raise InputError(f"the documents of workspace {ws.path} have no text: {', '.join(wanted)} cannot index them")
+        left_out = {n: "the documents have no text" for n in wanted}
+        names = [n for n in names if n not in wanted]
     if not names:
         raise InputError("no index to build: every part was left out")
-    if backend not in BACKENDS:
-        raise InputError(f"unknown index backend '{backend}'; use one of {', '.join(BACKENDS)}")
-    if backend == "milvus" and "concept" not in names:
-        raise InputError("the Milvus backend keeps the concept index (and the dense vectors beside it): build the "
-                         "concept part too")
-    if backend == "milvus" and ann:
-        raise InputError("the approximate dense index is a file of the workspace; with the Milvus backend choose "
-                         "Milvus's own dense index (setting `dense_index`) instead of `ann`")
+    store_class(backend).check_build(names, ann)
     with ws.sae_lock(name, "build the index"), ws.stage_lock("index", "build the index"):
-        return _build_locked(ws, name, settings, names, ann, backend, milvus, progress)
+        return _build_locked(ws, name, settings, names, ann, backend, milvus, progress, left_out)
 
 
 def _build_locked(ws: Workspace, name: str, settings: ConceptSettings, names: list[str], ann: bool, backend: str,
-                  milvus: MilvusSettings | None, progress: ProgressCallback | None) -> dict[str, Any]:
+                  milvus: MilvusSettings | None, progress: ProgressCallback | None,
+                  left_out: dict[str, str]) -> dict[str, Any]:
     from .retriever import BuildContext, retriever_class
 
     ctx = BuildContext(ws, name, settings, ann=ann, progress=progress, parts=tuple(names), backend=backend,
-                       milvus=milvus)
+                       milvus=milvus, store=store_class(backend)(ws))
     ctx.cache["sae"] = ws.load_sae(name)
     t0 = time.perf_counter()
     info: dict[str, Any] = {"sae": name, "documents": ws.n_documents, "built": now_iso(), "parts": names,
-                            "backend": backend}
+                            "backend": backend, **({"left_out": left_out} if left_out else {})}
     tracker = Tracker(progress, "index", len(names), unit="index")
     logger.info(f"indexing {ws.n_documents} documents: {', '.join(names)}")
     for n in names:
@@ -156,19 +129,3 @@ def _build_locked(ws: Workspace, name: str, settings: ConceptSettings, names: li
                                      "backend": backend},
                     seconds=info["seconds"])
     return info
-
-
-def require_concept(ws: Workspace, sae: str) -> ConceptIndex:
-    """The stored concept index of an SAE, checked against the workspace."""
-    index = ConceptIndex.load(concept_path(ws, sae))
-    if index.n_docs != ws.n_documents:
-        raise WorkspaceError(
-            f"the concept index of '{sae}' covers {index.n_docs} documents but {ws.path} holds {ws.n_documents}; "
-            f"rebuild the index of SAE '{sae}' (embedsae index)"
-        )
-    return index
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under a folder."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

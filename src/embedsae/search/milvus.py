@@ -3,7 +3,7 @@ outgrows one machine. Optional extra `embedsae[milvus]` (pymilvus; Milvus Lite r
 
 One collection per workspace and SAE holds, per document: its row (primary key) and id, its concept terms as a
 `SPARSE_FLOAT_VECTOR` under an inner-product `SPARSE_INVERTED_INDEX`, its forward code (latent ids and
-activations, float16-rounded like the embedded index) and, unless dense search is left out, its dense vector.
+activations, quantised like the embedded index) and, unless dense search is left out, its dense vector.
 Queries are still encoded with the SAE here; Milvus finds the candidates and the final scores are computed as
 the embedded index computes them, so both answer with the same hits.
 
@@ -34,7 +34,10 @@ from .._io import read_json, write_json
 from ..errors import InputError, WorkspaceError, require
 from ..progress import Tracker
 from ..settings import Settings, check
-from .concept import ConceptQuery, ConceptSettings, bm25_weight
+from .compress import stored_values
+from .concept import ConceptQuery, ConceptSettings, ConceptStore, DocumentCodes
+from .storage import IndexStore, index_info
+from .terms import term_weights
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -120,18 +123,6 @@ def pointer_path(ws: Workspace, sae: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- terms
-def bm25_values(indices: np.ndarray, values: np.ndarray, n_latents: int, settings: ConceptSettings) -> np.ndarray:
-    """BM25-over-latents term weights in the forward layout (docs x doc_k), as the embedded index scores them."""
-    tf = values.astype(np.float32)
-    keep = tf > 0
-    dl = np.where(keep, tf.astype(np.float64), 0.0).sum(1).astype(np.float32)
-    avg = float(dl.mean()) if len(dl) else 1.0
-    df = np.bincount(indices[keep].astype(np.int64), minlength=n_latents).astype(np.float64)
-    idf = np.log1p((len(indices) - df + 0.5) / (df + 0.5)).astype(np.float32)
-    w = bm25_weight(tf, idf[indices.astype(np.int64)], dl[:, None], avg, settings.k1, settings.b)
-    return np.where(keep, w, 0.0).astype(np.float32)
-
-
 def _sparse_rows(lat: np.ndarray, val: np.ndarray, extra: list[dict[int, float]] | None = None) -> list[dict[int, float]]:
     rows = []
     for i in range(len(lat)):
@@ -144,8 +135,7 @@ def _sparse_rows(lat: np.ndarray, val: np.ndarray, extra: list[dict[int, float]]
 
 
 # ---------------------------------------------------------------------------- building
-def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray, norms: np.ndarray,
-                     n_latents: int) -> dict[str, Any]:
+def write_collection(ctx: BuildContext, docs: DocumentCodes) -> dict[str, Any]:
     """Write the concept index (and the dense vectors, when dense search is on) into a new collection that
     replaces the old one at the end; write the pointer; return what index.json records."""
     pymilvus = require("pymilvus", "the Milvus index backend", "milvus")
@@ -157,16 +147,14 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     if ids and max(map(len, ids)) > MAX_ID_CHARS:
         raise InputError(f"document ids longer than {MAX_ID_CHARS} characters do not fit a Milvus collection; "
                          "shorten the ids of the corpus")
-    lat = np.ascontiguousarray(indices, np.int64)
-    val = np.ascontiguousarray(values, np.float16).astype(np.float32)  # what the embedded index keeps
-    inv = (1.0 / np.maximum(np.asarray(norms, np.float32), 1e-6)).astype(np.float32)
+    n_latents = docs.n_latents
+    lat = np.ascontiguousarray(docs.indices, np.int64)
+    val = stored_values(docs.values)  # what the embedded index keeps
+    inv = (1.0 / np.maximum(np.asarray(docs.norms, np.float32), 1e-6)).astype(np.float32)
     scale = float(inv.max()) if len(inv) else 1.0
-    if settings.scoring == "projection":
-        terms = val * inv[:, None]
-    elif settings.scoring == "bm25":
-        terms = bm25_values(lat, val, n_latents, settings)
-    else:
-        terms = val
+    terms = term_weights(lat, val, inv, n_latents, settings)
+    normalised = settings.scoring == "projection" and not settings.residual  # per-document constants below
+    residual = docs.residual if settings.scoring == "projection" and settings.residual else None
     with_dense = "dense" in ctx.parts
     dim = ws.dim
     schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -177,6 +165,10 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     schema.add_field("lat", pymilvus.DataType.ARRAY, element_type=pymilvus.DataType.INT32, max_capacity=lat.shape[1])
     schema.add_field("val", pymilvus.DataType.ARRAY, element_type=pymilvus.DataType.FLOAT, max_capacity=lat.shape[1])
     schema.add_field("inv_norm", pymilvus.DataType.FLOAT)
+    if residual is not None:
+        schema.add_field("resid", pymilvus.DataType.ARRAY, element_type=pymilvus.DataType.INT32,
+                         max_capacity=residual[0].shape[1])
+        schema.add_field("resid_scale", pymilvus.DataType.FLOAT)
     params = c.prepare_index_params()
     params.add_index("concept", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
     if with_dense:
@@ -193,12 +185,17 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
         for a in range(0, n, ms.batch_rows):
             b = min(a + ms.batch_rows, n)
             extra = None
-            if settings.scoring == "projection":
+            if normalised:
                 extra = [{n_latents: float(s)} | ({n_latents + 1: float(scale - s)} if scale - s > 0 else {})
                          for s in inv[a:b].tolist()]
+            elif residual is not None:  # a term of every document: a query that means to score them all asks for it
+                extra = [{n_latents: 1.0}] * (b - a)
             rows = [{"row": a + i, "doc_id": ids[a + i], "concept": sparse, "lat": lat[a + i].tolist(),
                      "val": val[a + i].tolist(), "inv_norm": float(inv[a + i])}
                     for i, sparse in enumerate(_sparse_rows(lat[a:b], terms[a:b], extra))]
+            if residual is not None:
+                for i, r in enumerate(rows):
+                    r["resid"], r["resid_scale"] = residual[0][a + i].tolist(), float(residual[1][a + i])
             if with_dense:
                 block = np.asarray(vectors[a:b], np.float32)
                 for r, v in zip(rows, block):
@@ -218,10 +215,12 @@ def write_collection(ctx: BuildContext, indices: np.ndarray, values: np.ndarray,
     pointer = {"uri": ms.uri or "", "resolved_uri": uri, "collection": name, "token_env": ms.token_env,
                "documents": n, "latents": int(n_latents), "doc_k": int(lat.shape[1]), "scale": scale,
                "dense": with_dense, "dense_index": ms.dense_index if with_dense else None,
+               "residual": residual is not None,
                "settings": asdict(settings), "sae": ctx.sae,
                "feature_doc_max": [round(float(x), 5) for x in doc_max], "feature_docs": df.tolist()}
     write_json(pointer_path(ws, ctx.sae), pointer)
-    stored = int(n * (lat.shape[1] * 16 + 16 + (dim * 4 if with_dense else 0)))
+    stored = int(n * (lat.shape[1] * 16 + 16 + (dim * 4 if with_dense else 0)
+                      + (4 * residual[0].shape[1] + 4 if residual is not None else 0)))
     logger.info(f"wrote {n} documents to Milvus collection '{name}' at {uri}")
     return {"backend": "milvus", "uri": uri, "collection": name, "documents": n, "latents": int(n_latents),
             "dense": with_dense, "settings": asdict(settings), "sae": ctx.sae, "stored_bytes_estimate": stored}
@@ -242,14 +241,19 @@ def read_pointer(ws: Workspace, sae: str) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------- searching
-class MilvusConceptIndex:
-    """The concept index of one SAE in a Milvus collection, with the search interface of `ConceptIndex`."""
+class MilvusConceptIndex(ConceptStore):
+    """The concept index of one SAE in a Milvus collection: candidates from the collection's inverted index,
+    scored as the embedded index scores them."""
 
     CACHE_ROWS = 8192
+    MAX_LIMIT = 16384
+    """Milvus's largest search limit: the most candidates one query scores."""
 
     def __init__(self, ws: Workspace, pointer: dict[str, Any]) -> None:
         self.pointer = pointer
-        self.settings = ConceptSettings(**pointer["settings"])
+        self.settings = ConceptSettings.from_dict(pointer["settings"])
+        if not pointer.get("residual"):  # written without residual sketches (or before they existed)
+            self.settings = self.settings.replace(residual=False)
         self.sae_name = pointer["sae"]
         self.n_docs = int(pointer["documents"])
         self.n_latents = int(pointer["latents"])
@@ -259,7 +263,8 @@ class MilvusConceptIndex:
         self.client = client(pointer["resolved_uri"], pointer.get("token_env", "MILVUS_TOKEN"))
         self._doc_max = np.asarray(pointer["feature_doc_max"], np.float32)
         self._docs = np.asarray(pointer["feature_docs"], np.int64)
-        self._rows: OrderedDict[int, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
+        self._rows: OrderedDict[int, tuple] = OrderedDict()
+        self._fields = list(FORWARD_FIELDS) + (list(RESIDUAL_FIELDS) if pointer.get("residual") else [])
         self._lock = threading.Lock()
         if not self.client.has_collection(self.collection):
             raise WorkspaceError(f"the Milvus collection '{self.collection}' at {pointer['resolved_uri']} is gone; "
@@ -282,30 +287,45 @@ class MilvusConceptIndex:
     def feature_stats(self, feature: int) -> tuple[float, float]:
         return float(self._doc_max[feature]), float(self._docs[feature]) / max(self.n_docs, 1)
 
-    def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Latent ids, activations and inverse reconstruction norms of some documents, read from Milvus
-        (recently read documents from a cache)."""
+    def _read(self, docs: np.ndarray) -> list[tuple]:
+        """The stored rows of some documents (recently read documents from a cache)."""
         docs = [int(d) for d in np.asarray(docs).reshape(-1)]
         with self._lock:
             found = {d: self._rows[d] for d in docs if d in self._rows}
         missing = [d for d in dict.fromkeys(docs) if d not in found]
         if missing:
-            got = self.client.get(self.collection, ids=missing, output_fields=list(FORWARD_FIELDS))
+            got = self.client.get(self.collection, ids=missing, output_fields=self._fields)
             fetched = {int(r["row"]): _forward_row(r) for r in got}
             if len(fetched) != len(missing):
                 raise WorkspaceError(f"Milvus collection '{self.collection}' lacks documents it was built with; "
                                      "rebuild the index")
             found.update(fetched)
             self._remember(fetched)
-        rows = [found[d] for d in docs]
+        return [found[d] for d in docs]
+
+    def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latent ids, activations and inverse reconstruction norms of some documents, read from Milvus."""
+        rows = self._read(docs)
         width = max((len(r[0]) for r in rows), default=0)
         idx = np.zeros((len(rows), width), np.int64)
         val = np.zeros((len(rows), width), np.float32)
-        for i, (li, vi, _) in enumerate(rows):
+        for i, (li, vi, *_) in enumerate(rows):
             idx[i, : len(li)], val[i, : len(vi)] = li, vi
         return idx, val, np.asarray([r[2] for r in rows], np.float32)
 
-    def _remember(self, rows: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> None:
+    def sketch(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.pointer.get("residual"):
+            return None
+        rows = self._read(docs)
+        return (np.asarray([r[3] for r in rows], np.uint8).reshape(len(rows), -1),
+                np.asarray([r[4] for r in rows], np.float32))
+
+    def terms(self, doc: int) -> dict[int, float]:
+        got = self.client.get(self.collection, ids=[int(doc)], output_fields=["concept"])
+        terms = got[0]["concept"] if got else {}
+        return {int(i): float(v) for i, v in terms.items() if int(i) < self.n_latents}
+
+    def _remember(self, rows: dict[int, tuple]) -> None:
         with self._lock:
             self._rows.update(rows)
             while len(self._rows) > self.CACHE_ROWS:
@@ -315,7 +335,9 @@ class MilvusConceptIndex:
         keep = np.asarray(query.weights) > 0
         terms = dict(zip(np.asarray(query.latents)[keep].tolist(), np.asarray(query.weights, np.float32)[keep].tolist()))
         shift = 0.0
-        if self.settings.scoring == "projection" and query.offset:
+        if self.uses_residual and self.n_docs <= self.settings.exact_docs:
+            terms[self.n_latents] = 1e-6  # every document is a candidate (scored exactly below)
+        elif self.settings.scoring == "projection" and not self.uses_residual and query.offset:
             if query.offset > 0:
                 terms[self.n_latents] = float(query.offset)
             else:
@@ -324,59 +346,83 @@ class MilvusConceptIndex:
         return terms, shift
 
     def candidates(self, query: ConceptQuery, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top `depth` documents by the query's postings alone, with those scores."""
+        """The top `depth` documents by the query's terms alone, with those scores."""
         terms, shift = self._query_terms(query)
         if not terms:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        res = self.client.search(self.collection, data=[terms], anns_field="concept", limit=min(depth, 16384),
-                                 search_params={"metric_type": "IP"}, output_fields=list(FORWARD_FIELDS))[0]
+        res = self.client.search(self.collection, data=[terms], anns_field="concept", limit=min(depth, self.MAX_LIMIT),
+                                 search_params={"metric_type": "IP"}, output_fields=self._fields)[0]
         self._remember({int(h["row"]): _forward_row(h) for h in res})
         rows = np.asarray([int(h["row"]) for h in res], np.int64)
         return rows, np.asarray([h["distance"] for h in res], np.float32) - np.float32(shift)
 
-    def exact(self, docs: np.ndarray, full_weights: np.ndarray, offset: float) -> np.ndarray:
-        idx, val, inv = self.forward(docs)
-        return ((full_weights[idx] * val).sum(1) + offset) * inv
-
-    def reconstruct(self, docs: np.ndarray, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
-        idx, val, inv = self.forward(docs)
-        return (np.einsum("nk,nkd->nd", val, W_dec[idx]) + b_pre) * inv[:, None]
-
     def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k document rows and scores for one query, as `ConceptIndex.search` ranks them."""
+        """Top-k document rows and scores for one query: up to `exact_docs` documents, every document the
+        collection returns is scored exactly (the embedded index's ranking); above, the best `rerank`."""
         s = self.settings
-        rerank = s.scoring == "projection" and s.rerank and query.full_weights is not None
-        cand, scores = self.candidates(query, max(k, s.rerank) if rerank else k)
-        if rerank and len(cand):
-            exact = self.exact(cand, query.full_weights, query.offset)
-            order = np.argsort(-exact, kind="stable")[:k]
-            return cand[order], exact[order]
+        exact = s.scoring == "projection" and query.full_weights is not None
+        depth = self.n_docs if self.n_docs <= s.exact_docs else max(k, s.rerank if exact else k)
+        cand, scores = self.candidates(query, depth)
+        if exact and len(cand):
+            scores = self.exact(cand, query)
+            order = np.argsort(-scores, kind="stable")[:k]
+            return cand[order], scores[order]
         return cand[:k], scores[:k]
-
-    def contributions(self, doc: int, query: ConceptQuery) -> dict[int, float]:
-        idx, val, inv = self.forward(np.array([doc]))
-        out: dict[int, float] = {}
-        if self.settings.scoring == "projection" and query.full_weights is not None:
-            for i, v in zip(idx[0].tolist(), val[0].tolist()):
-                if v > 0:
-                    out[i] = float(query.full_weights[i]) * v
-            return out
-        qw = dict(zip(np.asarray(query.latents).tolist(), np.asarray(query.weights).tolist()))
-        if self.settings.scoring == "bm25":
-            return self._bm25_contributions(doc, qw)
-        return {i: v * float(qw[i]) for i, v in zip(idx[0].tolist(), val[0].tolist()) if i in qw and v > 0}
-
-    def _bm25_contributions(self, doc: int, qw: dict[int, float]) -> dict[int, float]:
-        got = self.client.get(self.collection, ids=[int(doc)], output_fields=["concept"])
-        terms = got[0]["concept"] if got else {}
-        return {int(i): float(v) * float(qw[int(i)]) for i, v in terms.items() if int(i) in qw}
 
 
 FORWARD_FIELDS = ("row", "lat", "val", "inv_norm")
+RESIDUAL_FIELDS = ("resid", "resid_scale")
 
 
-def _forward_row(r: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    return np.asarray(r["lat"], np.int64), np.asarray(r["val"], np.float32), float(r["inv_norm"])
+def _forward_row(r: Any) -> tuple:
+    """(latent ids, activations, inverse norm, residual bits or None, residual scale) of a stored row."""
+    try:  # a search hit reads its output fields by key (not with .get)
+        bits, scale = np.asarray(r["resid"], np.uint8), float(r["resid_scale"])
+    except KeyError:
+        bits, scale = None, 0.0
+    return np.asarray(r["lat"], np.int64), np.asarray(r["val"], np.float32), float(r["inv_norm"]), bits, scale
+
+
+class MilvusStore(IndexStore):
+    """A Milvus collection per workspace and SAE holds the concept index and, with dense search on, the vectors."""
+
+    name = "milvus"
+
+    @classmethod
+    def check_build(cls, parts, ann: bool) -> None:
+        if "concept" not in parts:
+            raise InputError("the Milvus backend keeps the concept index (and the dense vectors beside it): build the "
+                             "concept part too")
+        if ann:
+            raise InputError("the approximate dense index is a file of the workspace; with the Milvus backend choose "
+                             "Milvus's own dense index (setting `dense_index`) instead of `ann`")
+
+    def _write_concept(self, ctx, docs, sae) -> dict[str, Any]:
+        return write_collection(ctx, docs)
+
+    def has_concept(self, sae: str) -> bool:
+        return pointer_path(self.ws, sae).is_file()
+
+    def concept(self, sae: str) -> MilvusConceptIndex:
+        pointer = read_pointer(self.ws, sae)
+        if pointer is None:
+            raise WorkspaceError(f"no Milvus concept index of SAE '{sae}' in {self.ws.path}; build it with: embedsae "
+                                 "index WORKSPACE --backend milvus")
+        return MilvusConceptIndex(self.ws, pointer)
+
+    def drop_concept(self, sae: str) -> None:
+        pointer_path(self.ws, sae).unlink(missing_ok=True)  # the collection stays where it is
+
+    def write_dense(self, ctx) -> dict[str, Any]:  # the concept part writes the vectors into its collection
+        return {"kind": "Milvus collection (the concept index's)", "bytes": int(self.ws.n_documents * self.ws.dim * 4)}
+
+    def dense(self, ann: bool) -> tuple[Any, int]:
+        info = index_info(self.ws) or {}
+        pointer = read_pointer(self.ws, info.get("sae", "")) if info.get("sae") else None
+        if not pointer or not pointer.get("dense"):
+            raise WorkspaceError(f"the Milvus index of {self.ws.path} holds no dense vectors; rebuild it with dense "
+                                 "search on")
+        return MilvusDenseIndex(pointer, self.ws.dim), int(self.ws.n_documents * self.ws.dim * 4)
 
 
 class MilvusDenseIndex:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .concept import ConceptSettings
     from .milvus import MilvusSettings
     from .searcher import Searcher
+    from .storage import IndexStore
 
 
 
@@ -51,6 +52,8 @@ class BuildContext:
     """Where the concept index and dense vectors go: "embedded" (files in the workspace) or "milvus"."""
     milvus: MilvusSettings | None = None
     """Where in Milvus, for the Milvus backend."""
+    store: IndexStore | None = None
+    """The backend's store, which writes the concept index and the dense vectors' index."""
 
 
 class Retriever:

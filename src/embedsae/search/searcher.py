@@ -17,6 +17,7 @@ from ..workspace import Workspace
 from .hybrid import HybridSettings
 from .retriever import Query, Retriever, retriever_class, retriever_names
 from .steering import Steering
+from .storage import Storage
 
 QUERY_GRAM_MAX_BYTES = 128 * 2**20
 """Largest decoder Gram matrix (n_latents^2 float32, ~5,800 latents) a Searcher keeps for encoding queries."""
@@ -67,6 +68,8 @@ class Searcher:
                  if v is not None}
         self.hybrid = (hybrid or HybridSettings()).replace(**given) if given else (hybrid or HybridSettings())
         self.ann = ann
+        self.storage = Storage(self.ws)
+        """Where each of the workspace's indexes is kept (the embedded files, Milvus)."""
         self._sae_name = sae
         self._embedder = embedder
         self._batcher = None
@@ -144,7 +147,7 @@ class Searcher:
 
     @property
     def concept(self):
-        """The concept index (ConceptIndex) of this Searcher's SAE."""
+        """The concept index (a ConceptStore: embedded or in Milvus) of this Searcher's SAE."""
         return self.retriever("concept").index
 
     @property
@@ -305,4 +308,7 @@ class Searcher:
         return self._cached("titles", self.ws.titles)
 
     def _ids(self) -> list[str]:
+        """The document ids as a list (no pandas column per search: a hit's id is read 10 times a query)."""
+        if self._parts is not None:
+            return self._parts.ids
         return self._cached("ids", lambda: self.ws.ids)

@@ -1,13 +1,15 @@
 """A UMAP map of a workspace's documents (or words): an offline Plotly HTML page with hover text, and a PNG.
 
-Points are coloured by concept group, by one SAE feature's activation, or by a metadata column. The UMAP
-coordinates are cached in WS/map/ so colouring the same map another way is quick.
+Points are coloured by concept group, by one SAE feature's activation, or by a metadata column. The map stage
+(`map_stage`: `embedsae map WS`, `embedsae run`, the app's map job) stores the UMAP layouts in WS/map/; views read
+them and colour them as asked, never computing a layout in a request.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ import numpy as np
 
 from .. import layout
 from .._io import atomic_path, read_json, save_npy, write_json
-from ..errors import InputError, check_feature, require
+from ..errors import InputError, WorkspaceError, check_feature, require
+from ..progress import ProgressCallback, Tracker
 from ..workspace import Workspace
 from .map_png import OTHER, plot_map_png
 
@@ -36,33 +39,109 @@ class Coloring:
     values: np.ndarray | None = None
 
 
-def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-                save: bool = True) -> np.ndarray:
-    """UMAP coordinates (documents x dims) of the workspace's vectors, computed once and cached in WS/map/
-    (with `save`; views pass False and keep them in memory)."""
+MAP_DIMS = (2, 3)
+"""The layouts the map stage computes: the app's 2-D and 3-D views."""
+_UMAP_PATCH = threading.Lock()
+
+
+def map_settings(ws: Workspace, dims: int, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> dict[str, Any]:
+    """What a stored layout was made from: it is reused only while these match the workspace."""
     if dims not in (2, 3):
         raise InputError(f"`dims` must be 2 or 3, got {dims}")
-    settings = {"dims": dims, "seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist,
-                "fingerprint": ws.manifest.get("corpus_fingerprint"), "n": ws.n_documents, "model": ws.model_id}
+    return {"dims": dims, "seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist,
+            "fingerprint": ws.manifest.get("corpus_fingerprint"), "n": ws.n_documents, "model": ws.model_id}
+
+
+def _map_files(ws: Workspace, dims: int) -> tuple[Path, Path]:
     folder = ws.path / layout.MAP
-    path, meta = folder / f"umap-{dims}d.npy", folder / f"umap-{dims}d.json"
-    if path.is_file() and meta.is_file() and read_json(meta) == settings:
-        return np.load(path)
+    return folder / f"umap-{dims}d.npy", folder / f"umap-{dims}d.json"
+
+
+def map_is_stored(ws: Workspace, dims: int = 2, *, seed: int = 0) -> bool:
+    """Whether the map stage stored a `dims`-D layout for the workspace as it is (the files are not read)."""
+    path, meta = _map_files(ws, dims)
+    return path.is_file() and meta.is_file() and read_json(meta) == map_settings(ws, dims, seed=seed)
+
+
+def stored_map(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int = 15,
+               min_dist: float = 0.1) -> np.ndarray | None:
+    """The stored layout (documents x dims) when the map stage made one for the workspace as it is, else None."""
+    path, meta = _map_files(ws, dims)
+    settings = map_settings(ws, dims, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
+    if not (path.is_file() and meta.is_file()) or read_json(meta) != settings:
+        return None
+    coords = np.load(path)
+    if coords.shape != (ws.n_documents, dims):
+        raise WorkspaceError(f"workspace {ws.path}: {path.relative_to(ws.path)} holds {coords.shape} coordinates for "
+                             f"{ws.n_documents} documents; run the map stage again")
+    return coords
+
+
+def umap_coords(ws: Workspace, dims: int = 2, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+                save: bool = True, progress: ProgressCallback | None = None) -> np.ndarray:
+    """UMAP coordinates (documents x dims) of the workspace's vectors: the stored layout, else computed (with
+    progress, one unit per optimisation epoch) and, with `save`, stored in WS/map/."""
+    settings = map_settings(ws, dims, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
+    coords = stored_map(ws, dims, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
+    if coords is not None:
+        return coords
     if ws.n_documents < 4:
         raise InputError(f"a map needs at least 4 documents; workspace {ws.path} has {ws.n_documents}")
-    umap = require("umap", "The UMAP map", extra="map")
-    logger.info(f"UMAP of {ws.n_documents} vectors to {dims}-d (cached in {folder})")
+    import umap
+    import umap.layouts
+
+    path, meta = _map_files(ws, dims)
+    logger.info(f"UMAP of {ws.n_documents} vectors to {dims}-d" + (f" (stored in {path.parent})" if save else ""))
     reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, ws.n_documents - 1), min_dist=min_dist,
                         metric="cosine", random_state=seed, verbose=False, tqdm_kwds={"disable": True})
+    epochs = 500 if ws.n_documents <= 10000 else 200  # UMAP's own default
+    tracker = Tracker(progress, "map", epochs, unit="epoch")
+    tracker.set_message(f"{dims}-D: nearest neighbours")
+
+    def epochs_reported(iterable, **_):  # stands in for tqdm in UMAP's optimisation loop
+        tracker.set_message(f"{dims}-D: layout")
+        for item in iterable:
+            yield item
+            tracker.update()
+
     import warnings
 
-    with warnings.catch_warnings():
+    with _UMAP_PATCH, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*")  # a fixed seed makes UMAP single-threaded
-        coords = reducer.fit_transform(np.asarray(ws.embeddings, dtype=np.float32)).astype(np.float32)
+        original, umap.layouts.tqdm = umap.layouts.tqdm, epochs_reported
+        try:
+            coords = reducer.fit_transform(np.asarray(ws.embeddings, dtype=np.float32)).astype(np.float32)
+        finally:
+            umap.layouts.tqdm = original
+    tracker.close()
     if save:
         save_npy(path, coords)
         write_json(meta, settings)
     return coords
+
+
+def map_stage(ws: Workspace, *, dims: tuple[int, ...] = MAP_DIMS, seed: int = 0,
+              progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """The map stage: the UMAP layouts of the documents (2-D and 3-D by default) stored in WS/map/, each computed
+    only when the stored one does not match the workspace; recorded in the manifest. Returns its summary."""
+    import time
+
+    t0 = time.perf_counter()
+    computed = []
+    for d in dims:
+        if stored_map(ws, d, seed=seed) is None:
+            umap_coords(ws, d, seed=seed, progress=progress)
+            computed.append(d)
+    summary = {"dims": list(dims), "computed": computed, "documents": ws.n_documents,
+               "seconds": round(time.perf_counter() - t0, 1)}
+    if computed:
+        ws.record_stage("map", {"dims": list(dims), "seed": seed}, documents=ws.n_documents)
+    return summary
+
+
+def run_stage(ws: Workspace, sae: str | None = None, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """The map stage as a stage of `embedsae run` (the map does not depend on the SAE)."""
+    return map_stage(ws, progress=progress)
 
 
 def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | None = None) -> Coloring | None:
@@ -188,6 +267,7 @@ def write_map(
     dims: int = 2,
     sae: str | None = None,
     seed: int = 0,
+    progress: ProgressCallback | None = None,
 ) -> tuple[Path, Path]:
     """Write the interactive map (self-contained HTML, plotly.js inlined: works offline) and a PNG beside it."""
     require("plotly", "The interactive map", extra=None)
@@ -195,7 +275,7 @@ def write_map(
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"the map is an HTML page: give an output path ending in .html, got '{out}'")
     color = coloring(ws, color_by, groups=groups, sae=sae)
-    coords = umap_coords(ws, dims, seed=seed)
+    coords = umap_coords(ws, dims, seed=seed, progress=progress)
     hover = hover_texts(ws, color, sae=sae)
     title = f"{ws.path.name}: UMAP of {ws.n_documents} vectors ({ws.model_id})" + (f", coloured by {color.title}" if color else "")
     fig = build_figure(coords, hover, color, title=title)

@@ -22,6 +22,8 @@ from .groups import ConceptGroups, GroupMatch
 
 logger = logging.getLogger(__name__)
 
+BANDS = ("strong", "medium", "weak")
+"""The thirds of a feature's activations whose words a report shows."""
 COVERAGE_F1 = 0.3
 COVERAGE_F1_HIGH = 0.5
 
@@ -65,6 +67,13 @@ class MethodScores:
             "coverage": round(float(np.mean(best >= COVERAGE_F1)), 4) if len(best) else 0.0,
             "coverage_at_0_5": round(float(np.mean(best >= COVERAGE_F1_HIGH)), 4) if len(best) else 0.0,
         }
+
+    def band_rows(self, feature: int, n: int = 6) -> dict[str, np.ndarray]:
+        """Rows where a feature fires, in three bands of its activations (strongest third, middle, weakest), the
+        strongest `n` of each band first."""
+        col = self.activations.getcol(feature)
+        order = np.argsort(-col.data, kind="stable")
+        return {band: col.indices[part[:n]] for band, part in zip(BANDS, np.array_split(order, 3))}
 
     def top_rows(self, feature: int, n: int = 8) -> np.ndarray:
         """Rows (words) where a feature is most active, strongest first."""
@@ -159,6 +168,7 @@ class ConceptReport:
             d = self._detector(m, int(j), int(best_group[j]))
             d["best_group"] = d.pop("group")
             d["monosemantic"] = bool(selective[j])
+            d["bands"] = {band: [self.words[i] for i in rows] for band, rows in m.band_rows(int(j)).items()}
             per_feature.append(d)
         return {**m.summary(), "n_groups": len(self.groups), "n_features": len(m.feature_names),
                 "n_selective": int(selective.sum()), "per_group": per_group, "per_feature": per_feature}

