@@ -77,9 +77,10 @@ class Search(Reads):
         rows = [rows_of.get(str(t).strip()) for t in ids]
         if None in rows:
             bad = str(ids[rows.index(None)])
-            raise InputError(f"workspace {self.path} holds vectors with no model to embed text: '{bad[:60]}' is not "
-                             f"one of its document ids; give a document's id (e.g. '{self.ids[0]}') to find the "
-                             "documents like it")
+            raise InputError(f"workspace {self.path} holds precomputed vectors with no model to embed text: "
+                             f"'{bad[:60]}' is not one of its document ids; give a document's id (e.g. "
+                             f"'{self.ids[0]}') to find the documents like it, a query vector (`query_vector`), or "
+                             "search by words (BM25)")
         return np.asarray(self.workspace.embeddings[np.asarray(rows)], dtype=np.float32)
 
     def modes(self) -> list[str]:
