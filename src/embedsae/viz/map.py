@@ -172,14 +172,16 @@ def coloring(ws: Workspace, color_by: str | None, *, groups=None, sae: str | Non
         return Coloring("feature", f"feature {feature}", values=values)
     if color_by.startswith("column:"):
         col = color_by.split(":", 1)[1]
-        if col not in ws.corpus.columns:
-            raise InputError(f"the corpus has no column '{col}'; it has: {', '.join(map(str, ws.corpus.columns))}")
-        labels = [_first_label(v) for v in ws.corpus[col]]
+        have = ws.manifest.get("columns") or list(ws.corpus.columns)
+        if col not in have:
+            raise InputError(f"the corpus has no column '{col}'; it has: {', '.join(map(str, have))}")
+        labels = [first_label(v) for part in ws.corpus_batches([col]) for v in part[col]]
         return Coloring("column", col, labels=labels)
     raise InputError(f"unknown `color_by` '{color_by}': use group, feature:ID, column:NAME or none")
 
 
-def _first_label(value: Any) -> str:
+def first_label(value: Any) -> str:
+    """A column value as one label: a list's first item, a missing value "other"."""
     if isinstance(value, (list, tuple, np.ndarray)):
         return str(value[0]) if len(value) else OTHER
     if value is None or (isinstance(value, float) and np.isnan(value)):
