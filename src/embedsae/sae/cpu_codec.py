@@ -10,7 +10,6 @@ no row chose). Work is split over `torch.get_num_threads()` threads that run the
 
 from __future__ import annotations
 
-import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,28 +17,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-logger = logging.getLogger(__name__)
+from .._compiled import Compiled
 
-_KERNELS = None
+_COMPILED = Compiled(lambda: _compile(), "the compiled sparse backward", "torch's")
 _LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
 
 
 def available() -> bool:
     """Whether the compiled loops can be used (numba imports and compiles)."""
-    return _kernels() is not None
+    return _COMPILED.available()
 
 
 def _kernels():
-    global _KERNELS
-    with _LOCK:
-        if _KERNELS is None:
-            try:
-                _KERNELS = _compile()
-            except Exception as exc:  # noqa: BLE001 - any numba failure means: use the torch sparse backward
-                logger.warning("the compiled sparse backward is unavailable (%s); using torch's", exc)
-                _KERNELS = False
-    return _KERNELS or None
+    return _COMPILED.get()
 
 
 def _compile():

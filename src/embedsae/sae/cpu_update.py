@@ -14,33 +14,25 @@ CUDA kernels in fused_update.py), float32 throughout; the state lives in the `to
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from .._compiled import Compiled
+
 logger = logging.getLogger(__name__)
 
-_KERNELS = None
-_LOCK = threading.Lock()
+_COMPILED = Compiled(lambda: _compile(), "the compiled CPU update", "the PyTorch update")
 
 
 def available() -> bool:
     """Whether the compiled update can be used (numba imports and compiles)."""
-    return _kernels() is not None
+    return _COMPILED.available()
 
 
 def _kernels():
-    global _KERNELS
-    with _LOCK:
-        if _KERNELS is None:
-            try:
-                _KERNELS = _compile()
-            except Exception as exc:  # noqa: BLE001 - any numba failure means: use the PyTorch update
-                logger.warning("the compiled CPU update is unavailable (%s); using the PyTorch update", exc)
-                _KERNELS = False
-    return _KERNELS or None
+    return _COMPILED.get()
 
 
 def _compile():

@@ -9,33 +9,22 @@ each running the compiled loop without the GIL, so concurrent callers (a web ser
 
 from __future__ import annotations
 
-import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from .._compiled import Compiled
 
-_KERNEL = None
-_LOCK = threading.Lock()
+_COMPILED = Compiled(lambda: _compile(), "the compiled pursuit kernel", "the tensor rounds")
 
 
 def available() -> bool:
     """Whether the compiled kernel can be used (numba imports and compiles)."""
-    return _kernel() is not None
+    return _COMPILED.available()
 
 
 def _kernel():
-    global _KERNEL
-    with _LOCK:  # compiled (or loaded from numba's cache) once, by the first caller
-        if _KERNEL is None:
-            try:
-                _KERNEL = _compile()
-            except Exception as exc:  # noqa: BLE001 - any numba failure means: use the tensor rounds
-                logger.warning("the compiled pursuit kernel is unavailable (%s); using the tensor rounds", exc)
-                _KERNEL = False
-    return _KERNEL or None
+    return _COMPILED.get()
 
 
 def _compile():

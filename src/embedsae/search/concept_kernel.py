@@ -10,32 +10,20 @@ weights (n_latents floats) in cache. Without numba the same scores come from Num
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from .._compiled import Compiled
 
-_KERNEL = None
-_LOCK = threading.Lock()
+_COMPILED = Compiled(lambda: _compile(), "the compiled concept scoring", "NumPy")
 
 
 def available() -> bool:
     """Whether the compiled loop can be used (numba imports and compiles)."""
-    return _kernel() is not None
+    return _COMPILED.available()
 
 
 def _kernel():
-    global _KERNEL
-    with _LOCK:
-        if _KERNEL is None:
-            try:
-                _KERNEL = _compile()
-            except Exception as exc:  # noqa: BLE001 - any numba failure means: use NumPy
-                logger.warning("the compiled concept scoring is unavailable (%s); using NumPy", exc)
-                _KERNEL = False
-    return _KERNEL or None
+    return _COMPILED.get()
 
 
 def _compile():
