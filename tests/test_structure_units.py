@@ -118,3 +118,22 @@ def test_families_is_a_run_stage():
     from embedsae.structure.stage import families_stage
 
     assert families_stage in list(pipeline.run_stages())
+
+
+def test_activation_statistics_with_dead_features_at_either_end():
+    """Features that never fire, first, in the middle and last (an SAE's trailing latents often are dead), get zero
+    sums; the others the sums of their activations."""
+    from embedsae.structure.cooccurrence import ActivationStats
+
+    rng = np.random.default_rng(5)
+    rows = [[(int(f), float(rng.uniform(0.1, 2))) for f in rng.choice([1, 2, 4, 5, 6], 2, replace=False)]
+            for _ in range(50)]
+    codes = _codes(rows, 9)  # features 0, 3, 7 and 8 never fire
+    dense = np.zeros((50, 9))
+    for r, pairs in enumerate(rows):
+        for f, v in pairs:
+            dense[r, f] = v
+    stats = ActivationStats(codes)
+    np.testing.assert_allclose(stats.sums, dense.sum(0), rtol=1e-6)
+    np.testing.assert_allclose(stats.sq, (dense ** 2).sum(0), rtol=1e-6)
+    assert stats.sums[[0, 3, 7, 8]].tolist() == [0.0] * 4

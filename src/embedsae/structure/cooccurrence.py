@@ -114,6 +114,12 @@ def cooccurrence(codes: Codes) -> Cooccurrence:
     return Cooccurrence(counts=counts, freq=freq, n_docs=len(codes))
 
 
+def segment_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Sum of values[indptr[i]:indptr[i + 1]] for each i, in float64 (0 for an empty segment, wherever it is)."""
+    total = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    return total[indptr[1:]] - total[indptr[:-1]]
+
+
 class ActivationStats:
     """Per feature: the documents it fires on with its activations (feature-major, CSC arrays) and activation sums,
     kept to show a feature's documents and to correlate one feature with all others quickly. The feature-major
@@ -125,10 +131,7 @@ class ActivationStats:
         if indptr is None:
             csc = codes.to_csr().tocsc()
             indptr, docs, acts = csc.indptr, csc.indices, csc.data
-            sums = np.add.reduceat(acts.astype(np.float64), indptr[:-1]) if len(acts) else np.zeros(len(indptr) - 1)
-            sums[np.diff(indptr) == 0] = 0.0  # reduceat gives the next entry for an empty feature
-            sq = np.add.reduceat(acts.astype(np.float64) ** 2, indptr[:-1]) if len(acts) else np.zeros(len(indptr) - 1)
-            sq[np.diff(indptr) == 0] = 0.0
+            sums, sq = segment_sums(acts, indptr), segment_sums(np.square(acts, dtype=np.float64), indptr)
         self.indptr, self.docs, self.acts = indptr, docs, acts
         self.sums, self.sq = np.asarray(sums, np.float64), np.asarray(sq, np.float64)
         self.n = len(codes)
