@@ -68,7 +68,7 @@ def test_retrieval_quality_on_cranfield(cran, searcher, embedder, tmp_path):
     for a, b in itertools.combinations(("dense", "concept", "bm25"), 2):
         s = Searcher(cran, embedder=embedder, weights=f"{a}=1,{b}=1")
         pairs[a, b] = evaluate_retrieval(cran, beir, modes=["hybrid"], searcher=s)[0]["ndcg@10"]
-    assert ndcg["hybrid"] >= max(pairs.values()) - 0.005  # measured 0.402; dense + BM25 0.403
+    assert ndcg["hybrid"] >= max(pairs.values()) - 0.005  # measured 0.402; dense + BM25 0.404 (top 200 fused)
     assert ndcg["hybrid"] >= max(ndcg["dense"], ndcg["concept"], ndcg["bm25"]) + 0.02
     assert rows["hybrid"]["hybrid"]["parts"] == {"concept": 1.0, "bm25": 1.0}
     assert rows["hybrid"]["hybrid"]["fusion"] == "zscore"

@@ -203,5 +203,6 @@ def _eval_settings(rows: list, args: argparse.Namespace) -> list[str]:
         out += ["", "To compare the alternatives on this collection:",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights dense=1,concept=1,bm25=1",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion rrf   (or minmax, dbsf, zscore)",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --depth 100   (each part's top N fused)",
                 f"  embedsae index {ws} --feedback-docs 5   (or --no-residual, --doc-k N), then eval-retrieval again"]
     return out
