@@ -17,6 +17,10 @@ Three BEIR folders, two read in place from ../shared/data and one built here fro
   are drawn with seed 2028; the query is 3 of those words drawn with the same generator, in title order; the
   paper's abstract is the one relevant document. Three words of a title are ambiguous across 6,276 abstracts
   (and may not occur in the abstract at all), so the set is harder than arxiv-titles.
+- ``cranfield-titles`` (built by `build_cranfield_titles`), a check held out of the choice of the defaults
+  (built after they were fixed): known-item search in another domain. Cranfield's documents repeat their
+  title at the start of their text; here the title is cut from every text (and the title field emptied), and
+  each document whose title is unique and has at least 4 words becomes a query, judged against its own text.
 
 Vectors are cached per text under /work/cache/retrieval/texts (one .npz per batch of new texts), so a
 collection that shares most of its texts with another (arxiv-sentences with arxiv-titles) embeds only the
@@ -56,6 +60,7 @@ def collections() -> dict[str, Path]:
             raise SystemExit(f"{name}: no BEIR folder at {path} (the shared data folder must sit beside the project)")
     out["arxiv-sentences"] = build_sentences(SHARED / "arxiv-titles", CACHE / "collections" / "arxiv-sentences")
     out["arxiv-keywords"] = build_keywords(SHARED, CACHE / "collections" / "arxiv-keywords")
+    out["cranfield-titles"] = build_cranfield_titles(SHARED / "cranfield", CACHE / "collections" / "cranfield-titles")
     return out
 
 
@@ -131,6 +136,35 @@ def build_keywords(shared: Path, out: Path, *, seed: int = KEYWORDS_SEED, n: int
     (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
     (tmp / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
     (tmp / "seed.txt").write_text(stamp + "\n")
+    for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "seed.txt"):
+        os.replace(tmp / f, out / f)
+    return out
+
+
+def build_cranfield_titles(source: Path, out: Path) -> Path:
+    """Write the cranfield-titles BEIR folder (titles cut from the texts; unique titles of 4+ words as queries)."""
+    if (out / "qrels" / "test.tsv").is_file() and (out / "seed.txt").is_file():
+        return out
+    docs = [json.loads(line) for line in (source / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    count: dict[str, int] = {}
+    for d in docs:
+        count[d["title"].strip()] = count.get(d["title"].strip(), 0) + 1
+    queries, qrels = [], []
+    for d in docs:
+        title = d["title"].strip()
+        if d["text"].startswith(title):
+            d["text"] = d["text"][len(title):].strip()
+        d["title"] = ""
+        if count[title] == 1 and len(title.rstrip(" .").split()) >= 4 and len(d["text"].split()) >= 20:
+            queries.append({"_id": f"t{d['_id']}", "text": title.rstrip(" .")})
+            qrels.append((f"t{d['_id']}", d["_id"]))
+    tmp = out.with_name(out.name + ".tmp")
+    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    (tmp / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (tmp / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
+    (tmp / "seed.txt").write_text("all\n")
     for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "seed.txt"):
         os.replace(tmp / f, out / f)
     return out
