@@ -15,7 +15,8 @@ the index bytes a mode searches (a fusion: the sum of its parts').
     python benchmarks/retrieval_matrix.py --only cranfield --quick
 
 Workspaces, SAEs and vectors are cached under /work/cache/retrieval (EMBEDSAE_RETRIEVAL_CACHE): the first run
-embeds ~12,400 texts (minutes), trains one SAE per workspace (arxiv-keywords shares arxiv-titles') and writes `matrix.json` beside them.
+embeds ~12,400 texts (minutes), trains one SAE per workspace (arxiv-keywords shares arxiv-titles') and
+writes `matrix.json` beside them.
 """
 
 from __future__ import annotations
