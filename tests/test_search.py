@@ -90,7 +90,7 @@ def test_index_stored_compactly(cran):
     info = index_info(cran)
     index = ConceptIndex.load(concept_path(cran, info["sae"]))
     assert index.n_docs == 1400 and index.fwd_indices.dtype == np.int16 and index.fwd_codes.dtype == np.uint8
-    assert index.clusters is None and info["concept"]["clusters"] == 0  # 1,400 documents: every one is scored
+    assert index.prefilter is None and not info["concept"]["first_pass"]  # 1,400 documents: every one is scored
     assert info["concept"]["stored_vs_dense"] <= 0.1
     assert cran.manifest["stages"]["index"]["settings"]["concept"]["doc_k"] == 28
     assert index.residual is not None and index.residual[0].shape == (1400, 48)  # one bit per dimension
