@@ -345,6 +345,64 @@ def test_describe_joins_the_name_and_its_parts_within_thirty_words():
     assert len(text.split()) <= 30 and text.endswith("set apart by phrase number 9 of six.")
 
 
+def test_describe_says_what_sets_the_documents_apart_only_when_told():
+    from embedsae.interpret.keywords import describe
+
+    assert describe("graph kernels", ["molecules", "subtree patterns", "Weisfeiler-Lehman test"], set_apart=False) == (
+        "Graph kernels: molecules, subtree patterns and Weisfeiler-Lehman test.")
+    assert describe("graph kernels", ["molecules"], set_apart=False) == "Graph kernels: molecules."
+    # the set-apart part shares a word with the name: left out, and the rest is no contrast
+    assert describe("graph kernels", ["molecules", "kernel trick"]) == "Graph kernels: molecules."
+    many = [f"phrase number {i} of six" for i in range(10)]
+    text = describe("a name", many, set_apart=False)
+    assert len(text.split()) <= 30 and "set apart" not in text and "phrase number 0 of six" in text
+
+
+def _part_labeller():
+    """A corpus of 60 documents: six about spiral galaxies (one also naming Alexander Fleming, two holding the
+    extraction junk 'usingDeep'), their six nearest non-activating neighbours sharing 'dwarf galaxies' with them,
+    and 'background noise' everywhere."""
+    from embedsae.interpret.examples import FeatureExamples
+    from embedsae.interpret.keywords import KeywordLabeller, PhraseEmbeddings
+
+    fires = [f"spiral galaxy arms. dwarf galaxies nearby. background noise. time-series usingDeep {i}" if i < 2 else
+             f"spiral galaxy arms. dwarf galaxies nearby. background noise {i}" for i in range(6)]
+    fires[3] += ". Alexander Fleming"
+    hard = [f"dwarf galaxies nearby. background noise. stellar dust {i}" for i in range(6)]
+    rest = [f"background noise. protein folding {i}. time-series analysis. deep learning" for i in range(48)]
+    rest[0] += ". Alexander Fleming"  # in the vocabulary, but in one activating document only
+    texts = fires + hard + rest
+    vocab = build_vocabulary(texts, min_df=2, max_df=1.0)
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(len(texts), 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    lab = KeywordLabeller(vocab, docs, rng.normal(size=(1, 8)), PhraseEmbeddings(lambda t: rng.normal(size=(len(t), 8))))
+    none = np.zeros(0, np.int64)
+    ex = FeatureExamples(feature=0, top=np.arange(6), top_act=np.ones(6), quantile=none, quantile_act=np.zeros(0),
+                         random_neg=np.arange(12, 32), hard_neg=np.arange(6, 12), heldout_pos=none,
+                         heldout_pos_act=np.zeros(0), heldout_neg=none, heldout_hard=none)
+    return lab, ex
+
+
+def test_description_parts_are_grounded_specific_and_not_junk():
+    lab, ex = _part_labeller()
+    texts = ["spiral galaxy", "dwarf galaxies", "Alexander Fleming", "background noise", "time-series usingDeep",
+             "spiral galaxy arms"]
+    ids = [lab.vocab.index(t.lower()) for t in texts[:4]]
+    assert None not in ids
+    covers = [[i] if i is not None else [] for i in ids] + [lab.vocab.cover("time-series usingdeep".split()),
+                                                             lab.vocab.cover("spiral galaxy arms".split())]
+    part, contrasting = lab.part_tests(ex, texts, covers)
+    by = dict(zip(texts, zip(part.tolist(), contrasting.tolist())))
+    assert by["spiral galaxy"] == (True, True)  # in all six, never in their nearest neighbours
+    assert by["spiral galaxy arms"] == (True, True)  # a run covered by phrases the documents hold together
+    assert by["dwarf galaxies"] == (True, False)  # shared, but their neighbours hold it too: no contrast
+    assert by["Alexander Fleming"] == (False, False)  # one document only
+    assert by["background noise"] == (False, False)  # everywhere: generic
+    assert by["time-series usingDeep"] == (False, False)  # in two documents, but glued by text extraction
+    assert lab.glued("time-series usingDeep") and not lab.glued("arXiv preprints") and not lab.glued("ResNeXt")
+
+
 def test_title_chunks_read_as_names():
     from embedsae.interpret.phrases import title_chunks
 

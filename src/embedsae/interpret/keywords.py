@@ -27,8 +27,12 @@ The labeller chooses by the same criteria on the documents it is shown, never th
 3. The name is the best candidate. The description joins it with `description_parts` more candidates, picked
    greedily (sharing no word with those already picked) by the same criterion applied to the normalised sum of
    the parts' embeddings: "<Name>: <what they share>, <...>; set apart by <the part that best separates them from
-   their hard negatives>." A part is a title run or one of the best phrases by c-TF-IDF that occurs in several
-   shown activating documents (`SHARED_MIN_DOCS`, `SHARED_MIN_SHARE`).
+   their hard negatives>." A reader must be able to trust each part, which the embedding AUC does not check (it
+   rewards a word close to the documents in the embedding space whether or not they hold it: "Irregular galaxy:
+   Alexander Fleming; set apart by feature."). So a part (a candidate phrase or title run) occurs in several of
+   the strongest shown documents, far more often than in the corpus, and is no word glued by text extraction
+   ("usingDeep") (`KeywordLabeller.part_tests`); the last part says what sets the documents apart only when it
+   occurs clearly more often in them than in their hard negatives ("<Name>: <a>, <b> and <c>." otherwise).
 
 The d' of a label vector v along a direction u is v·u / sqrt(vᵀΣv), Σ the corpus covariance: the spread of the
 label's cosine over the corpus. The feature fires where its encoder row w has a large projection w·x; if document
@@ -38,6 +42,7 @@ the unit Σw plus a quarter of the unit difference between the mean of the shown
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -63,12 +68,18 @@ HARD_WEIGHT = 1.0
 CORPUS_SAMPLE = 400
 """Corpus documents the label must also separate the activating documents from (besides the shown negatives)."""
 SET_APART = "; set apart by "
-SHARED_MIN_DOCS = 2
-"""A description part occurs in at least this many shown activating documents ..."""
-SHARED_MIN_SHARE = 0.1
-"""... and in at least this share of them."""
+PART_MIN_DOCS = 2
+"""A description part occurs in at least this many of the feature's strongest shown documents (not one odd one;
+all of them when the feature shows fewer) ..."""
+PART_MIN_LIFT = 4.0
+"""... and is at least this many times more frequent there than in the corpus (no generic word)."""
 PART_MAX_DF = 0.02
 """A one-word name or description part occurs in at most this share of the corpus's documents."""
+CONTRAST_MIN_GAP = 0.2
+"""The "set apart by" part occurs in a share of the shown activating documents at least this much larger than
+the share of their hard negatives (their nearest non-activating documents) holding it; without such a part the
+description says only what the documents share."""
+_GLUED = re.compile(r"\b([a-z]{2,})([A-Z][a-z]{2,})\b")
 
 
 class PhraseEmbeddings:
@@ -274,16 +285,54 @@ class KeywordLabeller:
         for f, (by_ctf, pool, grounded), ch in zip(feats, pools, chunks):
             ids, vecs = self._vocab_candidates(f, by_ctf, pool, grounded[self._done[grounded]])
             names = [self.vocab.display[i] for i in ids]
-            counts = np.asarray(self.vocab.rows(f.ex.shown_pos)[:, ids].sum(0)).ravel() if len(ids) else np.zeros(0)
-            # description parts: title runs, and the characteristic phrases (best by c-TF-IDF) shared by documents
-            shared = (counts >= max(SHARED_MIN_DOCS, SHARED_MIN_SHARE * len(f.ex.shown_pos))) & np.isin(ids, by_ctf)
-            shared &= self._specific[ids]
-            chunk_names = self._best_chunks(f, ch, vecs)
-            nameable = np.concatenate([self._specific[ids], np.ones(len(chunk_names), bool)])
-            plans.append((names + chunk_names, np.concatenate([shared, np.ones(len(chunk_names), bool)]), nameable,
-                          len(names)))
-        self.phrase_emb.add([c for names, _, _, n in plans for c in names[n:]])
-        return [self._label(f, names, shared, nameable) for f, (names, shared, nameable, _) in zip(feats, plans)]
+            best_chunks = self._best_chunks(f, ch, vecs)
+            # further description parts (never names): the rest of the c-TF-IDF pool, embedded already
+            more = np.setdiff1d(pool, ids)
+            texts = names + [c for c, _ in best_chunks] + [self.vocab.display[i] for i in more]
+            covers = [[int(i)] for i in ids] + [parts for _, parts in best_chunks] + [[int(i)] for i in more]
+            part, contrasting = self.part_tests(f.ex, texts, covers)
+            n_name = len(names) + len(best_chunks)
+            keep = np.concatenate([np.ones(n_name, bool), part[n_name:]])
+            nameable = np.concatenate([self._specific[ids], np.ones(len(best_chunks), bool)])
+            plans.append(([t for t, k in zip(texts, keep) if k], part[keep], contrasting[keep], nameable, len(names)))
+        self.phrase_emb.add([c for texts, _, _, _, n in plans for c in texts[n:]])
+        return [self._label(f, *plan[:4]) for f, plan in zip(feats, plans)]
+
+    def part_tests(self, ex, texts: Sequence[str], covers: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Which candidates may be description parts, and which may say what sets the documents apart.
+
+        A candidate (its text and the vocabulary phrases covering it) is a part when its covering phrases occur
+        together in at least `PART_MIN_DOCS` of the feature's strongest shown documents (all of them when there
+        are fewer), `PART_MIN_LIFT` times more often there than in the corpus (the corpus share of its rarest
+        covering phrase), a single word is a rare one (`PART_MAX_DF`), and none of its words is two glued by text
+        extraction ("usingDeep"). A part sets the documents apart when the share of the shown activating
+        documents holding it exceeds the share of their hard negatives by `CONTRAST_MIN_GAP`."""
+        n = len(texts)
+        part, contrasting = np.zeros(n, bool), np.zeros(n, bool)
+        if not n or not len(ex.top):
+            return part, contrasting
+        k = min(len(ex.shown_pos), len(ex.hard_neg))
+        cols = np.unique(np.concatenate([np.asarray(c, np.int64) for c in covers] + [np.zeros(0, np.int64)]))
+        where = {int(c): i for i, c in enumerate(cols)}
+        held = [self.vocab.rows(d)[:, cols].toarray() > 0 for d in (ex.top, ex.shown_pos[:k], ex.hard_neg[:k])]
+        for j, (text, cov) in enumerate(zip(texts, covers)):
+            cov = list(dict.fromkeys(int(i) for i in cov))
+            if not cov or self.glued(text):
+                continue
+            if len(cov) == 1 and len(text.split()) == 1 and not self._specific[cov[0]]:
+                continue
+            at = [where[i] for i in cov]
+            top, pos, hard = (h[:, at].all(1) for h in held)
+            corpus = float(self.vocab.df[cov].min()) / self.vocab.n_docs
+            part[j] = top.sum() >= min(PART_MIN_DOCS, len(top)) and top.mean() >= PART_MIN_LIFT * corpus
+            contrasting[j] = part[j] and k > 0 and pos.mean() - hard.mean() >= CONTRAST_MIN_GAP
+        return part, contrasting
+
+    def glued(self, text: str) -> bool:
+        """Whether a word of `text` is two words of the corpus glued by text extraction ("usingDeep")."""
+        stops = stop_words()
+        return any((a in stops or self.vocab.index(a) is not None) and (b.lower() in stops
+                   or self.vocab.index(b.lower()) is not None) for a, b in _GLUED.findall(text))
 
     def _vocab_candidates(self, f: _Feature, by_ctf: np.ndarray, pool: np.ndarray, known: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -304,9 +353,10 @@ class KeywordLabeller:
         ids = np.unique(np.concatenate(parts))
         return ids, self._vec[ids]
 
-    def _best_chunks(self, f: _Feature, chunks: list[tuple[str, list[int]]], vocab_vecs: np.ndarray) -> list[str]:
+    def _best_chunks(self, f: _Feature, chunks: list[tuple[str, list[int]]], vocab_vecs: np.ndarray
+                     ) -> list[tuple[str, list[int]]]:
         """The `n_chunks` title runs with the best priors on their approximate embeddings (relative to the
-        vocabulary candidates' best priors)."""
+        vocabulary candidates' best priors), with their covering vocabulary phrases."""
         if not chunks or not self.n_chunks:
             return []
         approx = _unit(np.stack([self._vec[parts].sum(0) for _, parts in chunks]))
@@ -314,58 +364,74 @@ class KeywordLabeller:
         top = np.maximum(pri.max(0), f.priors(self, vocab_vecs).max(0)) if len(vocab_vecs) else pri.max(0)
         score = sum(w * _rel(pri[:, i], float(top[i]))
                     for i, w in enumerate((self.prior_weight, self.encoder_weight, self.pair_weight)))
-        return [chunks[i][0] for i in np.argsort(-score, kind="stable")[: self.n_chunks]]
+        return [chunks[i] for i in np.argsort(-score, kind="stable")[: self.n_chunks]]
 
-    def _label(self, f: _Feature, names: list[str], shared: np.ndarray, nameable: np.ndarray) -> Label:
-        if not names:
+    def _label(self, f: _Feature, names: list[str], part: np.ndarray, contrasting: np.ndarray, nameable: np.ndarray
+               ) -> Label:
+        """The name (the best of the first len(nameable) candidates by the criterion) and the description (the
+        name and parts from all of them)."""
+        if not len(nameable):
             return Label(None, None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"})
         vecs = self.phrase_emb.get(names)
-        crit = f.criterion(self, vecs)
-        order = np.argsort(-crit, kind="stable")
+        n = len(nameable)
+        crit = f.criterion(self, vecs[:n])  # the first call fixes the priors' scale: the name candidates only
+        if len(names) > n:
+            crit = np.concatenate([crit, f.criterion(self, vecs[n:])])
+        order = np.argsort(-crit[:n], kind="stable")
         if nameable.any():  # names: no common single word ("ability", "changes"); descriptions may use them
             order = order[nameable[order]]
         best = int(order[0])
-        parts = self._describe(f, names, vecs, best, shared)
+        parts, set_apart = self._describe(f, names, vecs, best, part, contrasting)
         detail: dict = {"candidates": {names[i]: round(float(crit[i]), 4) for i in order[:12]},
-                        "rank_score": round(float(crit[best]), 4), "description_parts": parts}
-        return Label(names[best], describe(names[best], parts), detail)
+                        "rank_score": round(float(crit[best]), 4), "description_parts": parts,
+                        "description_set_apart": set_apart}
+        return Label(names[best], describe(names[best], parts, set_apart=set_apart), detail)
 
-    def _describe(self, f: _Feature, names: list[str], vecs: np.ndarray, best: int, shared: np.ndarray) -> list[str]:
-        """`description_parts` candidates to describe the feature with besides its name: phrases `shared` by
-        several shown activating documents, picked greedily by the criterion of the normalised sum of their and
-        the name's embeddings (the last by how well it separates the shown documents from their hard
-        negatives)."""
+    def _describe(self, f: _Feature, names: list[str], vecs: np.ndarray, best: int, part: np.ndarray,
+                  contrasting: np.ndarray) -> tuple[list[str], bool]:
+        """`description_parts` candidates to describe the feature with besides its name (`part_tests`), picked
+        greedily by the criterion of the normalised sum of their and the name's embeddings; the last, where a
+        contrasting part is left, by how well it separates the shown documents from their hard negatives. Returns
+        the parts and whether the last one says what sets the documents apart."""
         chosen = [best]
         used = set(_words(names[best]))
+        set_apart = False
         for step in range(self.description_parts):
-            free = [j for j in range(len(names))
-                    if shared[j] and j not in chosen and not (_words(names[j]) & used)]
+            free = [j for j in range(len(names)) if part[j] and j not in chosen and not (_words(names[j]) & used)]
             if not free:
                 break
-            sums = _unit(vecs[chosen].sum(0) + vecs[free])
             last = step == self.description_parts - 1
-            score = f.contrast(self, sums) if last else f.criterion(self, sums)
+            if last and any(contrasting[j] for j in free):
+                free = [j for j in free if contrasting[j]]
+                set_apart = True
+            sums = _unit(vecs[chosen].sum(0) + vecs[free])
+            score = f.contrast(self, sums) if set_apart else f.criterion(self, sums)
             j = free[int(np.argmax(score))]
             chosen.append(j)
             used |= _words(names[j])
-        return [names[j] for j in chosen[1:]]
+        return [names[j] for j in chosen[1:]], set_apart
 
 
-def describe(name: str, parts: Sequence[str], *, max_words: int = MAX_DESCRIPTION_WORDS) -> str:
-    """A description from a name and further phrases: "<Name>: <p1>, <p2>; set apart by <p3>." (the last part
-    says what sets the documents apart), parts sharing a word with the name left out, cut to `max_words` words
-    by dropping parts."""
+def describe(name: str, parts: Sequence[str], *, set_apart: bool = True, max_words: int = MAX_DESCRIPTION_WORDS
+             ) -> str:
+    """A description from a name and further phrases: "<Name>: <p1>, <p2>; set apart by <p3>." where the last
+    part says what sets the documents apart (`set_apart`), else "<Name>: <p1>, <p2> and <p3>."; parts sharing a
+    word with the name left out, cut to `max_words` words by dropping parts (the set-apart part last)."""
+    if set_apart and parts and _words(parts[-1]) & _words(name):
+        set_apart = False  # the part that set the documents apart is left out
     parts = [p for p in parts if not (_words(p) & _words(name))]
     while True:
         if not parts:
             text = name
-        elif len(parts) == 1:
+        elif set_apart and len(parts) == 1:
             text = f"{name}{SET_APART}{parts[0]}"
-        else:
+        elif set_apart:
             text = f"{name}: {', '.join(parts[:-1])}{SET_APART}{parts[-1]}"
+        else:
+            text = f"{name}: {', '.join(parts[:-1])} and {parts[-1]}" if len(parts) > 1 else f"{name}: {parts[0]}"
         if len(text.split()) <= max_words or not parts:
             break
-        parts.pop(len(parts) - 2 if len(parts) > 1 else 0)
+        parts.pop(len(parts) - 2 if set_apart and len(parts) > 1 else len(parts) - 1)
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."
 

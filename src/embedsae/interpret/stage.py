@@ -321,7 +321,8 @@ def _distinct_names(r: _Run) -> int:
     for f, name in renamed.items():
         d = details[f]
         parts = d.get("description_parts")
-        desc = describe(name, parts) if parts is not None else descs.get(f)
+        desc = (describe(name, parts, set_apart=d.get("description_set_apart", True)) if parts is not None
+                else descs.get(f))
         ctx.phrase_emb.add([x for x in (name, desc) if isinstance(x, str)])
         scores = embedding_scores(ctx.phrase_emb.get([name])[0], ctx.doc_vectors, exs[f])
         if isinstance(desc, str):
