@@ -401,6 +401,11 @@ def test_description_parts_are_grounded_specific_and_not_junk():
     assert by["background noise"] == (False, False)  # everywhere: generic
     assert by["time-series usingDeep"] == (False, False)  # in two documents, but glued by text extraction
     assert lab.glued("time-series usingDeep") and not lab.glued("arXiv preprints") and not lab.glued("ResNeXt")
+    # a feature showing one document: what that document holds is all there is to ground a part in
+    import dataclasses
+
+    one = dataclasses.replace(ex, top=np.asarray([3]), hard_neg=np.asarray([9]))
+    assert lab.part_tests(one, texts[2:3], covers[2:3])[0].tolist() == [True]
 
 
 def test_title_chunks_read_as_names():

@@ -29,8 +29,8 @@ The labeller chooses by the same criteria on the documents it is shown, never th
    the parts' embeddings: "<Name>: <what they share>, <...>; set apart by <the part that best separates them from
    their hard negatives>." A reader must be able to trust each part, which the embedding AUC does not check (it
    rewards a word close to the documents in the embedding space whether or not they hold it: "Irregular galaxy:
-   Alexander Fleming; set apart by feature."). So a part (a candidate phrase or title run) occurs in several of
-   the strongest shown documents, far more often than in the corpus, and is no word glued by text extraction
+   Alexander Fleming; set apart by feature."). So a part (a candidate phrase, a title run, or another phrase of
+   the c-TF-IDF pool) occurs in several of the shown activating documents, far more often than in the corpus, and is no word glued by text extraction
    ("usingDeep") (`KeywordLabeller.part_tests`); the last part says what sets the documents apart only when it
    occurs clearly more often in them than in their hard negatives ("<Name>: <a>, <b> and <c>." otherwise).
 
@@ -69,12 +69,14 @@ CORPUS_SAMPLE = 400
 """Corpus documents the label must also separate the activating documents from (besides the shown negatives)."""
 SET_APART = "; set apart by "
 PART_MIN_DOCS = 2
-"""A description part occurs in at least this many of the feature's strongest shown documents (not one odd one;
+"""A description part occurs in at least this many of the feature's shown activating documents (not one odd one;
 all of them when the feature shows fewer) ..."""
 PART_MIN_LIFT = 4.0
 """... and is at least this many times more frequent there than in the corpus (no generic word)."""
 PART_MAX_DF = 0.02
 """A one-word name or description part occurs in at most this share of the corpus's documents."""
+PART_WORD_MAX_DF = 0.02
+"""A one-word description part occurs in at most this share of the corpus's documents."""
 CONTRAST_MIN_GAP = 0.2
 """The "set apart by" part occurs in a share of the shown activating documents at least this much larger than
 the share of their hard negatives (their nearest non-activating documents) holding it; without such a part the
@@ -302,29 +304,29 @@ class KeywordLabeller:
         """Which candidates may be description parts, and which may say what sets the documents apart.
 
         A candidate (its text and the vocabulary phrases covering it) is a part when its covering phrases occur
-        together in at least `PART_MIN_DOCS` of the feature's strongest shown documents (all of them when there
+        together in at least `PART_MIN_DOCS` of the feature's shown activating documents (all of them when there
         are fewer), `PART_MIN_LIFT` times more often there than in the corpus (the corpus share of its rarest
-        covering phrase), a single word is a rare one (`PART_MAX_DF`), and none of its words is two glued by text
+        covering phrase), a single word is a rare one (`PART_WORD_MAX_DF`), and none of its words is two glued by text
         extraction ("usingDeep"). A part sets the documents apart when the share of the shown activating
         documents holding it exceeds the share of their hard negatives by `CONTRAST_MIN_GAP`."""
         n = len(texts)
         part, contrasting = np.zeros(n, bool), np.zeros(n, bool)
-        if not n or not len(ex.top):
+        if not n or not len(ex.shown_pos):
             return part, contrasting
         k = min(len(ex.shown_pos), len(ex.hard_neg))
         cols = np.unique(np.concatenate([np.asarray(c, np.int64) for c in covers] + [np.zeros(0, np.int64)]))
         where = {int(c): i for i, c in enumerate(cols)}
-        held = [self.vocab.rows(d)[:, cols].toarray() > 0 for d in (ex.top, ex.shown_pos[:k], ex.hard_neg[:k])]
+        held = [self.vocab.rows(d)[:, cols].toarray() > 0 for d in (ex.shown_pos, ex.shown_pos[:k], ex.hard_neg[:k])]
         for j, (text, cov) in enumerate(zip(texts, covers)):
             cov = list(dict.fromkeys(int(i) for i in cov))
             if not cov or self.glued(text):
                 continue
-            if len(cov) == 1 and len(text.split()) == 1 and not self._specific[cov[0]]:
+            if len(cov) == 1 and len(text.split()) == 1 and self.vocab.df[cov[0]] > PART_WORD_MAX_DF * self.vocab.n_docs:
                 continue
             at = [where[i] for i in cov]
-            top, pos, hard = (h[:, at].all(1) for h in held)
+            shown, pos, hard = (h[:, at].all(1) for h in held)
             corpus = float(self.vocab.df[cov].min()) / self.vocab.n_docs
-            part[j] = top.sum() >= min(PART_MIN_DOCS, len(top)) and top.mean() >= PART_MIN_LIFT * corpus
+            part[j] = shown.sum() >= min(PART_MIN_DOCS, len(shown)) and shown.mean() >= PART_MIN_LIFT * corpus
             contrasting[j] = part[j] and k > 0 and pos.mean() - hard.mean() >= CONTRAST_MIN_GAP
         return part, contrasting
 
