@@ -98,6 +98,7 @@ def test_a_large_index_scores_the_candidates_of_its_first_pass(setup, tmp_path):
         same += int(np.array_equal(got, full))
         held += int(np.isin(full, first.scored_documents(query)).all())
         assert np.array_equal(every.search(query, 10)[0], full)
+        assert len(first.search(query, 200)[0]) == 200  # a deeper search scores as many candidates as it asks for
         corr.append(np.corrcoef(codes.estimates(q), index.exact(np.arange(1400), query))[0, 1])
     assert np.median(corr) > 0.9, f"one-bit estimate vs exact score: median correlation {np.median(corr):.3f}"
     assert same == held >= 0.9 * len(queries), f"140 candidates: {same} of {len(queries)} top-10s as exhaustive"
