@@ -288,8 +288,9 @@ class KeywordLabeller:
             ids, vecs = self._vocab_candidates(f, by_ctf, pool, grounded[self._done[grounded]])
             names = [self.vocab.display[i] for i in ids]
             best_chunks = self._best_chunks(f, ch, vecs)
-            # further description parts (never names): the rest of the c-TF-IDF pool, embedded already
-            more = np.setdiff1d(pool, ids)
+            # further description parts (never names): the rest of the c-TF-IDF pool's phrases of several words,
+            # embedded already
+            more = np.asarray([i for i in np.setdiff1d(pool, ids) if " " in self.vocab.phrases[i]], np.int64)
             texts = names + [c for c, _ in best_chunks] + [self.vocab.display[i] for i in more]
             covers = [[int(i)] for i in ids] + [parts for _, parts in best_chunks] + [[int(i)] for i in more]
             part, contrasting = self.part_tests(f.ex, texts, covers)
