@@ -359,7 +359,7 @@ def test_describe_says_what_sets_the_documents_apart_only_when_told():
 
 
 def _part_labeller():
-    """A corpus of 60 documents: six about spiral galaxies (one also naming Alexander Fleming, two holding the
+    """A corpus of 120 documents: six about spiral galaxies (one also naming Alexander Fleming, two holding the
     extraction junk 'usingDeep'), their six nearest non-activating neighbours sharing 'dwarf galaxies' with them,
     and 'background noise' everywhere."""
     from embedsae.interpret.examples import FeatureExamples
@@ -369,7 +369,7 @@ def _part_labeller():
              f"spiral galaxy arms. dwarf galaxies nearby. background noise {i}" for i in range(6)]
     fires[3] += ". Alexander Fleming"
     hard = [f"dwarf galaxies nearby. background noise. stellar dust {i}" for i in range(6)]
-    rest = [f"background noise. protein folding {i}. time-series analysis. deep learning" for i in range(48)]
+    rest = [f"background noise. protein folding {i}. time-series analysis. deep learning" for i in range(108)]
     rest[0] += ". Alexander Fleming"  # in the vocabulary, but in one activating document only
     texts = fires + hard + rest
     vocab = build_vocabulary(texts, min_df=2, max_df=1.0)
@@ -401,11 +401,11 @@ def test_description_parts_are_grounded_specific_and_not_junk():
     assert by["background noise"] == (False, False)  # everywhere: generic
     assert by["time-series usingDeep"] == (False, False)  # in two documents, but glued by text extraction
     assert lab.glued("time-series usingDeep") and not lab.glued("arXiv preprints") and not lab.glued("ResNeXt")
-    # a feature showing one document: what that document holds is all there is to ground a part in
+    # a feature showing one document: a part is in it and rare in the corpus
     import dataclasses
 
     one = dataclasses.replace(ex, top=np.asarray([3]), hard_neg=np.asarray([9]))
-    assert lab.part_tests(one, texts[2:3], covers[2:3])[0].tolist() == [True]
+    assert lab.part_tests(one, texts[2:4], covers[2:4])[0].tolist() == [True, False]
 
 
 def test_title_chunks_read_as_names():

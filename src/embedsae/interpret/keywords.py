@@ -305,9 +305,10 @@ class KeywordLabeller:
         """Which candidates may be description parts, and which may say what sets the documents apart.
 
         A candidate (its text and the vocabulary phrases covering it) is a part when its covering phrases occur
-        together in at least `PART_MIN_DOCS` of the feature's shown activating documents (all of them when there
-        are fewer), `PART_MIN_LIFT` times more often there than in the corpus (the corpus share of its rarest
-        covering phrase), a single word is a rare one (`PART_WORD_MAX_DF`), and none of its words is two glued by text
+        together in at least `PART_MIN_DOCS` of the feature's shown activating documents, `PART_MIN_LIFT` times
+        more often there than in the corpus (the corpus share of its rarest covering phrase; where the feature
+        shows fewer documents, in all of them and in at most `PART_WORD_MAX_DF` of the corpus), a single word is a
+        rare one (`PART_WORD_MAX_DF`), and none of its words is two glued by text
         extraction ("usingDeep"). A part sets the documents apart when the share of the shown activating
         documents holding it exceeds the share of their hard negatives by `CONTRAST_MIN_GAP`."""
         n = len(texts)
@@ -327,7 +328,10 @@ class KeywordLabeller:
             at = [where[i] for i in cov]
             shown, pos, hard = (h[:, at].all(1) for h in held)
             corpus = float(self.vocab.df[cov].min()) / self.vocab.n_docs
-            part[j] = shown.sum() >= min(PART_MIN_DOCS, len(shown)) and shown.mean() >= PART_MIN_LIFT * corpus
+            if len(shown) >= PART_MIN_DOCS:
+                part[j] = shown.sum() >= PART_MIN_DOCS and shown.mean() >= PART_MIN_LIFT * corpus
+            else:  # too few documents to see what they share: in all of them, and rare in the corpus
+                part[j] = shown.all() and corpus <= PART_WORD_MAX_DF
             contrasting[j] = part[j] and k > 0 and pos.mean() - hard.mean() >= CONTRAST_MIN_GAP
         return part, contrasting
 
