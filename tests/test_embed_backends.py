@@ -89,3 +89,18 @@ def test_missing_backend_package_falls_back_or_errors_clearly(monkeypatch, expor
         SentenceTransformerEmbedder(backend="onnx")
     with pytest.raises(InputError, match="unknown embedding backend 'tensorrt'"):
         SentenceTransformerEmbedder(backend="tensorrt")
+
+
+def test_bf16_phrase_vectors_stay_close_to_f32_and_bad_precision_is_refused(abstracts, export_cache):
+    """The interpret stage embeds label phrases in bf16 (faster on AMX / AVX512_BF16 CPUs): their vectors must stay
+    at cosine >= 0.9995 of f32's, so label choices and scores hold; documents stay f32 (the test above)."""
+    if not backends.backend_available("openvino"):
+        pytest.skip("the openvino backend's package is not installed")
+    phrases = [" ".join(t.split()[i : i + n]) for t in abstracts[:40] for i, n in ((0, 2), (5, 4), (12, 7))]
+    f32 = SentenceTransformerEmbedder(backend="openvino").embed(phrases)
+    bf16 = SentenceTransformerEmbedder(backend="openvino", precision="bf16")
+    assert bf16.precision == "bf16"
+    cosine = (bf16.embed(phrases) * f32).sum(1)
+    assert cosine.min() >= 0.9995, cosine.min()
+    with pytest.raises(InputError, match="unknown embedding precision 'fp8'; use one of f32, bf16"):
+        SentenceTransformerEmbedder(backend="openvino", precision="fp8")

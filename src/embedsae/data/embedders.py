@@ -52,7 +52,10 @@ def packaged_minilm_path() -> Path | None:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model from a local path or a hub name (all-MiniLM-L6-v2 by default)."""
+    """A sentence-transformers model from a local path or a hub name (all-MiniLM-L6-v2 by default).
+
+    `precision` "bf16" runs the OpenVINO backend in bf16 (`backends.PRECISIONS`): for label phrases only, never
+    for vectors an SAE encodes."""
 
     def __init__(
         self,
@@ -62,10 +65,13 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         normalize: bool = True,
         backend: str = "auto",
+        precision: str = "f32",
     ) -> None:
-        from .backends import auto_backend, check_backend
+        from .backends import auto_backend, check_backend, check_precision
 
         check_backend(backend)
+        check_precision(precision)
+        self.precision = precision
         model = model or DEFAULT_MODEL
         st = require("sentence_transformers", "Embedding texts", extra=None)
         location: str = model
@@ -100,7 +106,7 @@ class SentenceTransformerEmbedder:
         try:
             if not supports_export(self._model):
                 raise InputError(f"the {backend} backend runs models made of a transformer and mean pooling only")
-            self._runner = ExportedRunner(self._model, location, backend)
+            self._runner = ExportedRunner(self._model, location, backend, self.precision)
             self.backend = backend
         except Exception as exc:
             if explicit:
@@ -162,6 +168,7 @@ def load_embedder(model: str | None = None, **kwargs) -> Embedder:
         from .openai_embedder import OpenAIEmbedder
 
         kwargs.pop("backend", None)  # the endpoint runs the model
+        kwargs.pop("precision", None)
         return OpenAIEmbedder(model, **kwargs)
     return SentenceTransformerEmbedder(model, **kwargs)
 

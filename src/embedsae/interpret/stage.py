@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 
@@ -65,6 +65,10 @@ class InterpretSettings(Settings):
     """Interpret only the first N alive features (default: all)."""
     batch_size: int = 128
     """Features labelled and committed to the feature store together."""
+    phrase_precision: Literal["bf16", "f32"] = "bf16"
+    """Precision of the model embedding candidate phrases and labels (documents are always embedded in f32): bf16,
+    about 2.5x faster on CPUs with native bf16 (AMX / AVX512_BF16; elsewhere the model runs f32), vectors to cosine
+    0.9999 of f32's; f32."""
     in_memory_bytes: int = IN_MEMORY_BYTES // 4
     """Unit document vectors up to this many bytes (rows x dimension x 4; 512 MiB: 350,000 384-d vectors) are held in
     memory; larger corpora are read when needed from the workspace's memory-mapped vectors (0: always so)."""
@@ -131,7 +135,8 @@ def interpret(
                 remove_database(path)
             raise
         try:
-            embedder = ws.embedder(batch_size=256)
+            # short phrases: batches of 64 pad less (texts are sorted by length, each batch padded to its longest)
+            embedder = ws.embedder(batch_size=64, precision=cfg.phrase_precision)
             context = LabelContext(
                 ws=ws, sae=name, texts=ws.ensure_texts(), doc_vectors=unit_rows(ws.vectors, cfg.in_memory_bytes),
                 phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
@@ -319,10 +324,11 @@ def _distinct_names(r: _Run) -> int:
     renamed = rename_shared(names, {f: d["candidates"] for f, d in details.items()}, contrast)
     descs = dict(zip(t["id"].astype(int), t["description"]))
     for f, name in renamed.items():
-        d = details[f]
-        parts = d.get("description_parts")
-        desc = describe(name, parts) if parts is not None else descs.get(f)
-        ctx.phrase_emb.add([x for x in (name, desc) if isinstance(x, str)])
+        parts = details[f].get("description_parts")
+        descs[f] = describe(name, parts) if parts is not None else descs.get(f)
+    ctx.phrase_emb.add([x for f, name in renamed.items() for x in (name, descs[f]) if isinstance(x, str)])  # one call
+    for f, name in renamed.items():
+        d, desc = details[f], descs[f]
         scores = embedding_scores(ctx.phrase_emb.get([name])[0], ctx.doc_vectors, exs[f])
         if isinstance(desc, str):
             scores.update(embedding_scores(ctx.phrase_emb.get([desc])[0], ctx.doc_vectors, exs[f],
