@@ -104,3 +104,20 @@ def test_bf16_phrase_vectors_stay_close_to_f32_and_bad_precision_is_refused(abst
     assert cosine.min() >= 0.9995, cosine.min()
     with pytest.raises(InputError, match="unknown embedding precision 'fp8'; use one of f32, bf16"):
         SentenceTransformerEmbedder(backend="openvino", precision="fp8")
+
+
+def test_lightweight_embedder_gives_the_full_loaders_vectors_once_the_export_is_cached(abstracts, tmp_path,
+                                                                                       monkeypatch):
+    """The interpret stage's phrase embedder skips importing sentence-transformers: same tokens, same vectors."""
+    from embedsae.data.embedders import ExportedEmbedder, load_embedder
+
+    if not backends.backend_available("openvino"):
+        pytest.skip("the openvino backend's package is not installed")
+    monkeypatch.setenv("EMBEDSAE_CACHE_DIR", str(tmp_path))  # an empty cache
+    first = load_embedder(None, lightweight=True, backend="openvino", batch_size=8)  # nothing exported yet: full loader
+    assert isinstance(first, SentenceTransformerEmbedder)
+    light = load_embedder(None, lightweight=True, backend="openvino", batch_size=8)
+    assert isinstance(light, ExportedEmbedder) and (light.dim, light.model_id) == (first.dim, first.model_id)
+    texts = ["  graphene  ", "Dirac EQUATION", "x " * 5000, *abstracts[:20]]  # spaces, case, a text to cut
+    assert np.array_equal(light.embed(texts), first.embed(texts))  # same batches: bit for bit
+    assert light.embed([]).shape == (0, first.dim)

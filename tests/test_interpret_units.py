@@ -453,3 +453,11 @@ def test_a_feature_store_of_before_descriptions_still_opens(tmp_path):
         st.write_batch(labels={1: ("spectral graph theory", "keywords", {})}, scores={}, descriptions={1: "Graphs."})
         t = st.table().set_index("id")
     assert t.loc[0, "label"] == "graph kernels" and t.loc[1, "description"] == "Graphs."
+
+
+def test_stop_words_are_scikit_learns():
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from embedsae.interpret.stopwords import ENGLISH_STOP_WORDS as copied
+
+    assert copied == frozenset(ENGLISH_STOP_WORDS)

@@ -136,7 +136,7 @@ def interpret(
             raise
         try:
             # short phrases: batches of 64 pad less (texts are sorted by length, each batch padded to its longest)
-            embedder = ws.embedder(batch_size=64, precision=cfg.phrase_precision)
+            embedder = ws.embedder(batch_size=64, precision=cfg.phrase_precision, lightweight=True)
             context = LabelContext(
                 ws=ws, sae=name, texts=ws.ensure_texts(), doc_vectors=unit_rows(ws.vectors, cfg.in_memory_bytes),
                 phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
