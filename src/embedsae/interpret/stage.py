@@ -79,6 +79,16 @@ class InterpretSettings(Settings):
         check(self.in_memory_bytes >= 0, f"in_memory_bytes must be 0 or more, got {self.in_memory_bytes}")
 
 
+def phrase_embeddings(ws: Workspace, precision: str = "bf16"):
+    """The stage's phrase-embedding cache (`keywords.PhraseEmbeddings`) over the workspace's model: in `precision`,
+    batches of 64 (texts sorted by length, each batch padded to its longest: short phrases pad little), the
+    cached export run without loading sentence-transformers where there is one."""
+    from .keywords import PhraseEmbeddings
+
+    embedder = ws.embedder(batch_size=64, precision=precision, lightweight=True)
+    return PhraseEmbeddings(lambda texts: embedder.embed(texts))
+
+
 def feature_stats(codes_csc, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per latent: number of documents it fires on, density, mean and max activation where it fires."""
     n_active = np.diff(codes_csc.indptr)
@@ -109,7 +119,6 @@ def interpret(
 
     from ..sae.codes import workspace_codes
     from ..structure.cooccurrence import activation_stats
-    from .keywords import PhraseEmbeddings
     from .labellers import LabelContext, make_labeller
 
     t0 = time.perf_counter()
@@ -135,11 +144,9 @@ def interpret(
                 remove_database(path)
             raise
         try:
-            # short phrases: batches of 64 pad less (texts are sorted by length, each batch padded to its longest)
-            embedder = ws.embedder(batch_size=64, precision=cfg.phrase_precision, lightweight=True)
             context = LabelContext(
                 ws=ws, sae=name, texts=ws.ensure_texts(), doc_vectors=unit_rows(ws.vectors, cfg.in_memory_bytes),
-                phrase_emb=PhraseEmbeddings(lambda texts: embedder.embed(texts)), llm=llm, store=store, progress=progress,
+                phrase_emb=phrase_embeddings(ws, cfg.phrase_precision), llm=llm, store=store, progress=progress,
                 options=dict(labeller_options or {}))
             if llm is not None:
                 from .llm import make_chat_client
