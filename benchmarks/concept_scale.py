@@ -4,11 +4,11 @@ previous default and exact dense search, in the same run.
 Synthetic but shaped like real codes: 384-d document vectors drawn around 2,000 cluster centres, a 3,072-latent
 decoder of unit rows, and per document 32 latents whose popularity follows a Zipf law (a few latents fire
 often, most rarely), activations exponential. Queries are held-out documents of the same clusters. For each
-corpus size it prints the index build time (clustering included above `exact_docs`), bytes per document
+corpus size it prints the index build time (the first pass's codes included above `exact_docs`), bytes per document
 (stored and in memory) and median query latency (one thread) of:
 
 - default: `ConceptIndex.search` with the default settings (exact scores, the residual sketch included, of
-  every document up to `exact_docs`, else of the documents of the nearest clusters holding `probe` of them);
+  every document up to `exact_docs`, else of the `candidates` best documents of the one-bit first pass);
 - exhaustive: the same compiled scoring over every document (the exact top 10 the default is checked against:
   "same top-10" is the share of queries whose default top 10 equals it, in order);
 - before: the previous default (posting lists of the query's 64 strongest latents read with NumPy, 200

@@ -1,10 +1,13 @@
 """The retrieval development matrix: every search mode and every fusion / weight / concept candidate on several
-development collections (Cranfield, arxiv-titles, arxiv-sentences; see retrieval_collections.py), in one table.
+development collections (Cranfield, arxiv-titles, arxiv-sentences, arxiv-keywords; see retrieval_collections.py)
+and on cranfield-titles, a collection held out of the choice of the defaults, in one table (the mean is over
+every collection run).
 
 Each collection follows a user's path through the library: `embed` the BEIR corpus into a workspace, `train`
 the default SAE, `index` with the default settings, `eval-retrieval --mode all` (the rows marked "default").
 The other rows re-rank the same queries: concept indexes built in memory with other settings from the same
-SAE, and fusions of the parts' rankings (depth 100, as the hybrid fuses them). Latency is the median per query
+SAE, and fusions of the parts' rankings (each part's top 200, as the default hybrid fuses them; the rows marked
+"depth=100" fuse each part's top 100, the default before). Latency is the median per query
 (one thread; query embedding excluded), a fusion's the sum of its parts' and the fusion's own time; bytes are
 the index bytes a mode searches (a fusion: the sum of its parts').
 
@@ -12,7 +15,8 @@ the index bytes a mode searches (a fusion: the sum of its parts').
     python benchmarks/retrieval_matrix.py --only cranfield --quick
 
 Workspaces, SAEs and vectors are cached under /work/cache/retrieval (EMBEDSAE_RETRIEVAL_CACHE): the first run
-embeds ~8,700 texts (minutes), trains one SAE per collection and writes `matrix.json` beside them.
+embeds ~12,400 texts (minutes), trains one SAE per workspace (arxiv-keywords shares arxiv-titles') and
+writes `matrix.json` beside them.
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval_collections import CACHE, collections, embedder  # noqa: E402
+from embedsae.search.hybrid import HybridSettings  # noqa: E402
+from retrieval_collections import CACHE, WORKSPACES, collections, embedder  # noqa: E402
 
-DEPTH = 100
+DEPTH = HybridSettings().depth
+"""Hits per part that the fusions fuse (the default hybrid's depth)."""
+RUN_DEPTH = 100
+"""Hits per query that the metrics see (Recall@100)."""
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 
 
@@ -66,7 +74,7 @@ def prepare(name: str, beir: Path, emb) -> Collection:
     from embedsae.search.evaluate import load_benchmark
     from embedsae.workspace import Workspace
 
-    folder = CACHE / "ws" / name
+    folder = CACHE / "ws" / WORKSPACES.get(name, name)
     seconds = {}
     t = time.perf_counter()
     ws = Workspace.open(folder) if (folder / "manifest.json").is_file() else pipeline.embed(beir, folder, embedder=emb)
@@ -104,7 +112,7 @@ def rank_each(col: Collection, rank: Callable[[int], tuple[np.ndarray, np.ndarra
 
 
 def to_row(col: Collection, ranked, times, nbytes: int) -> Row:
-    run = {q: ({str(col.ids[r]): float(s) for r, s in zip(rows[:DEPTH].tolist(), scores[:DEPTH].tolist())}
+    run = {q: ({str(col.ids[r]): float(s) for r, s in zip(rows[:RUN_DEPTH].tolist(), scores[:RUN_DEPTH].tolist())}
                or {"": 0.0}) for q, (rows, scores) in zip(col.qids, ranked)}
     return Row(evaluate_run(run, col.qrels), 1000 * float(np.median(times)), int(nbytes))
 
@@ -126,8 +134,8 @@ PLAIN = "concept doc_k=32 residual=off"
 """The concept part without its residual sketch, fused as a part of its own ("concept (no residual)")."""
 FUSIONS = [("rrf", 60.0), ("minmax", 0.0), ("zscore", 0.0), ("dbsf", 0.0)]
 WEIGHTED = [  # (parts with weights, fusion): weight variants beyond equal weights
-    *[({"dense": 1, "bm25": w}, m) for w in (0.5, 0.75, 1.5, 2) for m in ("zscore", "minmax")],
-    *[({"concept": 1, "bm25": w}, m) for w in (0.5, 0.75, 1.5, 2) for m in ("zscore", "minmax")],
+    *[({"dense": 1, "bm25": w}, m) for w in (0.5, 0.75, 1.25, 1.5, 2) for m in ("zscore", "minmax")],
+    *[({"concept": 1, "bm25": w}, m) for w in (0.5, 0.75, 1.25, 1.5, 2) for m in ("zscore", "minmax")],
     *[({"dense": 1, "concept": w, "bm25": 1}, "zscore") for w in (0.25, 0.5)],
     *[({"dense": 1, "concept": 1, "bm25": w}, "zscore") for w in (1.5, 2)],
 ]
@@ -162,7 +170,8 @@ def concept_candidates(col: Collection, grid: dict[str, dict]) -> dict[str, tupl
 
 
 def fusion_candidates(col: Collection, parts: dict[str, tuple[list, np.ndarray, int]], quick: bool):
-    """Every fusion of two or three parts (equal weights, each method), plus the weighted variants."""
+    """Every fusion of two or three parts (equal weights, each method), plus the weighted variants and the
+    equal-weight z-score pairs over each part's top 100."""
     from embedsae.search.hybrid import fuse
 
     specs = []
@@ -172,17 +181,20 @@ def fusion_candidates(col: Collection, parts: dict[str, tuple[list, np.ndarray, 
                 continue
             for method, k in (FUSIONS[1:2] if quick else FUSIONS):
                 specs.append((dict.fromkeys(combo, 1.0), method, k))
+    specs = [(w, m, k, DEPTH) for w, m, k in specs]
     if not quick:
-        specs += [(w, m, 60.0) for w, m in WEIGHTED]
+        specs += [(w, m, 60.0, DEPTH) for w, m in WEIGHTED]
+        specs += [({"dense": 1.0, "bm25": 1.0}, "zscore", 60.0, 100), ({"bm25": 1.0, "concept": 1.0}, "zscore", 60.0, 100)]
     out = {}
-    for weights, method, k in specs:
+    for weights, method, k, depth in specs:
         ranked, times = [], []
         for i in range(len(col.qids)):
             t = time.perf_counter()
-            rows, scores = fuse({p: parts[p][0][i] for p in weights}, weights, method, k)
+            rows, scores = fuse({p: tuple(a[:depth] for a in parts[p][0][i]) for p in weights}, weights, method, k)
             times.append(time.perf_counter() - t + sum(parts[p][1][i] for p in weights))
             ranked.append((rows, scores))
         label = " + ".join(f"{p}" if w == 1 else f"{p}×{w:g}" for p, w in weights.items()) + f" {method}"
+        label += "" if depth == DEPTH else f" depth={depth}"
         out[label] = (ranked, np.asarray(times), sum(parts[p][2] for p in weights))
     return out
 
@@ -192,7 +204,7 @@ def run_collection(col: Collection, quick: bool) -> dict[str, Row]:
     from embedsae.search.evaluate import evaluate_retrieval
 
     rows: dict[str, Row] = {}
-    for r in evaluate_retrieval(col.searcher.ws, col.beir, modes="all", searcher=col.searcher, depth=DEPTH):
+    for r in evaluate_retrieval(col.searcher.ws, col.beir, modes="all", searcher=col.searcher, depth=RUN_DEPTH):
         label = f"{r['mode']} (default)"
         if r["mode"] == "hybrid":
             h = r["hybrid"]
@@ -252,10 +264,13 @@ def checks(results: dict[str, dict[str, Row]]) -> list[str]:
         b = results[n]
         by = b["concept (default)"].bytes / b["dense (default)"].bytes
         out.append(f"{n}: default hybrid {v[hybrid]:.4f}; best single {best_single} {v[best_single]:.4f}; best pair "
-                   f"{best_pair} {pairs[best_pair]:.4f} -> {'OK' if ok else 'FAILS'}; concept/dense nDCG "
+                   f"{best_pair} {pairs[best_pair]:.4f} (+{pairs[best_pair] - v[hybrid]:.4f}) -> {'OK' if ok else 'FAILS'}; "
+                   "concept/dense nDCG "
                    f"{ratio:.3f} ({'OK' if ratio >= 0.98 else 'FAILS'}) at {by:.1%} of dense bytes")
     best = max(means, key=means.get)
-    out.append(f"mean nDCG@10: default hybrid {means[hybrid]:.4f}; best candidate {best} {means[best]:.4f}")
+    pair = max((label for label in means if label.count(" + ") == 1 and not label.startswith("hybrid")), key=means.get)
+    out.append(f"mean nDCG@10: default hybrid {means[hybrid]:.4f}; best pair {pair} {means[pair]:.4f}; "
+               f"best candidate {best} {means[best]:.4f}")
     return out
 
 

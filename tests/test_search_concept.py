@@ -1,22 +1,24 @@
 """The concept index's search on real Cranfield vectors: every document is scored exactly (the cosine with its SAE
-reconstruction, or with the residual sketch an estimate of the cosine with the document), a clustered index
-scores the documents of the nearest clusters (all of them at probe 1), and the compiled loop ranks as NumPy."""
+reconstruction, or with the residual sketch an estimate of the cosine with the document), a large index scores
+the candidates of its one-bit first pass, and the compiled loops rank as NumPy."""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
 from embedsae import pipeline
-from embedsae.search import ConceptIndex, ConceptSettings, build_index
+from embedsae.search import ConceptIndex, ConceptSettings, build_index, prefilter
 from embedsae.search.compress import residual_lut
 from embedsae.search.concept import encode_query, sae_arrays
 from embedsae.search.concept_kernel import available, top_docs, top_docs_numpy
 from embedsae.search.index import concept_path
+from embedsae.search.prefilter import available as prefilter_available
 from embedsae.workspace import Workspace
 
 from .conftest import shared_path
@@ -54,7 +56,7 @@ def test_concept_search_is_exhaustive(setup, cran):
     cosine with every document's reconstruction; with it (the default), of q . R + the sketch's estimate, an
     estimate of the cosine with the document itself."""
     sae, index, queries = setup
-    assert index.clusters is None and index.n_docs <= index.settings.exact_docs and index.uses_residual
+    assert index.prefilter is None and index.n_docs <= index.settings.exact_docs and index.uses_residual
     arrays = sae_arrays(sae)
     recon = reconstructions(sae, index)
     docs = np.asarray(cran.embeddings, np.float32)
@@ -75,34 +77,53 @@ def test_concept_search_is_exhaustive(setup, cran):
                                                      - docs @ queries[0] / np.linalg.norm(queries[0]))) > 0.01
 
 
-def test_a_clustered_index_scores_the_nearest_clusters(setup, tmp_path):
-    """Forced to cluster (exact_docs 0): 2 sqrt(1,400) = 75 clusters holding every document once; probing all of
-    them is the exhaustive ranking; probing the nearest holding 30 % of the documents keeps the exhaustive top 10
-    on most queries; saved and loaded, it ranks the same."""
+def test_a_large_index_scores_the_candidates_of_its_first_pass(setup, tmp_path):
+    """Forced into a first pass (exact_docs 0): its one-bit estimates follow the exact scores; the best 140 of
+    them (a tenth of the documents) hold the exhaustive top 10 on most queries, and as many candidates as
+    documents is the exhaustive ranking; saved and loaded, it ranks the same."""
     sae, index, queries = setup
     arrays = sae_arrays(sae)
-    clustered = ConceptIndex.from_codes(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
-                                        replace(index.settings, exact_docs=0, probe=1.0), decoder=arrays,
-                                        residual=index.residual)
-    centres, ptr, members = clustered.clusters
-    assert len(centres) == 75 and ptr[-1] == 1400 and np.array_equal(np.sort(members), np.arange(1400))
-    np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, rtol=1e-5)
-    same_all, same_probe = 0, 0
-    probed = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
-                          replace(clustered.settings, probe=0.3), clusters=clustered.clusters, residual=index.residual)
+    first = ConceptIndex.from_codes(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                                    replace(index.settings, exact_docs=0, candidates=140), decoder=arrays,
+                                    residual=index.residual)
+    codes = first.prefilter
+    assert codes.words.shape == (6, 1400) and codes.nbytes == 1400 * (48 + 2)
+    every = ConceptIndex(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                         replace(first.settings, candidates=1400), prefilter=codes, residual=index.residual)
+    same, held, corr = 0, 0, []
     for q in queries:
         query = encode_query(sae, q, index.settings, arrays)
         full = index.search(query, 10)[0]
-        same_all += int(np.array_equal(clustered.search(query, 10)[0], full))
-        same_probe += int(np.array_equal(probed.search(query, 10)[0], full))
-        assert len(probed.chosen_clusters(query)) < 75
-    assert same_all == len(queries)
-    assert same_probe >= 0.8 * len(queries), f"probe 0.3: {same_probe} of {len(queries)} top-10s as exhaustive"
-    clustered.save(tmp_path / "c.npz")
+        got = first.search(query, 10)[0]
+        same += int(np.array_equal(got, full))
+        held += int(np.isin(full, first.scored_documents(query)).all())
+        assert np.array_equal(every.search(query, 10)[0], full)
+        assert len(first.search(query, 200)[0]) == 200  # a deeper search scores as many candidates as it asks for
+        corr.append(np.corrcoef(codes.estimates(q), index.exact(np.arange(1400), query))[0, 1])
+    assert np.median(corr) > 0.9, f"one-bit estimate vs exact score: median correlation {np.median(corr):.3f}"
+    assert same == held >= 0.9 * len(queries), f"140 candidates: {same} of {len(queries)} top-10s as exhaustive"
+    first.save(tmp_path / "c.npz")
     again = ConceptIndex.load(tmp_path / "c.npz")
-    assert again.stored_bytes == clustered.stored_bytes > index.stored_bytes
+    assert again.stored_bytes == first.stored_bytes == index.stored_bytes + codes.nbytes
     query = encode_query(sae, queries[0], index.settings, arrays)
-    assert np.array_equal(again.search(query, 10)[0], clustered.search(query, 10)[0])
+    assert np.array_equal(again.search(query, 10)[0], first.search(query, 10)[0])
+
+
+@pytest.mark.skipif(not prefilter_available(), reason="numba is unavailable")
+def test_compiled_first_pass_picks_as_numpy(setup):
+    """The compiled scan (one thread, and split over two) keeps the documents of the best NumPy estimates."""
+    sae, index, queries = setup
+    first = ConceptIndex.from_codes(index.fwd_indices, index.fwd_values, index.n_latents, index.doc_norms,
+                                    replace(index.settings, exact_docs=0), decoder=sae_arrays(sae),
+                                    residual=index.residual)
+    codes = first.prefilter
+    for q in queries[::20]:
+        est = codes.estimates(q)
+        for split in (False, True):
+            with mock.patch.object(prefilter, "_SPLIT_DOCS", 100 if split else 10**9):
+                got = codes.candidates(q, 50)
+            assert len(got) == 50 and np.all(np.diff(got) > 0)
+            assert np.sort(est[got])[0] >= np.sort(est)[::-1][49] - 1e-5  # the 50 largest estimates (ties aside)
 
 
 @pytest.mark.skipif(not available(), reason="numba is unavailable")
@@ -124,3 +145,22 @@ def test_compiled_loop_ranks_as_numpy(setup):
             np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-6)
             assert np.array_equal(r1, r2) or np.allclose(s1, s2, atol=1e-6)
             assert np.array_equal(r1, ix.search(query, 10)[0])
+
+
+def test_first_pass_estimate_is_the_one_bit_formula(monkeypatch):
+    """Each estimate is c (2 q' . bits - sum q) with q' the query quantised to 4 bits, c = |t|^2 / |t|_1 of the
+    document's vector t; popcounts by a byte table (NumPy < 2) give the same figures."""
+    rng = np.random.default_rng(7)
+    t = rng.standard_normal((300, 130)).astype(np.float32)  # 130 dimensions: three words, the last partly used
+    codes = prefilter.SignCodes.build(len(t), lambda rows: t[rows])
+    q = rng.standard_normal(130).astype(np.float32)
+    _, lo, step, total = codes.query(q)
+    quantised = lo + step * np.clip(np.rint((q - lo) / step), 0, 15)
+    c = np.square(t).sum(1) / np.abs(t).sum(1)
+    expected = c.astype(np.float16).astype(np.float32) * (2 * ((t > 0) @ quantised) - total)
+    np.testing.assert_allclose(codes.estimates(q), expected, rtol=1e-4, atol=1e-4)
+    assert np.corrcoef(codes.estimates(q), t @ q)[0, 1] > 0.7
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    again = prefilter.SignCodes(codes.words, codes.scale)
+    assert np.array_equal(again.ones, codes.ones)
+    np.testing.assert_allclose(again.estimates(q), codes.estimates(q), rtol=1e-6)

@@ -107,8 +107,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  ann      {info['dense']['ann']['bytes']:,} bytes (usearch)")
     if "concept" in info and info.get("backend") != "milvus":
         c = info["concept"]
-        clustered = f" in {c['clusters']:,} clusters" if c.get("clusters") else ""
-        print(f"  concept  {c['entries']:,} latent entries{clustered}, {c['stored_bytes']:,} bytes stored "
+        first = ", one-bit codes for a first pass" if c.get("first_pass") else ""
+        print(f"  concept  {c['entries']:,} latent entries{first}, {c['stored_bytes']:,} bytes stored "
               f"({c['stored_vs_dense']:.1%} of dense), {c['memory_bytes']:,} in memory ({c['memory_vs_dense']:.1%})")
     if "bm25" in info:
         print(f"  bm25     {info['bm25']['bytes']:,} bytes")
@@ -196,12 +196,13 @@ def _eval_settings(rows: list, args: argparse.Namespace) -> list[str]:
             out.append(f"concept: SAE '{c['sae']}', {c['doc_k']} latents per document, {c['scoring']} scoring"
                        + (" with residual sketches" if residual else "")
                        + (f", query expansion by {c['feedback_docs']} documents" if c["feedback_docs"] else "")
-                       + (f", the nearest of {c['clusters']:,} clusters ({c['probe']:.0%} of the documents)"
-                          if c["clusters"] else ", every document scored"))
+                       + (f", the best {c['candidates']:,} of a one-bit first pass scored" if c["first_pass"]
+                          else ", every document scored"))
     if out and len(rows) > 1:
         ws, beir = args.workspace, args.beir
         out += ["", "To compare the alternatives on this collection:",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights dense=1,concept=1,bm25=1",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion rrf   (or minmax, dbsf, zscore)",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --depth 100   (each part's top N fused)",
                 f"  embedsae index {ws} --feedback-docs 5   (or --no-residual, --doc-k N), then eval-retrieval again"]
     return out

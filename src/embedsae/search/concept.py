@@ -3,7 +3,7 @@
 Each document keeps its top `doc_k` latents with their activations (its forward row). On disk the embedded
 index is that forward table (int16 latent ids when there are fewer than 32,768 latents, uint8 activations
 with a float16 scale per document, see `quantize`) plus one float32 norm per document, and, for an index of
-more than `exact_docs` documents, its document clusters (clusters.py). Three scorings (term weights in terms.py):
+more than `exact_docs` documents, a one-bit code of each document for a first pass (prefilter.py). Three scorings (term weights in terms.py):
 
 - ``projection`` (default): the query's weight on latent i is its projection on feature i's decoder
   direction, ``w_i = W_dec[i] . q``, so ``sum_i w_i z_{d,i} + q . b_pre`` is the query's dot product with
@@ -14,7 +14,8 @@ more than `exact_docs` documents, its document clusters (clusters.py). Three sco
   tunable `k1` and `b`; the query weights its `query_k` strongest latents by their projection weights.
 
 Which documents are scored: every one up to `exact_docs` documents (a compiled loop over the forward rows,
-concept_kernel.py), else those of the clusters nearest to the query (`probe`). The Milvus backend
+concept_kernel.py); above, the `candidates` documents with the best one-bit estimates of the projection score
+(prefilter.py; projection scoring). The Milvus backend
 (milvus.py) finds candidates through the collection's inverted index instead and rescores them the same way.
 
 Query expansion (`feedback_docs`, off by default): the mean unit SAE reconstruction of a first pass's top
@@ -36,7 +37,16 @@ from .._io import atomic_path
 from ..errors import InputError, WorkspaceError
 from ..progress import ProgressCallback
 from ..settings import Range, Settings, check
-from .compress import dequantize, quantize, residual_estimate, residual_lut, residual_sketch, stored_values
+from .compress import (
+    dequantize,
+    quantize,
+    reconstructions,
+    residual_estimate,
+    residual_lut,
+    residual_sketch,
+    stored_values,
+)
+from .prefilter import SignCodes
 from .retriever import BuildContext, Query, Retriever
 from .terms import term_weights
 
@@ -73,10 +83,12 @@ class ConceptSettings(Settings):
     """Concept query expansion: weight of the feedback documents' mean unit reconstruction added to the unit
     query."""
     exact_docs: int = 100_000
-    """Indexes of up to this many documents score every document for each query; larger ones group the
-    documents into clusters when built, and a query scores those of the clusters nearest to it."""
-    probe: float = 0.05
-    """Clustered index: share of the documents a query scores (the clusters nearest to it, best first)."""
+    """Indexes of up to this many documents score every document for each query; larger ones keep a one-bit
+    code of each document, and a query scores exactly the `candidates` documents whose codes estimate the
+    highest scores (projection scoring)."""
+    candidates: Annotated[int, Range(ge=1)] = 1024
+    """Index of more than `exact_docs` documents: documents a query scores exactly after the one-bit first pass
+    (more: closer to scoring every document, slower)."""
 
     def validate(self) -> None:
         super().validate()
@@ -86,8 +98,7 @@ class ConceptSettings(Settings):
         check(self.k1 >= 0 and 0 <= self.b <= 1, f"BM25 over latents needs `k1` >= 0 and 0 <= `b` <= 1 (got k1={self.k1}, b={self.b})")
         check(self.feedback_docs >= 0 and self.feedback_weight >= 0,
               f"`feedback_docs` and `feedback_weight` must be >= 0 (got {self.feedback_docs}, {self.feedback_weight})")
-        check(self.exact_docs >= 0 and 0 < self.probe <= 1,
-              f"`exact_docs` must be >= 0 and 0 < `probe` <= 1 (got {self.exact_docs}, {self.probe})")
+        check(self.exact_docs >= 0, f"`exact_docs` must be >= 0 (got {self.exact_docs})")
 
 
 @dataclass
@@ -233,11 +244,12 @@ class ConceptStore:
 
 
 _NO_BITS, _NO_SCALE, _NO_LUT = np.zeros((0, 0), np.uint8), np.zeros(0, np.float32), np.zeros((0, 256), np.float32)
+_EVERY, _ALL = np.zeros(0, np.int32), np.zeros(1, np.int64)  # no member list: documents ptr[0]..ptr[1]; one range
 
 
 class ConceptIndex(ConceptStore):
-    """The concept index kept in the workspace: forward rows, reconstruction norms and, for a large index,
-    document clusters; scored by the compiled loop of concept_kernel.py."""
+    """The concept index kept in the workspace: forward rows, reconstruction norms and, for a large index, the
+    documents' one-bit codes for a first pass; scored by the compiled loop of concept_kernel.py."""
 
     def __init__(
         self,
@@ -247,7 +259,7 @@ class ConceptIndex(ConceptStore):
         doc_norms: np.ndarray,
         settings: ConceptSettings,
         sae_name: str = "",
-        clusters: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        prefilter: SignCodes | None = None,
         *,
         quantized: tuple[np.ndarray, np.ndarray] | None = None,
         residual: tuple[np.ndarray, np.ndarray] | None = None,
@@ -275,11 +287,7 @@ class ConceptIndex(ConceptStore):
             self.factor = np.zeros(self.n_docs, np.float32)
         else:
             self.factor = np.ones(self.n_docs, np.float32) if self.uses_residual else self.inv_norms
-        self.clusters = clusters
-        if clusters is None:
-            self._ptr, self._members = np.array([0, self.n_docs], np.int64), np.zeros(0, np.int32)
-        else:
-            self._ptr, self._members = clusters[1], clusters[2]
+        self.prefilter = prefilter if settings.scoring == "projection" else None
         self._stats: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -294,31 +302,41 @@ class ConceptIndex(ConceptStore):
         settings: ConceptSettings, sae_name: str = "", *, decoder: tuple[np.ndarray, np.ndarray] | None = None,
         vectors=None, residual: tuple[np.ndarray, np.ndarray] | None = None, progress: ProgressCallback | None = None,
     ) -> ConceptIndex:
-        """Build the index from per-document codes ((docs x doc_k) latent ids and activations). More than
-        `settings.exact_docs` documents are clustered, which needs the SAE's `decoder` (W_dec, b_pre); the
-        residual sketches come from `residual`, or are computed from the documents' `vectors` and the decoder."""
+        """Build the index from per-document codes ((docs x doc_k) latent ids and activations). The residual
+        sketches come from `residual`, or are computed from the documents' `vectors` and the SAE's `decoder`
+        (W_dec, b_pre); more than `settings.exact_docs` documents also get the first pass's codes, which need
+        the decoder too."""
         quantized = quantize(values)
-        clusters = None
-        if len(indices) > settings.exact_docs:
-            if decoder is None:
-                raise InputError(f"a concept index of more than {settings.exact_docs:,} documents is clustered, which "
-                                 "needs the SAE's decoder: pass decoder=(W_dec, b_pre)")
-            from .clusters import cluster_documents
-
-            clusters = cluster_documents(indices, dequantize(*quantized), *decoder, progress=progress)
-        if residual is None and settings.scoring == "projection" and settings.residual:
+        projection = settings.scoring == "projection"
+        if residual is None and projection and settings.residual:
             if decoder is None or vectors is None:
                 raise InputError("the residual sketches need the documents' vectors and the SAE's decoder: pass "
                                  "vectors=... and decoder=(W_dec, b_pre), or turn the setting `residual` off")
             residual = residual_sketch(vectors, indices, dequantize(*quantized), *decoder)
-        return cls(indices, None, n_latents, doc_norms, settings, sae_name, clusters, quantized=quantized,
-                   residual=residual)
+        index = cls(indices, None, n_latents, doc_norms, settings, sae_name, quantized=quantized, residual=residual)
+        if projection and len(indices) > settings.exact_docs:
+            if decoder is None:
+                raise InputError(f"a concept index of more than {settings.exact_docs:,} documents keeps codes for a "
+                                 "first pass, which need the SAE's decoder: pass decoder=(W_dec, b_pre)")
+            index.prefilter = SignCodes.build(index.n_docs, lambda rows: index.score_vectors(rows, *decoder),
+                                              progress)
+        return index
+
+    def score_vectors(self, rows: slice, W_dec: np.ndarray, b_pre: np.ndarray) -> np.ndarray:
+        """Per document, the vector t whose dot product with the query is its projection score (reconstruction +
+        b_pre, plus the residual sketch's part; without the sketch, the unit reconstruction), (docs x d)."""
+        idx = np.arange(self.n_docs)[rows]
+        t = reconstructions(self.fwd_indices[idx], dequantize(self.fwd_codes[idx], self.doc_scale[idx]), W_dec, b_pre)
+        if not self.uses_residual:
+            return t * self.inv_norms[idx, None]
+        signs = np.unpackbits(self.residual[0][idx], axis=1, bitorder="little")[:, : t.shape[1]].astype(np.float32)
+        return t + self._residual_scale[idx, None] * (2 * signs - 1)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index as one .npz (atomically): forward codes, norms and clusters."""
+        """Write the index as one .npz (atomically): forward codes, norms, residual sketches, first-pass codes."""
         extra = {}
-        if self.clusters is not None:
-            extra = dict(zip(("centres", "cluster_ptr", "cluster_members"), self.clusters))
+        if self.prefilter is not None:
+            extra.update(prefilter_words=self.prefilter.words, prefilter_scale=self.prefilter.scale)
         if self.residual is not None:
             extra.update(residual_bits=self.residual[0], residual_scale=self.residual[1])
         with atomic_path(path) as tmp:
@@ -340,19 +358,20 @@ class ConceptIndex(ConceptStore):
 
         with reading(path), np.load(path) as z:
             settings = ConceptSettings.from_dict(json.loads(str(z["settings"])))
-            clusters = (z["centres"], z["cluster_ptr"], z["cluster_members"]) if "centres" in z.files else None
+            # an index written with document clusters (before the first pass) scores every document
+            prefilter = SignCodes(z["prefilter_words"], z["prefilter_scale"]) if "prefilter_words" in z.files else None
             residual = (z["residual_bits"], z["residual_scale"]) if "residual_bits" in z.files else None
             if "fwd_codes" not in z.files:  # written before activations were stored as uint8
                 settings = settings.replace(residual=False)
                 return cls(z["fwd_indices"], z["fwd_values"], int(z["n_latents"]), z["doc_norms"], settings,
-                           str(z["sae_name"]), clusters)
+                           str(z["sae_name"]))
             return cls(z["fwd_indices"], None, int(z["n_latents"]), z["doc_norms"], settings, str(z["sae_name"]),
-                       clusters, quantized=(z["fwd_codes"], z["doc_scale"]), residual=residual)
+                       prefilter, quantized=(z["fwd_codes"], z["doc_scale"]), residual=residual)
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes of the stored arrays (forward codes, norms, clusters), what the .npz holds."""
-        extra = sum(a.nbytes for a in self.clusters) if self.clusters is not None else 0
+        """Bytes of the stored arrays (forward codes, norms, sketches, first-pass codes), what the .npz holds."""
+        extra = self.prefilter.nbytes if self.prefilter is not None else 0
         extra += sum(a.nbytes for a in self.residual) if self.residual is not None else 0
         return int(self.fwd_indices.nbytes + self.fwd_codes.nbytes + self.doc_scale.nbytes + self.doc_norms.nbytes
                    + extra)
@@ -363,17 +382,15 @@ class ConceptIndex(ConceptStore):
         return int(self.stored_bytes + self.term_weights.nbytes + self.inv_norms.nbytes)
 
     # ------------------------------------------------------------------ scoring
-    def chosen_clusters(self, query: ConceptQuery) -> np.ndarray:
-        """The clusters a query scores: all (an unclustered index), else the nearest holding `probe` of the
-        documents."""
-        if self.clusters is None:
-            return np.zeros(1, np.int64)
+    def scored_documents(self, query: ConceptQuery, k: int = 0) -> np.ndarray:
+        """The rows a query for the top k scores exactly: an empty array for every document, else the first
+        pass's best `candidates` (at least k; ascending)."""
+        n = max(self.settings.candidates, k)
+        if self.prefilter is None or n >= self.n_docs:
+            return _EVERY
         if query.vector is None:
-            raise InputError("a clustered concept index needs the query vector to choose its clusters")
-        order = np.argsort(-(self.clusters[0] @ np.asarray(query.vector, np.float32)), kind="stable")
-        sizes = np.diff(self._ptr)[order]
-        take = int(np.searchsorted(np.cumsum(sizes), self.settings.probe * self.n_docs)) + 1
-        return order[:take]
+            raise InputError("a concept index with a first pass needs the query vector (projection scoring)")
+        return self.prefilter.candidates(query.vector, n).astype(np.int32)
 
     def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and scores for one query."""
@@ -384,9 +401,10 @@ class ConceptIndex(ConceptStore):
             lut, total = residual_lut(query.vector, bits.shape[1])
         else:
             bits, scale, lut, total = _NO_BITS, _NO_SCALE, _NO_LUT, 0.0
+        members = self.scored_documents(query, k)
+        ptr = np.array([0, len(members) or self.n_docs], np.int64)
         return top_docs(self.fwd_indices, self.term_weights, query.dense_weights(self.n_latents), query.offset,
-                        self.factor, self._ptr, self._members, self.chosen_clusters(query), min(k, self.n_docs),
-                        bits, scale, lut, total)
+                        self.factor, ptr, members, _ALL, min(k, self.n_docs), bits, scale, lut, total)
 
     def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         docs = np.asarray(docs, np.int64)
@@ -419,7 +437,7 @@ class ConceptIndex(ConceptStore):
         """Sizes and settings, for reports."""
         return {"documents": self.n_docs, "latents": self.n_latents,
                 "entries": int(np.count_nonzero(self.fwd_codes)),
-                "clusters": 0 if self.clusters is None else len(self.clusters[0]),
+                "first_pass": self.prefilter is not None,
                 "stored_bytes": self.stored_bytes, "memory_bytes": self.memory_bytes,
                 "settings": asdict(self.settings), "sae": self.sae_name}
 
@@ -477,5 +495,5 @@ class ConceptRetriever(Retriever):
         """The SAE and the index settings this mode searches with, for reports."""
         info = self.index.describe()
         return {"sae": self.index.sae_name or self.searcher.sae_name, "documents": self.index.n_docs,
-                "clusters": info.get("clusters", 0), "backend": info.get("backend", "embedded"),
+                "first_pass": info.get("first_pass", False), "backend": info.get("backend", "embedded"),
                 **asdict(self.index.settings)}
