@@ -87,23 +87,26 @@ def fuse(
 
     rrf: sum of weight / (k + rank), rank counted from 1. The others: weighted sum of each part's scores
     normalised over its retrieved list; a document a part did not retrieve gets that part's lowest value.
+    Documents with equal fused scores (dbsf clips, so it makes many) are ordered by the weighted sum of their
+    unclipped z-scores, then by the weighted sum of 1 / (k + rank) over the parts; only documents equal on all
+    three keep document order.
     """
     if not ranked:
         raise InputError("hybrid search needs at least one ranking to fuse")
     cand = np.unique(np.concatenate([np.asarray(rows, np.int64) for rows, _ in ranked.values()]))
-    total = np.zeros(len(cand), np.float64)
+    keys = np.zeros((3, len(cand)), np.float64)  # fused score, z-score sum, reciprocal-rank sum
     for name, (rows, scores) in ranked.items():
         at = np.searchsorted(cand, np.asarray(rows, np.int64))
-        if method == "rrf":
-            part = np.zeros(len(cand))
-            part[at] = 1.0 / (k + np.arange(1, len(at) + 1))
-        else:
-            values = normalise(scores, method)
-            part = np.full(len(cand), float(values.min()) if len(values) else 0.0)
-            part[at] = values
-        total += float(weights.get(name, 1.0)) * part
-    order = np.argsort(-total, kind="stable")
-    return cand[order], total[order]
+        w = float(weights.get(name, 1.0))
+        recip = 1.0 / (k + np.arange(1, len(at) + 1))
+        z = normalise(scores, "zscore")
+        values = recip if method == "rrf" else normalise(scores, method)
+        for key, v, missing in ((keys[0], values, method != "rrf"), (keys[1], z, True), (keys[2], recip, False)):
+            part = np.full(len(cand), float(v.min()) if missing and len(v) else 0.0)
+            part[at] = v
+            key += w * part
+    order = np.lexsort((-keys[2], -keys[1], -keys[0]))
+    return cand[order], keys[0][order]
 
 
 def parse_weights(text: str | Mapping[str, float] | None, allowed: tuple[str, ...]) -> dict[str, float]:
