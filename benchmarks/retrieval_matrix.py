@@ -277,12 +277,12 @@ def checks(results: dict[str, dict[str, Row]]) -> list[str]:
                    f"equal-weight pair {eq} {v[eq]:.4f} ({v[eq] - v[hybrid]:+.4f}) -> {'OK' if ok else 'FAILS'}; "
                    f"best weighted pair {wt} {v[wt]:.4f} ({v[wt] - v[hybrid]:+.4f}); concept/dense nDCG "
                    f"{ratio:.3f} ({'OK' if ratio >= 0.98 else 'FAILS'}) at {by:.1%} of dense bytes")
-    same = [nd[n][hybrid] for n in dev]
-    others = {m: x for m, x in means.items() if m != hybrid and [nd[n][m] for n in dev] != same}
-    top = max(others, key=others.get)  # (the default's own fusion row, identical on every collection, left out)
+    same = [round(nd[n][hybrid], 4) for n in dev]  # (eval-retrieval rounds to 4 places)
+    others = {m: x for m, x in means.items() if m != hybrid and [round(nd[n][m], 4) for n in dev] != same}
+    top = max(others, key=others.get)  # (the default's own fusion row, the same on every collection, left out)
     out.append(f"mean nDCG@10 of the development collections ({', '.join(dev)}): default hybrid "
                f"{means[hybrid]:.4f}; best other candidate {top} {others[top]:.4f} "
-               f"-> {'OK' if means[hybrid] >= others[top] else 'FAILS'}")
+               f"-> {'OK' if round(means[hybrid], 4) >= round(others[top], 4) else 'FAILS'}")
     return out
 
 
