@@ -98,6 +98,7 @@ def test_a_large_index_scores_the_candidates_of_its_first_pass(setup, tmp_path):
         same += int(np.array_equal(got, full))
         held += int(np.isin(full, first.scored_documents(query)).all())
         assert np.array_equal(every.search(query, 10)[0], full)
+        assert len(first.search(query, 200)[0]) == 200  # a deeper search scores as many candidates as it asks for
         corr.append(np.corrcoef(codes.estimates(q), index.exact(np.arange(1400), query))[0, 1])
     assert np.median(corr) > 0.9, f"one-bit estimate vs exact score: median correlation {np.median(corr):.3f}"
     assert same == held >= 0.9 * len(queries), f"140 candidates: {same} of {len(queries)} top-10s as exhaustive"
@@ -144,3 +145,22 @@ def test_compiled_loop_ranks_as_numpy(setup):
             np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-6)
             assert np.array_equal(r1, r2) or np.allclose(s1, s2, atol=1e-6)
             assert np.array_equal(r1, ix.search(query, 10)[0])
+
+
+def test_first_pass_estimate_is_the_one_bit_formula(monkeypatch):
+    """Each estimate is c (2 q' . bits - sum q) with q' the query quantised to 4 bits, c = |t|^2 / |t|_1 of the
+    document's vector t; popcounts by a byte table (NumPy < 2) give the same figures."""
+    rng = np.random.default_rng(7)
+    t = rng.standard_normal((300, 130)).astype(np.float32)  # 130 dimensions: three words, the last partly used
+    codes = prefilter.SignCodes.build(len(t), lambda rows: t[rows])
+    q = rng.standard_normal(130).astype(np.float32)
+    _, lo, step, total = codes.query(q)
+    quantised = lo + step * np.clip(np.rint((q - lo) / step), 0, 15)
+    c = np.square(t).sum(1) / np.abs(t).sum(1)
+    expected = c.astype(np.float16).astype(np.float32) * (2 * ((t > 0) @ quantised) - total)
+    np.testing.assert_allclose(codes.estimates(q), expected, rtol=1e-4, atol=1e-4)
+    assert np.corrcoef(codes.estimates(q), t @ q)[0, 1] > 0.7
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    again = prefilter.SignCodes(codes.words, codes.scale)
+    assert np.array_equal(again.ones, codes.ones)
+    np.testing.assert_allclose(again.estimates(q), codes.estimates(q), rtol=1e-6)

@@ -382,14 +382,15 @@ class ConceptIndex(ConceptStore):
         return int(self.stored_bytes + self.term_weights.nbytes + self.inv_norms.nbytes)
 
     # ------------------------------------------------------------------ scoring
-    def scored_documents(self, query: ConceptQuery) -> np.ndarray:
-        """The rows a query scores exactly: an empty array for every document, else the first pass's
-        candidates (ascending)."""
-        if self.prefilter is None or self.settings.candidates >= self.n_docs:
+    def scored_documents(self, query: ConceptQuery, k: int = 0) -> np.ndarray:
+        """The rows a query for the top k scores exactly: an empty array for every document, else the first
+        pass's best `candidates` (at least k; ascending)."""
+        n = max(self.settings.candidates, k)
+        if self.prefilter is None or n >= self.n_docs:
             return _EVERY
         if query.vector is None:
             raise InputError("a concept index with a first pass needs the query vector (projection scoring)")
-        return self.prefilter.candidates(query.vector, self.settings.candidates).astype(np.int32)
+        return self.prefilter.candidates(query.vector, n).astype(np.int32)
 
     def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and scores for one query."""
@@ -400,7 +401,7 @@ class ConceptIndex(ConceptStore):
             lut, total = residual_lut(query.vector, bits.shape[1])
         else:
             bits, scale, lut, total = _NO_BITS, _NO_SCALE, _NO_LUT, 0.0
-        members = self.scored_documents(query)
+        members = self.scored_documents(query, k)
         ptr = np.array([0, len(members) or self.n_docs], np.int64)
         return top_docs(self.fwd_indices, self.term_weights, query.dense_weights(self.n_latents), query.offset,
                         self.factor, ptr, members, _ALL, min(k, self.n_docs), bits, scale, lut, total)

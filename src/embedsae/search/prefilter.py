@@ -24,6 +24,15 @@ BLOCK = 16384
 PLANES = 4  # bits per query dimension (the compiled scan reads four planes)
 _SPLIT_DOCS = 200_000  # a scan of more documents than this runs on two threads
 _POOL: ThreadPoolExecutor | None = None
+_BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def bit_counts(words: np.ndarray) -> np.ndarray:
+    """The number of set bits of each uint64 (np.bitwise_count, or a byte table before NumPy 2)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    words = np.ascontiguousarray(words, np.uint64)
+    return _BYTE_ONES[words.view(np.uint8)].reshape(*words.shape, 8).sum(-1, dtype=np.uint8)
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -41,7 +50,7 @@ class SignCodes:
         self.words = np.ascontiguousarray(words, np.uint64)
         self.scale = np.asarray(scale, np.float16)
         self._scale32 = self.scale.astype(np.float32)
-        self.ones = np.bitwise_count(self.words).sum(0, dtype=np.uint16)
+        self.ones = bit_counts(self.words).sum(0, dtype=np.uint16)
 
     @property
     def n_docs(self) -> int:
@@ -88,7 +97,7 @@ class SignCodes:
         planes, lo, step, total = self.query(q)
         acc = np.zeros(self.n_docs, np.float64)
         for p in range(PLANES):
-            acc += (1 << p) * np.bitwise_count(self.words & planes[p][:, None]).sum(0, dtype=np.int64)
+            acc += (1 << p) * bit_counts(self.words & planes[p][:, None]).sum(0, dtype=np.int64)
         dots = lo * self.ones.astype(np.float64) + step * acc
         return (self._scale32 * (2 * dots - total)).astype(np.float32)
 
