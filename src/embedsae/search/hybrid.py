@@ -3,7 +3,7 @@ fusion, with a weight per part)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,19 +95,33 @@ def fuse(
     if not ranked:
         raise InputError("hybrid search needs at least one ranking to fuse")
     cand = np.unique(np.concatenate([np.asarray(rows, np.int64) for rows, _ in ranked.values()]))
-    keys = np.zeros((3, len(cand)), np.float64)  # fused score, z-score sum, reciprocal-rank sum
-    for name, (rows, scores) in ranked.items():
-        at = np.searchsorted(cand, np.asarray(rows, np.int64))
-        w = float(weights.get(name, 1.0))
-        recip = 1.0 / (k + np.arange(1, len(at) + 1))
-        z = normalise(scores, "zscore")
-        values = recip if method == "rrf" else normalise(scores, method)
-        for key, v, missing in ((keys[0], values, method != "rrf"), (keys[1], z, True), (keys[2], recip, False)):
-            part = np.full(len(cand), float(v.min()) if missing and len(v) else 0.0)
-            part[at] = v
-            key += w * part
-    order = np.lexsort((-keys[2], -keys[1], -keys[0]))
-    return cand[order], keys[0][order]
+    at = {name: np.searchsorted(cand, np.asarray(rows, np.int64)) for name, (rows, _) in ranked.items()}
+
+    def summed(values: Callable[[np.ndarray], np.ndarray], missing_lowest: bool) -> np.ndarray:
+        """Per candidate, the weighted sum over the parts of values(scores); a document a part did not
+        retrieve gets that part's lowest value (missing_lowest) or 0."""
+        total = np.zeros(len(cand), np.float64)
+        for name, (_, scores) in ranked.items():
+            v = values(np.asarray(scores, np.float64))
+            part = np.full(len(cand), float(v.min()) if missing_lowest and len(v) else 0.0)
+            part[at[name]] = v
+            total += float(weights.get(name, 1.0)) * part
+        return total
+
+    def reciprocal(scores: np.ndarray) -> np.ndarray:
+        return 1.0 / (k + np.arange(1, len(scores) + 1))
+
+    if method == "rrf":
+        total = summed(reciprocal, False)
+    else:
+        total = summed(lambda s: normalise(s, method), True)
+    order = np.argsort(-total, kind="stable")
+    if np.any(np.diff(total[order]) == 0):  # ties: the unclipped z-scores (zscore's own), then the parts' ranks
+        keys = [-summed(reciprocal, False), -total]
+        if method != "zscore":
+            keys.insert(1, -summed(lambda s: normalise(s, "zscore"), True))
+        order = np.lexsort(keys)
+    return cand[order], total[order]
 
 
 def parse_weights(text: str | Mapping[str, float] | None, allowed: tuple[str, ...]) -> dict[str, float]:
