@@ -3,7 +3,7 @@ the shown examples against random, corpus and hard negatives, with the d' priors
 corpus-wide phrases and title runs) against the vocabulary phrases of the shown documents alone (no title runs, no
 corpus-wide phrases), on the same features of one workspace, in the same run.
 
-    python benchmarks/interpret_speed.py WS [--sae NAME] [--features 300] [--seed 0]
+    python benchmarks/interpret_speed.py WS [--sae NAME] [--features 300] [--seed 0] [--precision bf16]
 
 Prints, per variant, the seconds to label the features (vocabulary building and model loading excluded, paid
 once; phrase embeddings are not shared between variants), phrases embedded, the mean held-out embedding AUC of
@@ -22,10 +22,10 @@ import numpy as np
 def main() -> None:
     from embedsae.data.embedders import l2_normalise
     from embedsae.interpret.examples import select_examples
-    from embedsae.interpret.keywords import KeywordLabeller, PhraseEmbeddings, build_vocabulary
+    from embedsae.interpret.keywords import KeywordLabeller, build_vocabulary
     from embedsae.interpret.labellers import as_label, is_one_phrase
     from embedsae.interpret.scorers import embedding_scores
-    from embedsae.interpret.stage import feature_stats
+    from embedsae.interpret.stage import feature_stats, phrase_embeddings
     from embedsae.sae.codes import workspace_codes
     from embedsae.threads import blas_single_thread
     from embedsae.workspace import Workspace
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=300, help="random alive features to label")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--precision", default="bf16", help="of the phrase embeddings, as the stage's phrase_precision")
     args = ap.parse_args()
 
     ws = Workspace.open(args.workspace)
@@ -49,7 +50,6 @@ def main() -> None:
     vocab = build_vocabulary(ws.corpus["text"].astype(str).tolist())
     print(f"vocabulary: {len(vocab.phrases)} phrases ({int(vocab.standalone.sum())} stand alone) "
           f"in {time.perf_counter() - t0:.1f}s")
-    embedder = ws.embedder(batch_size=256)
     encoder = ws.load_sae(name).W_enc.detach().float().cpu().numpy()
     exs = select_examples(csc, feats, docs)
     titles = ws.titles()
@@ -63,7 +63,7 @@ def main() -> None:
                      for k in ("embedding_auc", "embedding_auc_hard"))
 
     for variant, kw in variants.items():
-        pe = PhraseEmbeddings(lambda t: embedder.embed(t))
+        pe = phrase_embeddings(ws, args.precision)  # as the stage embeds phrases
         labeller = KeywordLabeller(vocab, docs, encoder, pe, **kw)
         t = time.perf_counter()
         with blas_single_thread():

@@ -10,7 +10,8 @@ Runs `interpret` (all features, the default offline labeller) on a copy of the w
 folder by default; `--reuse` scores a copy interpreted before), then for the interpreted features (or a random
 N of them, seed 0) prints one row per kind of label:
 
-- names and descriptions of the labeller;
+- names and descriptions of the labeller, embedded here in f32 (the stage embeds phrases in bf16 by default), and
+  the stage's own stored scores of them;
 - the title of the feature's top document (its strongest activating document: half the time one of the held-out
   documents, so its own text is among those scored), and the title of its top shown document (the strongest of
   those the labeller sees). A corpus without titles gives the first sentence of the text instead.
@@ -124,18 +125,25 @@ def main() -> None:
     embedder = ws.embedder(batch_size=256)
     pe = PhraseEmbeddings(lambda t: embedder.embed(t))
 
-    def scored(labels: list[str]) -> tuple[float, float]:
-        pe.add(labels)
-        got = [embedding_scores(pe.get([lab])[0], docs, ex) for lab, ex in zip(labels, exs)]
+    def scored(labels: list) -> tuple[float, float]:
+        """Mean held-out AUCs of per-feature labels (None: not scored), embedded here in f32."""
+        pe.add([lab for lab in labels if isinstance(lab, str)])
+        got = [embedding_scores(pe.get([lab])[0], docs, ex) if isinstance(lab, str) else
+               {"embedding_auc": None, "embedding_auc_hard": None} for lab, ex in zip(labels, exs)]
         return (float(np.nanmean([g["embedding_auc"] if g["embedding_auc"] is not None else np.nan for g in got])),
                 float(np.nanmean([g["embedding_auc_hard"] if g["embedding_auc_hard"] is not None else np.nan
                                   for g in got])))
 
     sub = done.loc[ids]
+    # names and descriptions re-embedded in f32 (the stage may embed phrases in bf16): the stored scores beside
     rows = [
-        ("names", float(sub["embedding_auc"].mean()), float(sub["embedding_auc_hard"].mean()),
+        ("names", *scored(sub["label"].tolist()),
          float(np.mean([is_one_phrase(x) for x in done["label"]])), distinct_share(done["label"].tolist())),
-        ("descriptions", float(sub["description_auc"].mean()), float(sub["description_auc_hard"].mean()), None, None),
+        ("descriptions", *scored(sub["description"].tolist()), None, None),
+        ("names (stage's stored scores)", float(sub["embedding_auc"].mean()), float(sub["embedding_auc_hard"].mean()),
+         None, None),
+        ("descriptions (stage's stored scores)", float(sub["description_auc"].mean()),
+         float(sub["description_auc_hard"].mean()), None, None),
     ]
     what = "title" if has_titles else "first sentence"
     base = [titles[d] for d in top_doc]

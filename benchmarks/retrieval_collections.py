@@ -48,6 +48,8 @@ KEYWORDS_QUERIES = 1000
 KEYWORDS_WORDS = 3
 WORKSPACES = {"arxiv-keywords": "arxiv-titles"}
 """Collections whose corpus is another's share its workspace (same embedded corpus, SAE and indexes)."""
+HELD_OUT = ("cranfield-titles",)
+"""Collections held out of the choice of the defaults (checked, never chosen on)."""
 _WORD = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]")
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[$])")
 

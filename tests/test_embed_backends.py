@@ -89,3 +89,35 @@ def test_missing_backend_package_falls_back_or_errors_clearly(monkeypatch, expor
         SentenceTransformerEmbedder(backend="onnx")
     with pytest.raises(InputError, match="unknown embedding backend 'tensorrt'"):
         SentenceTransformerEmbedder(backend="tensorrt")
+
+
+def test_bf16_phrase_vectors_stay_close_to_f32_and_bad_precision_is_refused(abstracts, export_cache):
+    """The interpret stage embeds label phrases in bf16 (faster on AMX / AVX512_BF16 CPUs): their vectors must stay
+    at cosine >= 0.9995 of f32's, so label choices and scores hold; documents stay f32 (the test above)."""
+    if not backends.backend_available("openvino"):
+        pytest.skip("the openvino backend's package is not installed")
+    phrases = [" ".join(t.split()[i : i + n]) for t in abstracts[:40] for i, n in ((0, 2), (5, 4), (12, 7))]
+    f32 = SentenceTransformerEmbedder(backend="openvino").embed(phrases)
+    bf16 = SentenceTransformerEmbedder(backend="openvino", precision="bf16")
+    assert bf16.precision == "bf16"
+    cosine = (bf16.embed(phrases) * f32).sum(1)
+    assert cosine.min() >= 0.9995, cosine.min()
+    with pytest.raises(InputError, match="unknown embedding precision 'fp8'; use one of f32, bf16"):
+        SentenceTransformerEmbedder(backend="openvino", precision="fp8")
+
+
+def test_lightweight_embedder_gives_the_full_loaders_vectors_once_the_export_is_cached(abstracts, tmp_path,
+                                                                                       monkeypatch):
+    """The interpret stage's phrase embedder skips importing sentence-transformers: same tokens, same vectors."""
+    from embedsae.data.embedders import ExportedEmbedder, load_embedder
+
+    if not backends.backend_available("openvino"):
+        pytest.skip("the openvino backend's package is not installed")
+    monkeypatch.setenv("EMBEDSAE_CACHE_DIR", str(tmp_path))  # an empty cache
+    first = load_embedder(None, lightweight=True, backend="openvino", batch_size=8)  # nothing exported yet: full loader
+    assert isinstance(first, SentenceTransformerEmbedder)
+    light = load_embedder(None, lightweight=True, backend="openvino", batch_size=8)
+    assert isinstance(light, ExportedEmbedder) and (light.dim, light.model_id) == (first.dim, first.model_id)
+    texts = ["  graphene  ", "Dirac EQUATION", "x " * 5000, *abstracts[:20]]  # spaces, case, a text to cut
+    assert np.array_equal(light.embed(texts), first.embed(texts))  # same batches: bit for bit
+    assert light.embed([]).shape == (0, first.dim)

@@ -25,6 +25,20 @@ def test_auc_matches_sklearn():
     assert m.tolist() == [1.0, 0.0]
 
 
+def test_auc_matrix_of_float32_scores_matches_sklearn_row_by_row():
+    """float32 scores (cosines) take a sort-and-search path: the same AUCs, ties (and -0.0 against 0.0) included."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    pos = rng.normal(0.3, 1, (20, 25)).round(1).astype(np.float32)
+    neg = rng.normal(0, 1, (20, 300)).round(1).astype(np.float32)
+    pos[0, :3], neg[0, :5] = -0.0, 0.0
+    got = auc_matrix(pos, neg)
+    want = [roc_auc_score(np.r_[np.ones(25), np.zeros(300)], np.r_[p, n]) for p, n in zip(pos, neg)]
+    assert got == pytest.approx(want, abs=1e-12)
+    assert np.array_equal(got, auc_matrix(pos.astype(np.float64), neg.astype(np.float64)))
+
+
 def test_f1_and_pearson():
     assert f1_score([True, True, False, False], [True, False, True, False]) == (0.5, 0.5, 0.5)
     assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
@@ -502,3 +516,11 @@ def test_a_feature_store_of_before_descriptions_still_opens(tmp_path):
         st.write_batch(labels={1: ("spectral graph theory", "keywords", {})}, scores={}, descriptions={1: "Graphs."})
         t = st.table().set_index("id")
     assert t.loc[0, "label"] == "graph kernels" and t.loc[1, "description"] == "Graphs."
+
+
+def test_stop_words_are_scikit_learns():
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from embedsae.interpret.stopwords import ENGLISH_STOP_WORDS as copied
+
+    assert copied == frozenset(ENGLISH_STOP_WORDS)

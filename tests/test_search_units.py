@@ -102,6 +102,31 @@ def test_fusions():
         normalise(np.array([1.0, 2.0]), "softmax")
 
 
+def test_fusion_ties_are_broken_by_the_unclipped_scores_then_the_parts_ranks():
+    # dbsf clips both of a's top two (z 6.7 and 6.0 over 50 zeros) to 1: tied; the higher unclipped score wins,
+    # whatever the document numbers
+    a = (np.array([7, 3, *range(10, 60)]), np.array([100.0, 90.0, *[0.0] * 50]))
+    rows, vals = fuse({"a": a}, {"a": 1.0}, "dbsf")
+    assert vals[0] == vals[1] == 1.0 and rows[:2].tolist() == [7, 3]
+    # rrf: 1 and 2 swap ranks between a and b (equal fused score); 2's z-scores sum higher (0.59 + 1.41 against
+    # 0.82 - 0.59)
+    a = (np.array([1, 2, 5]), np.array([10.0, 9.0, 0.0]))
+    b = (np.array([2, 1, 6]), np.array([10.0, 1.0, 0.0]))
+    rows, vals = fuse({"a": a, "b": b}, {"a": 1.0, "b": 1.0}, "rrf")
+    assert vals[0] == vals[1] and rows[:2].tolist() == [2, 1]
+    # equal scores and z-scores: the part's own order stands
+    rows, vals = fuse({"a": (np.array([9, 4]), np.array([1.0, 1.0]))}, {"a": 1.0}, "zscore")
+    assert vals[0] == vals[1] and rows.tolist() == [9, 4]
+
+
+def test_ranked_run_keeps_the_returned_order_of_tied_scores():
+    from embedsae.search.evaluate import ranked_run
+
+    run = ranked_run(np.array(["d0", "d1", "d2"], dtype=object), np.array([2, 0, 1]))
+    assert sorted(run, key=run.get, reverse=True) == ["d2", "d0", "d1"]
+    assert ranked_run(np.array(["d0"], dtype=object), np.array([], np.int64)) == {"": 0.0}
+
+
 def test_parse_weights_errors_name_the_problem():
     assert parse_weights("dense=1, bm25=0.5", ("dense", "concept", "bm25")) == {"dense": 1.0, "bm25": 0.5}
     for bad in ("dense=x", "lexical=1", "dense=-1", "dense"):

@@ -201,7 +201,8 @@ def _eval_settings(rows: list, args: argparse.Namespace) -> list[str]:
     if out and len(rows) > 1:
         ws, beir = args.workspace, args.beir
         out += ["", "To compare the alternatives on this collection:",
-                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights dense=1,concept=1,bm25=1",
+                f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --weights concept=1,bm25=1   (or "
+                "dense=1,bm25=0.75; dense=1,concept=1,bm25=1)",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --fusion rrf   (or minmax, dbsf, zscore)",
                 f"  embedsae eval-retrieval {ws} --beir {beir} --mode hybrid --depth 100   (each part's top N fused)",
                 f"  embedsae index {ws} --feedback-docs 5   (or --no-residual, --doc-k N), then eval-retrieval again"]

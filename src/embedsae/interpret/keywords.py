@@ -115,6 +115,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _rows(p: dict, rows: slice) -> dict:
+    """Some rows of projections (`_Feature.project`)."""
+    return {k: (v[rows] if v is not None else None) for k, v in p.items()}
+
+
 def _rel(x: np.ndarray, top: float) -> np.ndarray:
     """Values relative to a best value (0 where the best is not positive)."""
     return x / top if top > 1e-9 else np.zeros_like(x)
@@ -143,25 +148,41 @@ class _Feature:
         """d' of each label vector along the three directions (rows: vectors)."""
         return (vecs @ self.dirs.T) / lab.spread(vecs)[:, None]
 
+    def project(self, lab: KeywordLabeller, vecs: np.ndarray) -> dict[str, np.ndarray | None]:
+        """What the criterion needs of `vecs`, all linear in them but "quad" (vᵀΣv): their cosines with the shown
+        documents, along the directions, and vΣ. The projections of a sum of vectors are sums of theirs."""
+        return {"pos": vecs @ self.pos.T, "neg": vecs @ self.neg.T,
+                "hard": vecs @ self.hard.T if self.hard is not None else None, "dirs": vecs @ self.dirs.T,
+                "cov": vecs @ lab.cov, "vecs": vecs}
+
+    @staticmethod
+    def quad(p: dict) -> np.ndarray:
+        return (p["cov"] * p["vecs"]).sum(1)
+
     def criterion(self, lab: KeywordLabeller, vecs: np.ndarray) -> np.ndarray:
         """The labeller's criterion of each row of `vecs` (see the module docstring); the first call fixes the
         best candidate's priors that later calls are relative to."""
-        pos = vecs @ self.pos.T
-        a_rand = auc_matrix(pos, vecs @ self.neg.T)
-        a_hard = auc_matrix(pos, vecs @ self.hard.T) if self.hard is not None else a_rand
-        pri = self.priors(lab, vecs)
+        p = self.project(lab, vecs)
+        return self.criterion_of(lab, p, self.quad(p))
+
+    def criterion_of(self, lab: KeywordLabeller, p: dict, quad: np.ndarray) -> np.ndarray:
+        """`criterion` from projections (`project`) and vᵀΣv. Every part of it is unchanged when a vector is
+        scaled: sums of unit vectors need no normalising."""
+        a_rand = auc_matrix(p["pos"], p["neg"])
+        a_hard = auc_matrix(p["pos"], p["hard"]) if p["hard"] is not None else a_rand
+        pri = p["dirs"] / np.sqrt(np.maximum(quad, 1e-12))[:, None]
         if self.top is None:
             self.top = pri.max(0)
         w = (lab.prior_weight, lab.encoder_weight, lab.pair_weight)
         rel = sum(wi * _rel(pri[:, i], float(self.top[i])) for i, wi in enumerate(w))
         return a_rand + lab.hard_weight * a_hard + rel
 
-    def contrast(self, lab: KeywordLabeller, vecs: np.ndarray) -> np.ndarray:
+    def contrast_of(self, p: dict, quad: np.ndarray) -> np.ndarray:
         """How well each vector separates the shown activating documents from their hard negatives: the AUC
-        against them plus the relative d' along the pair difference."""
-        pos = vecs @ self.pos.T
-        a_hard = auc_matrix(pos, vecs @ self.hard.T) if self.hard is not None else np.zeros(len(vecs))
-        return a_hard + _rel(self.priors(lab, vecs)[:, 2], float(self.top[2]) if self.top is not None else 0.0)
+        against them plus the relative d' along the pair difference (from projections, as `criterion_of`)."""
+        a_hard = auc_matrix(p["pos"], p["hard"]) if p["hard"] is not None else np.zeros(len(quad))
+        pair = p["dirs"][:, 2] / np.sqrt(np.maximum(quad, 1e-12))
+        return a_hard + _rel(pair, float(self.top[2]) if self.top is not None else 0.0)
 
 
 class KeywordLabeller:
@@ -380,26 +401,31 @@ class KeywordLabeller:
         if not len(nameable):
             return Label(None, None, {"reason": "no phrase of the vocabulary occurs in the shown activating documents"})
         vecs = self.phrase_emb.get(names)
+        proj = f.project(self, vecs)
+        quad = f.quad(proj)
         n = len(nameable)
-        crit = f.criterion(self, vecs[:n])  # the first call fixes the priors' scale: the name candidates only
+        # the first criterion call fixes the priors' scale: the name candidates' only
+        crit = f.criterion_of(self, _rows(proj, slice(0, n)), quad[:n])
         if len(names) > n:
-            crit = np.concatenate([crit, f.criterion(self, vecs[n:])])
+            crit = np.concatenate([crit, f.criterion_of(self, _rows(proj, slice(n, None)), quad[n:])])
         order = np.argsort(-crit[:n], kind="stable")
         if nameable.any():  # names: no common single word ("ability", "changes"); descriptions may use them
             order = order[nameable[order]]
         best = int(order[0])
-        parts, set_apart = self._describe(f, names, vecs, best, part, contrasting)
+        parts, set_apart = self._describe(f, names, proj, best, part, contrasting)
         detail: dict = {"candidates": {names[i]: round(float(crit[i]), 4) for i in order[:12]},
                         "rank_score": round(float(crit[best]), 4), "description_parts": parts,
                         "description_set_apart": set_apart}
         return Label(names[best], describe(names[best], parts, set_apart=set_apart), detail)
 
-    def _describe(self, f: _Feature, names: list[str], vecs: np.ndarray, best: int, part: np.ndarray,
+    def _describe(self, f: _Feature, names: list[str], proj: dict, best: int, part: np.ndarray,
                   contrasting: np.ndarray) -> tuple[list[str], bool]:
         """`description_parts` candidates to describe the feature with besides its name (`part_tests`), picked
-        greedily by the criterion of the normalised sum of their and the name's embeddings; the last, where a
-        contrasting part is left, by how well it separates the shown documents from their hard negatives. Returns
-        the parts and whether the last one says what sets the documents apart."""
+        greedily by the criterion of the sum of their and the name's embeddings; the last, where a contrasting
+        part is left, by how well it separates the shown documents from their hard negatives; from the names'
+        projections `proj` (`_Feature.project`). Returns the parts and whether the last one says what sets the
+        documents apart."""
+        vecs = proj["vecs"]
         chosen = [best]
         used = set(_words(names[best]))
         set_apart = False
@@ -411,8 +437,11 @@ class KeywordLabeller:
             if last and any(contrasting[j] for j in free):
                 free = [j for j in free if contrasting[j]]
                 set_apart = True
-            sums = _unit(vecs[chosen].sum(0) + vecs[free])
-            score = f.contrast(self, sums) if set_apart else f.criterion(self, sums)
+            sums = {k: (v[chosen].sum(0) + v[free] if v is not None else None) for k, v in proj.items()
+                    if k not in ("cov", "vecs")}
+            c, c_cov = vecs[chosen].sum(0), proj["cov"][chosen].sum(0)  # (c + v)ᵀΣ(c + v) = cᵀΣc + 2vᵀΣc + vᵀΣv
+            quad = float(c @ c_cov) + 2 * (vecs[free] @ c_cov) + f.quad(proj)[free]
+            score = f.contrast_of(sums, quad) if set_apart else f.criterion_of(self, sums, quad)
             j = free[int(np.argmax(score))]
             chosen.append(j)
             used |= _words(names[j])

@@ -64,9 +64,9 @@ utilized introduce develop develops developed design designed designs build buil
 
 def stop_words() -> frozenset[str]:
     """English stop words plus common words of scientific abstracts."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    from .stopwords import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS) | ACADEMIC_STOP_WORDS
+    return ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS
 
 
 @dataclass
@@ -225,9 +225,9 @@ def _phrases_of(
 
 
 def _function_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    from .stopwords import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS)
+    return ENGLISH_STOP_WORDS
 
 
 def build_vocabulary(

@@ -22,15 +22,40 @@ def auc_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
     `pos` is (m, a) and `neg` is (m, b): scores of a positives and b negatives under m scorers.
     """
-    from scipy.stats import rankdata
-
-    pos = np.atleast_2d(np.asarray(pos, dtype=np.float64))
-    neg = np.atleast_2d(np.asarray(neg, dtype=np.float64))
+    pos, neg = np.atleast_2d(np.asarray(pos)), np.atleast_2d(np.asarray(neg))
     a, b = pos.shape[1], neg.shape[1]
     if a == 0 or b == 0:
         return np.full(pos.shape[0], np.nan)
+    if pos.dtype == neg.dtype == np.float32 and not (np.isnan(pos).any() or np.isnan(neg).any()):
+        return _auc_float32(pos, neg)
+    from scipy.stats import rankdata
+
+    pos, neg = pos.astype(np.float64), neg.astype(np.float64)
     ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # ties share their mean rank
     return (ranks[:, :a].sum(1) - a * (a + 1) / 2) / (a * b)
+
+
+def _sort_keys(x: np.ndarray) -> np.ndarray:
+    """uint64 keys of float32 scores ordered as (row, score): the row in the high 32 bits, above the score's bits
+    mapped to an unsigned integer of the same order (-0.0 made +0.0 so that the two tie)."""
+    bits = np.ascontiguousarray(x + np.float32(0.0)).view(np.uint32)
+    bits = bits ^ np.where(bits >> 31, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    rows = np.arange(x.shape[0], dtype=np.uint64)[:, None] << np.uint64(32)
+    return rows | bits.astype(np.uint64)
+
+
+def _auc_float32(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """`auc_matrix` of float32 scores without NaNs: each positive counted against its row's sorted negatives (a
+    row-wise sort and two binary searches over all rows at once), the same figures as by ranks."""
+    m, a = pos.shape
+    b = neg.shape[1]
+    sorted_neg = _sort_keys(np.sort(neg, axis=1)).ravel()  # rows sorted, row-major: sorted as a whole
+    keys = _sort_keys(pos).ravel()
+    start = np.repeat(np.arange(m, dtype=np.int64) * b, a)
+    below = np.searchsorted(sorted_neg, keys, "left") - start
+    ties = np.searchsorted(sorted_neg, keys, "right") - start - below
+    u = (below + 0.5 * ties).reshape(m, a).sum(1)
+    return u / (a * b)
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:

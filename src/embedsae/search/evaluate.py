@@ -36,6 +36,13 @@ def load_benchmark(ws: Workspace, beir_dir: str | os.PathLike, split: str = "tes
     return queries["id"].astype(str).tolist(), queries["text"].astype(str).tolist(), qrels
 
 
+def ranked_run(doc_ids: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    """One query's run for ranx: document id -> a score that falls with the rank, so that the metrics see the
+    order the mode returned (ranx re-sorts by score and would reorder tied scores its own way)."""
+    rows = np.asarray(rows).tolist()
+    return {str(doc_ids[r]): float(len(rows) - i) for i, r in enumerate(rows)} or {"": 0.0}
+
+
 def evaluate_retrieval(
     ws: Workspace | str,
     beir_dir: str | os.PathLike,
@@ -75,9 +82,9 @@ def evaluate_retrieval(
         times = []
         for qid, text, vec in track(list(zip(qids, texts, vectors)), progress, f"eval {mode}", unit="query"):
             t = time.perf_counter()
-            rows, scores = searcher.rank(mode, vec, text, depth)
+            rows, _ = searcher.rank(mode, vec, text, depth)
             times.append(time.perf_counter() - t)
-            run[qid] = {str(doc_ids[r]): float(s) for r, s in zip(rows.tolist(), scores.tolist())} or {"": 0.0}
+            run[qid] = ranked_run(doc_ids, rows)
         scores = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)
         ms = 1000 * np.asarray(times)
         retriever = searcher.retriever(mode)
