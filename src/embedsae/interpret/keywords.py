@@ -29,10 +29,11 @@ The labeller chooses by the same criteria on the documents it is shown, never th
    the parts' embeddings: "<Name>: <what they share>, <...>; set apart by <the part that best separates them from
    their hard negatives>." A reader must be able to trust each part, which the embedding AUC does not check (it
    rewards a word close to the documents in the embedding space whether or not they hold it: "Irregular galaxy:
-   Alexander Fleming; set apart by feature."). So a part (a candidate phrase, a title run, or another phrase of
-   the c-TF-IDF pool) occurs in several of the shown activating documents, far more often than in the corpus, and is no word glued by text extraction
-   ("usingDeep") (`KeywordLabeller.part_tests`); the last part says what sets the documents apart only when it
-   occurs clearly more often in them than in their hard negatives ("<Name>: <a>, <b> and <c>." otherwise).
+   Alexander Fleming; set apart by feature."). So a part (a candidate, or another phrase of several words of the
+   c-TF-IDF pool) occurs in several of the shown activating documents, far more often than in the corpus, and
+   holds no word glued by text extraction ("usingDeep") (`KeywordLabeller.part_tests`); the last part says what
+   sets the documents apart only when it occurs clearly more often in them than in their hard negatives
+   ("<Name>: <a>, <b> and <c>." otherwise).
 
 The d' of a label vector v along a direction u is v·u / sqrt(vᵀΣv), Σ the corpus covariance: the spread of the
 label's cosine over the corpus. The feature fires where its encoder row w has a large projection w·x; if document
@@ -69,8 +70,8 @@ CORPUS_SAMPLE = 400
 """Corpus documents the label must also separate the activating documents from (besides the shown negatives)."""
 SET_APART = "; set apart by "
 PART_MIN_DOCS = 2
-"""A description part occurs in at least this many of the feature's shown activating documents (not one odd one;
-all of them when the feature shows fewer) ..."""
+"""A description part occurs in at least this many of the feature's shown activating documents (not one odd one)
+..."""
 PART_MIN_LIFT = 4.0
 """... and is at least this many times more frequent there than in the corpus (no generic word)."""
 PART_MAX_DF = 0.02
@@ -329,9 +330,9 @@ class KeywordLabeller:
         together in at least `PART_MIN_DOCS` of the feature's shown activating documents, `PART_MIN_LIFT` times
         more often there than in the corpus (the corpus share of its rarest covering phrase; where the feature
         shows fewer documents, in all of them and in at most `PART_WORD_MAX_DF` of the corpus), a single word is a
-        rare one (`PART_WORD_MAX_DF`), and none of its words is two glued by text
-        extraction ("usingDeep"). A part sets the documents apart when the share of the shown activating
-        documents holding it exceeds the share of their hard negatives by `CONTRAST_MIN_GAP`."""
+        rare one (`PART_WORD_MAX_DF`), and none of its words is two glued by text extraction ("usingDeep"). A part
+        sets the documents apart when the share of the shown activating documents holding it exceeds the share of
+        their hard negatives by `CONTRAST_MIN_GAP`."""
         n = len(texts)
         part, contrasting = np.zeros(n, bool), np.zeros(n, bool)
         if not n or not len(ex.shown_pos):
