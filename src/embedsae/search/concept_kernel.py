@@ -10,6 +10,8 @@ weights (n_latents floats) in cache. Without numba the same scores come from Num
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._compiled import Compiled
@@ -26,7 +28,10 @@ def _kernel():
     return _COMPILED.get()
 
 
-def _compile():
+@functools.cache
+def sift_down_kernel():
+    """A compiled sift-down of a min-heap of scores `hs` with rows `hr` (its n first entries), from entry i: what
+    the k-best loops here and in prefilter.py call after replacing the heap's smallest entry."""
     import numba
 
     @numba.njit(nogil=True, cache=True, inline="always")
@@ -44,6 +49,14 @@ def _compile():
             hs[i], hs[lo] = hs[lo], hs[i]
             hr[i], hr[lo] = hr[lo], hr[i]
             i = lo
+
+    return sift_down
+
+
+def _compile():
+    import numba
+
+    sift_down = sift_down_kernel()
 
     @numba.njit(nogil=True, cache=True)
     def top_docs(fwd_idx, terms, qvec, offset, factor, ptr, members, chosen, k, bits, rscale, lut,

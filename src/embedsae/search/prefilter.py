@@ -132,6 +132,10 @@ def _compile():
     from numba import types
     from numba.extending import intrinsic
 
+    from .concept_kernel import sift_down_kernel
+
+    sift_down = sift_down_kernel()
+
     @intrinsic
     def popcount(typingctx, x):  # pragma: no cover - compiled
         if x != types.uint64:
@@ -183,20 +187,7 @@ def _compile():
                 if est > hs[0]:
                     hs[0] = est
                     hr[0] = d
-                    j = 0
-                    while True:
-                        s = j
-                        left = 2 * j + 1
-                        right = left + 1
-                        if left < n and hs[left] < hs[s]:
-                            s = left
-                        if right < n and hs[right] < hs[s]:
-                            s = right
-                        if s == j:
-                            break
-                        hs[j], hs[s] = hs[s], hs[j]
-                        hr[j], hr[s] = hr[s], hr[j]
-                        j = s
+                    sift_down(hs, hr, n, 0)
         return hr, hs
 
     return scan
