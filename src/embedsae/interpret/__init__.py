@@ -45,7 +45,7 @@ def feature_labels(ws: Workspace, sae: str | None = None, *, codes: Codes | None
     if labels:
         return FeatureLabels(labels, INTERPRETED)
     from ..sae.codes import workspace_codes
-    from .keywords import title_keyword_labels
+    from .title_labels import title_keyword_labels
 
     codes = codes if codes is not None else workspace_codes(ws, name)
     return FeatureLabels(title_keyword_labels(ws.titles(), codes.to_csr().tocsc()), KEYWORDS)
