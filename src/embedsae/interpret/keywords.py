@@ -76,8 +76,6 @@ PART_MIN_LIFT = 4.0
 """... and is at least this many times more frequent there than in the corpus (no generic word)."""
 PART_MAX_DF = 0.02
 """A one-word name or description part occurs in at most this share of the corpus's documents."""
-PART_WORD_MAX_DF = 0.02
-"""A one-word description part occurs in at most this share of the corpus's documents."""
 CONTRAST_MIN_GAP = 0.2
 """The "set apart by" part occurs in a share of the shown activating documents at least this much larger than
 the share of their hard negatives (their nearest non-activating documents) holding it; without such a part the
@@ -329,8 +327,8 @@ class KeywordLabeller:
         A candidate (its text and the vocabulary phrases covering it) is a part when its covering phrases occur
         together in at least `PART_MIN_DOCS` of the feature's shown activating documents, `PART_MIN_LIFT` times
         more often there than in the corpus (the corpus share of its rarest covering phrase; where the feature
-        shows fewer documents, in all of them and in at most `PART_WORD_MAX_DF` of the corpus), a single word is a
-        rare one (`PART_WORD_MAX_DF`), and none of its words is two glued by text extraction ("usingDeep"). A part
+        shows fewer documents, in all of them and in at most `PART_MAX_DF` of the corpus), a single word is a
+        rare one (`PART_MAX_DF`), and none of its words is two glued by text extraction ("usingDeep"). A part
         sets the documents apart when the share of the shown activating documents holding it exceeds the share of
         their hard negatives by `CONTRAST_MIN_GAP`."""
         n = len(texts)
@@ -345,7 +343,7 @@ class KeywordLabeller:
             cov = list(dict.fromkeys(int(i) for i in cov))
             if not cov or self.glued(text):
                 continue
-            if len(cov) == 1 and len(text.split()) == 1 and self.vocab.df[cov[0]] > PART_WORD_MAX_DF * self.vocab.n_docs:
+            if len(cov) == 1 and len(text.split()) == 1 and self.vocab.df[cov[0]] > PART_MAX_DF * self.vocab.n_docs:
                 continue
             at = [where[i] for i in cov]
             shown, pos, hard = (h[:, at].all(1) for h in held)
@@ -353,7 +351,7 @@ class KeywordLabeller:
             if len(shown) >= PART_MIN_DOCS:
                 part[j] = shown.sum() >= PART_MIN_DOCS and shown.mean() >= PART_MIN_LIFT * corpus
             else:  # too few documents to see what they share: in all of them, and rare in the corpus
-                part[j] = shown.all() and corpus <= PART_WORD_MAX_DF
+                part[j] = shown.all() and corpus <= PART_MAX_DF
             contrasting[j] = part[j] and k > 0 and pos.mean() - hard.mean() >= CONTRAST_MIN_GAP
         return part, contrasting
 
@@ -413,18 +411,18 @@ class KeywordLabeller:
         if nameable.any():  # names: no common single word ("ability", "changes"); descriptions may use them
             order = order[nameable[order]]
         best = int(order[0])
-        parts, set_apart = self._describe(f, names, proj, best, part, contrasting)
+        parts, set_apart = self._describe(f, names, proj, quad, best, part, contrasting)
         detail: dict = {"candidates": {names[i]: round(float(crit[i]), 4) for i in order[:12]},
                         "rank_score": round(float(crit[best]), 4), "description_parts": parts,
                         "description_set_apart": set_apart}
         return Label(names[best], describe(names[best], parts, set_apart=set_apart), detail)
 
-    def _describe(self, f: _Feature, names: list[str], proj: dict, best: int, part: np.ndarray,
+    def _describe(self, f: _Feature, names: list[str], proj: dict, quads: np.ndarray, best: int, part: np.ndarray,
                   contrasting: np.ndarray) -> tuple[list[str], bool]:
         """`description_parts` candidates to describe the feature with besides its name (`part_tests`), picked
         greedily by the criterion of the sum of their and the name's embeddings; the last, where a contrasting
         part is left, by how well it separates the shown documents from their hard negatives; from the names'
-        projections `proj` (`_Feature.project`). Returns the parts and whether the last one says what sets the
+        projections `proj` (`_Feature.project`) and their vᵀΣv `quads`. Returns the parts and whether the last one says what sets the
         documents apart."""
         vecs = proj["vecs"]
         chosen = [best]
@@ -441,7 +439,7 @@ class KeywordLabeller:
             sums = {k: (v[chosen].sum(0) + v[free] if v is not None else None) for k, v in proj.items()
                     if k not in ("cov", "vecs")}
             c, c_cov = vecs[chosen].sum(0), proj["cov"][chosen].sum(0)  # (c + v)ᵀΣ(c + v) = cᵀΣc + 2vᵀΣc + vᵀΣv
-            quad = float(c @ c_cov) + 2 * (vecs[free] @ c_cov) + f.quad(proj)[free]
+            quad = float(c @ c_cov) + 2 * (vecs[free] @ c_cov) + quads[free]
             score = f.contrast_of(sums, quad) if set_apart else f.criterion_of(self, sums, quad)
             j = free[int(np.argmax(score))]
             chosen.append(j)

@@ -13,6 +13,7 @@ found when a labeller asks for them (`PhraseVocabulary.rows`), and kept.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..progress import ProgressCallback, track
+from .stopwords import ENGLISH_STOP_WORDS
 
 VOCABULARY_SAMPLE = 20_000
 """Documents the phrase vocabulary is counted on (a seeded sample of a larger corpus): its memory is bounded by
@@ -62,10 +64,9 @@ utilized introduce develop develops developed design designed designs build buil
 """.split())
 
 
+@functools.cache
 def stop_words() -> frozenset[str]:
     """English stop words plus common words of scientific abstracts."""
-    from .stopwords import ENGLISH_STOP_WORDS
-
     return ENGLISH_STOP_WORDS | ACADEMIC_STOP_WORDS
 
 
@@ -146,7 +147,7 @@ class PhraseVocabulary:
 
     def phrase_ids(self, text: str) -> np.ndarray:
         """Ids of the vocabulary's phrases that occur in `text` (sorted)."""
-        found = _phrases_of(text, stop_words(), _function_words(), Counter(), 3, _Context(Counter(), Counter(),
+        found = _phrases_of(text, stop_words(), ENGLISH_STOP_WORDS, Counter(), 3, _Context(Counter(), Counter(),
                             Counter(), Counter()))
         return np.asarray(sorted(self._index[p] for p in found if p in self._index), dtype=np.int32)
 
@@ -224,12 +225,6 @@ def _phrases_of(
     return found
 
 
-def _function_words() -> frozenset[str]:
-    from .stopwords import ENGLISH_STOP_WORDS
-
-    return ENGLISH_STOP_WORDS
-
-
 def build_vocabulary(
     texts: Sequence[str], *, max_n: int = 3, min_df: int = 3, max_df: float = 0.25, max_phrases: int = 40000,
     sample: int | None = VOCABULARY_SAMPLE, seed: int = 0, progress: ProgressCallback | None = None,
@@ -239,7 +234,7 @@ def build_vocabulary(
     import scipy.sparse as sp
 
     stops = stop_words()
-    function_words = _function_words()
+    function_words = ENGLISH_STOP_WORDS
     case_counts: Counter = Counter()
     ctx = _Context(Counter(), Counter(), Counter(), Counter())
     n_corpus = len(texts)
