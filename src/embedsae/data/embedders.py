@@ -65,6 +65,18 @@ def model_location(model: str | None) -> tuple[str, str]:
     return model, model
 
 
+def cut_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
+    """The texts cut to what a model reading at most `max_tokens` tokens can read (see CHARS_PER_TOKEN); how many
+    were cut is logged."""
+    limit = max_tokens * CHARS_PER_TOKEN
+    out = [t if len(t) <= limit else t[:limit] for t in texts]
+    cut = sum(len(t) > limit for t in texts)
+    if cut:
+        logger.info(f"{cut} text(s) longer than {limit} characters were cut to that length before tokenising "
+                    f"(the model reads at most {max_tokens} tokens)")
+    return out
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model from a local path or a hub name (all-MiniLM-L6-v2 by default).
 
@@ -120,14 +132,8 @@ class SentenceTransformerEmbedder:
             logger.warning("embedding with torch: the %s backend failed (%s)", backend, exc)
 
     def cut(self, texts: Sequence[str]) -> list[str]:
-        """The texts cut to what the model can read (see CHARS_PER_TOKEN); how many were cut is logged."""
-        limit = int(getattr(self._model, "max_seq_length", 0) or 512) * CHARS_PER_TOKEN
-        out = [t if len(t) <= limit else t[:limit] for t in texts]
-        cut = sum(len(t) > limit for t in texts)
-        if cut:
-            logger.info(f"{cut} text(s) longer than {limit} characters were cut to that length before tokenising "
-                        f"(the model reads at most {limit // CHARS_PER_TOKEN} tokens)")
-        return out
+        """The texts cut to what the model can read (`cut_texts`)."""
+        return cut_texts(texts, int(getattr(self._model, "max_seq_length", 0) or 512))
 
     def embed(self, texts: Sequence[str], *, progress: ProgressCallback | None = None) -> np.ndarray:
         """Embed texts in batches (sorted by length inside sentence-transformers) into float32 vectors.
@@ -178,9 +184,8 @@ class ExportedEmbedder:
         self.dim, self.backend = runner.dim, runner.backend
 
     def cut(self, texts: Sequence[str]) -> list[str]:
-        """The texts cut to what the model can read (see CHARS_PER_TOKEN)."""
-        limit = self._runner.max_seq_length * CHARS_PER_TOKEN
-        return [t if len(t) <= limit else t[:limit] for t in texts]
+        """The texts cut to what the model can read (`cut_texts`)."""
+        return cut_texts(texts, self._runner.max_seq_length)
 
     def embed(self, texts: Sequence[str], *, progress: ProgressCallback | None = None) -> np.ndarray:
         """Embed texts in batches sorted by length into float32 vectors."""

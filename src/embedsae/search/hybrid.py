@@ -117,7 +117,7 @@ def fuse(
         total = summed(lambda s: normalise(s, method), True)
     order = np.argsort(-total, kind="stable")
     if np.any(np.diff(total[order]) == 0):  # ties: the unclipped z-scores (zscore's own), then the parts' ranks
-        keys = [-summed(reciprocal, False), -total]
+        keys = [-(total if method == "rrf" else summed(reciprocal, False)), -total]
         if method != "zscore":
             keys.insert(1, -summed(lambda s: normalise(s, "zscore"), True))
         order = np.lexsort(keys)
