@@ -332,7 +332,7 @@ def test_jobs_cancel_and_failure(app_ws, copy_ws):
                                                                  "epochs": 200, "name": "long"}).json()
         c.post(f"/api/v1/jobs/{job['id']}/cancel")
         done = wait_job(c, job["id"], timeout=120)
-        assert done["state"] == "cancelled" and done["cancel_requested"]
+        assert done["state"] == "cancelled" and done["cancel_requested"], (done["state"], done.get("error"))
         assert "long" not in [s["name"] for s in c.get("/api/v1/workspaces/cranfield/saes").json()]
         (ws.path / layout.SHARDS).rename(ws.path / "moved")
         job = c.post("/api/v1/workspaces/cranfield/jobs", json={"kind": "train", "k": 4, "latents": 32}).json()

@@ -166,7 +166,10 @@ class JobRunner:
         except JobCancelled:
             job.state = "cancelled"
         except OSError as exc:
-            job.state, job.error = "failed", self._redact(f"could not start the job's process: {exc}")
+            if job.cancel_requested:  # cancelled while starting: the killed process's pipe broke
+                job.state = "cancelled"
+            else:
+                job.state, job.error = "failed", self._redact(f"could not start the job's process: {exc}")
         finally:
             job.finished = time.time()
             with self._lock:
