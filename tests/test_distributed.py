@@ -20,7 +20,8 @@ ARGS = ["--k", "8", "--latents", "256", "--batch-size", "128", "--seed", "3", "-
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
+    # faulthandler: a worker killed by a signal (SIGABRT, SIGSEGV) prints where each of its threads was
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 def _train(ws, processes: int, *args: str, **kw) -> subprocess.CompletedProcess:
@@ -49,9 +50,11 @@ def _alive(pid: int) -> bool:
 
 
 def _errors(stderr: str) -> str:
-    """What a failed run said: the embedsae error lines of any rank first, then the end of the output."""
+    """What a failed run said: the embedsae error lines of any rank, then the start of the output (the workers
+    print before torchrun reports: a C++ abort's `what()`, a fatal Python error, a faulthandler dump), then its end."""
     ours = [line for line in stderr.splitlines() if "embedsae" in line and "error" in line.lower()]
-    return "\n".join(ours[:10]) + "\n...\n" + stderr[-2000:]
+    head, tail = stderr[:6000], stderr[6000:][-1500:]
+    return "\n".join(ours[:10]) + "\n...\n" + head + ("\n...\n" + tail if tail else "")
 
 
 def _relative_difference(ws, a: str, b: str) -> float:

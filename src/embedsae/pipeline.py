@@ -285,6 +285,7 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
 
         torch.manual_seed(tcfg.seed)
         sae, _, _ = train_on_array(create_sae(cfg), vectors, tcfg, out_dir=work, resume=resume)
+        distributed.barrier()  # stays until rank 0 has put the SAE in place: a helper leaving cannot cut that short
         return sae.cpu()
     if not resume and work.exists():
         if (work / layout.CHECKPOINT).is_file():
@@ -314,6 +315,7 @@ def _train_locked(ws: Workspace, name: str, cfg: Any, tcfg: Any, vectors: Vector
         save_npy(work / layout.VAL_INDICES, val_idx.astype(np.int64))
     (work / layout.CHECKPOINT).unlink(missing_ok=True)
     final = replace_sae(ws, name, work)
+    distributed.barrier()  # the SAE is in place: the helpers may leave
     from .plots import plot_training_log
 
     plot_training_log(trainer.log, final / layout.TRAIN_LOG_PNG, title=name)
