@@ -217,3 +217,32 @@ def test_killed_run_resumes_without_redoing(arxiv_trained, copy_ws):
         after = dict(con.execute("SELECT id, run FROM features WHERE status = 'done'").fetchall())
     assert all(after[f] == 1 for f in first)  # finished features were not redone
     assert sum(r == 2 for r in after.values()) == 150 - len(first)
+
+
+@pytest.mark.slow
+def test_labels_of_another_labeller_version_are_redone(interpreted, copy_ws):
+    from embedsae.interpret.keywords import KEYWORDS_VERSION
+    from embedsae.interpret.stage import interpret
+
+    ws = copy_ws(interpreted[0])
+    db = ws.sae_dir(ws.resolve_sae()) / "features.db"
+    with sqlite3.connect(db) as con:
+        ids = [r[0] for r in con.execute("SELECT id FROM features WHERE status = 'done' ORDER BY id").fetchall()]
+        assert len(ids) == N_FEATURES
+        assert {r[0] for r in con.execute("SELECT labeller_version FROM features WHERE status = 'done'")} == {
+            KEYWORDS_VERSION}
+        old = ids[::16]  # as a workspace labelled before names had descriptions: no version, no description
+        con.executemany("UPDATE features SET labeller_version = NULL, description = NULL WHERE id = ?",
+                        [(f,) for f in old])
+    s = interpret(ws, max_features=N_FEATURES)
+    assert s["skipped"] == N_FEATURES - len(old) and s["interpreted"] == N_FEATURES
+    with sqlite3.connect(db) as con:
+        rows = {f: (run, version, desc) for f, run, version, desc in con.execute(
+            "SELECT id, run, labeller_version, description FROM features WHERE status = 'done'")}
+    assert {f for f, (run, _, _) in rows.items() if run == 2} == set(old)  # only the old labels were redone
+    assert all(version == KEYWORDS_VERSION and desc for _, version, desc in rows.values())
+
+    s = interpret(ws, max_features=20, redo=True)  # redo: labelled again although current
+    assert s["skipped"] == 0 and s["interpreted"] == 20
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM features WHERE run = 3").fetchone()[0] == 20

@@ -55,6 +55,9 @@ from .scorers import auc_matrix
 
 __all__ = ["KeywordLabeller", "PhraseEmbeddings", "PhraseVocabulary", "build_vocabulary", "stop_words"]
 
+KEYWORDS_VERSION = "2"
+"""Stamped on every label: 2, a name and a grounded description; features labelled before (one name, no
+description) are labelled again by the next interpret run."""
 TARGET_SHOWN_WEIGHT = 0.25
 """Weight of the shown documents' mean (as a unit vector) next to the unit Σw in the target direction."""
 PRIOR_WEIGHT = 0.6
@@ -212,6 +215,7 @@ class KeywordLabeller:
         hard_weight: float = HARD_WEIGHT,
     ) -> None:
         self.name = "keywords"
+        self.version = KEYWORDS_VERSION
         self.vocab = vocab
         self.docs = doc_vectors if isinstance(doc_vectors, UnitRows) else np.asarray(doc_vectors, dtype=np.float32)
         self.phrase_emb = phrase_emb

@@ -112,6 +112,9 @@ class Labeller(Protocol):
 
     name: str
     """The labeller's name as stored with each label (e.g. "keywords", "llm:gpt-4o-mini")."""
+    # A labeller may also carry `version` (a string, stored with each label): features labelled by another
+    # version, or by one from before versions were stored, are labelled again by the next run (see
+    # `labeller_version`); bump it whenever what the labeller writes changes.
 
     def label_batch(self, examples: Sequence[FeatureExamples], context: LabelContext) -> list[LabelResult]:
         """One result per feature of the batch, in order (see `LabelResult`)."""
@@ -138,6 +141,12 @@ def register_labeller(name: str, factory: LabellerFactory | str, *, replace: boo
 def labeller_names() -> tuple[str, ...]:
     """The registered labellers, built-ins first."""
     return LABELLERS.names()
+
+
+def labeller_version(labeller: Labeller) -> str | None:
+    """The version a labeller stamps on its labels (None for a labeller that has none)."""
+    version = getattr(labeller, "version", None)
+    return None if version is None else str(version)
 
 
 def make_labeller(name: str, context: LabelContext) -> Labeller:

@@ -74,6 +74,7 @@ class LLMLabeller:
     def __init__(self, client: CachingClient) -> None:
         self.client = client
         self.name = f"llm:{client.cfg.name}"
+        self.version = "2"  # a name and a description (1: a name alone)
 
     def label_batch(self, examples: Sequence, context) -> list:
         """Labels of a batch; failures of single features are recorded, a model failure stops the run

@@ -18,7 +18,7 @@ from ..threads import blas_single_thread
 from ..workspace import Workspace
 from .examples import ExampleConfig, select_examples
 from .hard import NearestDocuments
-from .labellers import LabelContext, Labeller, is_one_phrase
+from .labellers import LabelContext, Labeller, is_one_phrase, labeller_version, make_labeller
 from .store import DISK_FULL, FeatureStore, db_path, remove_database
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ class InterpretSettings(Settings):
     """Precision of the model embedding candidate phrases and labels (documents are always embedded in f32): bf16,
     about 2.5x faster on CPUs with native bf16 (AMX / AVX512_BF16; elsewhere the model runs f32), vectors to cosine
     0.9999 of f32's; f32."""
+    redo: bool = False
+    """Label every chosen feature again, also those the labeller already labelled (a run otherwise goes on where
+    the last one stopped, and relabels only features labelled by another version of the labeller)."""
     in_memory_bytes: int = IN_MEMORY_BYTES // 4
     """Unit document vectors up to this many bytes (rows x dimension x 4; 512 MiB: 350,000 384-d vectors) are held in
     memory; larger corpora are read when needed from the workspace's memory-mapped vectors (0: always so)."""
@@ -119,7 +122,6 @@ def interpret(
 
     from ..sae.codes import workspace_codes
     from ..structure.cooccurrence import activation_stats
-    from .labellers import LabelContext, make_labeller
 
     t0 = time.perf_counter()
     cfg = (settings or InterpretSettings()).replace(**overrides)
@@ -156,7 +158,8 @@ def interpret(
             labeller = make_labeller(cfg.labeller, context)
             store.write_stats(zip(range(len(n_active)), density, act_mean, act_max, n_active))
             run = store.new_run()
-            done = store.done_ids(labeller.name)
+            version = labeller_version(labeller)
+            done = set() if cfg.redo else store.done_ids(labeller.name, version)
             todo = np.asarray([f for f in chosen if int(f) not in done], dtype=np.int64)
             logger.info(f"interpreting SAE '{name}': {len(alive)} alive of {len(n_active)} features, "
                         f"{len(chosen) - len(todo)} already done, {len(todo)} to do ({labeller.name})")
@@ -200,7 +203,7 @@ def interpret(
     }
     if context.chat is not None:
         summary["llm_usage"] = context.chat.usage.as_dict()
-    record = {"labeller": labeller.name, "max_features": cfg.max_features, "examples": ex_cfg.to_dict(),
+    record = {"labeller": labeller.name, "labeller_version": version, "redo": cfg.redo, "max_features": cfg.max_features, "examples": ex_cfg.to_dict(),
               "clean": clean_cfg.to_dict()}
     ws.record_stage(f"interpret:{name}", record, summary=summary)
     return summary
@@ -283,7 +286,7 @@ def _process(r: _Run, todo: np.ndarray) -> None:
             for f, s in det.items():
                 scores[f].update(s)
         r.store.write_batch(labels=labels, scores=scores, examples=rows, categories=categories, run=r.run,
-                            descriptions=descriptions)
+                            descriptions=descriptions, version=labeller_version(r.labeller))
         tracker.update(len(batch))
         if error is not None:
             tracker.close()

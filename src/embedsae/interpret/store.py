@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 SCORE_NAMES = FeatureScores.names()
 """Every score a feature can have (the columns the feature table always carries)."""
 
-MIGRATIONS = (("features", "description", "TEXT"), ("labels", "description", "TEXT"))
+MIGRATIONS = (("features", "description", "TEXT"), ("labels", "description", "TEXT"),
+              ("features", "labeller_version", "TEXT"))
 """Columns added since the first schema: (table, column, type). A store opened for writing gains the missing ones;
 one opened for reading shows them as empty."""
 
@@ -211,9 +212,10 @@ class FeatureStore:
         run: int = 0,
         status: str = "done",
         descriptions: dict[int, str | None] | None = None,
+        version: str | None = None,
     ) -> None:
         """Store the labels (name, labeller, detail), descriptions, scores and examples of a batch of features in
-        one transaction."""
+        one transaction; `version`: the labeller's version, stamped on each feature."""
         ts = now_iso()
         descriptions = descriptions or {}
         with self.con:
@@ -224,9 +226,9 @@ class FeatureStore:
                     "VALUES (?, ?, ?, ?, ?, ?)", (int(fid), labeller, label, desc, json.dumps(detail), ts),
                 )
                 self.con.execute(
-                    "UPDATE features SET label = ?, description = ?, labeller = ?, status = ?, run = ?, updated = ? "
-                    "WHERE id = ?",
-                    (label, desc, labeller, status if label is not None else "failed", run, ts, int(fid)),
+                    "UPDATE features SET label = ?, description = ?, labeller = ?, labeller_version = ?, status = ?, "
+                    "run = ?, updated = ? WHERE id = ?",
+                    (label, desc, labeller, version, status if label is not None else "failed", run, ts, int(fid)),
                 )
             for fid, vals in scores.items():
                 for name, value in vals.items():
@@ -275,12 +277,12 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ reads
     @_guarded
-    def done_ids(self, labeller: str) -> set[int]:
-        """Features already labelled by this labeller and scored (skipped on a resumed run)."""
+    def done_ids(self, labeller: str, version: str | None = None) -> set[int]:
+        """Features already labelled and scored by this labeller at this version (skipped on a resumed run)."""
         rows = self.con.execute(
             "SELECT f.id FROM features f JOIN scores s ON s.feature = f.id AND s.scorer = 'embedding_auc' "
-            "WHERE f.status = 'done' AND f.labeller = ?",
-            (labeller,),
+            "WHERE f.status = 'done' AND f.labeller = ? AND f.labeller_version IS ?",
+            (labeller, version),
         ).fetchall()
         return {int(r[0]) for r in rows}
 
