@@ -203,8 +203,8 @@ def interpret(
     }
     if context.chat is not None:
         summary["llm_usage"] = context.chat.usage.as_dict()
-    record = {"labeller": labeller.name, "labeller_version": version, "redo": cfg.redo, "max_features": cfg.max_features, "examples": ex_cfg.to_dict(),
-              "clean": clean_cfg.to_dict()}
+    record = {"labeller": labeller.name, "labeller_version": version, "redo": cfg.redo,
+              "max_features": cfg.max_features, "examples": ex_cfg.to_dict(), "clean": clean_cfg.to_dict()}
     ws.record_stage(f"interpret:{name}", record, summary=summary)
     return summary
 
