@@ -138,7 +138,7 @@ def test_compiled_loop_ranks_as_numpy(setup):
             sketch = ix.uses_residual
             lut, total = residual_lut(query.vector, index.residual[0].shape[1]) if sketch else (np.zeros((0, 256)), 0.0)
             args = (ix.fwd_indices, ix.term_weights, query.dense_weights(ix.n_latents), query.offset, ix.factor,
-                    np.array([0, ix.n_docs]), np.zeros(0, np.int32), np.zeros(1, np.int64), 10,
+                    np.zeros(0, np.int64), 10,
                     index.residual[0], index.residual[1].astype(np.float32), lut.astype(np.float32), total)
             r1, s1 = top_docs(*args)
             r2, s2 = top_docs_numpy(*args)

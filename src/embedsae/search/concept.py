@@ -3,7 +3,8 @@
 Each document keeps its top `doc_k` latents with their activations (its forward row). On disk the embedded
 index is that forward table (int16 latent ids when there are fewer than 32,768 latents, uint8 activations
 with a float16 scale per document, see `quantize`) plus one float32 norm per document, and, for an index of
-more than `exact_docs` documents, a one-bit code of each document for a first pass (prefilter.py). Three scorings (term weights in terms.py):
+more than `exact_docs` documents, a one-bit code of each document for a first pass (prefilter.py). Three
+scorings (term weights in terms.py):
 
 - ``projection`` (default): the query's weight on latent i is its projection on feature i's decoder
   direction, ``w_i = W_dec[i] . q``, so ``sum_i w_i z_{d,i} + q . b_pre`` is the query's dot product with
@@ -244,7 +245,7 @@ class ConceptStore:
 
 
 _NO_BITS, _NO_SCALE, _NO_LUT = np.zeros((0, 0), np.uint8), np.zeros(0, np.float32), np.zeros((0, 256), np.float32)
-_EVERY, _ALL = np.zeros(0, np.int32), np.zeros(1, np.int64)  # no member list: documents ptr[0]..ptr[1]; one range
+_EVERY = np.zeros(0, np.int64)  # no rows: every document is scored
 
 
 class ConceptIndex(ConceptStore):
@@ -390,7 +391,7 @@ class ConceptIndex(ConceptStore):
             return _EVERY
         if query.vector is None:
             raise InputError("a concept index with a first pass needs the query vector (projection scoring)")
-        return self.prefilter.candidates(query.vector, n).astype(np.int32)
+        return self.prefilter.candidates(query.vector, n)
 
     def search(self, query: ConceptQuery, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-k document rows and scores for one query."""
@@ -401,10 +402,8 @@ class ConceptIndex(ConceptStore):
             lut, total = residual_lut(query.vector, bits.shape[1])
         else:
             bits, scale, lut, total = _NO_BITS, _NO_SCALE, _NO_LUT, 0.0
-        members = self.scored_documents(query, k)
-        ptr = np.array([0, len(members) or self.n_docs], np.int64)
         return top_docs(self.fwd_indices, self.term_weights, query.dense_weights(self.n_latents), query.offset,
-                        self.factor, ptr, members, _ALL, min(k, self.n_docs), bits, scale, lut, total)
+                        self.factor, self.scored_documents(query, k), min(k, self.n_docs), bits, scale, lut, total)
 
     def forward(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         docs = np.asarray(docs, np.int64)

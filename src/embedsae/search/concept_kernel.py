@@ -3,9 +3,10 @@
 A document's score is ``sum_c qvec[idx[d, c]] * terms[d, c] + offset * factor[d]``: the query's weight of each
 latent the document keeps times its term weight (see terms.py), plus a per-document constant (the projection
 scoring's ``q . b_pre``, over the reconstruction's norm without the residual sketch), plus, with residual
-sketches, their estimate of the query's dot product with what the reconstruction misses (compress.py). The loop scores the documents of the chosen clusters
-(or every document) and keeps the k best in a heap; it reads each document's row once, with the query's
-weights (n_latents floats) in cache. Without numba the same scores come from NumPy, cluster by cluster.
+sketches, their estimate of the query's dot product with what the reconstruction misses (compress.py). The
+loop scores the given documents (a first pass's candidates, or every document) and keeps the k best in a heap;
+it reads each document's row once, with the query's weights (n_latents floats) in cache. Without numba the
+same scores come from NumPy, in blocks.
 """
 
 from __future__ import annotations
@@ -59,42 +60,41 @@ def _compile():
     sift_down = sift_down_kernel()
 
     @numba.njit(nogil=True, cache=True)
-    def top_docs(fwd_idx, terms, qvec, offset, factor, ptr, members, chosen, k, bits, rscale, lut,
+    def top_docs(fwd_idx, terms, qvec, offset, factor, rows, k, bits, rscale, lut,
                  total):  # pragma: no cover - compiled
         hs = np.empty(k, np.float32)
         hr = np.empty(k, np.int64)
         n = 0
         width = fwd_idx.shape[1]
         nb = lut.shape[0]
-        every = members.shape[0] == 0
-        for c in chosen:
-            for p in range(ptr[c], ptr[c + 1]):
-                d = p if every else members[p]
-                s = np.float32(0.0)
-                for j in range(width):
-                    s += qvec[fwd_idx[d, j]] * terms[d, j]
-                s += offset * factor[d]
-                if nb > 0:  # the residual sketch's estimate
-                    t = np.float32(0.0)
-                    for b in range(nb):
-                        t += lut[b, bits[d, b]]
-                    s += rscale[d] * (np.float32(2.0) * t - total)
-                if n < k:  # a min-heap of the k best: sift the new entry up
-                    i = n
-                    hs[i] = s
-                    hr[i] = d
-                    while i > 0:
-                        up = (i - 1) // 2
-                        if hs[up] <= hs[i]:
-                            break
-                        hs[i], hs[up] = hs[up], hs[i]
-                        hr[i], hr[up] = hr[up], hr[i]
-                        i = up
-                    n += 1
-                elif s > hs[0]:
-                    hs[0] = s
-                    hr[0] = d
-                    sift_down(hs, hr, n, 0)
+        every = rows.shape[0] == 0
+        for p in range(fwd_idx.shape[0] if every else rows.shape[0]):
+            d = p if every else rows[p]
+            s = np.float32(0.0)
+            for j in range(width):
+                s += qvec[fwd_idx[d, j]] * terms[d, j]
+            s += offset * factor[d]
+            if nb > 0:  # the residual sketch's estimate
+                t = np.float32(0.0)
+                for b in range(nb):
+                    t += lut[b, bits[d, b]]
+                s += rscale[d] * (np.float32(2.0) * t - total)
+            if n < k:  # a min-heap of the k best: sift the new entry up
+                i = n
+                hs[i] = s
+                hr[i] = d
+                while i > 0:
+                    up = (i - 1) // 2
+                    if hs[up] <= hs[i]:
+                        break
+                    hs[i], hs[up] = hs[up], hs[i]
+                    hr[i], hr[up] = hr[up], hr[i]
+                    i = up
+                n += 1
+            elif s > hs[0]:
+                hs[0] = s
+                hr[0] = d
+                sift_down(hs, hr, n, 0)
         out_s = np.empty(n, np.float32)
         out_r = np.empty(n, np.int64)
         size = n
@@ -111,30 +111,27 @@ def _compile():
 
 
 def top_docs(
-    fwd_idx: np.ndarray, terms: np.ndarray, qvec: np.ndarray, offset: float, factor: np.ndarray,
-    ptr: np.ndarray, members: np.ndarray, chosen: np.ndarray, k: int, bits: np.ndarray, rscale: np.ndarray,
-    lut: np.ndarray, total: float,
+    fwd_idx: np.ndarray, terms: np.ndarray, qvec: np.ndarray, offset: float, factor: np.ndarray, rows: np.ndarray,
+    k: int, bits: np.ndarray, rscale: np.ndarray, lut: np.ndarray, total: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k best documents of the clusters `chosen` (documents members[ptr[c]:ptr[c + 1]]; with `members`
-    empty, documents ptr[c]..ptr[c + 1] themselves) and their scores, best first. With a non-empty `lut`,
-    each score adds its residual sketch's estimate rscale[d] (2 sum_b lut[b, bits[d, b]] - total)."""
+    """The k best of the documents `rows` (every document where `rows` is empty) and their scores, best first.
+    With a non-empty `lut`, each score adds its residual sketch's estimate rscale[d] (2 sum_b lut[b, bits[d, b]]
+    - total)."""
     qvec = np.ascontiguousarray(qvec, np.float32)
-    chosen = np.ascontiguousarray(chosen, np.int64)
     if k <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     kernel = _kernel()
-    args = (fwd_idx, terms, qvec, np.float32(offset), factor, ptr, members, chosen, int(k), bits,
+    args = (fwd_idx, terms, qvec, np.float32(offset), factor, np.ascontiguousarray(rows, np.int64), int(k), bits,
             np.asarray(rscale, np.float32), np.ascontiguousarray(lut, np.float32), np.float32(total))
     return kernel(*args) if kernel is not None else top_docs_numpy(*args)
 
 
-def top_docs_numpy(fwd_idx, terms, qvec, offset, factor, ptr, members, chosen, k, bits, rscale, lut, total):
+def top_docs_numpy(fwd_idx, terms, qvec, offset, factor, rows, k, bits, rscale, lut, total):
     """`top_docs` without numba."""
     from .compress import residual_estimate
     from .dense import top_k
 
-    parts = [np.arange(ptr[c], ptr[c + 1]) if len(members) == 0 else members[ptr[c] : ptr[c + 1]] for c in chosen]
-    docs = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    docs = np.arange(len(fwd_idx), dtype=np.int64) if len(rows) == 0 else np.asarray(rows, np.int64)
     if len(docs) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     scores = np.empty(len(docs), np.float32)
