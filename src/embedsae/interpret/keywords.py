@@ -122,6 +122,11 @@ def _rows(p: dict, rows: slice) -> dict:
     return {k: (v[rows] if v is not None else None) for k, v in p.items()}
 
 
+def _d_prime(along: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """d' from projections: each row's projections along the directions over the spread sqrt(vᵀΣv) of its cosine."""
+    return along / np.sqrt(np.maximum(quad, 1e-12))[:, None]
+
+
 def _rel(x: np.ndarray, top: float) -> np.ndarray:
     """Values relative to a best value (0 where the best is not positive)."""
     return x / top if top > 1e-9 else np.zeros_like(x)
@@ -172,7 +177,7 @@ class _Feature:
         scaled: sums of unit vectors need no normalising."""
         a_rand = auc_matrix(p["pos"], p["neg"])
         a_hard = auc_matrix(p["pos"], p["hard"]) if p["hard"] is not None else a_rand
-        pri = p["dirs"] / np.sqrt(np.maximum(quad, 1e-12))[:, None]
+        pri = _d_prime(p["dirs"], quad)
         if self.top is None:
             self.top = pri.max(0)
         w = (lab.prior_weight, lab.encoder_weight, lab.pair_weight)
@@ -183,7 +188,7 @@ class _Feature:
         """How well each vector separates the shown activating documents from their hard negatives: the AUC
         against them plus the relative d' along the pair difference (from projections, as `criterion_of`)."""
         a_hard = auc_matrix(p["pos"], p["hard"]) if p["hard"] is not None else np.zeros(len(quad))
-        pair = p["dirs"][:, 2] / np.sqrt(np.maximum(quad, 1e-12))
+        pair = _d_prime(p["dirs"][:, 2:], quad)[:, 0]
         return a_hard + _rel(pair, float(self.top[2]) if self.top is not None else 0.0)
 
 
