@@ -71,10 +71,34 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SPLIT.split(" ".join(text.split())) if s.strip()]
 
 
+def _built(out: Path, stamp: str) -> bool:
+    """Whether `out` holds a BEIR folder written with this stamp (its seed and sizes)."""
+    seed = out / "seed.txt"
+    return (out / "qrels" / "test.tsv").is_file() and seed.is_file() and seed.read_text().strip() == stamp
+
+
+def _write_beir(out: Path, corpus: str, queries: list[dict], qrels: list[tuple[str, str]], stamp: str) -> Path:
+    """Write a BEIR folder (corpus.jsonl text, queries, qrels of relevance 1, the stamp) beside `out`, then move
+    each file into place."""
+    tmp = out.with_name(out.name + ".tmp")
+    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    (tmp / "corpus.jsonl").write_text(corpus)
+    (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (tmp / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
+    (tmp / "seed.txt").write_text(stamp + "\n")
+    for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "seed.txt"):
+        os.replace(tmp / f, out / f)
+    return out
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(d) + "\n" for d in rows)
+
+
 def build_sentences(source: Path, out: Path, *, seed: int = SENTENCES_SEED, n: int = SENTENCES_QUERIES) -> Path:
     """Write the arxiv-sentences BEIR folder from arxiv-titles' corpus (deterministic for a seed); return it."""
-    if (out / "qrels" / "test.tsv").is_file() and (out / "seed.txt").is_file() and \
-            (out / "seed.txt").read_text().strip() == f"{seed} {n}":
+    if _built(out, f"{seed} {n}"):
         return out
     docs = [json.loads(line) for line in (source / "corpus.jsonl").read_text().splitlines() if line.strip()]
     rng = np.random.default_rng(seed)
@@ -91,16 +115,7 @@ def build_sentences(source: Path, out: Path, *, seed: int = SENTENCES_SEED, n: i
         queries.append({"_id": f"s{doc['_id']}", "text": sents[pick]})
         qrels.append((f"s{doc['_id']}", doc["_id"]))
         doc["text"] = " ".join(sents[:pick] + sents[pick + 1 :])
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
-    (tmp / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (tmp / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
-    (tmp / "seed.txt").write_text(f"{seed} {n}\n")
-    for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "seed.txt"):
-        os.replace(tmp / f, out / f)
-    return out
+    return _write_beir(out, _jsonl(docs), queries, qrels, f"{seed} {n}")
 
 
 def content_words(title: str) -> list[str]:
@@ -115,8 +130,7 @@ def build_keywords(shared: Path, out: Path, *, seed: int = KEYWORDS_SEED, n: int
                    words: int = KEYWORDS_WORDS) -> Path:
     """Write the arxiv-keywords BEIR folder (queries and qrels over arxiv-titles' corpus) for a seed; return it."""
     stamp = f"{seed} {n} {words}"
-    if (out / "qrels" / "test.tsv").is_file() and (out / "seed.txt").is_file() and \
-            (out / "seed.txt").read_text().strip() == stamp:
+    if _built(out, stamp):
         return out
     source = shared / "arxiv-titles"
     corpus = [json.loads(line)["_id"] for line in (source / "corpus.jsonl").read_text().splitlines() if line.strip()]
@@ -131,21 +145,12 @@ def build_keywords(shared: Path, out: Path, *, seed: int = KEYWORDS_SEED, n: int
         keep = sorted(rng.choice(len(cw), size=words, replace=False).tolist())
         queries.append({"_id": f"k{doc}", "text": " ".join(cw[i] for i in keep)})
         qrels.append((f"k{doc}", doc))
-    tmp = out.with_name(out.name + ".tmp")
-    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    (tmp / "corpus.jsonl").write_text((source / "corpus.jsonl").read_text())
-    (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (tmp / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
-    (tmp / "seed.txt").write_text(stamp + "\n")
-    for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "seed.txt"):
-        os.replace(tmp / f, out / f)
-    return out
+    return _write_beir(out, (source / "corpus.jsonl").read_text(), queries, qrels, stamp)
 
 
 def build_cranfield_titles(source: Path, out: Path) -> Path:
     """Write the cranfield-titles BEIR folder (titles cut from the texts; unique titles of 4+ words as queries)."""
-    if (out / "qrels" / "test.tsv").is_file() and (out / "seed.txt").is_file():
+    if _built(out, "all"):
         return out
     docs = [json.loads(line) for line in (source / "corpus.jsonl").read_text().splitlines() if line.strip()]
     count: dict[str, int] = {}
@@ -160,16 +165,7 @@ def build_cranfield_titles(source: Path, out: Path) -> Path:
         if count[title] == 1 and len(title.rstrip(" .").split()) >= 4 and len(d["text"].split()) >= 20:
             queries.append({"_id": f"t{d['_id']}", "text": title.rstrip(" .")})
             qrels.append((f"t{d['_id']}", d["_id"]))
-    tmp = out.with_name(out.name + ".tmp")
-    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    (tmp / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tmp / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (tmp / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
-    (tmp / "seed.txt").write_text("all\n")
-    for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv", "seed.txt"):
-        os.replace(tmp / f, out / f)
-    return out
+    return _write_beir(out, _jsonl(docs), queries, qrels, "all")
 
 
 class TextCache:
