@@ -61,7 +61,10 @@ def main() -> None:
 
     ws = Workspace.open(args.workspace)
     name = ws.resolve_sae(args.sae)
-    with FeatureStore(db_path(ws.sae_dir(name))) as store:
+    store = FeatureStore.read(db_path(ws.sae_dir(name)))
+    if store is None:
+        raise SystemExit(f"{ws.path}: SAE '{name}' is not interpreted (run embedsae interpret first)")
+    with store:
         table = store.table()
         done = table[(table["status"] == "done") & table["label"].notna()].set_index("id")
         details = store.details(done.index.astype(int).tolist(), "keywords")
